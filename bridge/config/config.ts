@@ -1,0 +1,79 @@
+/** The resolved configuration: every path absolute, every default applied, validated. */
+
+export interface ContractsConfig {
+  /** Directories .proto imports resolve against, absolute. The bridge's own proto/ is added last. */
+  readonly importPaths: readonly string[];
+  /** Files to load, relative to an import path. */
+  readonly files: readonly string[];
+}
+
+export interface ProcessConfig {
+  /** Unique name, used in logs and errors. */
+  readonly name: string;
+  /** Full names of the services this process implements. */
+  readonly services: readonly string[];
+  /** Where it listens, e.g. "grpc://127.0.0.1:50061". */
+  readonly location: string;
+  /** True when the process implements sessionbridge.v1.Process instead of the services. */
+  readonly envelope: boolean;
+}
+
+export interface ListenersConfig {
+  /** host:port of the inbound gRPC listener; port 0 picks a free port. */
+  readonly grpc: string;
+}
+
+export type StoreConfig =
+  | { readonly kind: "memory" }
+  | {
+      readonly kind: "sqlite";
+      /** Absolute path of the database file. */
+      readonly path: string;
+      /** "full" fsyncs every group commit (default); "normal" survives a process crash but not power loss. */
+      readonly synchronous: "full" | "normal";
+    };
+
+/** Retries for one-way deliveries (S11). */
+export interface OneWayConfig {
+  readonly maxAttempts: number;
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+  /** Deadline of each delivery attempt. */
+  readonly attemptTimeoutMs: number;
+}
+
+export interface DefaultsConfig {
+  /** Idle timeout for services that do not set their own (S12). */
+  readonly idleTimeoutMs: number;
+  /** Maximum lifetime for services that do not set their own (S12). */
+  readonly maxLifetimeMs: number;
+  /** How long Idempotency-Key outcomes are kept (S8). */
+  readonly idempotencyRetentionMs: number;
+  /** How long ended sessions and their journals are kept. */
+  readonly sessionRetentionMs: number;
+  /** Largest request message accepted, in bytes. */
+  readonly maxPayloadBytes: number;
+  readonly oneWay: OneWayConfig;
+}
+
+export interface BridgeConfig {
+  /** The file it was read from; undefined for the embedded defaults. */
+  readonly source: string | undefined;
+  readonly contracts: ContractsConfig;
+  readonly processes: readonly ProcessConfig[];
+  readonly listeners: ListenersConfig;
+  readonly store: StoreConfig;
+  readonly defaults: DefaultsConfig;
+}
+
+export const DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051";
+export const DEFAULT_SQLITE_PATH = ".sessionbridge/sessions.db";
+
+export const DEFAULTS: DefaultsConfig = {
+  idleTimeoutMs: 30 * 60_000,
+  maxLifetimeMs: 24 * 60 * 60_000,
+  idempotencyRetentionMs: 24 * 60 * 60_000,
+  sessionRetentionMs: 24 * 60 * 60_000,
+  maxPayloadBytes: 4 * 1024 * 1024,
+  oneWay: { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 10_000, attemptTimeoutMs: 10_000 },
+};
