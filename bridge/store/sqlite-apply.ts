@@ -1,0 +1,133 @@
+import type BetterSqlite3 from "better-sqlite3";
+import type { StoreBatch } from "./session-store.js";
+import type { PurgeCounts, WriterRequest, WriterResult } from "./sqlite-protocol.js";
+import { toWireError } from "./sqlite-protocol.js";
+import { entryToRow, idempotencyToRow, outboxToRow, sessionToRow } from "./sqlite-rows.js";
+import { correlationTaken } from "./store-errors.js";
+
+/** Applies a group of requests in one write transaction: the writer thread's only job. */
+export interface GroupApplier {
+  /** One result per request, in order. */
+  apply(requests: readonly Exclude<WriterRequest, { type: "close" }>[]): WriterResult[];
+}
+
+/**
+ * Group commit (S9): every request queued while the previous transaction was being made
+ * durable goes into one transaction, so one fsync covers them all. Each request runs in
+ * its own SAVEPOINT: one that fails (S5 conflict, duplicate journal index) is rolled back
+ * alone and its neighbours still commit. If the transaction itself fails, nothing in it
+ * happened and every request in it fails.
+ */
+export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
+  const begin = db.prepare("BEGIN IMMEDIATE");
+  const commit = db.prepare("COMMIT");
+  const rollback = db.prepare("ROLLBACK");
+  const savepoint = db.prepare("SAVEPOINT request");
+  const release = db.prepare("RELEASE request");
+  const rollbackTo = db.prepare("ROLLBACK TO request");
+
+  // ON CONFLICT(id) DO UPDATE rather than INSERT OR REPLACE: REPLACE would resolve a
+  // conflict on the S5 index by deleting the other live session instead of failing.
+  const upsertSession = db.prepare(`
+    INSERT INTO sessions (id, service, state, end_reason, correlation_set, correlation, correlation_key,
+      principal, created_at_ms, last_active_at_ms, ended_at_ms, idle_timeout_ms, max_lifetime_ms,
+      next_seq, journal_length)
+    VALUES (@id, @service, @state, @end_reason, @correlation_set, @correlation, @correlation_key,
+      @principal, @created_at_ms, @last_active_at_ms, @ended_at_ms, @idle_timeout_ms, @max_lifetime_ms,
+      @next_seq, @journal_length)
+    ON CONFLICT (id) DO UPDATE SET service = excluded.service, state = excluded.state,
+      end_reason = excluded.end_reason, correlation_set = excluded.correlation_set,
+      correlation = excluded.correlation, correlation_key = excluded.correlation_key,
+      principal = excluded.principal, created_at_ms = excluded.created_at_ms,
+      last_active_at_ms = excluded.last_active_at_ms, ended_at_ms = excluded.ended_at_ms,
+      idle_timeout_ms = excluded.idle_timeout_ms, max_lifetime_ms = excluded.max_lifetime_ms,
+      next_seq = excluded.next_seq, journal_length = excluded.journal_length`);
+  const insertEntry = db.prepare(`
+    INSERT INTO journal (session_id, idx, message_id, kind, seq, in_reply_to, recorded_at_ms, envelope)
+    VALUES (@session_id, @idx, @message_id, @kind, @seq, @in_reply_to, @recorded_at_ms, @envelope)`);
+  const upsertIdempotency = db.prepare(`
+    INSERT INTO idempotency (principal, key, request_hash, operation, session_id, message_id, created_at_ms, outcome)
+    VALUES (@principal, @key, @request_hash, @operation, @session_id, @message_id, @created_at_ms, @outcome)
+    ON CONFLICT (principal, key) DO UPDATE SET request_hash = excluded.request_hash,
+      operation = excluded.operation, session_id = excluded.session_id, message_id = excluded.message_id,
+      created_at_ms = excluded.created_at_ms, outcome = excluded.outcome`);
+  const upsertOutbox = db.prepare(`
+    INSERT INTO outbox (session_id, message_id, idx) VALUES (@session_id, @message_id, @idx)
+    ON CONFLICT (session_id, message_id) DO UPDATE SET idx = excluded.idx`);
+  const deleteOutbox = db.prepare("DELETE FROM outbox WHERE session_id = ? AND message_id = ?");
+
+  const endedSessions = "SELECT id FROM sessions WHERE state <> 'active' AND ended_at_ms < @endedBeforeMs";
+  const purgeJournal = db.prepare(`DELETE FROM journal WHERE session_id IN (${endedSessions})`);
+  const purgeOutbox = db.prepare(`DELETE FROM outbox WHERE session_id IN (${endedSessions})`);
+  const purgeSessions = db.prepare(
+    "DELETE FROM sessions WHERE state <> 'active' AND ended_at_ms < @endedBeforeMs",
+  );
+  const purgeIdempotency = db.prepare("DELETE FROM idempotency WHERE created_at_ms < @idempotencyBeforeMs");
+
+  const applyBatch = (batch: StoreBatch): void => {
+    for (const record of batch.sessions ?? []) {
+      try {
+        upsertSession.run(sessionToRow(record));
+      } catch (error) {
+        // The primary key is handled by the upsert, so the only unique index left is S5's.
+        if ((error as { code?: unknown }).code === "SQLITE_CONSTRAINT_UNIQUE") {
+          throw correlationTaken(record.service, record.id);
+        }
+        throw error;
+      }
+    }
+    for (const entry of batch.entries ?? []) insertEntry.run(entryToRow(entry));
+    for (const record of batch.idempotency ?? []) upsertIdempotency.run(idempotencyToRow(record));
+    for (const item of batch.outboxAdd ?? []) upsertOutbox.run(outboxToRow(item));
+    for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);
+  };
+
+  const purge = (endedBeforeMs: number, idempotencyBeforeMs: number): PurgeCounts => {
+    purgeJournal.run({ endedBeforeMs });
+    purgeOutbox.run({ endedBeforeMs });
+    return {
+      sessions: purgeSessions.run({ endedBeforeMs }).changes,
+      idempotency: purgeIdempotency.run({ idempotencyBeforeMs }).changes,
+    };
+  };
+
+  return {
+    apply(requests) {
+      const results: WriterResult[] = [];
+      try {
+        begin.run();
+        for (const request of requests) {
+          savepoint.run();
+          try {
+            if (request.type === "commit") {
+              applyBatch(request.batch);
+              results.push({ ok: true });
+            } else {
+              results.push({ ok: true, purged: purge(request.endedBeforeMs, request.idempotencyBeforeMs) });
+            }
+            release.run();
+          } catch (error) {
+            // Some errors (disk full, I/O) make SQLite roll back the whole transaction:
+            // then the earlier requests are gone too and the group fails as one.
+            if (!db.inTransaction) throw error;
+            rollbackTo.run();
+            release.run();
+            results.push({ ok: false, error: toWireError(error, "the batch was not recorded") });
+          }
+        }
+        commit.run();
+        return results;
+      } catch (error) {
+        if (db.inTransaction) {
+          try {
+            rollback.run();
+          } catch {
+            // The connection is already out of the transaction or unusable; the error below says why.
+          }
+        }
+        const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
+        return requests.map(() => failed);
+      }
+    },
+  };
+}

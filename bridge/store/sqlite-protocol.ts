@@ -1,0 +1,72 @@
+import { BridgeError } from "../errors/bridge-error.js";
+import { codeFromNumber } from "../errors/code.js";
+import type { StoreBatch } from "./session-store.js";
+import { asStoreError } from "./store-errors.js";
+
+/**
+ * Messages between the store (main thread) and its writer thread. Requests are answered
+ * strictly in order, so they carry no ids: one `applied` reply per transaction lists one
+ * result per request it contained.
+ */
+
+export interface WriterOptions {
+  readonly path: string;
+  readonly synchronous: "full" | "normal";
+}
+
+export interface PurgeCounts {
+  readonly sessions: number;
+  readonly idempotency: number;
+}
+
+export type WriterRequest =
+  | { readonly type: "commit"; readonly batch: StoreBatch }
+  | { readonly type: "purge"; readonly endedBeforeMs: number; readonly idempotencyBeforeMs: number }
+  /** Sent after every other request; the writer closes its connection and answers `closed`. */
+  | { readonly type: "close" };
+
+/** A BridgeError flattened for the trip between threads. */
+export interface WireError {
+  readonly code: number;
+  readonly reason: string;
+  readonly message: string;
+  /** What SQLite said, when it said something. */
+  readonly cause?: { readonly message: string; readonly code?: string };
+}
+
+export type WriterResult =
+  | { readonly ok: true; readonly purged?: PurgeCounts }
+  | { readonly ok: false; readonly error: WireError };
+
+export type WriterReply =
+  | { readonly type: "ready" }
+  | { readonly type: "failed"; readonly error: WireError }
+  | { readonly type: "applied"; readonly results: readonly WriterResult[] }
+  | { readonly type: "closed" };
+
+/** Flattens anything thrown in the writer; what is not a BridgeError becomes STORE_FAILURE. */
+export function toWireError(error: unknown, doing: string): WireError {
+  const e = asStoreError(error, doing);
+  const cause = e.cause;
+  if (!(cause instanceof Error)) return { code: e.code, reason: e.reason, message: e.message };
+  const sqliteCode = (cause as { code?: unknown }).code;
+  return {
+    code: e.code,
+    reason: e.reason,
+    message: e.message,
+    cause:
+      typeof sqliteCode === "string"
+        ? { message: cause.message, code: sqliteCode }
+        : { message: cause.message },
+  };
+}
+
+/** The BridgeError a WireError stands for, with SQLite's own error as its cause. */
+export function fromWireError(wire: WireError): BridgeError {
+  if (wire.cause === undefined) return new BridgeError(codeFromNumber(wire.code), wire.reason, wire.message);
+  const cause = Object.assign(
+    new Error(wire.cause.message),
+    wire.cause.code === undefined ? {} : { code: wire.cause.code },
+  );
+  return new BridgeError(codeFromNumber(wire.code), wire.reason, wire.message, { cause });
+}

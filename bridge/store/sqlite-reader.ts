@@ -1,0 +1,130 @@
+import type BetterSqlite3 from "better-sqlite3";
+import type { IdempotencyRecord, JournalRecord, SessionRecord } from "./records.js";
+import type { RecordedExchange, RecoveredState, SessionPage, SessionQuery } from "./session-store.js";
+import type { IdempotencyRow, JournalRow, OutboxRow, SessionRow } from "./sqlite-rows.js";
+import { rowToEntry, rowToIdempotency, rowToOutbox, rowToSession } from "./sqlite-rows.js";
+import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
+
+/**
+ * The queries of the SQLite store, on the read-only connection of the main thread. Each
+ * statement sees every transaction committed before it started, so a commit whose promise
+ * has resolved is visible to the next read.
+ */
+export interface SqliteReader {
+  recover(): RecoveredState;
+  getSession(id: string): SessionRecord | undefined;
+  listSessions(query: SessionQuery): SessionPage;
+  readJournal(sessionId: string, fromIndex: number, limit: number): JournalRecord[];
+  findBySeq(sessionId: string, seq: number): RecordedExchange | undefined;
+  findByMessageId(sessionId: string, messageId: string): RecordedExchange | undefined;
+  getIdempotency(principal: string, key: string): IdempotencyRecord | undefined;
+}
+
+export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
+  const liveSessions = db.prepare<[], SessionRow>(
+    "SELECT * FROM sessions WHERE state = 'active' ORDER BY created_at_ms, id",
+  );
+  const allOutbox = db.prepare<[], OutboxRow>("SELECT * FROM outbox ORDER BY session_id, idx, message_id");
+  const sessionById = db.prepare<[string], SessionRow>("SELECT * FROM sessions WHERE id = ?");
+  const journalFrom = db.prepare<[string, number, number], JournalRow>(
+    "SELECT * FROM journal WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
+  );
+  // The literal `seq > 0` and `in_reply_to <> ''` let SQLite use the partial indexes.
+  const requestBySeq = db.prepare<[string, number], JournalRow>(
+    "SELECT * FROM journal WHERE session_id = ? AND seq = ? AND seq > 0 ORDER BY idx LIMIT 1",
+  );
+  const requestByMessageId = db.prepare<[string, string], JournalRow>(
+    "SELECT * FROM journal WHERE session_id = ? AND message_id = ? ORDER BY idx LIMIT 1",
+  );
+  const outcomesOf = db.prepare<[string, string], JournalRow>(
+    "SELECT * FROM journal WHERE session_id = ? AND in_reply_to = ? AND in_reply_to <> '' ORDER BY idx",
+  );
+  const idempotencyByKey = db.prepare<[string, string], IdempotencyRow>(
+    "SELECT * FROM idempotency WHERE principal = ? AND key = ?",
+  );
+  const listStatements = new Map<string, BetterSqlite3.Statement<[Record<string, unknown>], SessionRow>>();
+
+  // A read transaction gives queries that belong together one snapshot.
+  const readTransaction = db.transaction((read: () => unknown) => read());
+  const snapshot = <T>(read: () => T): T => readTransaction.deferred(read) as T;
+
+  const exchange = (request: JournalRow | undefined): RecordedExchange | undefined => {
+    if (request === undefined) return undefined;
+    return {
+      request: rowToEntry(request),
+      outcomes: outcomesOf.all(request.session_id, request.message_id).map(rowToEntry),
+    };
+  };
+
+  /** One prepared statement per combination of filters, each able to use an index. */
+  const listStatement = (query: SessionQuery, paged: boolean) => {
+    const shape = [query.service, query.state, query.principal]
+      .map((f) => (f === undefined ? "-" : "+"))
+      .join("");
+    const key = `${shape}${paged ? "+" : "-"}`;
+    let statement = listStatements.get(key);
+    if (statement === undefined) {
+      const where: string[] = [];
+      if (query.service !== undefined) where.push("service = @service");
+      if (query.state !== undefined) where.push("state = @state");
+      if (query.principal !== undefined) where.push("principal = @principal");
+      // Keyset paging: rows after the last one returned, in (created_at_ms DESC, id) order.
+      if (paged) where.push("created_at_ms <= @afterMs AND (created_at_ms < @afterMs OR id > @afterId)");
+      statement = db.prepare(
+        `SELECT * FROM sessions ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+         ORDER BY created_at_ms DESC, id LIMIT @limit`,
+      );
+      listStatements.set(key, statement);
+    }
+    return statement;
+  };
+
+  return {
+    recover: () =>
+      snapshot(() => ({
+        sessions: liveSessions.all().map(rowToSession),
+        outbox: allOutbox.all().map(rowToOutbox),
+      })),
+
+    getSession(id) {
+      const row = sessionById.get(id);
+      return row === undefined ? undefined : rowToSession(row);
+    },
+
+    listSessions(query) {
+      checkPageSize(query.pageSize);
+      const after = decodePageToken(query.pageToken);
+      const params: Record<string, unknown> = { limit: query.pageSize + 1 };
+      if (query.service !== undefined) params.service = query.service;
+      if (query.state !== undefined) params.state = query.state;
+      if (query.principal !== undefined) params.principal = query.principal;
+      if (after !== undefined) {
+        params.afterMs = after.createdAtMs;
+        params.afterId = after.id;
+      }
+      // One row more than the page tells whether another page follows.
+      const rows = listStatement(query, after !== undefined).all(params);
+      const page = rows.slice(0, query.pageSize).map(rowToSession);
+      const last = page[page.length - 1];
+      return {
+        sessions: page,
+        nextPageToken: rows.length > page.length && last !== undefined ? encodePageToken(last) : undefined,
+      };
+    },
+
+    readJournal(sessionId, fromIndex, limit) {
+      checkJournalRange(fromIndex, limit);
+      return journalFrom.all(sessionId, fromIndex, limit).map(rowToEntry);
+    },
+
+    findBySeq: (sessionId, seq) => snapshot(() => exchange(requestBySeq.get(sessionId, seq))),
+
+    findByMessageId: (sessionId, messageId) =>
+      snapshot(() => exchange(requestByMessageId.get(sessionId, messageId))),
+
+    getIdempotency(principal, key) {
+      const row = idempotencyByKey.get(principal, key);
+      return row === undefined ? undefined : rowToIdempotency(row);
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import type BetterSqlite3 from "better-sqlite3";
+import { storeFailure } from "./store-errors.js";
+
+/**
+ * The SQLite schema, as a list of migrations. `PRAGMA user_version` records how many have
+ * run; a later version of the bridge appends a migration and never edits an old one.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: sessions, journal (S9), outbox (S10), idempotency (S8).
+  `
+  CREATE TABLE sessions (
+    id                TEXT PRIMARY KEY NOT NULL,
+    service           TEXT NOT NULL,
+    state             TEXT NOT NULL,
+    end_reason        TEXT,
+    correlation_set   TEXT,
+    correlation       TEXT NOT NULL, -- JSON object: variable -> canonical text (S2)
+    correlation_key   TEXT,
+    principal         TEXT NOT NULL,
+    created_at_ms     INTEGER NOT NULL,
+    last_active_at_ms INTEGER NOT NULL,
+    ended_at_ms       INTEGER,
+    idle_timeout_ms   INTEGER NOT NULL,
+    max_lifetime_ms   INTEGER NOT NULL,
+    next_seq          INTEGER NOT NULL,
+    journal_length    INTEGER NOT NULL
+  );
+  -- S5: correlation values are unique among the live sessions of a service, enforced by
+  -- the database itself so no code path can bind them twice.
+  CREATE UNIQUE INDEX sessions_live_correlation ON sessions (service, correlation_key)
+    WHERE state = 'active' AND correlation_key IS NOT NULL;
+  -- listSessions pages newest first, optionally within a service or an owner (S13).
+  CREATE INDEX sessions_newest ON sessions (created_at_ms DESC, id);
+  CREATE INDEX sessions_service_newest ON sessions (service, created_at_ms DESC, id);
+  CREATE INDEX sessions_principal_newest ON sessions (principal, created_at_ms DESC, id);
+  -- recover() reads live sessions (S10); purge() finds ended ones.
+  CREATE INDEX sessions_live ON sessions (created_at_ms, id) WHERE state = 'active';
+  CREATE INDEX sessions_ended ON sessions (ended_at_ms) WHERE state <> 'active';
+
+  CREATE TABLE journal (
+    session_id     TEXT NOT NULL,
+    idx            INTEGER NOT NULL,
+    message_id     TEXT NOT NULL,
+    kind           INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    in_reply_to    TEXT NOT NULL,
+    recorded_at_ms INTEGER NOT NULL,
+    envelope       BLOB NOT NULL,
+    PRIMARY KEY (session_id, idx)
+  );
+  -- S7: a duplicate sb-seq returns the recorded outcome; S8/S10 find requests by message id.
+  CREATE INDEX journal_seq ON journal (session_id, seq) WHERE seq > 0;
+  CREATE INDEX journal_message ON journal (session_id, message_id);
+  CREATE INDEX journal_reply ON journal (session_id, in_reply_to) WHERE in_reply_to <> '';
+
+  CREATE TABLE outbox (
+    session_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    idx        INTEGER NOT NULL,
+    PRIMARY KEY (session_id, message_id)
+  ) WITHOUT ROWID;
+  -- S10: undelivered one-way messages are redelivered in journal order.
+  CREATE INDEX outbox_order ON outbox (session_id, idx, message_id);
+
+  CREATE TABLE idempotency (
+    principal     TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    operation     TEXT NOT NULL,
+    session_id    TEXT,
+    message_id    TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    outcome       BLOB,
+    PRIMARY KEY (principal, key)
+  );
+  CREATE INDEX idempotency_created ON idempotency (created_at_ms);
+  `,
+];
+
+/** The user_version a fully migrated database has. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Brings the database up to SCHEMA_VERSION, one migration per transaction. The version is
+ * read inside the write transaction, so two processes opening the same file at once
+ * cannot both run a migration.
+ */
+export function migrate(db: BetterSqlite3.Database): void {
+  for (;;) {
+    const done = db
+      .transaction(() => {
+        const version = Number(db.pragma("user_version", { simple: true }));
+        if (version > SCHEMA_VERSION) {
+          throw storeFailure(
+            `the database has schema version ${version}; this bridge knows versions up to ${SCHEMA_VERSION}`,
+          );
+        }
+        const migration = MIGRATIONS[version];
+        if (migration === undefined) return true;
+        db.exec(migration);
+        db.pragma(`user_version = ${version + 1}`);
+        return false;
+      })
+      .immediate();
+    if (done) return;
+  }
+}

@@ -1,0 +1,108 @@
+import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
+import type BetterSqlite3 from "better-sqlite3";
+import { BridgeError } from "../errors/bridge-error.js";
+import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
+import type { SessionStore } from "./session-store.js";
+import { openReaderConnection } from "./sqlite-connection.js";
+import { createSqliteReader, type SqliteReader } from "./sqlite-reader.js";
+import { startSqliteWriter, type WriterStats } from "./sqlite-writer-client.js";
+import { asStoreError, storeClosed } from "./store-errors.js";
+
+export interface SqliteStoreOptions {
+  /** The database file; its directory is created if missing. */
+  readonly path: string;
+  /** "full" (default) fsyncs every group commit; "normal" survives a process crash but not power loss. */
+  readonly synchronous?: "full" | "normal";
+}
+
+/** The SQLite store, plus what it can tell about its writer. */
+export interface SqliteSessionStore extends SessionStore {
+  /** Batches and write transactions so far: fewer transactions than batches is group commit at work. */
+  stats(): WriterStats;
+}
+
+/**
+ * The embedded durable store (S9, S10). Writes go to one connection in a worker thread
+ * that group-commits them; reads use a read-only connection on the calling thread, which
+ * WAL lets run while the writer commits.
+ */
+export async function createSqliteStore(options: SqliteStoreOptions): Promise<SqliteSessionStore> {
+  const { path } = options;
+  const synchronous = options.synchronous ?? "full";
+  if (typeof path !== "string" || path === "" || path === ":memory:" || path.startsWith("file:")) {
+    throw invalidConfig(`the SQLite store needs a file path, got ${JSON.stringify(path)}`);
+  }
+  if (synchronous !== "full" && synchronous !== "normal") {
+    throw invalidConfig(`synchronous must be "full" or "normal", got ${JSON.stringify(synchronous)}`);
+  }
+  try {
+    await mkdir(dirname(path), { recursive: true });
+  } catch (error) {
+    throw asStoreError(error, `cannot create the directory of ${path}`);
+  }
+
+  // The writer creates and migrates the file, so it exists before the reader opens it.
+  const writer = await startSqliteWriter({ path, synchronous });
+  let connection: BetterSqlite3.Database;
+  let reader: SqliteReader;
+  try {
+    connection = openReaderConnection(path);
+    reader = createSqliteReader(connection);
+  } catch (error) {
+    await writer.close();
+    throw asStoreError(error, `cannot open ${path} for reading`);
+  }
+
+  let closing: Promise<void> | undefined;
+
+  /** Runs a read on the reader connection; fails once close() has begun. */
+  const read = async <T>(query: (r: SqliteReader) => T): Promise<T> => {
+    if (closing !== undefined) throw storeClosed("sqlite");
+    try {
+      return query(reader);
+    } catch (error) {
+      throw asStoreError(error, "cannot read the SQLite store");
+    }
+  };
+
+  return {
+    kind: "sqlite",
+
+    async commit(batch) {
+      if (closing !== undefined) throw storeClosed("sqlite");
+      return writer.commit(batch);
+    },
+
+    recover: () => read((r) => r.recover()),
+    getSession: (id) => read((r) => r.getSession(id)),
+    listSessions: (query) => read((r) => r.listSessions(query)),
+    readJournal: (sessionId, fromIndex, limit) => read((r) => r.readJournal(sessionId, fromIndex, limit)),
+    findBySeq: (sessionId, seq) => read((r) => r.findBySeq(sessionId, seq)),
+    findByMessageId: (sessionId, messageId) => read((r) => r.findByMessageId(sessionId, messageId)),
+    getIdempotency: (principal, key) => read((r) => r.getIdempotency(principal, key)),
+
+    async purge(endedBeforeMs, idempotencyBeforeMs) {
+      if (closing !== undefined) throw storeClosed("sqlite");
+      // It deletes, so it goes through the writer like any batch.
+      return writer.purge(endedBeforeMs, idempotencyBeforeMs);
+    },
+
+    stats: () => writer.stats(),
+
+    close() {
+      closing ??= (async () => {
+        // The reader goes first so the writer, as the last connection, can checkpoint the
+        // WAL into the database and remove it. The writer answers pending batches first.
+        connection.close();
+        await writer.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function invalidConfig(message: string): BridgeError {
+  return new BridgeError(Code.INVALID_ARGUMENT, Reason.INVALID_CONFIG, message);
+}

@@ -1,0 +1,153 @@
+import { Worker } from "node:worker_threads";
+import type { BridgeError } from "../errors/bridge-error.js";
+import type { StoreBatch } from "./session-store.js";
+import type { PurgeCounts, WriterOptions, WriterReply, WriterRequest } from "./sqlite-protocol.js";
+import { fromWireError } from "./sqlite-protocol.js";
+import { storeClosed, storeFailure } from "./store-errors.js";
+
+/** What the writer thread has done, to observe group commit (several batches per transaction). */
+export interface WriterStats {
+  /** Batches the writer has answered (committed or rejected). */
+  readonly batches: number;
+  /** Write transactions it has run; each is one fsync under synchronous=FULL. */
+  readonly transactions: number;
+}
+
+/** The main thread's handle on the writer thread (sqlite-writer.ts). */
+export interface SqliteWriter {
+  /** Resolves once the batch is durable (S9); batches resolve in the order they were sent. */
+  commit(batch: StoreBatch): Promise<void>;
+  purge(endedBeforeMs: number, idempotencyBeforeMs: number): Promise<PurgeCounts>;
+  stats(): WriterStats;
+  /** Answers everything sent before, then closes the connection and stops the thread. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Pending {
+  readonly isCommit: boolean;
+  resolve(purged: PurgeCounts | undefined): void;
+  reject(error: BridgeError): void;
+}
+
+/** Starts the writer thread; resolves once it has opened and migrated the database. */
+export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter> {
+  const worker = new Worker(new URL("./sqlite-writer.js", import.meta.url), { workerData: options });
+  // Answers arrive in request order, so the oldest pending request owns the next result.
+  const pending: Pending[] = [];
+  let batches = 0;
+  let transactions = 0;
+  let stopped: BridgeError | undefined;
+  let threadError: unknown;
+  let closing: Promise<void> | undefined;
+  let closeRequested = false;
+  let onClosed: (() => void) | undefined;
+  let startup: { resolve(): void; reject(error: BridgeError): void } | undefined;
+
+  const finishStartup = (): typeof startup => {
+    const waiting = startup;
+    startup = undefined;
+    return waiting;
+  };
+
+  // An idle writer does not keep the process alive: everything it answered is already durable.
+  const updateRef = (): void => {
+    if (pending.length > 0 || closeRequested) worker.ref();
+    else worker.unref();
+  };
+
+  worker.on("message", (reply: WriterReply) => {
+    switch (reply.type) {
+      case "ready":
+        finishStartup()?.resolve();
+        updateRef();
+        break;
+      case "failed":
+        finishStartup()?.reject(fromWireError(reply.error));
+        break;
+      case "applied": {
+        transactions++;
+        const answered = pending.splice(0, reply.results.length);
+        answered.forEach((request, i) => {
+          const result = reply.results[i];
+          if (request.isCommit) batches++;
+          if (result === undefined) request.reject(storeFailure("the SQLite writer gave no answer"));
+          else if (result.ok) request.resolve(result.purged);
+          else request.reject(fromWireError(result.error));
+        });
+        updateRef();
+        break;
+      }
+      case "closed":
+        onClosed?.();
+        break;
+    }
+  });
+  worker.on("error", (error) => {
+    threadError = error;
+  });
+  worker.on("exit", (exitCode) => {
+    stopped = closeRequested
+      ? storeClosed("sqlite")
+      : storeFailure(`the SQLite writer thread stopped (exit code ${exitCode})`, threadError);
+    finishStartup()?.reject(stopped);
+    for (const request of pending.splice(0)) request.reject(stopped);
+    onClosed?.();
+  });
+
+  const send = (request: WriterRequest, isCommit: boolean): Promise<PurgeCounts | undefined> =>
+    new Promise((resolve, reject) => {
+      if (stopped !== undefined) {
+        reject(stopped);
+        return;
+      }
+      try {
+        // Structured clone copies the batch now: callers may reuse their buffers at once.
+        worker.postMessage(request);
+      } catch (error) {
+        reject(storeFailure("the batch cannot be sent to the SQLite writer", error));
+        return;
+      }
+      pending.push({ isCommit, resolve, reject });
+      updateRef();
+    });
+
+  const writer: SqliteWriter = {
+    async commit(batch) {
+      await send({ type: "commit", batch }, true);
+    },
+
+    async purge(endedBeforeMs, idempotencyBeforeMs) {
+      const purged = await send({ type: "purge", endedBeforeMs, idempotencyBeforeMs }, false);
+      if (purged === undefined) throw storeFailure("the SQLite writer did not report what it purged");
+      return purged;
+    },
+
+    stats: () => ({ batches, transactions }),
+
+    close() {
+      closeRequested = true;
+      closing ??= (async () => {
+        updateRef();
+        if (stopped === undefined) {
+          const closed = new Promise<void>((resolve) => {
+            onClosed = resolve;
+          });
+          worker.postMessage({ type: "close" } satisfies WriterRequest);
+          await closed;
+        }
+        await worker.terminate();
+      })();
+      return closing;
+    },
+  };
+
+  return new Promise((resolve, reject) => {
+    startup = {
+      resolve: () => resolve(writer),
+      reject: (error) => {
+        reject(error);
+        void worker.terminate();
+      },
+    };
+  });
+}
