@@ -1,5 +1,5 @@
 import { createMemoryJournal, type MemoryJournal } from "./memory-journal.js";
-import { copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
+import { copyEntry, copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
 import type { IdempotencyRecord, OutboxRecord, SessionRecord } from "./records.js";
 import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
 import type { SessionStore, StoreBatch } from "./session-store.js";
@@ -76,7 +76,7 @@ export function createMemoryStore(): SessionStore {
           journal = createMemoryJournal();
           journals.set(entry.sessionId, journal);
         }
-        journal.add(entry);
+        journal.add(copyEntry(entry));
       }
       for (const record of batch.idempotency ?? []) {
         idempotency.set(idempotencyKey(record.principal, record.key), copyIdempotency(record));
