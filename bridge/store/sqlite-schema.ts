@@ -49,9 +49,10 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (session_id, idx)
   );
   -- S7: a duplicate sb-seq returns the recorded outcome; S8/S10 find requests by message id.
-  CREATE INDEX journal_seq ON journal (session_id, seq) WHERE seq > 0;
-  CREATE INDEX journal_message ON journal (session_id, message_id);
-  CREATE INDEX journal_reply ON journal (session_id, in_reply_to) WHERE in_reply_to <> '';
+  -- idx ends each index so lookups come out in journal order without a scan of the session.
+  CREATE INDEX journal_seq ON journal (session_id, seq, idx) WHERE seq > 0;
+  CREATE INDEX journal_message ON journal (session_id, message_id, idx);
+  CREATE INDEX journal_reply ON journal (session_id, in_reply_to, idx) WHERE in_reply_to <> '';
 
   CREATE TABLE outbox (
     session_id TEXT NOT NULL,
