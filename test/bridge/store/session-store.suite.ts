@@ -3,7 +3,8 @@ import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
 import type { JournalRecord, SessionRecord } from "../../../bridge/store/records.js";
 import type { SessionQuery, SessionStore } from "../../../bridge/store/session-store.js";
-import { ended, entry, expectBridgeError, idempotency, outbox, session } from "./store-records.js";
+import { expectBridgeError } from "./expect-bridge-error.js";
+import { ended, entry, idempotency, outbox, session } from "./store-records.js";
 
 export interface OpenedStore {
   readonly store: SessionStore;
