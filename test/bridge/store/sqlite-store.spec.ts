@@ -1,0 +1,222 @@
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { expect } from "chai";
+import { Code } from "../../../bridge/errors/code.js";
+import { Reason } from "../../../bridge/errors/reason.js";
+import { createStore } from "../../../bridge/store/create-store.js";
+import { SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
+import { createSqliteStore } from "../../../bridge/store/sqlite-store.js";
+import { expectBridgeError } from "./expect-bridge-error.js";
+import { openTempSqlite, type TempSqlite } from "./sqlite-fixture.js";
+import { ended, entry, idempotency, outbox, session } from "./store-records.js";
+
+describe("SQLite store", () => {
+  let temp: TempSqlite;
+
+  beforeEach(async () => {
+    temp = await openTempSqlite();
+  });
+
+  afterEach(async () => {
+    await temp.cleanup();
+  });
+
+  it("keeps everything across close and reopen (S10)", async () => {
+    const live = session("s1", {
+      correlationSet: "byOrder",
+      correlation: { orderId: "o-1" },
+      correlationKey: "o-1",
+    });
+    const closed = ended(session("s2"), 5_000);
+    await temp.store.commit({
+      sessions: [live, closed],
+      entries: [entry("s1", 1, { seq: 1 }), entry("s1", 2, { inReplyTo: "s1-m1", kind: 2 }), entry("s1", 3)],
+      idempotency: [idempotency("alice", "k", { sessionId: "s1", outcome: new Uint8Array([7]) })],
+      outboxAdd: [outbox("s1", 3)],
+    });
+
+    const store = await temp.reopen();
+    expect(await store.recover()).to.deep.equal({ sessions: [live], outbox: [outbox("s1", 3)] });
+    expect(await store.getSession("s2")).to.deep.equal(closed);
+    expect(await store.findBySeq("s1", 1)).to.deep.equal({
+      request: entry("s1", 1, { seq: 1 }),
+      outcomes: [entry("s1", 2, { inReplyTo: "s1-m1", kind: 2 })],
+    });
+    expect(await store.getIdempotency("alice", "k")).to.deep.equal(
+      idempotency("alice", "k", { sessionId: "s1", outcome: new Uint8Array([7]) }),
+    );
+    // The correlation index is the database's own, so it is back too (S5, S10).
+    await expectBridgeError(
+      store.commit({ sessions: [{ ...live, id: "s3" }] }),
+      Code.ALREADY_EXISTS,
+      Reason.SESSION_ALREADY_EXISTS,
+    );
+  });
+
+  it("group-commits batches that queue while the writer is busy", async () => {
+    const before = temp.store.stats();
+    const count = 200;
+    await Promise.all(
+      Array.from({ length: count }, (_, i) => temp.store.commit({ entries: [entry("s1", i + 1)] })),
+    );
+    const after = temp.store.stats();
+    expect(after.batches - before.batches).to.equal(count);
+    expect(after.transactions - before.transactions)
+      .to.be.greaterThan(0)
+      .and.lessThan(count);
+    expect(await temp.store.readJournal("s1", 1, count + 1)).to.have.length(count);
+  });
+
+  it("fails a bad batch alone inside a group and commits its neighbours", async () => {
+    await temp.store.commit({
+      sessions: [session("holder", { correlationKey: "k" })],
+      entries: [entry("s1", 1)],
+    });
+    const before = temp.store.stats();
+    const good = (i: number) => temp.store.commit({ entries: [entry("s1", i)] });
+    const first = Array.from({ length: 50 }, (_, i) => good(i + 2));
+    const between = temp.store.commit({ entries: [entry("s1", 60)], sessions: [session("between")] });
+    const reused = temp.store.commit({ entries: [entry("s1", 1)], sessions: [session("dup2")] });
+    const conflict = temp.store.commit({ sessions: [session("taker", { correlationKey: "k" })] });
+    const rest = Array.from({ length: 50 }, (_, i) => good(i + 100));
+
+    await Promise.all([...first, between, ...rest]);
+    await expectBridgeError(reused, Code.INTERNAL, Reason.STORE_FAILURE);
+    await expectBridgeError(conflict, Code.ALREADY_EXISTS, Reason.SESSION_ALREADY_EXISTS);
+    const after = temp.store.stats();
+    expect(after.batches - before.batches).to.equal(103);
+    expect(after.transactions - before.transactions, "the bad batches shared transactions").to.be.lessThan(
+      103,
+    );
+
+    expect(await temp.store.readJournal("s1", 1, 200)).to.have.length(1 + 50 + 1 + 50);
+    expect(await temp.store.getSession("between")).to.not.equal(undefined);
+    expect(await temp.store.getSession("dup2")).to.equal(undefined);
+    expect(await temp.store.getSession("taker")).to.equal(undefined);
+  });
+
+  it("runs in WAL mode with the current schema version", async () => {
+    await temp.store.commit({ sessions: [session("s1")] });
+    const db = new Database(temp.path, { readonly: true });
+    try {
+      expect(db.pragma("journal_mode", { simple: true })).to.equal("wal");
+      expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      const indexes = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%UNIQUE%'")
+        .all();
+      expect(indexes).to.deep.equal([{ name: "sessions_live_correlation" }]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("refuses a database written by a newer schema version", async () => {
+    await temp.store.close();
+    const db = new Database(temp.path);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    const error = await expectBridgeError(
+      createSqliteStore({ path: temp.path, synchronous: "full" }),
+      Code.INTERNAL,
+      Reason.STORE_FAILURE,
+    );
+    expect(error.message).to.contain(`schema version ${SCHEMA_VERSION + 1}`);
+  });
+
+  it("reports a file it cannot open as a store failure", async () => {
+    const notADirectory = join(temp.dir, "plain-file");
+    writeFileSync(notADirectory, "");
+    await expectBridgeError(
+      createSqliteStore({ path: join(notADirectory, "sessions.db") }),
+      Code.INTERNAL,
+      Reason.STORE_FAILURE,
+    );
+    const notADatabase = join(temp.dir, "garbage.db");
+    writeFileSync(notADatabase, "this is not a SQLite database, just some text long enough to have a header");
+    await expectBridgeError(createSqliteStore({ path: notADatabase }), Code.INTERNAL, Reason.STORE_FAILURE);
+  });
+
+  it("rejects options it cannot honour", async () => {
+    await expectBridgeError(
+      createSqliteStore({ path: ":memory:" }),
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_CONFIG,
+    );
+    await expectBridgeError(createSqliteStore({ path: "" }), Code.INVALID_ARGUMENT, Reason.INVALID_CONFIG);
+    const synchronous = "off" as unknown as "full";
+    await expectBridgeError(
+      createSqliteStore({ path: join(temp.dir, "x.db"), synchronous }),
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_CONFIG,
+    );
+  });
+
+  it("works with synchronous=normal", async () => {
+    const normal = await openTempSqlite("normal");
+    try {
+      await normal.store.commit({ sessions: [session("s1")], entries: [entry("s1", 1)] });
+      const store = await normal.reopen();
+      expect(await store.readJournal("s1", 1, 10)).to.deep.equal([entry("s1", 1)]);
+    } finally {
+      await normal.cleanup();
+    }
+  });
+
+  it("is what createStore builds for a sqlite config", async () => {
+    const store = await createStore({
+      kind: "sqlite",
+      path: join(temp.dir, "by-config.db"),
+      synchronous: "full",
+    });
+    try {
+      expect(store.kind).to.equal("sqlite");
+      await store.commit({ sessions: [session("s1")] });
+      expect(await store.getSession("s1")).to.deep.equal(session("s1"));
+    } finally {
+      await store.close();
+    }
+    const memory = await createStore({ kind: "memory" });
+    expect(memory.kind).to.equal("memory");
+    await memory.close();
+  });
+
+  it("loses no resolved commit when its process is killed (S10)", async () => {
+    await temp.store.close();
+    const fixture = new URL("./fixtures/commit-until-killed.js", import.meta.url);
+    const child = spawn(process.execPath, [fixture.pathname, temp.path], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let output = "";
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on("exit", (_code, signal) => resolve(signal)),
+    );
+    await new Promise<void>((resolve) => {
+      child.stdout.setEncoding("utf8");
+      child.stdout.on("data", (chunk: string) => {
+        output += chunk;
+        // Kill it once it is well into the stream, with commits still in flight.
+        if (output.split("\n").length > 300 && child.kill("SIGKILL")) resolve();
+      });
+      child.on("exit", () => resolve());
+    });
+    expect(await exited, "the child was killed, not finished").to.equal("SIGKILL");
+    await new Promise<void>((resolve) =>
+      child.stdout.readableEnded ? resolve() : child.stdout.on("end", resolve),
+    );
+
+    // Only whole lines: a line cut by the kill was never fully reported.
+    const reported = output
+      .split("\n")
+      .slice(0, -1)
+      .map((line) => Number(line));
+    expect(reported.length).to.be.greaterThan(300);
+
+    const store = await temp.reopen();
+    const stored = new Set((await store.readJournal("killed", 1, 1_000_000)).map((e) => e.index));
+    const lost = reported.filter((index) => !stored.has(index));
+    expect(lost, "commits reported as resolved but missing after the kill").to.deep.equal([]);
+    expect(stored.size).to.be.at.least(reported.length);
+  });
+});
