@@ -17,19 +17,21 @@ export interface StoreBatch {
   readonly entries?: readonly JournalRecord[];
   /** Idempotency records to insert or replace. */
   readonly idempotency?: readonly IdempotencyRecord[];
-  /** One-way messages to add to the delivery outbox. */
+  /** One-way messages to add to the delivery outbox; adding one already there replaces it. */
   readonly outboxAdd?: readonly OutboxRecord[];
-  /** Outbox items delivered or given up (by session id and message id). */
+  /** Outbox items delivered or given up (by session id and message id); applied after outboxAdd. */
   readonly outboxRemove?: readonly Pick<OutboxRecord, "sessionId" | "messageId">[];
 }
 
+/** Sessions newest first (createdAtMs descending, then id), one page at a time. */
 export interface SessionQuery {
   readonly service?: string;
   readonly state?: SessionState;
   /** Only sessions owned by this principal. */
   readonly principal?: string;
+  /** A positive integer. */
   readonly pageSize: number;
-  /** Opaque token from the previous page. */
+  /** Opaque token from the previous page; absent or "" for the first. */
   readonly pageToken?: string;
 }
 
@@ -41,29 +43,37 @@ export interface SessionPage {
 
 /** What a bridge needs at start to carry on where it stopped (S10). */
 export interface RecoveredState {
-  /** Every live session. */
+  /** Every live session, oldest first (createdAtMs, then id). */
   readonly sessions: readonly SessionRecord[];
-  /** Undelivered one-way messages, in journal order per session. */
+  /** Undelivered one-way messages: by session id, then in journal order within a session. */
   readonly outbox: readonly OutboxRecord[];
 }
 
 /** The outcome recorded for a request, found by the request's message id. */
 export interface RecordedExchange {
   readonly request: JournalRecord;
-  /** Undefined when the request was accepted but never answered (bridge stopped). */
+  /** In journal order; empty when the request was accepted but never answered (bridge stopped). */
   readonly outcomes: readonly JournalRecord[];
 }
 
 /**
  * Durable home of sessions, journals, idempotency records and the one-way outbox.
  * Implementations: memory (tests), sqlite (embedded default). All of them pass the
- * shared suite in test/bridge/store/session-store.suite.ts.
+ * shared suite in test/bridge/store/session-store.suite.ts. Invalid query arguments (a
+ * page token the store did not issue, a negative limit) reject with INVALID_ARGUMENT
+ * (INVALID_REQUEST).
  */
 export interface SessionStore {
   /** "memory", "sqlite", … for logs and errors. */
   readonly kind: string;
 
-  /** Applies a batch atomically and durably. Rejects with a BridgeError (INTERNAL, STORE_FAILURE). */
+  /**
+   * Applies a batch atomically and durably; concurrent commits resolve in the order they
+   * were made. Rejects with a BridgeError: ALREADY_EXISTS (SESSION_ALREADY_EXISTS) when the
+   * batch would give two live sessions of a service the same correlationKey (S5),
+   * INTERNAL (STORE_FAILURE) otherwise, e.g. for a journal index already used. A rejected
+   * batch leaves nothing behind.
+   */
   commit(batch: StoreBatch): Promise<void>;
 
   /** Live sessions and undelivered one-way messages, for start-up. */
@@ -72,7 +82,7 @@ export interface SessionStore {
   getSession(id: string): Promise<SessionRecord | undefined>;
   listSessions(query: SessionQuery): Promise<SessionPage>;
 
-  /** Entries with index ≥ fromIndex, in order, at most `limit` of them. */
+  /** Entries with index ≥ fromIndex, in order, at most `limit` (an integer ≥ 0) of them. */
   readJournal(sessionId: string, fromIndex: number, limit: number): Promise<readonly JournalRecord[]>;
 
   /**
@@ -87,7 +97,8 @@ export interface SessionStore {
   getIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined>;
 
   /**
-   * Deletes sessions that ended before `endedBeforeMs` (with their journals) and
+   * Deletes sessions that are not live and ended before `endedBeforeMs` (with their
+   * journals and outbox items) and
    * idempotency records created before `idempotencyBeforeMs`. Returns how many of each.
    */
   purge(
@@ -95,6 +106,9 @@ export interface SessionStore {
     idempotencyBeforeMs: number,
   ): Promise<{ sessions: number; idempotency: number }>;
 
-  /** Finishes pending commits and releases resources. Idempotent. */
+  /**
+   * Finishes pending commits and releases resources. Idempotent. Every call made after it
+   * rejects with UNAVAILABLE (SHUTTING_DOWN).
+   */
   close(): Promise<void>;
 }
