@@ -55,6 +55,16 @@ describe("SQLite store", () => {
     );
   });
 
+  it("makes commits sent before close durable before close resolves", async () => {
+    const commits = Array.from({ length: 50 }, (_, i) =>
+      temp.store.commit({ entries: [entry("s1", i + 1)] }),
+    );
+    await temp.store.close();
+    await Promise.all(commits);
+    const store = await temp.reopen();
+    expect(await store.readJournal("s1", 1, 100)).to.have.length(50);
+  });
+
   it("group-commits batches that queue while the writer is busy", async () => {
     const before = temp.store.stats();
     const count = 200;
