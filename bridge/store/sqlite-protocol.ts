@@ -12,6 +12,7 @@ import { asStoreError } from "./store-errors.js";
 export interface WriterOptions {
   readonly path: string;
   readonly synchronous: "full" | "normal";
+  readonly busyTimeoutMs: number;
 }
 
 export interface PurgeCounts {

@@ -15,7 +15,14 @@ export interface SqliteStoreOptions {
   readonly path: string;
   /** "full" (default) fsyncs every group commit; "normal" survives a process crash but not power loss. */
   readonly synchronous?: "full" | "normal";
+  /**
+   * How long to wait for a lock another process holds on the file (a backup, a second
+   * bridge by mistake) before failing the transaction with STORE_FAILURE. Default 5000.
+   */
+  readonly busyTimeoutMs?: number;
 }
+
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 /** The SQLite store, plus what it can tell about its writer. */
 export interface SqliteSessionStore extends SessionStore {
@@ -31,11 +38,15 @@ export interface SqliteSessionStore extends SessionStore {
 export async function createSqliteStore(options: SqliteStoreOptions): Promise<SqliteSessionStore> {
   const { path } = options;
   const synchronous = options.synchronous ?? "full";
+  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   if (typeof path !== "string" || path === "" || path === ":memory:" || path.startsWith("file:")) {
     throw invalidConfig(`the SQLite store needs a file path, got ${JSON.stringify(path)}`);
   }
   if (synchronous !== "full" && synchronous !== "normal") {
     throw invalidConfig(`synchronous must be "full" or "normal", got ${JSON.stringify(synchronous)}`);
+  }
+  if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+    throw invalidConfig(`busyTimeoutMs must be a non-negative integer, got ${busyTimeoutMs}`);
   }
   try {
     await mkdir(dirname(path), { recursive: true });
@@ -44,11 +55,11 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   }
 
   // The writer creates and migrates the file, so it exists before the reader opens it.
-  const writer = await startSqliteWriter({ path, synchronous });
+  const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs });
   let connection: BetterSqlite3.Database;
   let reader: SqliteReader;
   try {
-    connection = openReaderConnection(path);
+    connection = openReaderConnection(path, busyTimeoutMs);
     reader = createSqliteReader(connection);
   } catch (error) {
     await writer.close();

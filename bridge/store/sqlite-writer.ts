@@ -15,7 +15,7 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
   const send = (reply: WriterReply): void => port.postMessage(reply);
   let db: ReturnType<typeof openWriterConnection>;
   try {
-    db = openWriterConnection(options.path, options.synchronous);
+    db = openWriterConnection(options.path, options.synchronous, options.busyTimeoutMs);
   } catch (error) {
     send({ type: "failed", error: toWireError(error, `cannot open ${options.path}`) });
     port.close();

@@ -14,13 +14,18 @@ export interface TempSqlite {
 }
 
 /** A SQLite store on a fresh database in its own temporary directory. */
-export async function openTempSqlite(synchronous: "full" | "normal" = "full"): Promise<TempSqlite> {
+export async function openTempSqlite(
+  synchronous: "full" | "normal" = "full",
+  busyTimeoutMs?: number,
+): Promise<TempSqlite> {
   const dir = mkdtempSync(join(tmpdir(), "sessionbridge-store-"));
   // A directory that does not exist yet: the store creates it.
   const path = join(dir, "data", "sessions.db");
   const opened: SqliteSessionStore[] = [];
   const open = async (): Promise<SqliteSessionStore> => {
-    const store = await createSqliteStore({ path, synchronous });
+    const store = await createSqliteStore(
+      busyTimeoutMs === undefined ? { path, synchronous } : { path, synchronous, busyTimeoutMs },
+    );
     opened.push(store);
     return store;
   };

@@ -107,6 +107,32 @@ describe("SQLite store", () => {
     expect(await temp.store.getSession("taker")).to.equal(undefined);
   });
 
+  it("fails every batch of a transaction that cannot commit, and goes on afterwards", async () => {
+    const locked = await openTempSqlite("full", 20);
+    try {
+      await locked.store.commit({ entries: [entry("s1", 1)] });
+      // Another connection holds the write lock, so the writer's transaction cannot begin.
+      const blocker = new Database(locked.path);
+      blocker.exec("BEGIN IMMEDIATE");
+      const failed = Array.from({ length: 20 }, (_, i) =>
+        locked.store.commit({ entries: [entry("s1", i + 2)] }),
+      );
+      for (const commit of failed) {
+        const error = await expectBridgeError(commit, Code.INTERNAL, Reason.STORE_FAILURE);
+        expect((error.cause as { code?: string }).code).to.equal("SQLITE_BUSY");
+      }
+      // Reads go on while the writer is blocked (WAL).
+      expect(await locked.store.readJournal("s1", 1, 100)).to.have.length(1);
+      blocker.exec("ROLLBACK");
+      blocker.close();
+
+      await locked.store.commit({ entries: [entry("s1", 2)] });
+      expect((await locked.store.readJournal("s1", 1, 100)).map((e) => e.index)).to.deep.equal([1, 2]);
+    } finally {
+      await locked.cleanup();
+    }
+  });
+
   it("runs in WAL mode with the current schema version", async () => {
     await temp.store.commit({ sessions: [session("s1")] });
     const db = new Database(temp.path, { readonly: true });
@@ -155,6 +181,11 @@ describe("SQLite store", () => {
       Reason.INVALID_CONFIG,
     );
     await expectBridgeError(createSqliteStore({ path: "" }), Code.INVALID_ARGUMENT, Reason.INVALID_CONFIG);
+    await expectBridgeError(
+      createSqliteStore({ path: join(temp.dir, "x.db"), busyTimeoutMs: -1 }),
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_CONFIG,
+    );
     const synchronous = "off" as unknown as "full";
     await expectBridgeError(
       createSqliteStore({ path: join(temp.dir, "x.db"), synchronous }),
