@@ -56,16 +56,18 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
 
   // The writer creates and migrates the file, so it exists before the reader opens it.
   const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs });
-  let connection: BetterSqlite3.Database;
+  let opened: BetterSqlite3.Database | undefined;
   let reader: SqliteReader;
   try {
-    connection = openReaderConnection(path, busyTimeoutMs);
-    reader = createSqliteReader(connection);
+    opened = openReaderConnection(path, busyTimeoutMs);
+    reader = createSqliteReader(opened);
   } catch (error) {
+    opened?.close();
     await writer.close();
     throw asStoreError(error, `cannot open ${path} for reading`);
   }
 
+  const connection = opened;
   let closing: Promise<void> | undefined;
 
   /** Runs a read on the reader connection; fails once close() has begun. */
