@@ -29,8 +29,8 @@ export const FAMILY_TAG: Readonly<Record<ValueFamily, string>> = {
  * within one service; the index scopes them by service.
  */
 export function correlationKeyOf(set: string, values: readonly TaggedValue[]): string {
-  let key = `${set.length}:${set}|`;
-  for (const value of values) key += appendKeyPart(value.family, value.text);
+  let key = keyPrefix(set);
+  for (const value of values) key += keyPart(value.family, value.text);
   return key;
 }
 
@@ -39,7 +39,7 @@ export function correlationKey(
   correlation: OperationCorrelation,
   values: Readonly<Record<string, string>>,
 ): string {
-  let key = `${correlation.set.length}:${correlation.set}|`;
+  let key = keyPrefix(correlation.set);
   for (const alias of correlation.aliases) {
     const text = values[alias.variable];
     if (text === undefined) {
@@ -50,12 +50,18 @@ export function correlationKey(
         { metadata: { variable: alias.variable } },
       );
     }
-    key += appendKeyPart(alias.family, text);
+    key += keyPart(alias.family, text);
   }
   return key;
 }
 
-export function appendKeyPart(family: ValueFamily, text: string): string {
+/** The start of every key of a set: `<set length>:<set>|`. */
+export function keyPrefix(set: string): string {
+  return `${set.length}:${set}|`;
+}
+
+/** One value's part of a key: `<family tag><text length>:<text>`. */
+export function keyPart(family: ValueFamily, text: string): string {
   return `${FAMILY_TAG[family]}${text.length}:${text}`;
 }
 

@@ -2,7 +2,7 @@ import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
 import type { CompiledAlias, OperationContract, ValueFamily } from "./contract.js";
-import { appendKeyPart } from "./correlation-key.js";
+import { keyPart, keyPrefix } from "./correlation-key.js";
 import {
   findLeaf,
   type LeafLocation,
@@ -59,8 +59,8 @@ const scratch = new DataView(new ArrayBuffer(8));
  * Reads the correlation values of a request from its wire bytes, without decoding the
  * message (this runs for every call). Throws INVALID_ARGUMENT with reason
  * MALFORMED_MESSAGE when the bytes are not a valid encoding along an alias path, and
- * MISSING_CORRELATION_VALUE when an alias field is absent: such a message never starts
- * or reaches a session (S4).
+ * MISSING_CORRELATION_VALUE when an alias field is absent or holds its default: such a
+ * message never starts or reaches a session (S4).
  */
 export function extractCorrelation(op: OperationContract, payload: Uint8Array): ExtractedCorrelation {
   const correlation = op.correlation;
@@ -68,7 +68,7 @@ export function extractCorrelation(op: OperationContract, payload: Uint8Array): 
     throw new BridgeError(Code.INTERNAL, Reason.INTERNAL, `operation ${op.path} has no correlation`);
   }
   const values: Record<string, string> = {};
-  let key = `${correlation.set.length}:${correlation.set}|`;
+  let key = keyPrefix(correlation.set);
   for (const alias of correlation.aliases) {
     try {
       findLeaf(payload, alias.steps, leaf);
@@ -81,7 +81,7 @@ export function extractCorrelation(op: OperationContract, payload: Uint8Array): 
       throw missing(op, alias, `field ${alias.path} holds the default value, which counts as absent`);
     }
     values[alias.variable] = text;
-    key += appendKeyPart(alias.family, text);
+    key += keyPart(alias.family, text);
   }
   return { set: correlation.set, values, key };
 }
