@@ -1,0 +1,108 @@
+import path from "node:path";
+import * as z from "zod";
+import { checkListenAddress, checkLocation } from "./addresses.js";
+import { expectedGot } from "./config-error.js";
+
+/** The error of a schema: "what is wrong (expected …, got …)", or a missing key. */
+function says(what: string, expected: string) {
+  return (issue: { readonly input?: unknown }): string =>
+    issue.input === undefined
+      ? `required key missing (expected ${expected})`
+      : expectedGot(what, expected, issue.input);
+}
+
+function mapping<T extends z.core.$ZodLooseShape>(shape: T) {
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === "invalid_type" ? says("not a mapping", "a mapping")(issue) : undefined),
+  });
+}
+
+function list<T extends z.ZodType>(item: T, expected: string) {
+  return z.array(item, { error: says("not a list", expected) });
+}
+
+function text(expected: string, what = "not a string") {
+  return z.string({ error: says(what, expected) });
+}
+
+/** A string that `check` accepts; check returns the whole message when it does not. */
+function checked(expected: string, check: (value: string) => string | undefined) {
+  return text(expected).check((ctx) => {
+    const problem = check(ctx.value);
+    if (problem !== undefined) ctx.issues.push({ code: "custom", message: problem, input: ctx.value });
+  });
+}
+
+function matching(pattern: RegExp, what: string, expected: string) {
+  return text(expected).regex(pattern, { error: says(what, expected) });
+}
+
+const positiveInteger = z
+  .number({ error: says("not a number", "a positive integer") })
+  .int({ error: says("not an integer", "a positive integer") })
+  .positive({ error: says("not positive", "a positive integer") });
+
+const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+const PROCESS_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** "memory", "sqlite" (the default path) or "sqlite:PATH". */
+export function checkStore(value: string): string | undefined {
+  if (value === "memory" || value === "sqlite") return undefined;
+  if (value.startsWith("sqlite:") && value.length > "sqlite:".length) return undefined;
+  return expectedGot("unknown store", '"memory" or "sqlite:PATH"', value);
+}
+
+export const configFileSchema = mapping({
+  contracts: mapping({
+    importPaths: list(text("a directory path"), "a list of directories").optional(),
+    files: list(
+      checked("a .proto file relative to an import path", (value) =>
+        path.isAbsolute(value) || value === ""
+          ? expectedGot("not a relative path", "a .proto file relative to an import path", value)
+          : undefined,
+      ),
+      "a list of .proto files",
+    ).optional(),
+  }).optional(),
+  processes: list(
+    mapping({
+      name: matching(PROCESS_NAME, "invalid process name", "a name of letters, digits, '.', '_' and '-'"),
+      services: list(
+        matching(
+          SERVICE_NAME,
+          "invalid service name",
+          "a full service name such as examples.orders.v1.Orders",
+        ),
+        "a list of full service names",
+      ).min(1, { error: says("empty list", "at least one service") }),
+      location: checked("a location URL", checkLocation),
+      envelope: z.boolean({ error: says("not a boolean", "true or false") }).optional(),
+    }),
+    "a list of processes",
+  ).optional(),
+  listeners: mapping({
+    grpc: checked("host:port", checkListenAddress).optional(),
+  }).optional(),
+  store: checked('"memory" or "sqlite:PATH"', checkStore).optional(),
+  storeOptions: mapping({
+    synchronous: z
+      .enum(["full", "normal"], { error: says("unknown value", '"full" or "normal"') })
+      .optional(),
+  }).optional(),
+  defaults: mapping({
+    idleTimeoutMs: positiveInteger.optional(),
+    maxLifetimeMs: positiveInteger.optional(),
+    idempotencyRetentionMs: positiveInteger.optional(),
+    sessionRetentionMs: positiveInteger.optional(),
+    maxPayloadBytes: positiveInteger.optional(),
+    oneWay: mapping({
+      maxAttempts: positiveInteger.optional(),
+      initialBackoffMs: positiveInteger.optional(),
+      maxBackoffMs: positiveInteger.optional(),
+      attemptTimeoutMs: positiveInteger.optional(),
+    }).optional(),
+  }).optional(),
+});
+
+/** The config file as written, after validation of each value on its own. */
+export type ConfigFile = z.infer<typeof configFileSchema>;

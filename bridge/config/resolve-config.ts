@@ -1,0 +1,79 @@
+import path from "node:path";
+import {
+  type BridgeConfig,
+  DEFAULT_GRPC_ADDRESS,
+  DEFAULT_SQLITE_PATH,
+  DEFAULTS,
+  type DefaultsConfig,
+  type StoreConfig,
+} from "./config.js";
+import type { ConfigFile } from "./config-schema.js";
+
+export interface ConfigOverrides {
+  /** --grpc ADDR */
+  readonly grpc?: string;
+  /** --store memory|sqlite:PATH; a sqlite path is relative to the working directory. */
+  readonly store?: string;
+}
+
+/**
+ * The resolved configuration: overrides over the file over the defaults, every path
+ * absolute. File paths are relative to the file's directory, override paths to the
+ * working directory; without a file (source undefined) both are the working directory.
+ */
+export function resolveConfig(
+  file: ConfigFile,
+  source: string | undefined,
+  cwd: string,
+  overrides: ConfigOverrides,
+): BridgeConfig {
+  const dir = source === undefined ? cwd : path.dirname(source);
+  const synchronous = file.storeOptions?.synchronous ?? "full";
+  const store =
+    overrides.store !== undefined
+      ? resolveStore(overrides.store, cwd, synchronous)
+      : resolveStore(file.store ?? "sqlite", dir, synchronous);
+  const { oneWay, ...limits } = file.defaults ?? {};
+  const defaults: DefaultsConfig = {
+    ...withDefaults(DEFAULTS, limits),
+    oneWay: withDefaults(DEFAULTS.oneWay, oneWay ?? {}),
+  };
+  return {
+    source,
+    contracts: {
+      importPaths: (file.contracts?.importPaths ?? (source === undefined ? [] : ["."])).map((p) =>
+        path.resolve(dir, p),
+      ),
+      files: file.contracts?.files ?? [],
+    },
+    processes: (file.processes ?? []).map((p) => ({
+      name: p.name,
+      services: p.services,
+      location: p.location,
+      envelope: p.envelope ?? false,
+    })),
+    listeners: { grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS },
+    store,
+    defaults,
+  };
+}
+
+/** The defaults with every value the file sets (keys set to undefined keep the default). */
+function withDefaults<T extends object>(
+  defaults: T,
+  given: { readonly [K in keyof T]?: T[K] | undefined },
+): T {
+  const result = { ...defaults };
+  for (const key of Object.keys(given) as (keyof T)[]) {
+    const value = given[key];
+    if (value !== undefined) result[key] = value as T[keyof T];
+  }
+  return result;
+}
+
+/** "memory", "sqlite" (the default path) or "sqlite:PATH", relative to `dir`. */
+function resolveStore(value: string, dir: string, synchronous: "full" | "normal"): StoreConfig {
+  if (value === "memory") return { kind: "memory" };
+  const file = value === "sqlite" ? DEFAULT_SQLITE_PATH : value.slice("sqlite:".length);
+  return { kind: "sqlite", path: path.resolve(dir, file), synchronous };
+}

@@ -1,0 +1,44 @@
+import { expect } from "chai";
+import { loadBridgeSetup } from "../../../bridge/config/check-config.js";
+import { ConfigError, formatConfigProblem } from "../../../bridge/config/config-error.js";
+import { ContractError } from "../../../bridge/contracts/contract-error.js";
+import { fixturePath } from "../../support/repo-root.js";
+
+const DIR = fixturePath("config");
+
+describe("loadBridgeSetup", () => {
+  it("loads a configuration and its contracts that fit each other", () => {
+    const setup = loadBridgeSetup({ file: "setup-ok.yaml", cwd: DIR });
+    expect(setup.config.processes.map((p) => p.name)).to.deep.equal(["orders"]);
+    expect([...setup.contracts.services.keys()]).to.deep.equal(["examples.orders.v1.Orders"]);
+    expect(setup.contracts.operations.size).to.equal(5);
+  });
+
+  it("accepts the embedded defaults: nothing to serve, nothing to check", () => {
+    const setup = loadBridgeSetup({ cwd: fixturePath("contracts") });
+    expect(setup.contracts.services.size).to.equal(0);
+    expect(setup.config.processes).to.deep.equal([]);
+  });
+
+  it("reports unknown, doubly served and unserved services at their place in the file", () => {
+    let error: unknown;
+    try {
+      loadBridgeSetup({ file: "setup-errors.yaml", cwd: DIR });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).to.be.instanceOf(ConfigError);
+    expect((error as ConfigError).problems.map(formatConfigProblem)).to.deep.equal([
+      "setup-errors.yaml:3:30: contracts.files[1]: service fixtures.modalities.v1.Singleton (declared in valid/modalities.proto) is served by no process",
+      "setup-errors.yaml:6:46: processes[0].services[1]: service fixtures.missing.v1.Nowhere of process first is not in the contracts (declared: fixtures.types.v1.Typed, fixtures.modalities.v1.Plain, fixtures.modalities.v1.Queue, fixtures.modalities.v1.Singleton)",
+      "setup-errors.yaml:9:41: processes[1].services[1]: service fixtures.modalities.v1.Plain is served by processes first and second; each service needs exactly one",
+    ]);
+  });
+
+  it("passes contract problems on as a ContractError", () => {
+    expect(() => loadBridgeSetup({ file: "setup-bad-contract.yaml", cwd: DIR }))
+      .to.throw(ContractError)
+      .with.property("message")
+      .that.contains("invalid/flags.proto: fixtures.flags.v1.Flags.NoCorrelation:");
+  });
+});
