@@ -868,10 +868,7 @@ export const OrdersService = {
     responseSerialize: (value: Order): Buffer => Buffer.from(Order.encode(value).finish()),
     responseDeserialize: (value: Buffer): Order => Order.decode(value),
   },
-  /**
-   * Adds an item; exclusive, so additions to one order apply one at a time, in order.
-   * The request type is qualified because inside the service `AddItem` names this method.
-   */
+  /** Adds an item; exclusive, so additions to one order apply one at a time, in order. */
   addItem: {
     path: "/examples.orders.v1.Orders/AddItem" as const,
     requestStream: false as const,
@@ -916,10 +913,7 @@ export const OrdersService = {
 export interface OrdersServer extends UntypedServiceImplementation {
   /** Starts a session for a new order. */
   open: handleUnaryCall<OpenOrder, Order>;
-  /**
-   * Adds an item; exclusive, so additions to one order apply one at a time, in order.
-   * The request type is qualified because inside the service `AddItem` names this method.
-   */
+  /** Adds an item; exclusive, so additions to one order apply one at a time, in order. */
   addItem: handleUnaryCall<AddItem, Order>;
   /** Reads the order; shared, so reads may run side by side. */
   get: handleUnaryCall<GetOrder, Order>;

@@ -1,0 +1,80 @@
+import { Metadata as GrpcMetadata, type ServiceError, type StatusObject, type status } from "@grpc/grpc-js";
+import { Header } from "../../bridge/call/metadata.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code, codeFromNumber } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
+import {
+  decodeErrorInfo,
+  decodeStatus,
+  ERROR_DOMAIN,
+  ERROR_INFO_TYPE_URL,
+  encodeErrorInfo,
+  encodeStatus,
+} from "./rich-status.js";
+
+const DETAILS_KEY = "grpc-status-details-bin";
+
+/**
+ * A BridgeError as a gRPC status (S14). The code is the same number; the reason travels
+ * in a google.rpc.ErrorInfo inside grpc-status-details-bin. Details a process declared
+ * go out unchanged; the bridge adds its ErrorInfo only when they carry none. The session
+ * id goes back as sb-session-id (S1).
+ */
+export function toGrpcStatus(
+  error: BridgeError,
+  extraTrailers?: GrpcMetadata,
+): Partial<StatusObject> & ServiceError {
+  const trailers = extraTrailers ?? new GrpcMetadata();
+  const hasErrorInfo = error.details.some((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
+  const details = hasErrorInfo
+    ? error.details
+    : [
+        encodeErrorInfo({ reason: error.reason, domain: ERROR_DOMAIN, metadata: error.metadata }),
+        ...error.details,
+      ];
+  trailers.set(DETAILS_KEY, Buffer.from(encodeStatus({ code: error.code, message: error.message, details })));
+  const sessionId = error.metadata.session_id;
+  if (sessionId !== undefined && sessionId !== "") trailers.set(Header.sessionId, sessionId);
+  const serviceError = Object.assign(new Error(error.message), {
+    code: error.code as number as status,
+    details: error.message,
+    metadata: trailers,
+  });
+  return serviceError;
+}
+
+/**
+ * A gRPC failure from a process as a BridgeError: code and details unchanged, the reason
+ * from the process's ErrorInfo when it sent one.
+ */
+export function fromGrpcError(error: unknown): BridgeError {
+  if (error instanceof BridgeError) return error;
+  const e = error as Partial<ServiceError>;
+  if (typeof e.code !== "number")
+    return BridgeError.from(error, Code.UNAVAILABLE, Reason.PROCESS_UNAVAILABLE);
+  const code = codeFromNumber(e.code);
+  const message = e.details ?? e.message ?? "";
+  const raw = e.metadata?.get(DETAILS_KEY)[0];
+  if (raw !== undefined && typeof raw !== "string") {
+    try {
+      const rich = decodeStatus(raw);
+      const info = rich.details.find((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
+      const decoded = info === undefined ? undefined : decodeErrorInfo(info.value);
+      return new BridgeError(code, decoded?.reason || defaultReason(code), rich.message || message, {
+        details: rich.details,
+        metadata: decoded?.metadata ?? {},
+        cause: error,
+      });
+    } catch {
+      // Undecodable details: keep code and message, drop what cannot be read.
+    }
+  }
+  return new BridgeError(code, defaultReason(code), message, { cause: error });
+}
+
+function defaultReason(code: Code): string {
+  if (code === Code.UNAVAILABLE) return Reason.PROCESS_UNAVAILABLE;
+  if (code === Code.DEADLINE_EXCEEDED) return Reason.DEADLINE_EXCEEDED;
+  if (code === Code.CANCELLED) return Reason.CANCELLED;
+  return Reason.PROCESS_FAULT;
+}

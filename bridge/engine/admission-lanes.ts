@@ -1,0 +1,25 @@
+/**
+ * Serialises the admission of calls that may reach the same session (S6, S7): a call's
+ * admission (idempotency lookup, session resolution, sequence check, enqueueing) may
+ * await the store, and two pipelined calls to one session must still be admitted in the
+ * order they arrived, or a numbered pair could be seen as a gap. Calls to different
+ * sessions use different lanes and do not wait for each other.
+ */
+export class AdmissionLanes {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  /** Runs `admit` after every earlier admission in the same lane has finished. */
+  run<T>(lane: string, admit: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(lane);
+    const result = previous === undefined ? admit() : previous.then(admit, admit);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#tails.set(lane, tail);
+    void tail.then(() => {
+      if (this.#tails.get(lane) === tail) this.#tails.delete(lane);
+    });
+    return result;
+  }
+}

@@ -1,0 +1,96 @@
+import type { Timestamp } from "../../sdk/gen/google/protobuf/timestamp.js";
+import {
+  type Envelope,
+  EnvelopeKind,
+  Envelope as EnvelopeMessage,
+  type Fault,
+} from "../../sdk/gen/sessionbridge/v1/envelope.js";
+import { BridgeError } from "../errors/bridge-error.js";
+import { codeFromNumber } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
+
+export type { Envelope, Fault };
+export { EnvelopeKind };
+
+/** The fields the engine sets on an envelope; everything else takes its proto3 default. */
+export interface EnvelopeFields {
+  readonly kind: EnvelopeKind;
+  readonly messageId: string;
+  readonly sessionId: string;
+  readonly operation: string;
+  readonly principal: string;
+  readonly timeMs: number;
+  readonly payload?: Uint8Array;
+  readonly codec?: string;
+  readonly seq?: number;
+  readonly correlation?: Readonly<Record<string, string>>;
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly deadlineMs?: number | undefined;
+  readonly traceparent?: string | undefined;
+  readonly tracestate?: string | undefined;
+  readonly fault?: Fault;
+  readonly inReplyTo?: string;
+  readonly idempotencyKey?: string | undefined;
+}
+
+export function toTimestamp(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
+}
+
+export function fromTimestamp(ts: Timestamp | undefined): number | undefined {
+  return ts === undefined ? undefined : ts.seconds * 1000 + Math.floor(ts.nanos / 1e6);
+}
+
+function asBuffer(bytes: Uint8Array | undefined): Buffer {
+  if (bytes === undefined) return Buffer.alloc(0);
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function makeEnvelope(fields: EnvelopeFields): Envelope {
+  return {
+    messageId: fields.messageId,
+    sessionId: fields.sessionId,
+    correlation: { ...(fields.correlation ?? {}) },
+    seq: fields.seq ?? 0,
+    operation: fields.operation,
+    kind: fields.kind,
+    payload: asBuffer(fields.payload),
+    codec: fields.codec ?? "",
+    metadata: { ...(fields.metadata ?? {}) },
+    deadline: fields.deadlineMs === undefined ? undefined : toTimestamp(fields.deadlineMs),
+    principal: fields.principal,
+    traceparent: fields.traceparent ?? "",
+    tracestate: fields.tracestate ?? "",
+    fault: fields.fault,
+    inReplyTo: fields.inReplyTo ?? "",
+    time: toTimestamp(fields.timeMs),
+    idempotencyKey: fields.idempotencyKey ?? "",
+  };
+}
+
+export function encodeEnvelope(envelope: Envelope): Uint8Array {
+  return EnvelopeMessage.encode(envelope).finish();
+}
+
+export function decodeEnvelope(bytes: Uint8Array): Envelope {
+  return EnvelopeMessage.decode(bytes);
+}
+
+/** S14: one fault model; the details a process declared pass through unchanged. */
+export function faultOf(error: BridgeError): Fault {
+  return {
+    code: error.code,
+    reason: error.reason,
+    message: error.message,
+    details: error.details.map((d) => ({ typeUrl: d.typeUrl, value: asBuffer(d.value) })),
+    metadata: { ...error.metadata },
+  };
+}
+
+export function errorOf(fault: Fault): BridgeError {
+  return new BridgeError(codeFromNumber(fault.code), fault.reason || Reason.PROCESS_FAULT, fault.message, {
+    metadata: fault.metadata,
+    details: fault.details.map((d) => ({ typeUrl: d.typeUrl, value: d.value })),
+  });
+}

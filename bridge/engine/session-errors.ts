@@ -1,0 +1,57 @@
+import { BridgeError } from "../errors/bridge-error.js";
+import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
+import type { SessionRecord } from "../store/records.js";
+
+/** S1/S13: unknown, or not the caller's: the same answer, so ids leak nothing. */
+export function sessionNotFound(id: string): BridgeError {
+  return new BridgeError(Code.NOT_FOUND, Reason.SESSION_NOT_FOUND, `session ${id} not found`);
+}
+
+/** S12: the owner learns how its session ended. */
+export function sessionEnded(record: Pick<SessionRecord, "id" | "state" | "endReason">): BridgeError {
+  const expired = record.state === "expired";
+  return new BridgeError(
+    Code.NOT_FOUND,
+    expired ? Reason.SESSION_EXPIRED : Reason.SESSION_CLOSED,
+    `session ${record.id} ${expired ? "expired" : "was closed"} (${record.endReason ?? "ended"})`,
+    { metadata: { session_id: record.id, end_reason: record.endReason ?? "" } },
+  );
+}
+
+/** S12: queued when the session ended, never delivered. */
+export function abortedBySessionEnd(id: string): BridgeError {
+  return new BridgeError(
+    Code.ABORTED,
+    Reason.SESSION_ENDED,
+    `session ${id} ended before this message was delivered`,
+    { metadata: { session_id: id } },
+  );
+}
+
+/** S4: a non-starter that reaches no live session. */
+export function correlationError(operation: string, detail: string): BridgeError {
+  return new BridgeError(Code.NOT_FOUND, Reason.CORRELATION_ERROR, `${operation}: ${detail}`);
+}
+
+/** S15. */
+export function deadlineExceeded(where: string): BridgeError {
+  return new BridgeError(Code.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, `deadline exceeded ${where}`);
+}
+
+/** Adds the session id to an error's metadata so adapters can return sb-session-id (S1). */
+export function withSession(error: BridgeError, sessionId: string | undefined): BridgeError {
+  if (sessionId === undefined || error.metadata.session_id === sessionId) return error;
+  return new BridgeError(error.code, error.reason, error.message, {
+    metadata: { ...error.metadata, session_id: sessionId },
+    details: error.details,
+    cause: error.cause ?? error,
+  });
+}
+
+/** Turns an abort of a wait (caller gone, deadline passed) into the matching fault. */
+export function waitAborted(error: unknown, where: string): BridgeError {
+  if (error instanceof BridgeError) return error;
+  if (error instanceof Error && error.name === "TimeoutError") return deadlineExceeded(where);
+  return new BridgeError(Code.CANCELLED, Reason.CANCELLED, `the caller cancelled ${where}`, { cause: error });
+}

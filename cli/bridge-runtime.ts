@@ -1,0 +1,91 @@
+import type { GrpcListener } from "../adapters/grpc/grpc-listener.js";
+import { startGrpcListener } from "../adapters/grpc/grpc-listener.js";
+import { createGrpcTransport } from "../adapters/grpc/grpc-outbound.js";
+import { reflectionRoot } from "../adapters/grpc/reflection-root.js";
+import type { BridgeConfig } from "../bridge/config/config.js";
+import type { ContractSet } from "../bridge/contracts/contract.js";
+import { type Bridge, createBridge } from "../bridge/engine/bridge-engine.js";
+import { BridgeError } from "../bridge/errors/bridge-error.js";
+import { Code } from "../bridge/errors/code.js";
+import { Reason } from "../bridge/errors/reason.js";
+import { type Logger, silentLogger } from "../bridge/logger.js";
+import type { ProcessClient, ProcessTransport } from "../bridge/process/process-client.js";
+import { createStore } from "../bridge/store/create-store.js";
+
+export interface RuntimeOptions {
+  readonly config: BridgeConfig;
+  readonly contracts: ContractSet;
+  readonly logger?: Logger;
+}
+
+/** A running bridge: engine, store, process clients and listeners, stopped together. */
+export interface BridgeRuntime {
+  readonly bridge: Bridge;
+  readonly grpc: GrpcListener;
+  /** Stops listening, lets calls in flight finish (up to graceMs), then closes everything. */
+  stop(graceMs?: number): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Assembles a bridge from a checked configuration: the one place that knows both the
+ * engine and the adapters (adapters depend on bridge/, never the reverse).
+ */
+export async function startBridgeRuntime(options: RuntimeOptions): Promise<BridgeRuntime> {
+  const { config, contracts } = options;
+  const logger = options.logger ?? silentLogger;
+  const transports: ProcessTransport[] = [createGrpcTransport()];
+  const clients: ProcessClient[] = [];
+  const processes = new Map<string, ProcessClient>();
+  for (const process of config.processes) {
+    const location = new URL(process.location);
+    const scheme = location.protocol.replace(/:$/, "");
+    const transport = transports.find((t) => t.schemes.includes(scheme));
+    if (transport === undefined) {
+      throw new BridgeError(
+        Code.INVALID_ARGUMENT,
+        Reason.INVALID_CONFIG,
+        `process ${process.name}: no transport for ${scheme}:// locations`,
+      );
+    }
+    const client = transport.connect({ name: process.name, location, envelope: process.envelope });
+    clients.push(client);
+    for (const service of process.services) processes.set(service, client);
+  }
+
+  const store = await createStore(config.store);
+  const bridge = createBridge({ contracts, store, processes, defaults: config.defaults, logger });
+  try {
+    // Recovery (S10) runs before the listener opens: resumed one-way messages queue
+    // ahead of any new call.
+    await bridge.start();
+  } catch (error) {
+    await bridge.close();
+    throw error;
+  }
+  let grpc: GrpcListener;
+  try {
+    grpc = await startGrpcListener({
+      bridge,
+      address: config.listeners.grpc,
+      reflectionRoot: reflectionRoot(config.contracts),
+      maxMessageBytes: config.defaults.maxPayloadBytes,
+    });
+  } catch (error) {
+    await bridge.close();
+    throw error;
+  }
+  logger.info({ grpc: grpc.address, store: config.store.kind }, "listening");
+
+  let stopping: Promise<void> | undefined;
+  const stop = (graceMs = 10_000): Promise<void> => {
+    stopping ??= (async () => {
+      await grpc.drain(graceMs);
+      await bridge.drain(graceMs);
+      await bridge.close();
+      await Promise.allSettled(clients.map((c) => c.close()));
+    })();
+    return stopping;
+  };
+  return { bridge, grpc, stop, [Symbol.asyncDispose]: () => stop() };
+}
