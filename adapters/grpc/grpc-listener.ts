@@ -1,6 +1,5 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatusMap } from "grpc-health-check";
-import type protobuf from "protobufjs";
 import type { Bridge } from "../../bridge/engine/bridge-engine.js";
 import { inboundService } from "./grpc-inbound.js";
 import { addReflection } from "./reflection.js";
@@ -12,8 +11,8 @@ export interface GrpcListenerOptions {
   readonly bridge: Bridge;
   /** host:port; port 0 picks a free one. */
   readonly address: string;
-  /** Definitions of everything served, for reflection: contracts plus the bridge's own. */
-  readonly reflectionRoot: protobuf.Root;
+  /** File descriptors of everything served, for reflection: contracts plus the bridge's own. */
+  readonly descriptors: readonly Buffer[];
   /** Largest message accepted, in bytes. */
   readonly maxMessageBytes: number;
 }
@@ -46,7 +45,7 @@ export async function startGrpcListener(options: GrpcListenerOptions): Promise<G
   server.addService(SessionServiceService, sessionServiceImplementation(bridge.sessions));
   const health = new HealthImplementation(statuses);
   health.addToServer(server);
-  addReflection(server, options.reflectionRoot);
+  addReflection(server, options.descriptors);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, ServerCredentials.createInsecure(), (error, bound) =>
