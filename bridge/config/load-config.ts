@@ -27,7 +27,7 @@
  * Without a file, ./sessionbridge.yaml is used when it exists, otherwise the embedded
  * defaults: no contracts, no processes, gRPC on 127.0.0.1:50051 and the SQLite store at
  * .sessionbridge/sessions.db under the working directory. A file that names no store
- * gets the same SQLite path, relative to the file. Command-line overrides (`--grpc`,
+ * (or just `sqlite`) gets that same database under the working directory. Command-line overrides (`--grpc`,
  * `--store memory|sqlite:PATH`, a path relative to the working directory) win over the
  * file. Every problem is reported, each as `FILE:LINE:COL: path.to.key: what is wrong
  * (expected …, got …)`, together in one ConfigError.

@@ -31,8 +31,8 @@ export function resolveConfig(
   const synchronous = file.storeOptions?.synchronous ?? "full";
   const store =
     overrides.store !== undefined
-      ? resolveStore(overrides.store, cwd, synchronous)
-      : resolveStore(file.store ?? "sqlite", dir, synchronous);
+      ? resolveStore(overrides.store, cwd, cwd, synchronous)
+      : resolveStore(file.store ?? "sqlite", dir, cwd, synchronous);
   const { oneWay, ...limits } = file.defaults ?? {};
   const defaults: DefaultsConfig = {
     ...withDefaults(DEFAULTS, limits),
@@ -71,9 +71,14 @@ function withDefaults<T extends object>(
   return result;
 }
 
-/** "memory", "sqlite" (the default path) or "sqlite:PATH", relative to `dir`. */
-function resolveStore(value: string, dir: string, synchronous: "full" | "normal"): StoreConfig {
+/**
+ * "memory", "sqlite:PATH" (relative to `dir`) or "sqlite" alone: the default database,
+ * which is always ./.sessionbridge/sessions.db under the working directory, as `start`
+ * documents it, wherever the config file lives.
+ */
+function resolveStore(value: string, dir: string, cwd: string, synchronous: "full" | "normal"): StoreConfig {
   if (value === "memory") return { kind: "memory" };
-  const file = value === "sqlite" ? DEFAULT_SQLITE_PATH : value.slice("sqlite:".length);
-  return { kind: "sqlite", path: path.resolve(dir, file), synchronous };
+  if (value === "sqlite")
+    return { kind: "sqlite", path: path.resolve(cwd, DEFAULT_SQLITE_PATH), synchronous };
+  return { kind: "sqlite", path: path.resolve(dir, value.slice("sqlite:".length)), synchronous };
 }

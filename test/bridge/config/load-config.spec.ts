@@ -112,14 +112,15 @@ describe("loadConfig", () => {
     expect(config.contracts.importPaths[0]).to.equal(fixturePath("contracts"));
   });
 
-  it("fills what a file leaves out from the defaults, the store relative to the file", () => {
-    const config = loadConfig({ file: path.join(DIR, "partial.yaml") });
+  it("fills what a file leaves out from the defaults, the default store under the working directory", () => {
+    const cwd = fixturePath();
+    const config = loadConfig({ file: path.join(DIR, "partial.yaml"), cwd });
     expect(config.contracts).to.deep.equal({ importPaths: [DIR], files: [] });
     expect(config.processes).to.deep.equal([]);
     expect(config.listeners.grpc).to.equal("[::1]:50055");
     expect(config.store).to.deep.equal({
       kind: "sqlite",
-      path: path.join(DIR, DEFAULT_SQLITE_PATH),
+      path: path.join(cwd, DEFAULT_SQLITE_PATH),
       synchronous: "full",
     });
     expect(config.defaults).to.deep.equal({
