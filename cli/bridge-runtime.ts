@@ -1,7 +1,7 @@
 import type { GrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { startGrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { createGrpcTransport } from "../adapters/grpc/grpc-outbound.js";
-import { reflectionRoot } from "../adapters/grpc/reflection-root.js";
+import { reflectionDescriptors } from "../adapters/grpc/reflection-root.js";
 import type { BridgeConfig } from "../bridge/config/config.js";
 import type { ContractSet } from "../bridge/contracts/contract.js";
 import { type Bridge, createBridge } from "../bridge/engine/bridge-engine.js";
@@ -68,14 +68,13 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     grpc = await startGrpcListener({
       bridge,
       address: config.listeners.grpc,
-      reflectionRoot: reflectionRoot(config.contracts),
+      descriptors: reflectionDescriptors(config.contracts),
       maxMessageBytes: config.defaults.maxPayloadBytes,
     });
   } catch (error) {
     await bridge.close();
     throw error;
   }
-  logger.info({ grpc: grpc.address, store: config.store.kind }, "listening");
 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 10_000): Promise<void> => {

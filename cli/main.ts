@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { DEFAULT_GRPC_ADDRESS } from "../bridge/config/config.js";
+import { ExitCode } from "./exit-codes.js";
+import { sessionsClose, sessionsHistory, sessionsList, sessionsShow } from "./sessions-command.js";
+import { startCommand } from "./start-command.js";
+import { validateCommand } from "./validate-command.js";
+
+const io = { out: process.stdout, err: process.stderr };
+
+/** The version in package.json (two levels above dist/cli/main.js). */
+function packageVersion(): string {
+  const file = new URL("../../package.json", import.meta.url);
+  return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+}
+
+function positiveInteger(name: string, min = 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+const EXIT_CODES = `
+Exit codes:
+  0  success
+  1  the command failed (bridge unreachable, session not found, start-up failure)
+  2  invalid command line, configuration or contracts`;
+
+function program(): Command {
+  const root = new Command("sessionbridge")
+    .description("Sessions for polyglot services: correlated, ordered, durable exchanges over gRPC")
+    .version(packageVersion())
+    .addHelpText("after", EXIT_CODES)
+    .exitOverride()
+    .showHelpAfterError();
+
+  root
+    .command("start")
+    .description("run the bridge until SIGTERM or SIGINT, then drain and stop")
+    .option(
+      "-c, --config <file>",
+      "configuration file (default: ./sessionbridge.yaml if present, else embedded defaults)",
+    )
+    .option("--grpc <addr>", `gRPC listen address host:port (default: ${DEFAULT_GRPC_ADDRESS})`)
+    .option("--store <store>", "memory, or sqlite:PATH (default: sqlite:./.sessionbridge/sessions.db)")
+    .addOption(
+      new Option("--drain-ms <ms>", "how long calls in flight may take to finish on shutdown")
+        .argParser(positiveInteger("--drain-ms", 0))
+        .default(10_000),
+    )
+    .addHelpText("after", EXIT_CODES)
+    .action(async (options: { config?: string; grpc?: string; store?: string; drainMs: number }) => {
+      process.exitCode = await startCommand(options, io.err);
+    });
+
+  root
+    .command("validate")
+    .description("check the configuration and its contracts without starting anything")
+    .option(
+      "-c, --config <file>",
+      "configuration file (default: ./sessionbridge.yaml if present, else embedded defaults)",
+    )
+    .addHelpText("after", EXIT_CODES)
+    .action((options: { config?: string }) => {
+      process.exitCode = validateCommand(options, io.out, io.err);
+    });
+
+  const sessions = root
+    .command("sessions")
+    .description("inspect and manage the sessions of a running bridge");
+  const bridgeOption = () =>
+    new Option("--bridge <addr>", "the bridge's gRPC address").default(DEFAULT_GRPC_ADDRESS);
+  const jsonOption = () => new Option("--json", "print one JSON object per line");
+
+  sessions
+    .command("list")
+    .description("sessions, newest first")
+    .option("--service <name>", "only sessions of this service (full name)")
+    .option("--state <state>", "only sessions in this state: active, closed or expired")
+    .option("--page-size <n>", "sessions per page (1-1000, default 50)", positiveInteger("--page-size"))
+    .option("--page-token <token>", "continue from a previous page")
+    .option("--all", "page through every session")
+    .addOption(bridgeOption())
+    .addOption(jsonOption())
+    .addHelpText("after", EXIT_CODES)
+    .action(async (options) => {
+      process.exitCode = await sessionsList(options, io);
+    });
+
+  sessions
+    .command("show")
+    .description("one session")
+    .argument("<id>", "session id")
+    .addOption(bridgeOption())
+    .addOption(jsonOption())
+    .addHelpText("after", EXIT_CODES)
+    .action(async (id: string, options) => {
+      process.exitCode = await sessionsShow(id, options, io);
+    });
+
+  sessions
+    .command("history")
+    .description("a session's journal; with --follow, new entries as they are recorded")
+    .argument("<id>", "session id")
+    .option("-f, --follow", "keep streaming until the session ends (Ctrl-C to stop)")
+    .option("--from <index>", "start at this journal index (1-based)", positiveInteger("--from"))
+    .addOption(bridgeOption())
+    .addOption(jsonOption())
+    .addHelpText("after", EXIT_CODES)
+    .action(async (id: string, options) => {
+      process.exitCode = await sessionsHistory(id, options, io);
+    });
+
+  sessions
+    .command("close")
+    .description("end a session; queued messages get ABORTED (idempotent)")
+    .argument("<id>", "session id")
+    .addOption(bridgeOption())
+    .addOption(jsonOption())
+    .addHelpText("after", EXIT_CODES)
+    .action(async (id: string, options) => {
+      process.exitCode = await sessionsClose(id, options, io);
+    });
+
+  return root;
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const root = program();
+  // Commands inherit exitOverride so usage errors come back here as exit code 2.
+  for (const command of root.commands) {
+    command.exitOverride();
+    for (const sub of command.commands) sub.exitOverride();
+  }
+  try {
+    await root.parseAsync([...argv]);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      const asked =
+        error.code === "commander.helpDisplayed" ||
+        error.code === "commander.version" ||
+        error.code === "commander.help";
+      process.exitCode = asked ? ExitCode.OK : ExitCode.INVALID;
+      return;
+    }
+    process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = ExitCode.FAILURE;
+  }
+}
+
+void main(process.argv);

@@ -1,0 +1,95 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+/**
+ * `npm start`: the orders example process on 127.0.0.1:50061 and the bridge in front of it
+ * on its embedded defaults (gRPC 127.0.0.1:50051, SQLite at .sessionbridge/sessions.db),
+ * each its own process. Once both are ready it prints what to try. Ctrl-C stops both;
+ * the bridge drains first.
+ */
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const PROCESS_ADDRESS = "127.0.0.1:50061";
+const BRIDGE_ADDRESS = "127.0.0.1:50051";
+const children: ChildProcess[] = [];
+
+/** Starts a child, echoes its output, and resolves when a stdout line matches `ready`. */
+function launch(
+  name: string,
+  args: readonly string[],
+  ready: (line: string) => boolean,
+): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    children.push(child);
+    let isReady = false;
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      process.stdout.write(`[${name}] ${line}\n`);
+      if (!isReady && ready(line)) {
+        isReady = true;
+        resolve(child);
+      }
+    });
+    child.once("exit", (code, signal) => {
+      if (!isReady) reject(new Error(`${name} exited before it was ready (${signal ?? `code ${code}`})`));
+    });
+  });
+}
+
+function stopAll(signal: NodeJS.Signals): void {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+}
+
+const messageOf = (line: string): string | undefined => {
+  try {
+    return (JSON.parse(line) as { msg?: string }).msg;
+  } catch {
+    return undefined;
+  }
+};
+
+try {
+  await launch(
+    "orders",
+    ["dist/examples/orders/orders-main.js", PROCESS_ADDRESS],
+    (l) => messageOf(l) === "orders process ready",
+  );
+  const bridge = await launch(
+    "bridge",
+    ["dist/cli/main.js", "start", "--config", "examples/orders/sessionbridge.yaml", "--grpc", BRIDGE_ADDRESS],
+    (l) => messageOf(l) === "sessionbridge ready",
+  );
+  const grpcurl = existsSync(path.join(root, ".tools/bin/grpcurl")) ? ".tools/bin/grpcurl" : "grpcurl";
+  const call = (method: string, body: string) =>
+    `  ${grpcurl} -plaintext -d '${body}' ${BRIDGE_ADDRESS} examples.orders.v1.Orders/${method}`;
+  process.stdout.write(
+    [
+      "",
+      `sessionbridge is serving the orders example on ${BRIDGE_ADDRESS} (the process listens on ${PROCESS_ADDRESS}).`,
+      "",
+      "Try it from another terminal (grpcurl: `bash scripts/install-tools.sh` puts one in .tools/bin):",
+      `  ${grpcurl} -plaintext ${BRIDGE_ADDRESS} list`,
+      call("Open", '{"order_id":"A-1","customer":"ada"}'),
+      call("AddItem", '{"order_id":"A-1","sku":"tea","qty":2}'),
+      call("Note", '{"order_id":"A-1","text":"ring twice"}'),
+      call("Get", '{"order_id":"A-1"}'),
+      call("Checkout", '{"order_id":"A-1"}'),
+      "  node dist/cli/main.js sessions list",
+      "  node dist/cli/main.js sessions history <SESSION_ID>     (the id is in the sb-session-id header: grpcurl -v)",
+      "",
+      "Ctrl-C stops both.",
+      "",
+    ].join("\n"),
+  );
+  process.once("SIGINT", () => stopAll("SIGINT"));
+  process.once("SIGTERM", () => stopAll("SIGTERM"));
+  const code = await new Promise<number>((resolve) => bridge.once("exit", (c) => resolve(c ?? 0)));
+  stopAll("SIGTERM");
+  process.exitCode = code;
+} catch (error) {
+  process.stderr.write(`npm start: ${error instanceof Error ? error.message : String(error)}\n`);
+  stopAll("SIGTERM");
+  process.exitCode = 1;
+}
