@@ -43,6 +43,16 @@ function checkServing(located: LocatedConfig, contracts: ContractSet): ConfigPro
         });
         return;
       }
+      // An envelope-native process answers one Envelope per call: no streams (process.proto).
+      const streaming = process.envelope
+        ? contracts.services.get(service)?.operations.filter((op) => op.requestStream || op.responseStream)
+        : undefined;
+      if (streaming !== undefined && streaming.length > 0) {
+        problems.push({
+          ...place,
+          message: `process ${process.name} is envelope-native (envelope: true) but ${service} has streaming operations (${streaming.map((op) => op.name).join(", ")}); envelope-native processes serve unary operations only`,
+        });
+      }
       const first = servedBy.get(service);
       if (first === undefined) {
         servedBy.set(service, process.name);

@@ -35,6 +35,22 @@ describe("loadBridgeSetup", () => {
     ]);
   });
 
+  it("refuses streaming operations for an envelope-native process", () => {
+    expect(() => loadBridgeSetup({ file: "setup-envelope-streams.yaml", cwd: DIR }))
+      .to.throw(ConfigError)
+      .with.property("problems")
+      .that.deep.equals([
+        {
+          file: "setup-envelope-streams.yaml",
+          line: 7,
+          column: 16,
+          path: "processes[0].services[0]",
+          message:
+            "process lab is envelope-native (envelope: true) but test.lab.v1.Counter has streaming operations (Watch, Upload, Chat); envelope-native processes serve unary operations only",
+        },
+      ]);
+  });
+
   it("passes contract problems on as a ContractError", () => {
     expect(() => loadBridgeSetup({ file: "setup-bad-contract.yaml", cwd: DIR }))
       .to.throw(ContractError)
