@@ -1,0 +1,54 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { repoRoot } from "./repo-root.js";
+
+/** A bridge running as its own process through the CLI, as users run it. */
+export interface BridgeProcess {
+  readonly child: ChildProcess;
+  /** host:port it listens on, from its "sessionbridge ready" log line. */
+  readonly address: string;
+  /** Every stdout line so far (structured JSON logs). */
+  readonly lines: string[];
+  /** Resolves with the exit code (or signal name) once it exits. */
+  readonly exited: Promise<number | string>;
+}
+
+export const CLI = path.join(repoRoot(), "dist/cli/main.js");
+
+export function startBridgeProcess(args: readonly string[], timeoutMs = 15_000): Promise<BridgeProcess> {
+  const child = spawn(process.execPath, [CLI, "start", ...args], {
+    cwd: repoRoot(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`bridge not ready in ${timeoutMs} ms; stderr: ${stderr}`));
+    }, timeoutMs);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`bridge exited (${code}) before it was ready; stderr: ${stderr}`));
+    });
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      lines.push(line);
+      try {
+        const entry = JSON.parse(line) as { msg?: string; grpc?: string };
+        if (entry.msg === "sessionbridge ready" && entry.grpc !== undefined) {
+          clearTimeout(timer);
+          resolve({ child, address: entry.grpc, lines, exited });
+        }
+      } catch {
+        // not a log line
+      }
+    });
+  });
+}
