@@ -3,9 +3,6 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_GRPC_ADDRESS } from "../bridge/config/config.js";
 import { ExitCode } from "./exit-codes.js";
-import { sessionsClose, sessionsHistory, sessionsList, sessionsShow } from "./sessions-command.js";
-import { startCommand } from "./start-command.js";
-import { validateCommand } from "./validate-command.js";
 
 const io = { out: process.stdout, err: process.stderr };
 
@@ -55,6 +52,7 @@ function program(): Command {
     )
     .addHelpText("after", EXIT_CODES)
     .action(async (options: { config?: string; grpc?: string; store?: string; drainMs: number }) => {
+      const { startCommand } = await import("./start-command.js");
       process.exitCode = await startCommand(options, io.err);
     });
 
@@ -66,7 +64,8 @@ function program(): Command {
       "configuration file (default: ./sessionbridge.yaml if present, else embedded defaults)",
     )
     .addHelpText("after", EXIT_CODES)
-    .action((options: { config?: string }) => {
+    .action(async (options: { config?: string }) => {
+      const { validateCommand } = await import("./validate-command.js");
       process.exitCode = validateCommand(options, io.out, io.err);
     });
 
@@ -89,6 +88,7 @@ function program(): Command {
     .addOption(jsonOption())
     .addHelpText("after", EXIT_CODES)
     .action(async (options) => {
+      const { sessionsList } = await import("./sessions-command.js");
       process.exitCode = await sessionsList(options, io);
     });
 
@@ -100,6 +100,7 @@ function program(): Command {
     .addOption(jsonOption())
     .addHelpText("after", EXIT_CODES)
     .action(async (id: string, options) => {
+      const { sessionsShow } = await import("./sessions-command.js");
       process.exitCode = await sessionsShow(id, options, io);
     });
 
@@ -113,6 +114,7 @@ function program(): Command {
     .addOption(jsonOption())
     .addHelpText("after", EXIT_CODES)
     .action(async (id: string, options) => {
+      const { sessionsHistory } = await import("./sessions-command.js");
       process.exitCode = await sessionsHistory(id, options, io);
     });
 
@@ -124,12 +126,14 @@ function program(): Command {
     .addOption(jsonOption())
     .addHelpText("after", EXIT_CODES)
     .action(async (id: string, options) => {
+      const { sessionsClose } = await import("./sessions-command.js");
       process.exitCode = await sessionsClose(id, options, io);
     });
 
   return root;
 }
 
+// Commands load their modules on demand: `sessions list` never pays for the engine.
 async function main(argv: readonly string[]): Promise<void> {
   const root = program();
   // Commands inherit exitOverride so usage errors come back here as exit code 2.
