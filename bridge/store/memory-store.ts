@@ -181,6 +181,10 @@ export function createMemoryStore(): SessionStore {
       idempotency.clear();
       liveKeys.clear();
     },
+
+    [Symbol.asyncDispose]() {
+      return this.close();
+    },
   };
 }
 

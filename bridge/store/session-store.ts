@@ -111,4 +111,7 @@ export interface SessionStore {
    * rejects with UNAVAILABLE (SHUTTING_DOWN).
    */
   close(): Promise<void>;
+
+  /** Same as close(), for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }

@@ -104,16 +104,19 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
 
     stats: () => writer.stats(),
 
-    close() {
-      closing ??= (async () => {
-        // The reader goes first so the writer, as the last connection, can checkpoint the
-        // WAL into the database and remove it. The writer answers pending batches first.
-        connection.close();
-        await writer.close();
-      })();
-      return closing;
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
+
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      // The reader goes first so the writer, as the last connection, can checkpoint the
+      // WAL into the database and remove it. The writer answers pending batches first.
+      connection.close();
+      await writer.close();
+    })();
+    return closing;
+  }
 }
 
 function invalidConfig(message: string): BridgeError {
