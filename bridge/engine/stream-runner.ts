@@ -177,10 +177,25 @@ export async function* runStream(run: StreamRun): AsyncGenerator<StreamEvent> {
     if (failure !== undefined) throw withSession(failure, session.id);
     yield { type: "trailers", metadata: trailers };
   } finally {
-    // Reached early when the caller stops reading: give the turn back all the same,
-    // now or once it is granted, so the session is never left blocked.
+    // Reached early when the caller stops reading: record that the call was cancelled
+    // (the journal shows every request's outcome, S9) and give the turn back, now or
+    // once it is granted, so the session is never left blocked.
     if (!finished) {
       session.inflight -= 1;
+      const cancelled = run.journal.entry(session, {
+        kind: EnvelopeKind.ENVELOPE_KIND_FAULT,
+        messageId: newId(),
+        inReplyTo: messageId,
+        operation: op.path,
+        principal: session.principal,
+        timeMs: Date.now(),
+        fault: faultOf(
+          new BridgeError(Code.CANCELLED, Reason.CANCELLED, "the caller went away before the stream ended"),
+        ),
+      });
+      const recorded = run.journal.commit(session, { entries: [cancelled] });
+      recorded.catch(() => {});
+      run.lifecycle.settle(session, recorded);
       if (release !== undefined) release();
       else
         turn.then(

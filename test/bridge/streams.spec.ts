@@ -104,6 +104,27 @@ for (const store of STORE_KINDS) {
       expect(reasonOf(err)).to.equal("UNSUPPORTED_ON_STREAM");
     });
 
+    it("a stream the caller cancels gives the session's turn back and is journaled as CANCELLED", async () => {
+      const start = await unaryCall<LabResult>(h.clients.Counter, "Start", { key: "st-f" });
+      const stream = (h.clients.Counter as unknown as Any).Watch?.({
+        key: "st-f",
+        count: 50,
+        delay_ms: 50,
+      }) as grpc.ClientReadableStream<LabResult>;
+      await new Promise<void>((resolve) => stream.once("data", () => resolve()));
+      stream.cancel();
+      stream.on("error", () => {});
+      // The next exclusive call gets its turn.
+      const next = await unaryCall<LabResult>(h.clients.Counter, "Do", { key: "st-f", text: "next" });
+      expect(next.response.session_id).to.equal(start.response.session_id);
+      const faults: string[] = [];
+      for await (const e of h.sessions.history({ sessionId: start.response.session_id })) {
+        if (e.envelope?.kind === EnvelopeKind.ENVELOPE_KIND_FAULT)
+          faults.push(e.envelope.fault?.reason ?? "");
+      }
+      expect(faults).to.include("CANCELLED");
+    });
+
     it("an exclusive stream holds the session's turn until it ends", async () => {
       await unaryCall(h.clients.Counter, "Start", { key: "st-e" });
       const stream = (h.clients.Counter as unknown as Any).Watch?.({
