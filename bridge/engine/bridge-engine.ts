@@ -14,6 +14,7 @@ import type { IdempotencyRecord, JournalRecord } from "../store/records.js";
 import type { SessionStore } from "../store/session-store.js";
 import { AdmissionLanes } from "./admission-lanes.js";
 import { checkPayloadSize, waitSignal } from "./call-limits.js";
+import { deliveryOf, sessionlessPlace } from "./delivery-of.js";
 import { decodeEnvelope, EnvelopeKind, encodeEnvelope, faultOf, makeEnvelope } from "./envelope-codec.js";
 import { IdempotencyGuard } from "./idempotency-guard.js";
 import { Journal } from "./journal.js";
@@ -716,19 +717,7 @@ class BridgeEngine implements Bridge {
     }
     const messageId = newId();
     const reply = await this.#process(call.operation).unary({
-      operation: call.operation,
-      messageId,
-      sessionId: undefined,
-      seq: 0,
-      oneWay: false,
-      principal: call.principal,
-      correlation: {},
-      metadata: forwardable(call.metadata),
-      traceparent: control.traceparent,
-      tracestate: control.tracestate,
-      deadlineMs: call.deadlineMs,
-      signal: call.signal,
-      codec: call.codec,
+      ...deliveryOf(call, control, sessionlessPlace(messageId)),
       payload: call.payload,
     });
     return {
@@ -748,21 +737,13 @@ class BridgeEngine implements Bridge {
     seq: number,
     oneWay: boolean,
   ): Delivery {
-    return {
-      operation: call.operation,
+    return deliveryOf(call, control, {
       messageId,
       sessionId: session.id,
+      correlation: session.correlation,
       seq,
       oneWay,
-      principal: call.principal,
-      correlation: session.correlation,
-      metadata: forwardable(call.metadata),
-      traceparent: control.traceparent,
-      tracestate: control.tracestate,
-      deadlineMs: call.deadlineMs,
-      signal: call.signal,
-      codec: call.codec,
-    };
+    });
   }
 
   #service(op: OperationContract): ServiceContract {

@@ -11,6 +11,7 @@ import type { Delivery, ProcessClient } from "../process/process-client.js";
 import type { JournalRecord } from "../store/records.js";
 import type { AdmissionLanes } from "./admission-lanes.js";
 import { checkPayloadSize, waitSignal } from "./call-limits.js";
+import { deliveryOf, sessionlessPlace } from "./delivery-of.js";
 import { EnvelopeKind, faultOf } from "./envelope-codec.js";
 import type { Journal } from "./journal.js";
 import type { LiveSession } from "./live-session.js";
@@ -265,19 +266,7 @@ async function* passthrough(run: StreamRun): AsyncGenerator<StreamEvent> {
   const messageId = newId();
   yield { type: "session", sessionId: undefined, messageId };
   const events = run.process.stream({
-    operation: call.operation,
-    messageId,
-    sessionId: undefined,
-    seq: 0,
-    oneWay: false,
-    principal: call.principal,
-    correlation: {},
-    metadata: forwardable(call.metadata),
-    traceparent: control.traceparent,
-    tracestate: control.tracestate,
-    deadlineMs: call.deadlineMs,
-    signal: call.signal,
-    codec: call.codec,
+    ...deliveryOf(call, control, sessionlessPlace(messageId)),
     messages: call.messages,
   });
   for await (const event of events) {
