@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -8,13 +8,8 @@ import { SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { createSessionServiceClient } from "../../sdk/ts/session-service-client.js";
 import { type BridgeProcess, startBridgeProcess } from "../support/bridge-process.js";
 import { header, unaryCall } from "../support/grpc-call.js";
-import {
-  LAB_PROTO_DIR,
-  type LabProcess,
-  type LabResult,
-  loadLabPackage,
-  startLabProcess,
-} from "../support/lab-process.js";
+import { writeLabConfig } from "../support/lab-config.js";
+import { type LabProcess, type LabResult, loadLabPackage, startLabProcess } from "../support/lab-process.js";
 import { sleep, waitFor } from "../support/wait.js";
 
 const SESSIONS = 4;
@@ -43,27 +38,18 @@ describe("crash recovery (S10): SIGKILL mid-traffic, restart on the same SQLite 
   let dir: string;
   let lab: LabProcess;
   let bridge: BridgeProcess;
+  let config: string;
 
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "sb-crash-"));
     lab = await startLabProcess();
-    writeFileSync(
-      path.join(dir, "sessionbridge.yaml"),
-      [
-        "contracts:",
-        `  importPaths: [${JSON.stringify(LAB_PROTO_DIR)}]`,
-        "  files: [test/lab/v1/lab.proto]",
-        "processes:",
-        "  - name: lab",
-        "    services: [test.lab.v1.Counter, test.lab.v1.Unique, test.lab.v1.Line, test.lab.v1.Solo, test.lab.v1.Plain]",
-        `    location: grpc://127.0.0.1:${lab.port}`,
-        "listeners:",
-        "  grpc: 127.0.0.1:0",
-        `store: sqlite:${path.join(dir, "sessions.db")}`,
-        "defaults:",
-        "  oneWay: { maxAttempts: 20, initialBackoffMs: 20, maxBackoffMs: 200, attemptTimeoutMs: 5000 }",
-      ].join("\n"),
-    );
+    config = writeLabConfig(dir, lab.port, [
+      "listeners:",
+      "  grpc: 127.0.0.1:0",
+      `store: sqlite:${path.join(dir, "sessions.db")}`,
+      "defaults:",
+      "  oneWay: { maxAttempts: 20, initialBackoffMs: 20, maxBackoffMs: 200, attemptTimeoutMs: 5000 }",
+    ]);
   });
 
   after(async () => {
@@ -73,7 +59,7 @@ describe("crash recovery (S10): SIGKILL mid-traffic, restart on the same SQLite 
   });
 
   it("loses nothing acknowledged and resumes where it stopped", async () => {
-    bridge = await startBridgeProcess(["--config", path.join(dir, "sessionbridge.yaml")]);
+    bridge = await startBridgeProcess(["--config", config]);
     let client = labClient(bridge.address);
     const keys = Array.from({ length: SESSIONS }, (_, i) => `crash-${i}`);
     const sessionIds = new Map<string, string>();
@@ -133,7 +119,7 @@ describe("crash recovery (S10): SIGKILL mid-traffic, restart on the same SQLite 
       0,
     );
 
-    bridge = await startBridgeProcess(["--config", path.join(dir, "sessionbridge.yaml")]);
+    bridge = await startBridgeProcess(["--config", config]);
     client = labClient(bridge.address);
     const sessions = createSessionServiceClient(bridge.address);
     try {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -7,13 +7,8 @@ import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { type BridgeProcess, CLI, startBridgeProcess } from "../support/bridge-process.js";
 import { unaryCall } from "../support/grpc-call.js";
-import {
-  LAB_PROTO_DIR,
-  type LabProcess,
-  type LabResult,
-  loadLabPackage,
-  startLabProcess,
-} from "../support/lab-process.js";
+import { writeLabConfig } from "../support/lab-config.js";
+import { type LabProcess, type LabResult, loadLabPackage, startLabProcess } from "../support/lab-process.js";
 import { fixturePath, repoRoot } from "../support/repo-root.js";
 
 const exec = promisify(execFile);
@@ -109,19 +104,7 @@ describe("sessionbridge command line", function () {
     before(async () => {
       dir = mkdtempSync(path.join(os.tmpdir(), "sb-cli-"));
       lab = await startLabProcess();
-      const config = path.join(dir, "sessionbridge.yaml");
-      writeFileSync(
-        config,
-        [
-          "contracts:",
-          `  importPaths: [${JSON.stringify(LAB_PROTO_DIR)}]`,
-          "  files: [test/lab/v1/lab.proto]",
-          "processes:",
-          "  - name: lab",
-          "    services: [test.lab.v1.Counter, test.lab.v1.Unique, test.lab.v1.Line, test.lab.v1.Solo, test.lab.v1.Plain]",
-          `    location: grpc://127.0.0.1:${lab.port}`,
-        ].join("\n"),
-      );
+      const config = writeLabConfig(dir, lab.port);
       bridge = await startBridgeProcess([
         "--config",
         config,
