@@ -1,0 +1,128 @@
+import { createRequire } from "node:module";
+import path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { expect } from "chai";
+import descriptor from "protobufjs/ext/descriptor/index.js";
+import { type LabHarness, startLabHarness } from "../../support/lab-harness.js";
+
+interface FileDescriptor {
+  name: string;
+  package: string;
+  dependency: string[];
+  messageType?: {
+    name: string;
+    field?: { name: string; typeName?: string }[];
+    nestedType?: { name: string; options?: { mapEntry?: boolean } }[];
+  }[];
+  service?: {
+    name: string;
+    method: { name: string; inputType: string; outputType: string; serverStreaming?: boolean }[];
+  }[];
+}
+
+const reflectionDir = path.join(
+  path.dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")),
+  "build/proto",
+);
+
+function reflectionClient(version: "v1" | "v1alpha", address: string): grpc.Client {
+  const definition = protoLoader.loadSync(`grpc/reflection/${version}/reflection.proto`, {
+    includeDirs: [reflectionDir],
+    keepCase: true,
+    defaults: true,
+  });
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+    grpc: { reflection: Record<string, { ServerReflection: grpc.ServiceClientConstructor }> };
+  };
+  const ctor = pkg.grpc.reflection[version]?.ServerReflection;
+  if (ctor === undefined) throw new Error(`no reflection ${version}`);
+  return new ctor(address, grpc.credentials.createInsecure());
+}
+
+/** One request on the reflection stream, one response back. */
+function ask(client: grpc.Client, request: object): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const call = (
+      client as unknown as {
+        ServerReflectionInfo(): grpc.ClientDuplexStream<object, Record<string, unknown>>;
+      }
+    ).ServerReflectionInfo();
+    call.on("data", (response) => {
+      resolve(response);
+      call.end();
+    });
+    call.on("error", reject);
+    call.write(request);
+  });
+}
+
+/**
+ * Server reflection, both versions grpcurl and other tools use: the bridge lists every
+ * service it serves and returns protoc-shaped file descriptors (real file names,
+ * dependencies, fully qualified types, map entries named <Field>Entry).
+ */
+describe("gRPC server reflection", () => {
+  let h: LabHarness;
+  before(async () => {
+    h = await startLabHarness("memory");
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  for (const version of ["v1", "v1alpha"] as const) {
+    it(`${version}: lists the contract services, the SessionService and Health`, async () => {
+      const client = reflectionClient(version, h.address);
+      try {
+        const response = await ask(client, { list_services: "" });
+        const services = (response.list_services_response as { service: { name: string }[] }).service.map(
+          (s) => s.name,
+        );
+        expect(services).to.include.members([
+          "test.lab.v1.Counter",
+          "test.lab.v1.Plain",
+          "sessionbridge.v1.SessionService",
+          "grpc.health.v1.Health",
+        ]);
+      } finally {
+        client.close();
+      }
+    });
+
+    it(`${version}: describes a service with the files it needs`, async () => {
+      const client = reflectionClient(version, h.address);
+      try {
+        const response = await ask(client, { file_containing_symbol: "test.lab.v1.Counter" });
+        const protos = (response.file_descriptor_response as { file_descriptor_proto: Buffer[] })
+          .file_descriptor_proto;
+        const files = protos.map(
+          (b) =>
+            descriptor.FileDescriptorProto.toObject(
+              descriptor.FileDescriptorProto.decode(b),
+            ) as FileDescriptor,
+        );
+        const lab = files.find((f) => f.name === "test/lab/v1/lab.proto");
+        expect(lab?.package).to.equal("test.lab.v1");
+        expect(lab?.dependency).to.include("google/protobuf/empty.proto");
+        expect(files.map((f) => f.name)).to.include("google/protobuf/empty.proto");
+        const counter = lab?.service?.find((s) => s.name === "Counter");
+        const watch = counter?.method.find((m) => m.name === "Watch");
+        expect(watch).to.deep.include({
+          inputType: ".test.lab.v1.Op",
+          outputType: ".test.lab.v1.Result",
+          serverStreaming: true,
+        });
+        const fire = counter?.method.find((m) => m.name === "Fire");
+        expect(fire?.outputType).to.equal(".google.protobuf.Empty");
+        const result = lab?.messageType?.find((m) => m.name === "Result");
+        expect(result?.field?.find((f) => f.name === "metadata")?.typeName).to.equal(
+          ".test.lab.v1.Result.MetadataEntry",
+        );
+        expect(result?.nestedType?.find((n) => n.name === "MetadataEntry")?.options?.mapEntry).to.equal(true);
+      } finally {
+        client.close();
+      }
+    });
+  }
+});
