@@ -1,5 +1,6 @@
 import type { BenchSettings } from "./bench-settings.js";
 import type { MachineInfo } from "./machine-info.js";
+import type { MachineLoad } from "./measure-job.js";
 import type { RoutingE2eResult } from "./routing-e2e.js";
 import type { RoutingMicroResult } from "./routing-micro.js";
 import type { ModeKind, PathKind, ScenarioResult } from "./scenarios.js";
@@ -35,6 +36,8 @@ export interface BenchResults {
   readonly targets: readonly TargetCheck[];
   /** Why the run failed (errors over 0.1%, a fixed rate not reached); empty when it passed. */
   readonly problems: readonly string[];
+  /** Windows that other work on the machine disturbed; they do not fail the run. */
+  readonly warnings: readonly string[];
   readonly durationSeconds: number;
 }
 
@@ -123,4 +126,14 @@ export function checkTargets(
     });
   }
   return checks;
+}
+
+/** Above this many cores of other work in a window, its figures are flagged as disturbed. */
+const DISTURBED_CORES = 0.25;
+
+export function disturbance(id: string, machine: MachineLoad | undefined): string[] {
+  if (machine === undefined || machine.otherCores <= DISTURBED_CORES) return [];
+  return [
+    `${id}: other work used ${machine.otherCores.toFixed(2)} of the machine's cores during the window (steal ${machine.stealCores.toFixed(2)})`,
+  ];
 }

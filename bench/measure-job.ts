@@ -1,6 +1,6 @@
 import { runGenerator } from "./generator-runner.js";
 import type { GeneratorJob, GeneratorResult } from "./load-plan.js";
-import { cpuSeconds, RssSampler } from "./proc-stats.js";
+import { cpuSeconds, machineCpuSeconds, RssSampler } from "./proc-stats.js";
 
 /** What one process used during a measured window. */
 export interface ProcessFigures {
@@ -14,10 +14,19 @@ export interface ProcessFigures {
   readonly rssEndBytes: number | undefined;
 }
 
+/** The whole machine over the same window, in cores (CPU seconds per wall second). */
+export interface MachineLoad {
+  readonly busyCores: number;
+  readonly stealCores: number;
+  /** Busy cores not used by the bench's own processes: other work sharing the machine. */
+  readonly otherCores: number;
+}
+
 export interface MeasuredJob {
   readonly result: GeneratorResult;
-  /** By the names given in `watch`, plus "generator". */
+  /** By the names given in `watch`, plus "generator" and "bench" (this process). */
   readonly processes: Record<string, ProcessFigures>;
+  readonly machine: MachineLoad | undefined;
 }
 
 /**
@@ -31,17 +40,23 @@ export async function measureJob(
   rss: readonly string[] = [],
 ): Promise<MeasuredJob> {
   const samplers = new Map(rss.map((name) => [name, new RssSampler(watch[name] as number)]));
-  const pids: Record<string, number> = { ...watch };
+  const pids: Record<string, number> = { ...watch, bench: process.pid };
   const before: Record<string, number> = {};
   const after: Record<string, number> = {};
   const rssEnd: Record<string, number> = {};
+  let machineBefore = { busy: 0, steal: 0 };
+  let machineAfter = { busy: 0, steal: 0 };
   const snapshot = (into: Record<string, number>): void => {
     for (const [name, pid] of Object.entries(pids)) into[name] = cpuSeconds(pid);
   };
   const run = runGenerator(job, {
-    onMeasureStart: () => snapshot(before),
+    onMeasureStart: () => {
+      machineBefore = machineCpuSeconds();
+      snapshot(before);
+    },
     onMeasureEnd: () => {
       snapshot(after);
+      machineAfter = machineCpuSeconds();
       for (const [name, sampler] of samplers) rssEnd[name] = sampler.sample();
     },
   });
@@ -50,6 +65,7 @@ export async function measureJob(
     const result = await run.result;
     const load = result.load;
     const processes: Record<string, ProcessFigures> = {};
+    let machine: MachineLoad | undefined;
     if (load !== undefined) {
       const windowSeconds = load.windowMs / 1000;
       for (const name of Object.keys(pids)) {
@@ -62,8 +78,15 @@ export async function measureJob(
           rssEndBytes: rssEnd[name],
         };
       }
+      const ours = Object.values(processes).reduce((sum, p) => sum + p.cpuSeconds, 0);
+      const busy = machineAfter.busy - machineBefore.busy;
+      machine = {
+        busyCores: busy / windowSeconds,
+        stealCores: (machineAfter.steal - machineBefore.steal) / windowSeconds,
+        otherCores: Math.max(0, busy - ours) / windowSeconds,
+      };
     }
-    return { result, processes };
+    return { result, processes, machine };
   } finally {
     for (const sampler of samplers.values()) sampler.stop();
   }

@@ -23,6 +23,21 @@ export function cpuSeconds(pid: number | "self"): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS;
 }
 
+/**
+ * CPU time of the whole machine so far (/proc/stat), in seconds: busy (user, nice, system,
+ * irq, softirq) and steal (taken by the hypervisor). Compared with what the bench's own
+ * processes used, it shows how much other work shared the machine during a window.
+ */
+export function machineCpuSeconds(): { busy: number; steal: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+  const ticks = (value: number | undefined): number => (value ?? 0) / TICKS;
+  return {
+    busy: ticks(user) + ticks(nice) + ticks(system) + ticks(irq) + ticks(softirq),
+    steal: ticks(steal),
+  };
+}
+
 /** Resident set size now and its peak over the process's life, in bytes (/proc/<pid>/status). */
 export function memory(pid: number): { rssBytes: number; peakRssBytes: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");

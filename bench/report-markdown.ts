@@ -50,6 +50,7 @@ export function renderMarkdown(r: BenchResults): string {
         "bridge RSS peak / end (MB)",
         "echo CPU s / 1000",
         "generator CPU s / 1000",
+        "other load (cores)",
       ],
       r.scenarios.map((x) => [
         x.id,
@@ -63,8 +64,14 @@ export function renderMarkdown(r: BenchResults): string {
         x.bridge === undefined ? "–" : `${mb(x.bridge.rssPeakBytes)} / ${mb(x.bridge.rssEndBytes)}`,
         fixed(x.echo.cpuSecondsPer1000, 3),
         fixed(x.generator.cpuSecondsPer1000, 3),
+        fixed(x.machine?.otherCores, 2),
       ]),
     ),
+  );
+  out.push("");
+  out.push(
+    "Other load: busy cores of the whole machine (/proc/stat) minus those of the bench's own processes, " +
+      "over the same window. Anything well above 0 means other work shared the 2 cores and the row is disturbed.",
   );
   out.push("");
   out.push("## Bridged against direct (same run)");
@@ -168,7 +175,15 @@ export function renderMarkdown(r: BenchResults): string {
     out.push("");
     out.push(
       table(
-        ["live sessions", "throughput (req/s)", "p50 (ms)", "p99 (ms)", "p50 from send (ms)", "errors"],
+        [
+          "live sessions",
+          "throughput (req/s)",
+          "p50 (ms)",
+          "p99 (ms)",
+          "p50 from send (ms)",
+          "errors",
+          "other load (cores)",
+        ],
         [
           ...[e2e.small, e2e.large].map((z) => [
             String(z.sessions),
@@ -177,8 +192,9 @@ export function renderMarkdown(r: BenchResults): string {
             ms(z.load.latency.p99Us),
             ms(z.load.serviceLatency?.p50Us),
             String(z.load.errors),
+            fixed(z.machine?.otherCores, 2),
           ]),
-          ["ratio (large ÷ small)", "", fixed(e2e.p50Ratio, 2), fixed(e2e.p99Ratio, 2), "", ""],
+          ["ratio (large ÷ small)", "", fixed(e2e.p50Ratio, 2), fixed(e2e.p99Ratio, 2), "", "", ""],
         ],
       ),
     );
@@ -199,6 +215,18 @@ export function renderMarkdown(r: BenchResults): string {
             `${mb(e2e.after.heapUsedBytes)} MB`,
             `${fixed(e2e.heapPerSessionBytes, 0)} B`,
           ],
+          [
+            "V8 heap reserved",
+            `${mb(e2e.before.heapTotalBytes)} MB`,
+            `${mb(e2e.after.heapTotalBytes)} MB`,
+            perSession(e2e.after.heapTotalBytes - e2e.before.heapTotalBytes, e2e.large.open.ok),
+          ],
+          [
+            "external (Buffers, typed arrays)",
+            `${mb(e2e.before.externalBytes)} MB`,
+            `${mb(e2e.after.externalBytes)} MB`,
+            perSession(e2e.after.externalBytes - e2e.before.externalBytes, e2e.large.open.ok),
+          ],
         ],
       ),
     );
@@ -214,6 +242,12 @@ export function renderMarkdown(r: BenchResults): string {
       ),
     );
   }
+  if (r.warnings.length > 0) {
+    out.push("");
+    out.push("## Disturbed windows");
+    out.push("");
+    for (const w of r.warnings) out.push(`- ${w}`);
+  }
   out.push("");
   if (r.problems.length === 0)
     out.push("Run passed: no scenario over 0.1% errors, every fixed rate reached.");
@@ -224,6 +258,10 @@ export function renderMarkdown(r: BenchResults): string {
   }
   out.push("");
   return out.join("\n");
+}
+
+function perSession(bytes: number, sessions: number): string {
+  return sessions === 0 ? "–" : `${(bytes / sessions).toFixed(0)} B`;
 }
 
 function pair(l: LatencySummary | undefined): string {

@@ -3,20 +3,31 @@ import { type Server, startBridge } from "./bench-processes.js";
 import type { BenchSettings } from "./bench-settings.js";
 import { runGenerator } from "./generator-runner.js";
 import type { KeyRange, LoadResult, LoadSpec, OpenResult } from "./load-plan.js";
-import { measureJob } from "./measure-job.js";
+import { type MachineLoad, measureJob } from "./measure-job.js";
 import { memory } from "./proc-stats.js";
 
 export interface MemorySnapshot {
   readonly rssBytes: number;
   /** V8 heap in use after a full GC: what the bridge retains. */
   readonly heapUsedBytes: number;
+  /** V8 heap reserved: RSS keeps pages the GC freed but V8 has not given back. */
+  readonly heapTotalBytes: number;
+  /** Memory outside the V8 heap (Buffers, typed array backing stores), part of it arrayBuffers. */
   readonly externalBytes: number;
+  readonly arrayBuffersBytes: number;
+}
+
+export interface RoutingPart {
+  readonly sessions: number;
+  readonly open: OpenResult;
+  readonly load: LoadResult;
+  readonly machine: MachineLoad | undefined;
 }
 
 export interface RoutingE2eResult {
   readonly ratePerSec: number;
-  readonly small: { readonly sessions: number; readonly open: OpenResult; readonly load: LoadResult };
-  readonly large: { readonly sessions: number; readonly open: OpenResult; readonly load: LoadResult };
+  readonly small: RoutingPart;
+  readonly large: RoutingPart;
   readonly before: MemorySnapshot;
   readonly after: MemorySnapshot;
   /** (after − before) ÷ sessions added. */
@@ -76,8 +87,18 @@ export async function runRoutingE2e(echo: Server, settings: BenchSettings): Prom
     const largeLoad = large.result.load as LoadResult;
     return {
       ratePerSec: settings.routingRatePerSec,
-      small: { sessions: settings.routingSmall, open: warm.open as OpenResult, load: smallLoad },
-      large: { sessions: settings.routingLarge, open: opened.open as OpenResult, load: largeLoad },
+      small: {
+        sessions: settings.routingSmall,
+        open: warm.open as OpenResult,
+        load: smallLoad,
+        machine: small.machine,
+      },
+      large: {
+        sessions: settings.routingLarge,
+        open: opened.open as OpenResult,
+        load: largeLoad,
+        machine: large.machine,
+      },
       before,
       after,
       rssPerSessionBytes: (after.rssBytes - before.rssBytes) / added,
@@ -97,7 +118,9 @@ async function snapshot(bridge: Server): Promise<MemorySnapshot> {
   return {
     rssBytes: memory(bridge.pid).rssBytes,
     heapUsedBytes: Number(reply.heapUsed),
+    heapTotalBytes: Number(reply.heapTotal),
     externalBytes: Number(reply.external),
+    arrayBuffersBytes: Number(reply.arrayBuffers),
   };
 }
 

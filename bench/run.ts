@@ -6,7 +6,7 @@
  * the BENCH_* variables.
  */
 import { startEcho } from "./bench-processes.js";
-import { type BenchResults, checkTargets, compare } from "./bench-results.js";
+import { type BenchResults, checkTargets, compare, disturbance } from "./bench-results.js";
 import { benchSettings } from "./bench-settings.js";
 import { installChildCleanup } from "./children.js";
 import { machineInfo } from "./machine-info.js";
@@ -27,6 +27,7 @@ const progress = (text: string): void => {
 };
 
 const problems: string[] = [];
+const warnings: string[] = [];
 const scenarios: ScenarioResult[] = [];
 let micro: RoutingMicroResult | undefined;
 let e2e: RoutingE2eResult | undefined;
@@ -48,6 +49,7 @@ try {
         const result = await runScenario(echo, p, mode, settings);
         scenarios.push(result);
         problems.push(...scenarioProblems(result));
+        warnings.push(...disturbance(id, result.machine));
       } catch (error) {
         problems.push(`${id}: crashed: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -58,6 +60,8 @@ try {
     try {
       e2e = await runRoutingE2e(echo, settings);
       problems.push(...routingProblems(e2e));
+      warnings.push(...disturbance(`routing/e2e (${e2e.small.sessions} sessions)`, e2e.small.machine));
+      warnings.push(...disturbance(`routing/e2e (${e2e.large.sessions} sessions)`, e2e.large.machine));
     } catch (error) {
       problems.push(`routing/e2e: crashed: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -75,11 +79,15 @@ const results: BenchResults = {
   routing: { micro, e2e },
   targets: checkTargets(scenarios, comparisons, micro, e2e),
   problems,
+  warnings,
   durationSeconds: (performance.now() - startedAt) / 1000,
 };
 const files = writeResults(results, settings.only !== undefined);
 process.stdout.write(renderMarkdown(results));
 progress(`wrote ${files.join(", ")}`);
+if (warnings.length > 0) {
+  process.stderr.write(`\nbench: disturbed windows:\n${warnings.map((w) => `  - ${w}`).join("\n")}\n`);
+}
 if (problems.length > 0) {
   process.stderr.write(`\nbench FAILED:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
   process.exitCode = 1;

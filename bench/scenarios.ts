@@ -3,7 +3,7 @@ import { resultsDir } from "./bench-paths.js";
 import { type Server, startBridge } from "./bench-processes.js";
 import type { BenchSettings } from "./bench-settings.js";
 import type { GeneratorJob, LoadResult, OpenResult } from "./load-plan.js";
-import { measureJob, type ProcessFigures } from "./measure-job.js";
+import { type MachineLoad, measureJob, type ProcessFigures } from "./measure-job.js";
 
 export type PathKind = "direct" | "bridged-memory" | "bridged-sqlite";
 export type ModeKind = "fixed" | "unthrottled";
@@ -23,6 +23,8 @@ export interface ScenarioResult {
   readonly bridge: ProcessFigures | undefined;
   readonly echo: ProcessFigures;
   readonly generator: ProcessFigures;
+  /** How busy the whole machine was in the window, and how much of that was other work. */
+  readonly machine: MachineLoad | undefined;
 }
 
 export const scenarioId = (p: PathKind, mode: ModeKind): string => `${p}/${mode}`;
@@ -66,7 +68,11 @@ export async function runScenario(
     };
     const watch: Record<string, number> = { echo: echo.pid };
     if (bridge !== undefined) watch.bridge = bridge.pid;
-    const { result, processes } = await measureJob(job, watch, bridge === undefined ? [] : ["bridge"]);
+    const { result, processes, machine } = await measureJob(
+      job,
+      watch,
+      bridge === undefined ? [] : ["bridge"],
+    );
     if (result.load === undefined) throw new Error(`${id}: the generator returned no load result`);
     return {
       id,
@@ -79,6 +85,7 @@ export async function runScenario(
       bridge: processes.bridge,
       echo: processes.echo as ProcessFigures,
       generator: processes.generator as ProcessFigures,
+      machine,
     };
   } finally {
     await bridge?.stop();
