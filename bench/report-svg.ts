@@ -23,7 +23,7 @@ interface Panel {
 const WIDTH = 760;
 const PANEL_HEIGHT = 230;
 const LEFT = 60;
-const PLOT_TOP = 34;
+const PLOT_TOP = 46;
 const PLOT_BOTTOM = 190;
 const COLORS = { a: "#4e79a7", b: "#f28e2b" };
 
