@@ -107,9 +107,20 @@ export function checkTargets(
     });
   }
   if (micro !== undefined) {
+    const first = micro.sizes[0];
+    const last = micro.sizes[micro.sizes.length - 1];
+    const addedNs = first && last ? last.route.p50Ns - first.route.p50Ns : Number.NaN;
+    // The difference in absolute terms, next to what a whole bridged call costs the bridge.
+    const perCall = memory?.bridge?.cpuSecondsPer1000;
+    const context =
+      perCall === undefined
+        ? ""
+        : `; a bridged call costs the bridge ${(perCall * 1000).toFixed(0)} µs of CPU`;
     checks.push({
       goal: "routing cost flat in the number of live sessions (read ≤ 1.2× as flat), in-process",
-      measured: `${micro.routeP50Ratio.toFixed(2)}× p50 (${micro.sizes.map((s) => s.sessions).join(" → ")} sessions)`,
+      measured:
+        `${micro.routeP50Ratio.toFixed(2)}× p50 (${micro.sizes.map((s) => s.sessions).join(" → ")} sessions: ` +
+        `+${addedNs.toFixed(0)} ns per call${context})`,
       met: micro.routeP50Ratio <= 1.2,
     });
   }
