@@ -182,6 +182,7 @@ export function renderMarkdown(r: BenchResults): string {
           "p99 (ms)",
           "p50 from send (ms)",
           "errors",
+          "bridge CPU s / 1000 calls",
           "other load (cores)",
         ],
         [
@@ -192,9 +193,10 @@ export function renderMarkdown(r: BenchResults): string {
             ms(z.load.latency.p99Us),
             ms(z.load.serviceLatency?.p50Us),
             String(z.load.errors),
+            fixed(z.bridge?.cpuSecondsPer1000, 3),
             fixed(z.machine?.otherCores, 2),
           ]),
-          ["ratio (large ÷ small)", "", fixed(e2e.p50Ratio, 2), fixed(e2e.p99Ratio, 2), "", "", ""],
+          ["ratio (large ÷ small)", "", fixed(e2e.p50Ratio, 2), fixed(e2e.p99Ratio, 2), "", "", "", ""],
         ],
       ),
     );

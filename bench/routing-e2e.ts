@@ -3,7 +3,7 @@ import { type Server, startBridge } from "./bench-processes.js";
 import type { BenchSettings } from "./bench-settings.js";
 import { runGenerator } from "./generator-runner.js";
 import type { KeyRange, LoadResult, LoadSpec, OpenResult } from "./load-plan.js";
-import { type MachineLoad, measureJob } from "./measure-job.js";
+import { type MachineLoad, measureJob, type ProcessFigures } from "./measure-job.js";
 import { memory } from "./proc-stats.js";
 
 export interface MemorySnapshot {
@@ -22,6 +22,8 @@ export interface RoutingPart {
   readonly open: OpenResult;
   readonly load: LoadResult;
   readonly machine: MachineLoad | undefined;
+  /** The bridge's CPU over the measured window. */
+  readonly bridge: ProcessFigures | undefined;
 }
 
 export interface RoutingE2eResult {
@@ -92,12 +94,14 @@ export async function runRoutingE2e(echo: Server, settings: BenchSettings): Prom
         open: warm.open as OpenResult,
         load: smallLoad,
         machine: small.machine,
+        bridge: small.processes.bridge,
       },
       large: {
         sessions: settings.routingLarge,
         open: opened.open as OpenResult,
         load: largeLoad,
         machine: large.machine,
+        bridge: large.processes.bridge,
       },
       before,
       after,
