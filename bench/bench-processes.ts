@@ -1,0 +1,78 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { benchModule } from "./bench-paths.js";
+import { JsonLineChild } from "./children.js";
+
+export interface Server {
+  readonly child: JsonLineChild;
+  readonly pid: number;
+  readonly address: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the echo process on a random port. */
+export async function startEcho(): Promise<Server> {
+  const child = new JsonLineChild("echo", benchModule("echo-process.js"), []);
+  const ready = await child.next("ready");
+  return { child, pid: child.pid, address: `127.0.0.1:${String(ready.port)}`, stop: () => child.stop() };
+}
+
+export type StoreKind = "memory" | "sqlite";
+
+/** SQLite directories still in use; removed on exit too, so an interrupted run leaves none. */
+const tempDirs = new Set<string>();
+process.on("exit", () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+export interface BridgeOptions {
+  /** Write a V8 CPU profile of the bridge into this directory when it stops. */
+  readonly cpuProfileDir?: string;
+  /** Run with --expose-gc, so memory queries report retained heap. */
+  readonly exposeGc?: boolean;
+}
+
+/** Starts a bridge child in front of the echo process, on a fresh store and a random port. */
+export async function startBridge(
+  echo: Server,
+  store: StoreKind,
+  options: BridgeOptions = {},
+): Promise<Server> {
+  // A fresh SQLite file per bridge (synchronous=full, the default), removed afterwards.
+  const dir = store === "sqlite" ? mkdtempSync(path.join(os.tmpdir(), "sb-bench-")) : undefined;
+  if (dir !== undefined) tempDirs.add(dir);
+  const storeArg = dir === undefined ? "memory" : `sqlite:${path.join(dir, "sessions.db")}`;
+  const nodeArgs: string[] = [];
+  if (options.cpuProfileDir !== undefined)
+    nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);
+  if (options.exposeGc === true) nodeArgs.push("--expose-gc");
+  const port = echo.address.slice(echo.address.lastIndexOf(":") + 1);
+  const child = new JsonLineChild(
+    `bridge-${store}`,
+    benchModule("bridge-child.js"),
+    [port, storeArg],
+    nodeArgs,
+  );
+  const cleanup = (): void => {
+    if (dir === undefined) return;
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  };
+  try {
+    const ready = await child.next("ready");
+    return {
+      child,
+      pid: child.pid,
+      address: String(ready.address),
+      stop: async () => {
+        await child.stop();
+        cleanup();
+      },
+    };
+  } catch (error) {
+    await child.stop(0);
+    cleanup();
+    throw error;
+  }
+}

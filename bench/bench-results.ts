@@ -1,0 +1,150 @@
+import type { BenchSettings } from "./bench-settings.js";
+import type { MachineInfo } from "./machine-info.js";
+import type { MachineLoad } from "./measure-job.js";
+import type { RoutingE2eResult } from "./routing-e2e.js";
+import type { RoutingMicroResult } from "./routing-micro.js";
+import type { ModeKind, PathKind, ScenarioResult } from "./scenarios.js";
+
+/** A bridged scenario against the direct one of the same mode, from the same run. */
+export interface Comparison {
+  readonly path: Exclude<PathKind, "direct">;
+  readonly mode: ModeKind;
+  readonly addedP50Us: number;
+  readonly addedP99Us: number;
+  /** Fixed rate only: the same differences on latency measured from the actual send. */
+  readonly addedServiceP50Us: number | undefined;
+  readonly addedServiceP99Us: number | undefined;
+  readonly throughputRatio: number;
+}
+
+/** One DESIGN §6 goal next to what this run measured. Informational: the run never fails on these. */
+export interface TargetCheck {
+  readonly goal: string;
+  readonly measured: string;
+  readonly met: boolean | undefined;
+}
+
+export interface BenchResults {
+  readonly machine: MachineInfo;
+  readonly settings: BenchSettings;
+  readonly scenarios: readonly ScenarioResult[];
+  readonly comparisons: readonly Comparison[];
+  readonly routing: {
+    readonly micro: RoutingMicroResult | undefined;
+    readonly e2e: RoutingE2eResult | undefined;
+  };
+  readonly targets: readonly TargetCheck[];
+  /** Why the run failed (errors over 0.1%, a fixed rate not reached); empty when it passed. */
+  readonly problems: readonly string[];
+  /** Windows that other work on the machine disturbed; they do not fail the run. */
+  readonly warnings: readonly string[];
+  readonly durationSeconds: number;
+}
+
+export function compare(scenarios: readonly ScenarioResult[]): Comparison[] {
+  const out: Comparison[] = [];
+  for (const s of scenarios) {
+    if (s.path === "direct") continue;
+    const direct = scenarios.find((d) => d.path === "direct" && d.mode === s.mode);
+    if (direct === undefined) continue;
+    const service = s.load.serviceLatency;
+    const directService = direct.load.serviceLatency;
+    out.push({
+      path: s.path,
+      mode: s.mode,
+      addedP50Us: s.load.latency.p50Us - direct.load.latency.p50Us,
+      addedP99Us: s.load.latency.p99Us - direct.load.latency.p99Us,
+      addedServiceP50Us: service && directService ? service.p50Us - directService.p50Us : undefined,
+      addedServiceP99Us: service && directService ? service.p99Us - directService.p99Us : undefined,
+      throughputRatio: s.load.throughputPerSec / direct.load.throughputPerSec,
+    });
+  }
+  return out;
+}
+
+const ms = (us: number): string => `${(us / 1000).toFixed(2)} ms`;
+
+export function checkTargets(
+  scenarios: readonly ScenarioResult[],
+  comparisons: readonly Comparison[],
+  micro: RoutingMicroResult | undefined,
+  e2e: RoutingE2eResult | undefined,
+): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const find = (p: PathKind, mode: ModeKind): ScenarioResult | undefined =>
+    scenarios.find((s) => s.path === p && s.mode === mode);
+  for (const c of comparisons.filter((c) => c.mode === "fixed")) {
+    checks.push({
+      goal: `${c.path}: a bridge hop adds ≤ 0.5 ms p50 and ≤ 1.5 ms p99 at the fixed rate`,
+      measured: `+${ms(c.addedP50Us)} p50, +${ms(c.addedP99Us)} p99`,
+      met: c.addedP50Us <= 500 && c.addedP99Us <= 1500,
+    });
+  }
+  for (const s of scenarios.filter((s) => s.bridge !== undefined && s.mode === "fixed")) {
+    const per1000 = s.bridge?.cpuSecondsPer1000 ?? Number.NaN;
+    checks.push({
+      goal: `${s.path}: ≤ 0.1 CPU core per 1000 req/s (0.1 CPU s per 1000 calls)`,
+      measured: `${per1000.toFixed(3)} CPU s per 1000 calls`,
+      met: per1000 <= 0.1,
+    });
+  }
+  const memory = find("bridged-memory", "unthrottled");
+  const sqlite = find("bridged-sqlite", "unthrottled");
+  if (memory !== undefined && sqlite !== undefined) {
+    const ratio = sqlite.load.throughputPerSec / memory.load.throughputPerSec;
+    checks.push({
+      goal: "durable (SQLite) throughput ≥ 70% of in-memory, unthrottled",
+      measured: `${(ratio * 100).toFixed(0)}%`,
+      met: ratio >= 0.7,
+    });
+  }
+  const memoryRatio = comparisons.find((c) => c.path === "bridged-memory" && c.mode === "unthrottled");
+  if (memoryRatio !== undefined) {
+    checks.push({
+      goal: "keep up with nginx grpc_pass (≈ 0.45× direct on the reference machine; nginx is not run here)",
+      measured: `${memoryRatio.throughputRatio.toFixed(2)}× direct (memory store)`,
+      met: undefined,
+    });
+  }
+  if (micro !== undefined) {
+    const first = micro.sizes[0];
+    const last = micro.sizes[micro.sizes.length - 1];
+    const addedNs = first && last ? last.route.p50Ns - first.route.p50Ns : Number.NaN;
+    // The difference in absolute terms, next to what a whole bridged call costs the bridge.
+    const perCall = memory?.bridge?.cpuSecondsPer1000;
+    const context =
+      perCall === undefined
+        ? ""
+        : `; a bridged call costs the bridge ${(perCall * 1000).toFixed(0)} µs of CPU`;
+    checks.push({
+      goal: "routing cost flat in the number of live sessions (read ≤ 1.2× as flat), in-process",
+      measured:
+        `${micro.routeP50Ratio.toFixed(2)}× p50 (${micro.sizes.map((s) => s.sessions).join(" → ")} sessions: ` +
+        `+${addedNs.toFixed(0)} ns per call${context})`,
+      met: micro.routeP50Ratio <= 1.2,
+    });
+  }
+  if (e2e !== undefined) {
+    checks.push({
+      goal: "routing cost flat in the number of live sessions (read ≤ 1.2× as flat), end to end",
+      measured: `${e2e.p50Ratio.toFixed(2)}× p50 (${e2e.small.sessions} → ${e2e.large.sessions} sessions)`,
+      met: e2e.p50Ratio <= 1.2,
+    });
+    checks.push({
+      goal: "an idle session costs ≤ 1 KB of memory",
+      measured: `${(e2e.rssPerSessionBytes / 1024).toFixed(2)} KB RSS, ${(e2e.heapPerSessionBytes / 1024).toFixed(2)} KB retained heap per session`,
+      met: e2e.rssPerSessionBytes <= 1024,
+    });
+  }
+  return checks;
+}
+
+/** Above this many cores of other work in a window, its figures are flagged as disturbed. */
+const DISTURBED_CORES = 0.25;
+
+export function disturbance(id: string, machine: MachineLoad | undefined): string[] {
+  if (machine === undefined || machine.otherCores <= DISTURBED_CORES) return [];
+  return [
+    `${id}: other work used ${machine.otherCores.toFixed(2)} of the machine's cores during the window (steal ${machine.stealCores.toFixed(2)})`,
+  ];
+}

@@ -1,0 +1,109 @@
+import http2 from "node:http2";
+
+/** Called once per call: undefined on success, otherwise what went wrong. */
+export type CallDone = (failure: string | undefined) => void;
+
+/**
+ * A minimal gRPC unary client on raw node:http2: a few connections, requests framed by the
+ * caller, responses checked for HTTP 200, grpc-status 0 in the trailers (or in the headers
+ * of a trailers-only response) and the expected reply size. It does far less per call than
+ * @grpc/grpc-js (no interceptors, no metadata objects, no per-call promise), so the load
+ * generator stays the cheapest process on the machine.
+ */
+export interface H2Pool {
+  readonly connections: number;
+  unary(connection: number, path: string, frame: Buffer, expectedBytes: number, done: CallDone): void;
+  close(): Promise<void>;
+}
+
+const { HTTP2_HEADER_STATUS } = http2.constants;
+
+export async function connectPool(target: string, connections: number): Promise<H2Pool> {
+  const sessions = await Promise.all(Array.from({ length: connections }, () => connect(target)));
+  const headersByPath = new Map<string, http2.OutgoingHttpHeaders>();
+  const headersFor = (path: string): http2.OutgoingHttpHeaders => {
+    let headers = headersByPath.get(path);
+    if (headers === undefined) {
+      headers = {
+        ":method": "POST",
+        ":path": path,
+        "content-type": "application/grpc",
+        te: "trailers",
+      };
+      headersByPath.set(path, headers);
+    }
+    return headers;
+  };
+
+  return {
+    connections,
+    unary(connection, path, frame, expectedBytes, done) {
+      const session = sessions[connection % connections] as http2.ClientHttp2Session;
+      let received = 0;
+      let status: string | undefined;
+      let failure: string | undefined;
+      const stream = session.request(headersFor(path), { endStream: false });
+      stream.on("response", (headers) => {
+        const code = headers[HTTP2_HEADER_STATUS];
+        if (Number(code) !== 200) failure = `HTTP ${String(code)}`;
+        // A trailers-only response carries the status in the headers.
+        const inline = headers["grpc-status"];
+        if (typeof inline === "string") status = inline;
+      });
+      stream.on("data", (chunk: Buffer) => {
+        received += chunk.length;
+      });
+      stream.on("trailers", (trailers) => {
+        const trailing = trailers["grpc-status"];
+        if (typeof trailing === "string") status = trailing;
+      });
+      stream.on("error", (error: Error) => {
+        failure ??= error.message;
+      });
+      stream.on("close", () => {
+        if (failure === undefined) {
+          if (status === undefined) failure = "no grpc-status";
+          else if (status !== "0") failure = `grpc-status ${status}`;
+          else if (received !== expectedBytes)
+            failure = `reply of ${received} bytes, expected ${expectedBytes}`;
+        }
+        done(failure);
+      });
+      stream.end(frame);
+    },
+    async close() {
+      await Promise.all(
+        sessions.map(
+          (session) =>
+            new Promise<void>((resolve) => {
+              if (session.closed || session.destroyed) return resolve();
+              // Calls a dead server never answers must not keep the generator alive.
+              const force = setTimeout(() => session.destroy(), 1000);
+              session.close(() => {
+                clearTimeout(force);
+                resolve();
+              });
+            }),
+        ),
+      );
+    },
+  };
+}
+
+function connect(target: string): Promise<http2.ClientHttp2Session> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://${target}`, {
+      // Large windows: flow control should never be what limits a 1 KB echo.
+      settings: { enablePush: false, initialWindowSize: 1 << 20 },
+    });
+    session.once("error", reject);
+    session.once("connect", () => {
+      session.off("error", reject);
+      session.on("error", () => {
+        // Failures surface on the streams; a broken connection fails every call on it.
+      });
+      session.setLocalWindowSize(16 << 20);
+      resolve(session);
+    });
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * The load generator, run as its own child process (forked by generator-runner.ts) so that
+ * its CPU never counts against the processes being measured. It takes one job over IPC,
+ * reports the window's start and end as they happen (the bench samples CPU at those
+ * instants) and sends its result back.
+ */
+import { runClosedLoop } from "./closed-loop.js";
+import { runFixedRate } from "./fixed-rate.js";
+import { connectPool } from "./h2-client.js";
+import type { GeneratorJob, GeneratorMessage, GeneratorResult, LoadResult } from "./load-plan.js";
+import type { WindowHooks } from "./load-window.js";
+import { openSessions } from "./open-sessions.js";
+
+function post(message: GeneratorMessage): void {
+  process.send?.(message);
+}
+
+async function run(job: GeneratorJob): Promise<GeneratorResult> {
+  const pool = await connectPool(job.target, job.connections);
+  try {
+    const open = job.open === undefined ? undefined : await openSessions(pool, job.open);
+    let load: LoadResult | undefined;
+    if (job.load !== undefined) {
+      const hooks: WindowHooks = {
+        onMeasureStart: () => post({ type: "measure-start" }),
+        onMeasureEnd: () => post({ type: "measure-end" }),
+      };
+      const { shape } = job.load;
+      load =
+        shape.mode === "fixed"
+          ? await runFixedRate(pool, job.load, shape, hooks)
+          : await runClosedLoop(pool, job.load, shape, hooks);
+    }
+    return { open, load };
+  } finally {
+    await pool.close();
+  }
+}
+
+// The bench going away (even killed) closes the channel: never outlive it.
+process.on("disconnect", () => process.exit(0));
+process.once("message", (job: GeneratorJob) => {
+  run(job).then(
+    (result) => post({ type: "result", result }),
+    (error: unknown) =>
+      post({ type: "failed", message: error instanceof Error ? error.message : String(error) }),
+  );
+});

@@ -1,0 +1,95 @@
+/**
+ * Summarises a V8 .cpuprofile (as written by node --cpu-prof): the functions with the
+ * most self time, merged across call sites.
+ *
+ *   node dist/bench/profile-top.js <file.cpuprofile> [count]
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+interface ProfileNode {
+  readonly id: number;
+  readonly callFrame: {
+    readonly functionName: string;
+    readonly url: string;
+    readonly lineNumber: number;
+  };
+}
+
+interface CpuProfile {
+  readonly nodes: readonly ProfileNode[];
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+export interface SelfTime {
+  readonly name: string;
+  readonly where: string;
+  readonly selfMs: number;
+  readonly percent: number;
+}
+
+/**
+ * The `count` entries with the most self time. "(idle)" (the event loop waiting) is left out
+ * and percentages are of the busy time, which is what the process spent CPU on.
+ */
+export function topSelfTime(
+  profile: CpuProfile,
+  count: number,
+): { busyMs: number; idleMs: number; top: SelfTime[] } {
+  const byNode = new Map<number, ProfileNode>(profile.nodes.map((n) => [n.id, n]));
+  const totals = new Map<string, { name: string; where: string; us: number }>();
+  let busy = 0;
+  let idle = 0;
+  profile.samples.forEach((id, i) => {
+    const us = profile.timeDeltas[i] ?? 0;
+    const frame = byNode.get(id)?.callFrame;
+    if (frame === undefined) return;
+    if (frame.functionName === "(idle)") {
+      idle += us;
+      return;
+    }
+    busy += us;
+    const name = frame.functionName || "(anonymous)";
+    const file = frame.url.replace(/^file:\/\//, "");
+    const where = file === "" ? "" : `${shorten(file)}:${frame.lineNumber + 1}`;
+    const key = `${name}\n${where}`;
+    const entry = totals.get(key) ?? { name, where, us: 0 };
+    entry.us += us;
+    totals.set(key, entry);
+  });
+  const top = [...totals.values()]
+    .sort((a, b) => b.us - a.us)
+    .slice(0, count)
+    .map((e) => ({ name: e.name, where: e.where, selfMs: e.us / 1000, percent: (e.us / busy) * 100 }));
+  return { busyMs: busy / 1000, idleMs: idle / 1000, top };
+}
+
+/** Paths relative to node_modules or the repository's dist/, which is what identifies them. */
+function shorten(file: string): string {
+  // Node's own modules (node:internal/…) are already short and unambiguous.
+  if (!file.startsWith("/")) return file;
+  const modules = file.lastIndexOf("node_modules/");
+  if (modules >= 0) return file.slice(modules + "node_modules/".length);
+  const dist = file.indexOf("/dist/");
+  return dist >= 0 ? file.slice(dist + "/dist/".length) : path.basename(file);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const [file, count] = process.argv.slice(2);
+  if (file === undefined) {
+    process.stderr.write("usage: profile-top <file.cpuprofile> [count]\n");
+    process.exit(2);
+  }
+  const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
+  const { busyMs, idleMs, top } = topSelfTime(profile, Number(count ?? 15));
+  process.stdout.write(
+    `busy ${busyMs.toFixed(0)} ms, idle ${idleMs.toFixed(0)} ms; self % is of busy time\n\n`,
+  );
+  process.stdout.write("| # | self ms | self % | function | where |\n|---:|---:|---:|---|---|\n");
+  top.forEach((r, i) => {
+    process.stdout.write(
+      `| ${i + 1} | ${r.selfMs.toFixed(0)} | ${r.percent.toFixed(1)} | \`${r.name}\` | ${r.where} |\n`,
+    );
+  });
+}

@@ -1,0 +1,271 @@
+import type { BenchResults } from "./bench-results.js";
+import type { LatencySummary } from "./latency.js";
+
+const MB = 1024 * 1024;
+const ms = (us: number | undefined): string => (us === undefined ? "–" : (us / 1000).toFixed(2));
+const signedMs = (us: number | undefined): string =>
+  us === undefined ? "–" : `${us >= 0 ? "+" : ""}${(us / 1000).toFixed(2)}`;
+const fixed = (value: number | undefined, digits: number): string =>
+  value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits);
+const mb = (bytes: number | undefined): string => (bytes === undefined ? "–" : (bytes / MB).toFixed(0));
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const align = header.map((_, i) => (i === 0 ? "---" : "---:"));
+  return [header, align, ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n");
+}
+
+/** The results as markdown tables: printed to stdout and written to latest.md. */
+export function renderMarkdown(r: BenchResults): string {
+  const m = r.machine;
+  const s = r.settings;
+  const out: string[] = [];
+  out.push("# sessionbridge benchmark");
+  out.push("");
+  out.push(
+    `${m.date} · ${m.cpuModel}, ${m.cores} cores, ${(m.memoryBytes / 1024 ** 3).toFixed(0)} GiB · Node ${m.node} · ` +
+      `${m.platform} ${m.kernel} · load average at start ${m.loadAverageAtStart} · run took ${r.durationSeconds.toFixed(0)} s`,
+  );
+  out.push("");
+  out.push(
+    `Unary gRPC, ${s.payloadBytes} B payload each way, ${s.sessions} sessions round-robin. Fixed rate: ${s.ratePerSec} req/s open loop ` +
+      `(latency from the scheduled send), ≤ ${s.maxInFlight} in flight. Unthrottled: ${s.connections} connections × ` +
+      `${s.streamsPerConnection} streams closed loop. ${s.warmupSeconds} s warm-up, ${s.measureSeconds} s measured. Every ` +
+      "process (generator, bridge, echo) is its own child; CPU from /proc over the measured window only. " +
+      "The machine is small and noisy: read the ratios, which come from one run.",
+  );
+  out.push("");
+  out.push("## Load scenarios");
+  out.push("");
+  out.push(
+    table(
+      [
+        "scenario",
+        "concurrency",
+        "throughput (req/s)",
+        "p50 (ms)",
+        "p99 (ms)",
+        "errors",
+        "bridge CPU s / 1000 calls",
+        "bridge cores",
+        "bridge RSS peak / end (MB)",
+        "echo CPU s / 1000",
+        "generator CPU s / 1000",
+        "other load (cores)",
+      ],
+      r.scenarios.map((x) => [
+        x.id,
+        String(x.load.concurrency),
+        fixed(x.load.throughputPerSec, 0),
+        ms(x.load.latency.p50Us),
+        ms(x.load.latency.p99Us),
+        String(x.load.errors),
+        fixed(x.bridge?.cpuSecondsPer1000, 3),
+        fixed(x.bridge?.cpuCores, 2),
+        x.bridge === undefined ? "–" : `${mb(x.bridge.rssPeakBytes)} / ${mb(x.bridge.rssEndBytes)}`,
+        fixed(x.echo.cpuSecondsPer1000, 3),
+        fixed(x.generator.cpuSecondsPer1000, 3),
+        fixed(x.machine?.otherCores, 2),
+      ]),
+    ),
+  );
+  out.push("");
+  out.push(
+    "Other load: busy cores of the whole machine (/proc/stat) minus those of the bench's own processes, " +
+      "over the same window. Anything well above 0 means other work shared the 2 cores and the row is disturbed.",
+  );
+  out.push("");
+  out.push("## Bridged against direct (same run)");
+  out.push("");
+  out.push(
+    table(
+      [
+        "bridged path",
+        "mode",
+        "added p50 (ms)",
+        "added p99 (ms)",
+        "added p50 / p99 from send (ms)",
+        "throughput ÷ direct",
+      ],
+      r.comparisons.map((c) => [
+        c.path,
+        c.mode,
+        signedMs(c.addedP50Us),
+        signedMs(c.addedP99Us),
+        c.addedServiceP50Us === undefined
+          ? "–"
+          : `${signedMs(c.addedServiceP50Us)} / ${signedMs(c.addedServiceP99Us)}`,
+        fixed(c.throughputRatio, 2),
+      ]),
+    ),
+  );
+  const fixedRuns = r.scenarios.filter((x) => x.load.sendLag !== undefined);
+  if (fixedRuns.length > 0) {
+    out.push("");
+    out.push(
+      "Fixed-rate detail: latency from the schedule includes the generator's send lag (timers fire on " +
+        "1 ms ticks); latency from the actual send does not.",
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "scenario",
+          "p50 / p99 from schedule (ms)",
+          "p50 / p99 from send (ms)",
+          "send lag p50 / p99 (ms)",
+          "unsent",
+        ],
+        fixedRuns.map((x) => [
+          x.id,
+          pair(x.load.latency),
+          pair(x.load.serviceLatency),
+          pair(x.load.sendLag),
+          String(x.load.unsent),
+        ]),
+      ),
+    );
+  }
+  const { micro, e2e } = r.routing;
+  if (micro !== undefined || e2e !== undefined) {
+    out.push("");
+    out.push("## Routing at scale");
+  }
+  if (micro !== undefined) {
+    out.push("");
+    out.push(
+      `In-process: extractCorrelation on a real ${s.payloadBytes} B request plus the registry lookup ` +
+        `(ns per call; percentiles of ${micro.batch}-call batch means).`,
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "live sessions",
+          "route p50 (ns)",
+          "route p99 (ns)",
+          "lookup alone p50 (ns)",
+          "lookup alone p99 (ns)",
+        ],
+        [
+          ...micro.sizes.map((z) => [
+            String(z.sessions),
+            fixed(z.route.p50Ns, 0),
+            fixed(z.route.p99Ns, 0),
+            fixed(z.lookup.p50Ns, 0),
+            fixed(z.lookup.p99Ns, 0),
+          ]),
+          [
+            "ratio (largest ÷ smallest)",
+            fixed(micro.routeP50Ratio, 2),
+            "",
+            fixed(micro.lookupP50Ratio, 2),
+            "",
+          ],
+        ],
+      ),
+    );
+  }
+  if (e2e !== undefined) {
+    out.push("");
+    out.push(
+      `End to end, memory store, ${e2e.ratePerSec} req/s fixed rate spread over every live session; ` +
+        `${e2e.large.open.ok} sessions opened in ${(e2e.large.open.elapsedMs / 1000).toFixed(1)} s ` +
+        `(${e2e.large.open.perSec.toFixed(0)} per s, ${e2e.large.open.errors} errors).`,
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "live sessions",
+          "throughput (req/s)",
+          "p50 (ms)",
+          "p99 (ms)",
+          "p50 from send (ms)",
+          "errors",
+          "bridge CPU s / 1000 calls",
+          "other load (cores)",
+        ],
+        [
+          ...[e2e.small, e2e.large].map((z) => [
+            String(z.sessions),
+            fixed(z.load.throughputPerSec, 0),
+            ms(z.load.latency.p50Us),
+            ms(z.load.latency.p99Us),
+            ms(z.load.serviceLatency?.p50Us),
+            String(z.load.errors),
+            fixed(z.bridge?.cpuSecondsPer1000, 3),
+            fixed(z.machine?.otherCores, 2),
+          ]),
+          ["ratio (large ÷ small)", "", fixed(e2e.p50Ratio, 2), fixed(e2e.p99Ratio, 2), "", "", "", ""],
+        ],
+      ),
+    );
+    out.push("");
+    out.push(
+      table(
+        ["bridge memory", "before", "after", "per session added"],
+        [
+          [
+            "RSS",
+            `${mb(e2e.before.rssBytes)} MB`,
+            `${mb(e2e.after.rssBytes)} MB`,
+            `${fixed(e2e.rssPerSessionBytes, 0)} B`,
+          ],
+          [
+            "V8 heap used after GC",
+            `${mb(e2e.before.heapUsedBytes)} MB`,
+            `${mb(e2e.after.heapUsedBytes)} MB`,
+            `${fixed(e2e.heapPerSessionBytes, 0)} B`,
+          ],
+          [
+            "V8 heap reserved",
+            `${mb(e2e.before.heapTotalBytes)} MB`,
+            `${mb(e2e.after.heapTotalBytes)} MB`,
+            perSession(e2e.after.heapTotalBytes - e2e.before.heapTotalBytes, e2e.large.open.ok),
+          ],
+          [
+            "external (Buffers, typed arrays)",
+            `${mb(e2e.before.externalBytes)} MB`,
+            `${mb(e2e.after.externalBytes)} MB`,
+            perSession(e2e.after.externalBytes - e2e.before.externalBytes, e2e.large.open.ok),
+          ],
+        ],
+      ),
+    );
+  }
+  if (r.targets.length > 0) {
+    out.push("");
+    out.push("## DESIGN §6 goals");
+    out.push("");
+    out.push(
+      table(
+        ["goal", "measured", "met"],
+        r.targets.map((t) => [t.goal, t.measured, t.met === undefined ? "n/a" : t.met ? "yes" : "**no**"]),
+      ),
+    );
+  }
+  if (r.warnings.length > 0) {
+    out.push("");
+    out.push("## Disturbed windows");
+    out.push("");
+    for (const w of r.warnings) out.push(`- ${w}`);
+  }
+  out.push("");
+  if (r.problems.length === 0)
+    out.push("Run passed: no scenario over 0.1% errors, every fixed rate reached.");
+  else {
+    out.push("## FAILED");
+    out.push("");
+    for (const p of r.problems) out.push(`- ${p}`);
+  }
+  out.push("");
+  return out.join("\n");
+}
+
+function perSession(bytes: number, sessions: number): string {
+  return sessions === 0 ? "–" : `${(bytes / sessions).toFixed(0)} B`;
+}
+
+function pair(l: LatencySummary | undefined): string {
+  return l === undefined ? "–" : `${ms(l.p50Us)} / ${ms(l.p99Us)}`;
+}

@@ -1,0 +1,94 @@
+/**
+ * The benchmark (npm run bench): the direct path and the bridged paths (memory and SQLite
+ * stores) at a fixed rate and unthrottled, then routing at scale. Prints markdown tables,
+ * writes bench/results/latest.{json,md,svg}, and exits non-zero, naming the scenario, when
+ * one had more than 0.1% errors or could not hold its fixed rate. See bench-settings.ts for
+ * the BENCH_* variables.
+ */
+import { startEcho } from "./bench-processes.js";
+import { type BenchResults, checkTargets, compare, disturbance } from "./bench-results.js";
+import { benchSettings } from "./bench-settings.js";
+import { installChildCleanup } from "./children.js";
+import { machineInfo } from "./machine-info.js";
+import { renderMarkdown } from "./report-markdown.js";
+import { writeResults } from "./results-files.js";
+import { type RoutingE2eResult, routingProblems, runRoutingE2e } from "./routing-e2e.js";
+import { type RoutingMicroResult, runRoutingMicro } from "./routing-micro.js";
+import { MODES, PATHS, runScenario, type ScenarioResult, scenarioId, scenarioProblems } from "./scenarios.js";
+
+installChildCleanup();
+const startedAt = performance.now();
+const settings = benchSettings();
+const machine = machineInfo();
+const wanted = (id: string): boolean =>
+  settings.only === undefined || settings.only.some((o) => id.startsWith(o));
+const progress = (text: string): void => {
+  process.stderr.write(`bench: ${text}\n`);
+};
+
+const problems: string[] = [];
+const warnings: string[] = [];
+const scenarios: ScenarioResult[] = [];
+let micro: RoutingMicroResult | undefined;
+let e2e: RoutingE2eResult | undefined;
+
+// In-process and first, while no child competes for the CPU.
+if (wanted("routing/micro")) {
+  progress("routing/micro");
+  micro = runRoutingMicro([settings.routingSmall, settings.routingLarge], settings.payloadBytes);
+}
+
+const echo = await startEcho();
+try {
+  for (const p of PATHS) {
+    for (const mode of MODES) {
+      const id = scenarioId(p, mode);
+      if (!wanted(id)) continue;
+      progress(id);
+      try {
+        const result = await runScenario(echo, p, mode, settings);
+        scenarios.push(result);
+        problems.push(...scenarioProblems(result));
+        warnings.push(...disturbance(id, result.machine));
+      } catch (error) {
+        problems.push(`${id}: crashed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+  if (wanted("routing/e2e")) {
+    progress(`routing/e2e (opening up to ${settings.routingLarge} sessions)`);
+    try {
+      e2e = await runRoutingE2e(echo, settings);
+      problems.push(...routingProblems(e2e));
+      warnings.push(...disturbance(`routing/e2e (${e2e.small.sessions} sessions)`, e2e.small.machine));
+      warnings.push(...disturbance(`routing/e2e (${e2e.large.sessions} sessions)`, e2e.large.machine));
+    } catch (error) {
+      problems.push(`routing/e2e: crashed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+} finally {
+  await echo.stop();
+}
+
+const comparisons = compare(scenarios);
+const results: BenchResults = {
+  machine,
+  settings,
+  scenarios,
+  comparisons,
+  routing: { micro, e2e },
+  targets: checkTargets(scenarios, comparisons, micro, e2e),
+  problems,
+  warnings,
+  durationSeconds: (performance.now() - startedAt) / 1000,
+};
+const files = writeResults(results, settings.only !== undefined);
+process.stdout.write(renderMarkdown(results));
+progress(`wrote ${files.join(", ")}`);
+if (warnings.length > 0) {
+  process.stderr.write(`\nbench: disturbed windows:\n${warnings.map((w) => `  - ${w}`).join("\n")}\n`);
+}
+if (problems.length > 0) {
+  process.stderr.write(`\nbench FAILED:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
+  process.exitCode = 1;
+}
