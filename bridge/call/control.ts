@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import { randomView } from "./ids.js";
 import { firstValue, Header, type Metadata } from "./metadata.js";
 
 /** The bridge's own control fields, read from the caller's metadata once, at the edge. */
@@ -76,6 +76,6 @@ function isValidTraceparent(value: string): boolean {
 
 /** A new, unsampled trace context for calls that arrive without one. */
 export function newTraceparent(): string {
-  const bytes = randomBytes(24);
-  return `00-${bytes.subarray(0, 16).toString("hex")}-${bytes.subarray(16).toString("hex")}-00`;
+  const bytes = randomView(24);
+  return `00-${bytes.toString("hex", 0, 16)}-${bytes.toString("hex", 16, 24)}-00`;
 }
