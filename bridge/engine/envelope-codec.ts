@@ -8,6 +8,7 @@ import {
 import { BridgeError } from "../errors/bridge-error.js";
 import { codeFromNumber } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import { writeEnvelope } from "./envelope-writer.js";
 
 export type { Envelope, Fault };
 export { EnvelopeKind };
@@ -47,17 +48,23 @@ function asBuffer(bytes: Uint8Array | undefined): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+const NO_ENTRIES: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * An Envelope over the given fields. The maps are shared, not copied: envelopes made here
+ * are encoded and dropped, never changed.
+ */
 export function makeEnvelope(fields: EnvelopeFields): Envelope {
   return {
     messageId: fields.messageId,
     sessionId: fields.sessionId,
-    correlation: { ...(fields.correlation ?? {}) },
+    correlation: (fields.correlation ?? NO_ENTRIES) as Record<string, string>,
     seq: fields.seq ?? 0,
     operation: fields.operation,
     kind: fields.kind,
     payload: asBuffer(fields.payload),
     codec: fields.codec ?? "",
-    metadata: { ...(fields.metadata ?? {}) },
+    metadata: (fields.metadata ?? NO_ENTRIES) as Record<string, string>,
     deadline: fields.deadlineMs === undefined ? undefined : toTimestamp(fields.deadlineMs),
     principal: fields.principal,
     traceparent: fields.traceparent ?? "",
@@ -70,7 +77,7 @@ export function makeEnvelope(fields: EnvelopeFields): Envelope {
 }
 
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
-  return EnvelopeMessage.encode(envelope).finish();
+  return writeEnvelope(envelope);
 }
 
 export function decodeEnvelope(bytes: Uint8Array): Envelope {
