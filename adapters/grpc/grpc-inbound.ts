@@ -78,19 +78,29 @@ type AnyServerCall =
   | ServerReadableStream<Buffer, Buffer>
   | ServerDuplexStream<Buffer, Buffer>;
 
-function context(op: OperationContract, call: AnyServerCall): CallContext {
+/**
+ * The internal call context of a grpc-js call. Its signal aborts when the client goes
+ * away before the answer; `answered()` stops listening, because grpc-js reports every
+ * finished call as "cancelled" too, and an abort per successful call is wasted work.
+ */
+function context(op: OperationContract, call: AnyServerCall): { context: CallContext; answered: () => void } {
   const controller = new AbortController();
-  (call as NodeJS.EventEmitter).on("cancelled", () => controller.abort());
+  const emitter = call as NodeJS.EventEmitter;
+  const onCancelled = (): void => controller.abort();
+  emitter.once("cancelled", onCancelled);
   const deadline = call.getDeadline();
   const deadlineMs =
     deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : undefined;
   return {
-    operation: op,
-    metadata: fromGrpcMetadata(call.metadata),
-    deadlineMs,
-    signal: controller.signal,
-    principal: ANONYMOUS,
-    codec: "proto",
+    context: {
+      operation: op,
+      metadata: fromGrpcMetadata(call.metadata),
+      deadlineMs,
+      signal: controller.signal,
+      principal: ANONYMOUS,
+      codec: "proto",
+    },
+    answered: () => emitter.off("cancelled", onCancelled),
   };
 }
 
@@ -101,14 +111,17 @@ function unary(
   callback: sendUnaryData<Buffer>,
 ): void {
   let reply: ReturnType<Bridge["unary"]>;
+  const { context: ctx, answered } = context(op, call);
   try {
-    reply = bridge.unary({ ...context(op, call), payload: call.request });
+    reply = bridge.unary({ ...ctx, payload: call.request });
   } catch (error) {
+    answered();
     callback(toGrpcStatus(BridgeError.from(error)));
     return;
   }
   reply.then(
     (r) => {
+      answered();
       call.sendMetadata(toGrpcMetadata(r.headers, sessionHeaders(r.sessionId, r.messageId)));
       callback(
         null,
@@ -116,7 +129,10 @@ function unary(
         toGrpcMetadata(r.trailers),
       );
     },
-    (error: unknown) => callback(toGrpcStatus(BridgeError.from(error))),
+    (error: unknown) => {
+      answered();
+      callback(toGrpcStatus(BridgeError.from(error)));
+    },
   );
 }
 
@@ -129,7 +145,9 @@ async function pumpToStream(
 ): Promise<void> {
   const headers = new HeaderState(call);
   try {
-    for await (const event of bridge.stream({ ...context(op, call), messages })) {
+    // Streams keep listening to the end: one spurious abort per stream costs nothing.
+    const { context: ctx } = context(op, call);
+    for await (const event of bridge.stream({ ...ctx, messages })) {
       if (event.type === "session") headers.session(event);
       else if (event.type === "headers") headers.send(event.metadata);
       else if (event.type === "message") {
@@ -159,7 +177,9 @@ async function collectUnary(
   let payload: Uint8Array | undefined;
   let trailers: Metadata = {};
   try {
-    for await (const event of bridge.stream({ ...context(op, call), messages })) {
+    // Streams keep listening to the end: one spurious abort per stream costs nothing.
+    const { context: ctx } = context(op, call);
+    for await (const event of bridge.stream({ ...ctx, messages })) {
       if (event.type === "session") headers.session(event);
       else if (event.type === "headers") headers.send(event.metadata);
       else if (event.type === "message") payload = event.payload;
