@@ -88,6 +88,8 @@ interface Accepted {
   readonly accepted: Promise<void>;
   readonly turn: Promise<Release>;
   readonly idempotency: IdempotencyRecord | undefined;
+  /** The caller's metadata as it may travel on (S13, S15), filtered once. */
+  readonly forwarded: Metadata;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -355,6 +357,7 @@ class BridgeEngine implements Bridge {
     const seq = control.seq ?? 0;
     session.lastActiveAtMs = now;
     session.inflight += 1;
+    const forwarded = forwardable(call.metadata);
     const request = this.#journal.entry(session, {
       kind: op.oneWay ? EnvelopeKind.ENVELOPE_KIND_ONE_WAY : EnvelopeKind.ENVELOPE_KIND_REQUEST,
       messageId,
@@ -365,7 +368,7 @@ class BridgeEngine implements Bridge {
       codec: call.codec,
       seq,
       correlation: session.correlation,
-      metadata: flattenMetadata(forwardable(call.metadata)),
+      metadata: flattenMetadata(forwarded),
       deadlineMs: call.deadlineMs,
       traceparent: control.traceparent,
       tracestate: control.tracestate,
@@ -396,7 +399,10 @@ class BridgeEngine implements Bridge {
       this.#oneWay.dispatch({
         session,
         process: this.#process(op),
-        delivery: { ...this.#delivery(session, call, control, messageId, seq, true), payload: call.payload },
+        delivery: {
+          ...this.#delivery(session, call, control, messageId, seq, true, forwarded),
+          payload: call.payload,
+        },
         accepted,
         turn: session.turns.acquire(op.access),
       });
@@ -418,6 +424,7 @@ class BridgeEngine implements Bridge {
         accepted,
         turn,
         idempotency,
+        forwarded,
       });
     }
     this.#trackCompletion(session, control, call.principal, hash, messageId, reply);
@@ -439,7 +446,7 @@ class BridgeEngine implements Bridge {
         throw deadlineExceeded("while the call waited for its turn in the session");
       }
       reply = await this.#process(op).unary({
-        ...this.#delivery(session, call, a.control, a.messageId, a.seq, false),
+        ...this.#delivery(session, call, a.control, a.messageId, a.seq, false, a.forwarded),
         payload: a.payload,
       });
     } catch (error) {
@@ -449,6 +456,8 @@ class BridgeEngine implements Bridge {
     const now = Date.now();
     session.lastActiveAtMs = now;
     session.inflight -= 1;
+    const headers = reply === undefined ? {} : forwardable(reply.headers);
+    const trailers = reply === undefined ? {} : forwardable(reply.trailers);
     const outcome = this.#journal.entry(session, {
       kind: failure === undefined ? EnvelopeKind.ENVELOPE_KIND_RESPONSE : EnvelopeKind.ENVELOPE_KIND_FAULT,
       messageId: newId(),
@@ -461,7 +470,7 @@ class BridgeEngine implements Bridge {
         : {
             payload: reply.payload,
             codec: call.codec,
-            metadata: responseMetadata(reply.headers, reply.trailers),
+            metadata: { ...flattenMetadata(headers), ...flattenMetadata(trailers) },
           }),
       ...(failure === undefined ? {} : { fault: faultOf(failure) }),
     });
@@ -487,13 +496,7 @@ class BridgeEngine implements Bridge {
     if (failure !== undefined || reply === undefined) {
       throw withSession(failure ?? outcomeNotRecorded(a.messageId), session.id);
     }
-    return {
-      payload: reply.payload,
-      sessionId: session.id,
-      messageId: a.messageId,
-      headers: forwardable(reply.headers),
-      trailers: forwardable(reply.trailers),
-    };
+    return { payload: reply.payload, sessionId: session.id, messageId: a.messageId, headers, trailers };
   }
 
   // ---------------------------------------------------------------- duplicates and retries
@@ -580,6 +583,7 @@ class BridgeEngine implements Bridge {
       accepted: Promise.resolve(),
       turn: session.turns.acquire(call.operation.access, waitSignal(call)),
       idempotency,
+      forwarded: forwardable(call.metadata),
     });
     const done = settledOf(reply);
     if (request.seq > 0) session.trackSeq(request.seq, done);
@@ -736,14 +740,10 @@ class BridgeEngine implements Bridge {
     messageId: string,
     seq: number,
     oneWay: boolean,
+    forwarded?: Metadata,
   ): Delivery {
-    return deliveryOf(call, control, {
-      messageId,
-      sessionId: session.id,
-      correlation: session.correlation,
-      seq,
-      oneWay,
-    });
+    const place = { messageId, sessionId: session.id, correlation: session.correlation, seq, oneWay };
+    return deliveryOf(call, control, place, forwarded);
   }
 
   #service(op: OperationContract): ServiceContract {
@@ -823,10 +823,6 @@ function ackEnvelope(session: LiveSession, messageId: string, operation: string,
       timeMs: now,
     }),
   );
-}
-
-function responseMetadata(headers: Metadata, trailers: Metadata): Record<string, string> {
-  return { ...flattenMetadata(forwardable(headers)), ...flattenMetadata(forwardable(trailers)) };
 }
 
 function settledOf(promise: Promise<unknown>): Promise<void> {

@@ -1,6 +1,6 @@
 import type { CallContext } from "../call/call.js";
 import type { CallControl } from "../call/control.js";
-import { forwardable } from "../call/metadata.js";
+import { forwardable, type Metadata } from "../call/metadata.js";
 import type { Delivery } from "../process/process-client.js";
 
 /** Where in a session a delivery belongs; all empty for sessionless services. */
@@ -16,12 +16,17 @@ export interface DeliveryPlace {
  * The delivery of a caller's message to its process: the caller's facts, filtered (S13,
  * S15), plus where it belongs. Every path to a process builds it here.
  */
-export function deliveryOf(call: CallContext, control: CallControl, place: DeliveryPlace): Delivery {
+export function deliveryOf(
+  call: CallContext,
+  control: CallControl,
+  place: DeliveryPlace,
+  forwarded: Metadata = forwardable(call.metadata),
+): Delivery {
   return {
     ...place,
     operation: call.operation,
     principal: call.principal,
-    metadata: forwardable(call.metadata),
+    metadata: forwarded,
     traceparent: control.traceparent,
     tracestate: control.tracestate,
     deadlineMs: call.deadlineMs,
