@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
 import { isHopByHop } from "../../bridge/call/metadata.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
 
 /**
  * gRPC-over-HTTP/2 header fields (PROTOCOL-HTTP2.md): the request's, and the response's
@@ -12,7 +14,8 @@ import { Code } from "../../bridge/errors/code.js";
  * Custom metadata and the delivery's sb-* headers as HTTP/2 header fields; the delivery
  * headers win over metadata of the same name. "-bin" values are held as base64 text;
  * they are re-encoded unpadded, as the spec asks senders to do (receivers, grpc-js
- * included, accept both).
+ * included, accept both). Names and text values are checked first: Node answers a
+ * malformed header name by destroying the whole session, every call on it included.
  */
 export function putMetadata(
   headers: OutgoingHttpHeaders,
@@ -21,14 +24,47 @@ export function putMetadata(
 ): void {
   for (const key of Object.keys(metadata)) {
     // Transport-owned fields are this hop's to set (S15), never the caller's.
-    if (key in extra || isHopByHop(key)) continue;
+    if (Object.hasOwn(extra, key) || isHopByHop(key)) continue;
     const values = metadata[key] as readonly string[];
     if (values.length === 0) continue;
+    checkName(key);
     if (key.endsWith("-bin")) {
       headers[key] = values.length === 1 ? unpaddedBase64(values[0] as string) : values.map(unpaddedBase64);
-    } else headers[key] = values.length === 1 ? values[0] : [...values];
+    } else {
+      for (const value of values) checkText(key, value);
+      headers[key] = values.length === 1 ? values[0] : [...values];
+    }
   }
-  for (const key of Object.keys(extra)) headers[key] = extra[key];
+  for (const key of Object.keys(extra)) {
+    const value = extra[key] as string;
+    checkText(key, value);
+    headers[key] = value;
+  }
+}
+
+/** gRPC's Header-Name: lower-case letters, digits, "-", "_" and ".". */
+const HEADER_NAME = /^[0-9a-z_.-]+$/;
+/** gRPC's ASCII-Value: printable ASCII and space. */
+const ASCII_VALUE = /^[\x20-\x7e]*$/;
+
+function checkName(key: string): void {
+  if (!HEADER_NAME.test(key)) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_REQUEST,
+      `metadata key ${JSON.stringify(key)} is not a valid gRPC header name`,
+    );
+  }
+}
+
+function checkText(key: string, value: string): void {
+  if (!ASCII_VALUE.test(value)) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_REQUEST,
+      `metadata ${key} has a value that is not printable ASCII; binary values go under a key ending in -bin`,
+    );
+  }
 }
 
 function unpaddedBase64(text: string): string {

@@ -1,13 +1,45 @@
+import type { OutgoingHttpHeaders } from "node:http2";
 import { expect } from "chai";
 import {
   codeFromHttpStatus,
   decodeGrpcMessage,
   grpcTimeout,
   metadataOf,
+  putMetadata,
 } from "../../../adapters/grpc/grpc-wire-headers.js";
+import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
 
 describe("gRPC-over-HTTP/2 header fields", () => {
+  it("puts metadata on request headers: delivery headers win, binary values unpadded, bad fields refused", () => {
+    const headers: OutgoingHttpHeaders = {};
+    putMetadata(
+      headers,
+      {
+        "x-a": ["1", "2"],
+        "x-b-bin": ["AQID", "BA=="],
+        "sb-message-id": ["forged"],
+        te: ["gzip"],
+        constructor: ["c"],
+      },
+      { "sb-message-id": "m-1" },
+    );
+    expect(headers).to.deep.equal({
+      "x-a": ["1", "2"],
+      "x-b-bin": ["AQID", "BA"],
+      constructor: "c",
+      "sb-message-id": "m-1",
+    });
+    expect(() => putMetadata({}, { "Bad Key": ["x"] }, {})).to.throw(
+      BridgeError,
+      /not a valid gRPC header name/,
+    );
+    expect(() => putMetadata({}, { "x-a": ["line\nbreak"] }, {})).to.throw(
+      BridgeError,
+      /not printable ASCII/,
+    );
+  });
+
   it("writes grpc-timeout in at most 8 digits, rounding up to a coarser unit", () => {
     expect(grpcTimeout(1234.2)).to.equal("1235m");
     expect(grpcTimeout(-5)).to.equal("0m");

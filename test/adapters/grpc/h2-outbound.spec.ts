@@ -418,6 +418,27 @@ describe("gRPC outbound on node:http2", () => {
       expect(most).to.be.at.most(32);
     });
 
+    it("fails only the call whose metadata key is malformed, not the connection it shares", async () => {
+      const peers = new Set<string>();
+      const { client } = await serve({
+        [UNARY]: {
+          kind: "unary",
+          handler: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+            peers.add(call.getPeer());
+            setTimeout(() => callback(null, call.request), 50);
+          },
+        },
+      });
+      await client.unary(unary(UNARY, Buffer.from("warm")));
+      const slow = client.unary(unary(UNARY, Buffer.from("in flight")));
+      const error = await rejection(
+        client.unary(unary(UNARY, Buffer.from("x"), { metadata: { "Bad Key": ["v"] } })),
+      );
+      expect(error.code).to.equal(Code.INVALID_ARGUMENT);
+      expect(Buffer.from((await slow).payload).toString()).to.equal("in flight");
+      expect(peers.size).to.equal(1);
+    });
+
     it("fails with INTERNAL unless exactly one response message arrives", async () => {
       const raw = await startRawH2Server((stream) => {
         stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
