@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { type AddressInfo, createServer, type Socket } from "node:net";
 import { gzipSync } from "node:zlib";
@@ -799,6 +800,41 @@ describe("gRPC outbound on node:http2", () => {
       expect(Buffer.from((await client.unary(unary(UNARY, Buffer.from("b")))).payload).toString()).to.equal(
         "b",
       );
+    });
+
+    it("lets an idle process exit while its connection stays open", async () => {
+      const { server } = await serve({ [UNARY]: echoUnary });
+      const module = new URL("../../../adapters/grpc/h2-outbound.js", import.meta.url).href;
+      // One call, then nothing: no close(), so only an unref'd socket stays behind.
+      const script = `
+        const { createGrpcTransport } = await import(${JSON.stringify(module)});
+        const client = createGrpcTransport().connect({
+          name: "echo", location: new URL("grpc://127.0.0.1:${server.port}"), envelope: false,
+        });
+        const reply = await client.unary({
+          operation: { path: ${JSON.stringify(UNARY)} }, messageId: "m", sessionId: undefined, seq: 0,
+          oneWay: false, principal: "p", correlation: {}, metadata: {}, traceparent: undefined,
+          tracestate: undefined, deadlineMs: undefined, signal: new AbortController().signal,
+          codec: "proto", payload: Buffer.from("bye"),
+        });
+        process.stdout.write(Buffer.from(reply.payload).toString());
+      `;
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      let out = "";
+      child.stdout.on("data", (chunk: Buffer) => {
+        out += chunk.toString();
+      });
+      const code = await new Promise<number | null>((resolve) => {
+        const kill = setTimeout(() => child.kill(), 10_000);
+        child.on("exit", (exitCode) => {
+          clearTimeout(kill);
+          resolve(exitCode);
+        });
+      });
+      expect(out).to.equal("bye");
+      expect(code, "the child exits by itself").to.equal(0);
     });
 
     it("close() is idempotent, and later calls fail with UNAVAILABLE", async () => {
