@@ -751,6 +751,26 @@ describe("gRPC outbound on node:http2", () => {
       expect(() => createGrpcTransport({ connectTimeoutMs: 0 })).to.throw(BridgeError, /connectTimeoutMs/);
     });
 
+    it("fails calls in flight with UNAVAILABLE when the connection dies", async () => {
+      let started = false;
+      const server = await startPassthroughServer({
+        [UNARY]: {
+          kind: "unary",
+          handler: () => {
+            started = true;
+          },
+        },
+      });
+      const client = connect(server.port);
+      later(() => client.close());
+      const pending = client.unary(unary(UNARY, Buffer.from("x")));
+      await waitFor(() => started, 2000, "the call reaches the server");
+      await server.close();
+      const error = await rejection(pending);
+      expect(error.code).to.equal(Code.UNAVAILABLE);
+      expect(error.reason).to.equal(Reason.PROCESS_UNAVAILABLE);
+    });
+
     it("reconnects to a process restarted on the same port", async () => {
       const first = await startPassthroughServer({ [UNARY]: echoUnary });
       const client = connect(first.port);
