@@ -1,6 +1,6 @@
 import type { GrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { startGrpcListener } from "../adapters/grpc/grpc-listener.js";
-import { createGrpcTransport } from "../adapters/grpc/grpc-outbound.js";
+import { createGrpcTransport } from "../adapters/grpc/h2-outbound.js";
 import { reflectionDescriptors } from "../adapters/grpc/reflection-root.js";
 import type { BridgeConfig } from "../bridge/config/config.js";
 import type { ContractSet } from "../bridge/contracts/contract.js";

@@ -1,5 +1,5 @@
 import { Metadata as GrpcMetadata, type ServiceError, type StatusObject, type status } from "@grpc/grpc-js";
-import { Header } from "../../bridge/call/metadata.js";
+import { Header, type Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code, codeFromNumber } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -44,34 +44,37 @@ export function toGrpcStatus(
 }
 
 /**
- * A gRPC failure from a process as a BridgeError: code and details unchanged, the reason
- * from the process's ErrorInfo when it sent one.
+ * A gRPC failure status from a process as a BridgeError: code and details unchanged, the
+ * reason from the process's ErrorInfo when it sent one (S14). `trailers` are in the
+ * internal form, so grpc-status-details-bin is base64 text.
  */
-export function fromGrpcError(error: unknown): BridgeError {
-  if (error instanceof BridgeError) return error;
-  const e = error as Partial<ServiceError>;
-  if (typeof e.code !== "number")
-    return BridgeError.from(error, Code.UNAVAILABLE, Reason.PROCESS_UNAVAILABLE);
-  const code = codeFromNumber(e.code);
-  const message = e.details ?? e.message ?? "";
-  const raw = e.metadata?.get(DETAILS_KEY)[0];
-  if (raw !== undefined && typeof raw !== "string") {
+export function fromGrpcStatus(
+  code: number,
+  message: string,
+  trailers: Metadata,
+  cause?: unknown,
+): BridgeError {
+  const known = codeFromNumber(code);
+  const options = cause === undefined ? {} : { cause };
+  const raw = trailers[DETAILS_KEY]?.[0];
+  if (raw !== undefined) {
     try {
-      const rich = decodeStatus(raw);
+      const rich = decodeStatus(Buffer.from(raw, "base64"));
       const info = rich.details.find((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
       const decoded = info === undefined ? undefined : decodeErrorInfo(info.value);
-      return new BridgeError(code, decoded?.reason || defaultReason(code), rich.message || message, {
+      return new BridgeError(known, decoded?.reason || defaultReason(known), rich.message || message, {
+        ...options,
         details: rich.details,
         metadata: decoded?.metadata ?? {},
-        cause: error,
       });
     } catch {
       // Undecodable details: keep code and message, drop what cannot be read.
     }
   }
-  return new BridgeError(code, defaultReason(code), message, { cause: error });
+  return new BridgeError(known, defaultReason(known), message, options);
 }
 
+/** The reason of a failure that carried none of its own. */
 function defaultReason(code: Code): string {
   if (code === Code.UNAVAILABLE) return Reason.PROCESS_UNAVAILABLE;
   if (code === Code.DEADLINE_EXCEEDED) return Reason.DEADLINE_EXCEEDED;

@@ -1,0 +1,145 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
+import type { Metadata } from "../../bridge/call/metadata.js";
+import { isHopByHop } from "../../bridge/call/metadata.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
+
+/**
+ * gRPC-over-HTTP/2 header fields (PROTOCOL-HTTP2.md): the request's, and the response's
+ * headers and trailers back into the internal Metadata form.
+ */
+
+/**
+ * Custom metadata and the delivery's sb-* headers as HTTP/2 header fields; the delivery
+ * headers win over metadata of the same name. "-bin" values are held as base64 text;
+ * they are re-encoded unpadded, as the spec asks senders to do (receivers, grpc-js
+ * included, accept both). Names and text values are checked first: Node answers a
+ * malformed header name by destroying the whole session, every call on it included.
+ */
+export function putMetadata(
+  headers: OutgoingHttpHeaders,
+  metadata: Metadata,
+  extra: Readonly<Record<string, string>>,
+): void {
+  for (const key of Object.keys(metadata)) {
+    // Transport-owned fields are this hop's to set (S15), never the caller's.
+    if (Object.hasOwn(extra, key) || isHopByHop(key)) continue;
+    const values = metadata[key] as readonly string[];
+    if (values.length === 0) continue;
+    checkName(key);
+    if (key.endsWith("-bin")) {
+      headers[key] = values.length === 1 ? unpaddedBase64(values[0] as string) : values.map(unpaddedBase64);
+    } else {
+      for (const value of values) checkText(key, value);
+      headers[key] = values.length === 1 ? values[0] : [...values];
+    }
+  }
+  for (const key of Object.keys(extra)) {
+    const value = extra[key] as string;
+    checkText(key, value);
+    headers[key] = value;
+  }
+}
+
+/** gRPC's Header-Name: lower-case letters, digits, "-", "_" and ".". */
+const HEADER_NAME = /^[0-9a-z_.-]+$/;
+/** gRPC's ASCII-Value: printable ASCII and space. */
+const ASCII_VALUE = /^[\x20-\x7e]*$/;
+
+function checkName(key: string): void {
+  if (!HEADER_NAME.test(key)) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_REQUEST,
+      `metadata key ${JSON.stringify(key)} is not a valid gRPC header name`,
+    );
+  }
+}
+
+function checkText(key: string, value: string): void {
+  if (!ASCII_VALUE.test(value)) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_REQUEST,
+      `metadata ${key} has a value that is not printable ASCII; binary values go under a key ending in -bin`,
+    );
+  }
+}
+
+function unpaddedBase64(text: string): string {
+  return Buffer.from(text, "base64").toString("base64").replace(/=+$/, "");
+}
+
+/** Largest value grpc-timeout may carry: at most 8 digits. */
+const MAX_TIMEOUT_VALUE = 99_999_999;
+
+/**
+ * The remaining time as grpc-timeout (S15): whole milliseconds while they fit in 8
+ * digits, else the smallest coarser unit that does, rounded up so the process never
+ * sees less time than the caller gave.
+ */
+export function grpcTimeout(remainingMs: number): string {
+  const ms = Math.max(0, Math.ceil(remainingMs));
+  if (ms <= MAX_TIMEOUT_VALUE) return `${ms}m`;
+  const seconds = Math.ceil(ms / 1000);
+  if (seconds <= MAX_TIMEOUT_VALUE) return `${seconds}S`;
+  const minutes = Math.ceil(seconds / 60);
+  if (minutes <= MAX_TIMEOUT_VALUE) return `${minutes}M`;
+  return `${Math.min(Math.ceil(minutes / 60), MAX_TIMEOUT_VALUE)}H`;
+}
+
+/**
+ * Response headers or trailers as Metadata: pseudo-headers dropped, "-bin" values as
+ * (padded) base64 text, `drop` left out. Node joins repeated fields with ", ": "-bin"
+ * values are split apart again (base64 has no comma), others stay joined, as grpc-js
+ * reads them.
+ */
+export function metadataOf(headers: IncomingHttpHeaders, drop?: ReadonlySet<string>): Metadata {
+  const out: Record<string, string[]> = {};
+  for (const key of Object.keys(headers)) {
+    if (key.charCodeAt(0) === 58 /* ":" */ || drop?.has(key)) continue;
+    const value = headers[key];
+    if (value === undefined) continue;
+    const values = typeof value === "string" ? [value] : value;
+    out[key] = key.endsWith("-bin") ? values.flatMap(splitBinary) : values;
+  }
+  return out;
+}
+
+function splitBinary(value: string): string[] {
+  return value.split(",").map((part) => Buffer.from(part.trim(), "base64").toString("base64"));
+}
+
+/**
+ * grpc-message is percent-encoded UTF-8 (PROTOCOL-HTTP2.md, "Status-Message"). Malformed
+ * escapes are kept as they are: a readable message beats none. Runs of escapes decode
+ * together, since one character may take several bytes.
+ */
+export function decodeGrpcMessage(text: string): string {
+  if (!text.includes("%")) return text;
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) =>
+    Buffer.from(run.replaceAll("%", ""), "hex").toString("utf8"),
+  );
+}
+
+/** gRPC's table for an HTTP response that is not a gRPC one (doc/http-grpc-status-mapping.md). */
+export function codeFromHttpStatus(status: number): Code {
+  switch (status) {
+    case 400:
+      return Code.INTERNAL;
+    case 401:
+      return Code.UNAUTHENTICATED;
+    case 403:
+      return Code.PERMISSION_DENIED;
+    case 404:
+      return Code.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return Code.UNAVAILABLE;
+    default:
+      return Code.UNKNOWN;
+  }
+}

@@ -1,0 +1,416 @@
+import http2 from "node:http2";
+import zlib from "node:zlib";
+import type { Metadata } from "../../bridge/call/metadata.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
+import { fromGrpcStatus } from "./grpc-error.js";
+import { frameMessage, MessageDecoder } from "./grpc-framing.js";
+import { codeFromHttpStatus, decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
+import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
+
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_INADEQUATE_SECURITY,
+} = http2.constants;
+
+/** What a call reports, in wire order; exactly one of onEnd and onError comes last. */
+export interface CallListener {
+  /** The response headers (not sent for a trailers-only response). */
+  onHeaders(metadata: Metadata): void;
+  onMessage(payload: Buffer): void;
+  /** The call ended with status OK; these are its trailers. */
+  onEnd(trailers: Metadata): void;
+  onError(error: BridgeError): void;
+}
+
+export interface CallStart {
+  readonly pool: H2ConnectionPool;
+  /** Builds the request headers when the stream opens, so grpc-timeout is as fresh as it can be. */
+  readonly headers: () => http2.OutgoingHttpHeaders;
+  readonly deadlineMs: number | undefined;
+  readonly signal: AbortSignal;
+  readonly listener: CallListener;
+  /**
+   * The whole request, for a unary call: it is sent at once, and sent again on a new
+   * stream if the process refused the first one unseen (REFUSED_STREAM, or a stream above
+   * the last one a GOAWAY accepted).
+   */
+  readonly request?: readonly Buffer[];
+}
+
+/** Attempts of a call whose stream the process refused or dropped without looking at it. */
+const MAX_UNSEEN_ATTEMPTS = 3;
+
+/** Longest timer Node keeps (about 24.8 days); a later deadline is never reached in practice. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Trailer fields that are the status itself, not metadata. */
+const STATUS_FIELDS: ReadonlySet<string> = new Set(["grpc-status", "grpc-message"]);
+
+/**
+ * One gRPC call on one HTTP/2 stream (PROTOCOL-HTTP2.md): opens the stream on a pooled
+ * session, enforces the deadline and the caller's cancellation, decodes the response
+ * (headers, length-prefixed messages, trailers or trailers-only) and reports it to the
+ * listener. Unary and streaming calls share it; only the request side differs.
+ */
+export class H2Call {
+  readonly #start: CallStart;
+  #stream: http2.ClientHttp2Stream | undefined;
+  #done = false;
+  #attempts = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #onAbort: (() => void) | undefined;
+  /** Writers waiting for the stream to open. */
+  #opening: (() => void)[] | undefined;
+  #paused = false;
+
+  /** Starts a call; it reports to `start.listener` from here on, possibly before this returns. */
+  static start(start: CallStart): H2Call {
+    const call = new H2Call(start);
+    call.#begin();
+    return call;
+  }
+
+  private constructor(start: CallStart) {
+    this.#start = start;
+  }
+
+  #begin(): void {
+    const { signal, deadlineMs } = this.#start;
+    if (signal.aborted) {
+      this.#settle(cancelled());
+      return;
+    }
+    if (deadlineMs !== undefined) {
+      const remaining = deadlineMs - Date.now();
+      // S15: a deadline already gone fails here, without a byte sent.
+      if (remaining <= 0) {
+        this.#settle(deadlineExceeded());
+        return;
+      }
+      if (remaining <= MAX_TIMER_MS) {
+        this.#timer = setTimeout(() => this.cancel(deadlineExceeded()), remaining);
+      }
+    }
+    this.#onAbort = () => this.cancel(cancelled());
+    signal.addEventListener("abort", this.#onAbort, { once: true });
+    this.#open();
+  }
+
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /**
+   * Writes one request message, resolving when the stream can take more (backpressure)
+   * with false once the call has ended and nothing more should be sent.
+   */
+  async write(message: Uint8Array): Promise<boolean> {
+    const stream = this.#stream ?? (await this.#opened());
+    if (stream === undefined || this.#done) return false;
+    let more = true;
+    for (const chunk of frameMessage(message)) more = stream.write(chunk);
+    if (!more) await drained(stream);
+    return !this.#done;
+  }
+
+  /** Ends the request side (half-close). */
+  async end(): Promise<void> {
+    const stream = this.#stream ?? (await this.#opened());
+    if (stream !== undefined && !this.#done) stream.end();
+  }
+
+  /** Stops reading the response: HTTP/2 flow control then holds the process back. */
+  pause(): void {
+    this.#paused = true;
+    this.#stream?.pause();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#stream?.resume();
+  }
+
+  /** Ends the call with `error` and resets the stream (RST_STREAM CANCEL); a no-op once ended. */
+  cancel(error: BridgeError): void {
+    if (this.#done) return;
+    this.#settle(error);
+    const stream = this.#stream;
+    if (stream !== undefined && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+  }
+
+  #opened(): Promise<http2.ClientHttp2Stream | undefined> {
+    if (this.#done) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const opening = this.#opening ?? [];
+      opening.push(() => resolve(this.#done ? undefined : this.#stream));
+      this.#opening = opening;
+    });
+  }
+
+  #open(): void {
+    this.#attempts += 1;
+    let acquired: H2Connection | Promise<H2Connection>;
+    try {
+      acquired = this.#start.pool.acquire();
+    } catch (error) {
+      this.#settle(BridgeError.from(error, Code.UNAVAILABLE, Reason.PROCESS_UNAVAILABLE));
+      return;
+    }
+    if (acquired instanceof Promise) {
+      acquired.then(
+        (connection) => this.#request(connection),
+        (error: unknown) =>
+          this.#settle(BridgeError.from(error, Code.UNAVAILABLE, Reason.PROCESS_UNAVAILABLE)),
+      );
+    } else this.#request(acquired);
+  }
+
+  #request(connection: H2Connection): void {
+    if (this.#done) {
+      connection.release();
+      return;
+    }
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = connection.session.request(this.#start.headers(), { endStream: false });
+    } catch (error) {
+      // The session went away between the choice and now, or a header is malformed.
+      connection.release();
+      const unusable = !connection.usable;
+      this.#settle(
+        BridgeError.from(
+          error,
+          unusable ? Code.UNAVAILABLE : Code.INTERNAL,
+          unusable ? Reason.PROCESS_UNAVAILABLE : Reason.INTERNAL,
+        ),
+      );
+      return;
+    }
+    this.#stream = stream;
+    this.#listen(stream, connection);
+    if (this.#paused) stream.pause();
+    const request = this.#start.request;
+    if (request !== undefined) {
+      if (request.length > 1) stream.cork();
+      for (let i = 0; i < request.length - 1; i++) stream.write(request[i]);
+      stream.end(request[request.length - 1]);
+    }
+    const opening = this.#opening;
+    this.#opening = undefined;
+    if (opening !== undefined) for (const wake of opening) wake();
+  }
+
+  #listen(stream: http2.ClientHttp2Stream, connection: H2Connection): void {
+    const listener = this.#start.listener;
+    const decoder = new MessageDecoder();
+    let responded = false;
+    let encoding: string | undefined;
+    let status: http2.IncomingHttpHeaders | undefined;
+    let streamError: (Error & { code?: string }) | undefined;
+    const current = (): boolean => stream === this.#stream && !this.#done;
+    const onMessage = (flag: number, bytes: Buffer): void => {
+      if (!current()) return;
+      if (flag === 0) listener.onMessage(bytes);
+      else this.#compressed(flag, bytes, encoding);
+    };
+
+    stream.on("response", (headers, flags) => {
+      if (!current()) return;
+      responded = true;
+      if (headers["grpc-status"] !== undefined || (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
+        // Trailers-only: the status came in the headers (or the stream ended without one).
+        status = headers;
+        return;
+      }
+      const httpStatus = Number(headers[":status"]);
+      if (httpStatus !== 200) {
+        this.cancel(httpFailure(httpStatus));
+        return;
+      }
+      const contentType = headers["content-type"];
+      if (contentType === undefined || !contentType.startsWith("application/grpc")) {
+        this.cancel(
+          fromGrpcStatus(
+            Code.UNKNOWN,
+            `the process answered with content-type ${contentType ?? "(none)"}`,
+            {},
+          ),
+        );
+        return;
+      }
+      encoding = headers["grpc-encoding"] as string | undefined;
+      listener.onHeaders(metadataOf(headers));
+    });
+    stream.on("data", (chunk: Buffer) => {
+      if (!current()) return;
+      try {
+        decoder.push(chunk, onMessage);
+      } catch (error) {
+        this.cancel(BridgeError.from(error, Code.RESOURCE_EXHAUSTED, Reason.PROCESS_FAULT));
+      }
+    });
+    stream.on("trailers", (trailers) => {
+      status = trailers;
+    });
+    stream.on("end", () => {
+      if (!current()) return;
+      if (decoder.partial) {
+        this.#settle(fromGrpcStatus(Code.INTERNAL, "the response ended inside a message", {}));
+      } else this.#finish(status);
+      // The process has answered: whatever we still had to send is no longer wanted.
+      if (!stream.writableEnded && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    });
+    stream.on("error", (error: Error) => {
+      streamError = error;
+    });
+    stream.on("close", () => {
+      connection.release();
+      if (!current()) return;
+      // Every stream id of the session is used up (2^31 - 1 of them): Node fails the
+      // stream before sending it, and the session would fail all the next ones.
+      if (streamError?.code === "ERR_HTTP2_OUT_OF_STREAMS") connection.retire();
+      if (
+        !responded &&
+        this.#start.request !== undefined &&
+        this.#attempts < MAX_UNSEEN_ATTEMPTS &&
+        (stream.rstCode === NGHTTP2_REFUSED_STREAM || connection.unseen(stream.id))
+      ) {
+        // The process did not look at this stream (RFC 9113 §8.7): safe to send again.
+        this.#stream = undefined;
+        this.#open();
+        return;
+      }
+      this.#settle(closedWithoutStatus(stream.rstCode, streamError, connection));
+    });
+  }
+
+  /** The final status, from trailers or a trailers-only response. */
+  #finish(status: http2.IncomingHttpHeaders | undefined): void {
+    const code = status?.["grpc-status"];
+    if (status === undefined || typeof code !== "string") {
+      const httpStatus = Number(status?.[":status"] ?? 200);
+      this.#settle(
+        httpStatus === 200
+          ? fromGrpcStatus(Code.INTERNAL, "the process ended the call without a grpc-status", {})
+          : httpFailure(httpStatus),
+      );
+      return;
+    }
+    const trailers = metadataOf(status, STATUS_FIELDS);
+    const number = Number(code);
+    if (code === "0") {
+      this.#settle(undefined, trailers);
+      return;
+    }
+    const message = status["grpc-message"];
+    this.#settle(
+      fromGrpcStatus(
+        /^\d+$/.test(code) ? number : Code.UNKNOWN,
+        typeof message === "string" ? decodeGrpcMessage(message) : "",
+        trailers,
+      ),
+    );
+  }
+
+  #compressed(flag: number, bytes: Buffer, encoding: string | undefined): void {
+    let message: Buffer;
+    try {
+      if (flag !== 1) throw new Error(`message flag ${flag} is not 0 or 1`);
+      if (encoding === "gzip") message = zlib.gunzipSync(bytes);
+      else if (encoding === "deflate") message = zlib.inflateSync(bytes);
+      else throw new Error(`compressed message with grpc-encoding ${encoding ?? "(none)"}`);
+    } catch (error) {
+      this.cancel(
+        fromGrpcStatus(
+          Code.INTERNAL,
+          `cannot read the process's response: ${error instanceof Error ? error.message : String(error)}`,
+          {},
+          error,
+        ),
+      );
+      return;
+    }
+    this.#start.listener.onMessage(message);
+  }
+
+  /** Ends the call once: OK with trailers when `error` is undefined. */
+  #settle(error: BridgeError | undefined, trailers: Metadata = {}): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#onAbort !== undefined) this.#start.signal.removeEventListener("abort", this.#onAbort);
+    const opening = this.#opening;
+    this.#opening = undefined;
+    if (opening !== undefined) for (const wake of opening) wake();
+    if (error === undefined) this.#start.listener.onEnd(trailers);
+    else this.#start.listener.onError(error);
+  }
+}
+
+function cancelled(): BridgeError {
+  return new BridgeError(Code.CANCELLED, Reason.CANCELLED, "the call was cancelled");
+}
+
+function deadlineExceeded(): BridgeError {
+  return new BridgeError(
+    Code.DEADLINE_EXCEEDED,
+    Reason.DEADLINE_EXCEEDED,
+    "the deadline passed before the process answered",
+  );
+}
+
+function httpFailure(httpStatus: number): BridgeError {
+  return fromGrpcStatus(
+    codeFromHttpStatus(httpStatus),
+    `the process answered with HTTP status ${httpStatus}`,
+    {},
+  );
+}
+
+/**
+ * A stream that closed before its status arrived. A dead connection is UNAVAILABLE (the
+ * call may be retried elsewhere); otherwise the RST_STREAM code maps as in gRPC's
+ * PROTOCOL-HTTP2.md ("Errors").
+ */
+function closedWithoutStatus(
+  rstCode: number,
+  error: (Error & { code?: string }) | undefined,
+  connection: H2Connection,
+): BridgeError {
+  if (!connection.usable || (error !== undefined && error.code !== "ERR_HTTP2_STREAM_ERROR")) {
+    const why = error?.message ?? "the connection closed";
+    return fromGrpcStatus(Code.UNAVAILABLE, `lost the connection to the process: ${why}`, {}, error);
+  }
+  switch (rstCode) {
+    case NGHTTP2_NO_ERROR:
+      return fromGrpcStatus(Code.INTERNAL, "the process closed the stream without a grpc-status", {});
+    case NGHTTP2_REFUSED_STREAM:
+      return fromGrpcStatus(Code.UNAVAILABLE, "the process refused the stream", {});
+    case NGHTTP2_CANCEL:
+      return fromGrpcStatus(Code.CANCELLED, "the process cancelled the call", {});
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return fromGrpcStatus(Code.RESOURCE_EXHAUSTED, "the process reset the stream: ENHANCE_YOUR_CALM", {});
+    case NGHTTP2_INADEQUATE_SECURITY:
+      return fromGrpcStatus(Code.PERMISSION_DENIED, "the process reset the stream: INADEQUATE_SECURITY", {});
+    default:
+      return fromGrpcStatus(Code.INTERNAL, `the process reset the stream with HTTP/2 error ${rstCode}`, {});
+  }
+}
+
+/** Resolves when the stream takes writes again, or will never take any (closed). */
+function drained(stream: http2.ClientHttp2Stream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.on("drain", done);
+    stream.on("close", done);
+  });
+}

@@ -1,0 +1,198 @@
+import { readFileSync } from "node:fs";
+import type { OutgoingHttpHeaders } from "node:http2";
+import type { Metadata } from "../../bridge/call/metadata.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
+import { deliveryHeaders } from "../../bridge/process/delivery-headers.js";
+import type {
+  Delivery,
+  ProcessClient,
+  ProcessReply,
+  ProcessStreamEvent,
+  ProcessTarget,
+  ProcessTransport,
+  StreamDelivery,
+  UnaryDelivery,
+} from "../../bridge/process/process-client.js";
+import { envelopeReply, toEnvelopeBytes } from "./envelope-delivery.js";
+import { fromGrpcStatus } from "./grpc-error.js";
+import { frameMessage } from "./grpc-framing.js";
+import { grpcTimeout, putMetadata } from "./grpc-wire-headers.js";
+import { H2Call } from "./h2-call.js";
+import { H2ConnectionPool } from "./h2-connection.js";
+import { PullQueue } from "./pull-queue.js";
+
+const DELIVER_PATH = "/sessionbridge.v1.Process/Deliver";
+
+export interface GrpcTransportOptions {
+  /**
+   * How long a new connection may take to be ready (TCP connected and the process's
+   * HTTP/2 SETTINGS received) before the calls waiting for it fail with UNAVAILABLE.
+   * Default 20 000, grpc-js's minimum connect timeout.
+   */
+  readonly connectTimeoutMs?: number;
+}
+
+/**
+ * Outbound to processes at grpc://host:port, as gRPC over HTTP/2 on node:http2 directly:
+ * the bridge's hot path (DESIGN §6), so every call does only what the protocol needs.
+ * One pool of sessions per process, shared by all of its calls.
+ */
+export function createGrpcTransport(options: GrpcTransportOptions = {}): ProcessTransport {
+  const connectTimeoutMs = options.connectTimeoutMs ?? 20_000;
+  if (!Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_CONFIG,
+      `connectTimeoutMs must be a positive number of milliseconds, got ${connectTimeoutMs}`,
+    );
+  }
+  return {
+    schemes: ["grpc"],
+    connect: (target) => new H2ProcessClient(target, connectTimeoutMs),
+  };
+}
+
+class H2ProcessClient implements ProcessClient {
+  readonly #target: ProcessTarget;
+  readonly #authority: string;
+  readonly #pool: H2ConnectionPool;
+
+  constructor(target: ProcessTarget, connectTimeoutMs: number) {
+    this.#target = target;
+    this.#authority = target.location.host;
+    this.#pool = new H2ConnectionPool(this.#authority, connectTimeoutMs);
+  }
+
+  unary(delivery: UnaryDelivery): Promise<ProcessReply> {
+    if (this.#target.envelope) return this.#deliverEnvelope(delivery);
+    return this.#unary(delivery.operation.path, delivery.payload, delivery);
+  }
+
+  async *stream(delivery: StreamDelivery): AsyncGenerator<ProcessStreamEvent> {
+    if (this.#target.envelope) {
+      throw new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.NO_PROCESS,
+        `${this.#target.name} is envelope-native and cannot serve the streaming call ${delivery.operation.path}`,
+      );
+    }
+    yield* this.#stream(delivery);
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+
+  #unary(path: string, payload: Uint8Array, delivery: Delivery): Promise<ProcessReply> {
+    return new Promise<ProcessReply>((resolve, reject) => {
+      let headers: Metadata = {};
+      let reply: Buffer | undefined;
+      let count = 0;
+      H2Call.start({
+        pool: this.#pool,
+        headers: () => this.#headers(path, delivery),
+        deadlineMs: delivery.deadlineMs,
+        signal: delivery.signal,
+        request: frameMessage(payload),
+        listener: {
+          onHeaders: (metadata) => {
+            headers = metadata;
+          },
+          onMessage: (message) => {
+            count += 1;
+            reply ??= message;
+          },
+          onEnd: (trailers) => {
+            if (count === 1 && reply !== undefined) resolve({ payload: reply, headers, trailers });
+            else
+              reject(fromGrpcStatus(Code.INTERNAL, `expected one response message, got ${count}`, trailers));
+          },
+          onError: reject,
+        },
+      });
+    });
+  }
+
+  /** All three streaming kinds: the framing on the wire is the same for each. */
+  async *#stream(delivery: StreamDelivery): AsyncGenerator<ProcessStreamEvent> {
+    // The queue pauses the HTTP/2 stream while the caller lags (read-side backpressure).
+    const events = new PullQueue<ProcessStreamEvent>(
+      () => call.pause(),
+      () => call.resume(),
+    );
+    const call = H2Call.start({
+      pool: this.#pool,
+      headers: () => this.#headers(delivery.operation.path, delivery),
+      deadlineMs: delivery.deadlineMs,
+      signal: delivery.signal,
+      listener: {
+        onHeaders: (metadata) => events.push({ type: "headers", metadata }),
+        onMessage: (payload) => events.push({ type: "message", payload }),
+        onEnd: (metadata) => {
+          events.push({ type: "trailers", metadata });
+          events.end();
+        },
+        onError: (error) => events.fail(error),
+      },
+    });
+    void sendAll(call, delivery.messages);
+    try {
+      yield* events;
+    } finally {
+      // Left early (the caller went away): stop the process's side too.
+      call.cancel(new BridgeError(Code.CANCELLED, Reason.CANCELLED, "the caller stopped reading the stream"));
+    }
+  }
+
+  async #deliverEnvelope(delivery: UnaryDelivery): Promise<ProcessReply> {
+    return envelopeReply(await this.#unary(DELIVER_PATH, toEnvelopeBytes(delivery), delivery));
+  }
+
+  #headers(path: string, delivery: Delivery): OutgoingHttpHeaders {
+    const headers: OutgoingHttpHeaders = {
+      ":method": "POST",
+      ":scheme": "http",
+      ":path": path,
+      ":authority": this.#authority,
+      "content-type": "application/grpc",
+      te: "trailers",
+      // Only identity: compressing costs both sides CPU on what is usually a local hop.
+      "grpc-accept-encoding": "identity",
+      "user-agent": userAgent(),
+    };
+    // S15: the deadline travels as the time remaining when the stream opens.
+    if (delivery.deadlineMs !== undefined)
+      headers["grpc-timeout"] = grpcTimeout(delivery.deadlineMs - Date.now());
+    putMetadata(headers, delivery.metadata, deliveryHeaders(delivery));
+    return headers;
+  }
+}
+
+/** Sends the request messages as the stream takes them (write backpressure), then half-closes. */
+async function sendAll(call: H2Call, messages: AsyncIterable<Uint8Array>): Promise<void> {
+  try {
+    for await (const message of messages) {
+      if (!(await call.write(message))) return;
+    }
+    await call.end();
+  } catch (error) {
+    call.cancel(BridgeError.from(error));
+  }
+}
+
+let agent: string | undefined;
+
+/** sessionbridge/<version>, the version read once from package.json (dist/adapters/grpc → root). */
+function userAgent(): string {
+  if (agent === undefined) {
+    try {
+      const file = new URL("../../../package.json", import.meta.url);
+      agent = `sessionbridge/${(JSON.parse(readFileSync(file, "utf8")) as { version: string }).version}`;
+    } catch {
+      agent = "sessionbridge";
+    }
+  }
+  return agent;
+}
