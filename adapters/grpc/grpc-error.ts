@@ -1,8 +1,9 @@
-import { Metadata as GrpcMetadata, type ServiceError, type StatusObject, type status } from "@grpc/grpc-js";
+import type { OutgoingHttpHeaders } from "node:http2";
 import { Header, type Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code, codeFromNumber } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { encodeGrpcMessage, putMetadata } from "./grpc-wire-headers.js";
 import {
   decodeErrorInfo,
   decodeStatus,
@@ -15,32 +16,38 @@ import {
 const DETAILS_KEY = "grpc-status-details-bin";
 
 /**
- * A BridgeError as a gRPC status (S14). The code is the same number; the reason travels
- * in a google.rpc.ErrorInfo inside grpc-status-details-bin. Details a process declared
- * go out unchanged; the bridge adds its ErrorInfo only when they carry none. The session
- * id goes back as sb-session-id (S1).
+ * The trailers that end a call (S14): grpc-status and the percent-encoded grpc-message,
+ * the caller-visible metadata, and for a failure a google.rpc.Status in
+ * grpc-status-details-bin whose google.rpc.ErrorInfo carries the reason. Details a
+ * process declared go out unchanged; the bridge adds its ErrorInfo only when they carry
+ * none. A failure tied to a session names it in sb-session-id (S1).
  */
-export function toGrpcStatus(
-  error: BridgeError,
-  extraTrailers?: GrpcMetadata,
-): Partial<StatusObject> & ServiceError {
-  const trailers = extraTrailers ?? new GrpcMetadata();
-  const hasErrorInfo = error.details.some((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
-  const details = hasErrorInfo
-    ? error.details
-    : [
-        encodeErrorInfo({ reason: error.reason, domain: ERROR_DOMAIN, metadata: error.metadata }),
-        ...error.details,
-      ];
-  trailers.set(DETAILS_KEY, Buffer.from(encodeStatus({ code: error.code, message: error.message, details })));
-  const sessionId = error.metadata.session_id;
-  if (sessionId !== undefined && sessionId !== "") trailers.set(Header.sessionId, sessionId);
-  const serviceError = Object.assign(new Error(error.message), {
-    code: error.code as number as status,
-    details: error.message,
-    metadata: trailers,
-  });
-  return serviceError;
+export function statusTrailers(
+  code: Code,
+  message: string,
+  metadata: Metadata,
+  error?: BridgeError,
+  own: Readonly<Record<string, string>> = {},
+): OutgoingHttpHeaders {
+  const trailers: OutgoingHttpHeaders = { "grpc-status": String(code) };
+  if (message !== "") trailers["grpc-message"] = encodeGrpcMessage(message);
+  const extra: Record<string, string> = { ...own };
+  if (error !== undefined) {
+    const hasErrorInfo = error.details.some((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
+    const details = hasErrorInfo
+      ? error.details
+      : [
+          encodeErrorInfo({ reason: error.reason, domain: ERROR_DOMAIN, metadata: error.metadata }),
+          ...error.details,
+        ];
+    extra[DETAILS_KEY] = Buffer.from(
+      encodeStatus({ code: error.code, message: error.message, details }),
+    ).toString("base64");
+    const sessionId = error.metadata.session_id;
+    if (sessionId !== undefined && sessionId !== "") extra[Header.sessionId] = sessionId;
+  }
+  putMetadata(trailers, metadata, extra);
+  return trailers;
 }
 
 /**

@@ -1,11 +1,12 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { HealthImplementation, type ServingStatusMap } from "grpc-health-check";
 import type { Bridge } from "../../bridge/engine/bridge-engine.js";
-import { inboundService } from "./grpc-inbound.js";
-import { addReflection } from "./reflection.js";
-import { SessionServiceService, sessionServiceImplementation } from "./session-service.js";
+import { inboundHandlers } from "./grpc-inbound.js";
+import { type GrpcHandler, startGrpcServer } from "./h2-server.js";
+import { createHealth, ServingStatus } from "./health-service.js";
+import { reflectionHandlers } from "./reflection-service.js";
+import { sessionServiceHandlers } from "./session-service.js";
 
 export const SESSION_SERVICE = "sessionbridge.v1.SessionService";
+const HEALTH_SERVICE = "grpc.health.v1.Health";
 
 export interface GrpcListenerOptions {
   readonly bridge: Bridge;
@@ -21,57 +22,37 @@ export interface GrpcListener {
   /** The address actually bound, with the real port. */
   readonly address: string;
   readonly port: number;
-  /** Reports NOT_SERVING, lets calls in flight finish, then stops. */
+  /** Reports NOT_SERVING, lets calls in flight finish (up to graceMs), then stops. */
   drain(graceMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
 /**
  * The inbound gRPC port: every configured contract service (from descriptors), the
- * SessionService, grpc.health.v1.Health and server reflection.
+ * SessionService, grpc.health.v1.Health and server reflection v1 and v1alpha.
  */
 export async function startGrpcListener(options: GrpcListenerOptions): Promise<GrpcListener> {
   const { bridge } = options;
-  const server = new Server({
-    "grpc.max_receive_message_length": options.maxMessageBytes,
-    "grpc.max_send_message_length": -1,
-  });
-  const statuses: ServingStatusMap = { "": "SERVING", [SESSION_SERVICE]: "SERVING" };
+  const contractServices = [...bridge.contracts.services.keys()];
+  const health = createHealth([...contractServices, SESSION_SERVICE]);
+  const handlers = new Map<string, GrpcHandler>();
   for (const service of bridge.contracts.services.values()) {
-    const { definition, implementation } = inboundService(bridge, service);
-    server.addService(definition, implementation);
-    statuses[service.name] = "SERVING";
+    for (const [path, handler] of inboundHandlers(bridge, service)) handlers.set(path, handler);
   }
-  server.addService(SessionServiceService, sessionServiceImplementation(bridge.sessions));
-  const health = new HealthImplementation(statuses);
-  health.addToServer(server);
-  addReflection(server, options.descriptors);
-
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.address, ServerCredentials.createInsecure(), (error, bound) =>
-      error === null ? resolve(bound) : reject(error),
-    );
+  const others = [
+    sessionServiceHandlers(bridge.sessions),
+    health.handlers,
+    reflectionHandlers(options.descriptors, [...contractServices, SESSION_SERVICE, HEALTH_SERVICE]),
+  ];
+  for (const map of others) for (const [path, handler] of map) handlers.set(path, handler);
+  const server = await startGrpcServer({
+    address: options.address,
+    handlers,
+    maxMessageBytes: options.maxMessageBytes,
   });
-  const host = options.address.slice(0, options.address.lastIndexOf(":"));
-  let stopped: Promise<void> | undefined;
-
   const drain = (graceMs = 10_000): Promise<void> => {
-    stopped ??= new Promise<void>((resolve) => {
-      for (const name of Object.keys(statuses)) health.setStatus(name, "NOT_SERVING");
-      const force = setTimeout(() => server.forceShutdown(), graceMs);
-      force.unref();
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
-    return stopped;
+    health.setAll(ServingStatus.NOT_SERVING);
+    return server.drain(graceMs);
   };
-
-  return {
-    address: `${host}:${port}`,
-    port,
-    drain,
-    close: () => drain(0),
-  };
+  return { address: server.address, port: server.port, drain, close: () => drain(0) };
 }

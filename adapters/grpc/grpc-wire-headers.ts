@@ -143,3 +143,39 @@ export function codeFromHttpStatus(status: number): Code {
       return Code.UNKNOWN;
   }
 }
+
+/**
+ * grpc-message as the spec asks senders to write it: UTF-8, with every byte outside
+ * printable ASCII, and "%" itself, as %XX.
+ */
+export function encodeGrpcMessage(text: string): string {
+  if (!/[^\x20-\x24\x26-\x7e]/.test(text)) return text;
+  let out = "";
+  for (const byte of Buffer.from(text, "utf8")) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+const TIMEOUT_UNITS_MS: Readonly<Record<string, number>> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 0.001,
+  n: 0.000_001,
+};
+
+/**
+ * grpc-timeout ("1234m", at most 8 digits and a unit) as an absolute deadline from `now`;
+ * undefined when absent. A malformed value is ignored, as grpc-js servers do.
+ */
+export function parseGrpcTimeout(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (match === null) return undefined;
+  return now + Number(match[1]) * (TIMEOUT_UNITS_MS[match[2] as string] as number);
+}

@@ -1,4 +1,3 @@
-import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
 import { decodeEnvelope, toTimestamp } from "../../bridge/engine/envelope-codec.js";
 import type { SessionsApi } from "../../bridge/engine/sessions-api.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
@@ -16,19 +15,15 @@ import {
   EndReason,
   type GetRequest,
   type GetResponse,
-  type HistoryRequest,
-  type HistoryResponse,
   type ListRequest,
   type ListResponse,
   type Session,
-  type SessionServiceServer,
+  SessionServiceService,
   SessionState,
 } from "../../sdk/gen/sessionbridge/v1/session.js";
-import { toGrpcStatus } from "./grpc-error.js";
 import { ANONYMOUS } from "./grpc-inbound.js";
-import { waitDrain } from "./stream-drain.js";
-
-export { SessionServiceService } from "../../sdk/gen/sessionbridge/v1/session.js";
+import type { GrpcHandler } from "./h2-server.js";
+import type { GrpcServerCall } from "./h2-server-call.js";
 
 const STATE_TO_PROTO: Record<StoreState, SessionState> = {
   active: SessionState.SESSION_STATE_ACTIVE,
@@ -74,16 +69,22 @@ function optionalTimestamp(ms: number | undefined): Timestamp | undefined {
 }
 
 /** sessionbridge.v1.SessionService over gRPC, on top of the engine's SessionsApi. */
-export function sessionServiceImplementation(api: SessionsApi): SessionServiceServer {
-  return {
-    get(call: ServerUnaryCall<GetRequest, GetResponse>, callback: sendUnaryData<GetResponse>) {
-      respond(callback, async () => ({
-        session: sessionToProto(await api.get(requireId(call.request.sessionId), ANONYMOUS)),
-      }));
-    },
-    list(call: ServerUnaryCall<ListRequest, ListResponse>, callback: sendUnaryData<ListResponse>) {
-      respond(callback, async () => {
-        const { service, state, pageSize, pageToken } = call.request;
+export function sessionServiceHandlers(api: SessionsApi): Map<string, GrpcHandler> {
+  const d = SessionServiceService;
+  return new Map<string, GrpcHandler>([
+    [
+      d.get.path,
+      unary(
+        d.get,
+        async (request: GetRequest): Promise<GetResponse> => ({
+          session: sessionToProto(await api.get(requireId(request.sessionId), ANONYMOUS)),
+        }),
+      ),
+    ],
+    [
+      d.list.path,
+      unary(d.list, async (request: ListRequest): Promise<ListResponse> => {
+        const { service, state, pageSize, pageToken } = request;
         const storeState =
           state === SessionState.SESSION_STATE_UNSPECIFIED ? undefined : STATE_FROM_PROTO.get(state);
         if (state !== SessionState.SESSION_STATE_UNSPECIFIED && storeState === undefined) {
@@ -103,37 +104,37 @@ export function sessionServiceImplementation(api: SessionsApi): SessionServiceSe
           ANONYMOUS,
         );
         return { sessions: page.sessions.map(sessionToProto), nextPageToken: page.nextPageToken ?? "" };
-      });
-    },
-    history(call: ServerWritableStream<HistoryRequest, HistoryResponse>) {
-      void streamHistory(api, call);
-    },
-    close(call: ServerUnaryCall<CloseRequest, CloseResponse>, callback: sendUnaryData<CloseResponse>) {
-      respond(callback, async () => ({
-        session: sessionToProto(await api.close(requireId(call.request.sessionId), ANONYMOUS)),
-      }));
-    },
-  };
+      }),
+    ],
+    [d.history.path, (call) => void streamHistory(api, call)],
+    [
+      d.close.path,
+      unary(
+        d.close,
+        async (request: CloseRequest): Promise<CloseResponse> => ({
+          session: sessionToProto(await api.close(requireId(request.sessionId), ANONYMOUS)),
+        }),
+      ),
+    ],
+  ]);
 }
 
-async function streamHistory(api: SessionsApi, call: ServerWritableStream<HistoryRequest, HistoryResponse>) {
-  const controller = new AbortController();
-  call.on("cancelled", () => controller.abort());
+async function streamHistory(api: SessionsApi, call: GrpcServerCall): Promise<void> {
   try {
-    const { sessionId, follow, fromIndex } = call.request;
-    const entries = api.history(
-      requireId(sessionId),
-      { follow, fromIndex, signal: controller.signal },
-      ANONYMOUS,
-    );
+    const request = SessionServiceService.history.requestDeserialize(await call.message());
+    const { sessionId, follow, fromIndex } = request;
+    const entries = api.history(requireId(sessionId), { follow, fromIndex, signal: call.signal }, ANONYMOUS);
     for await (const entry of entries) {
-      if (controller.signal.aborted) break;
-      const ok = call.write({ entry: { index: entry.index, envelope: decodeEnvelope(entry.envelope) } });
-      if (!ok) await waitDrain(call);
+      if (call.finished) break;
+      await call.write(
+        SessionServiceService.history.responseSerialize({
+          entry: { index: entry.index, envelope: decodeEnvelope(entry.envelope) },
+        }),
+      );
     }
-    call.end();
+    call.end({});
   } catch (error) {
-    call.emit("error", toGrpcStatus(BridgeError.from(error)));
+    call.fail(BridgeError.from(error));
   }
 }
 
@@ -143,9 +144,19 @@ function requireId(id: string): string {
   return id;
 }
 
-function respond<T>(callback: sendUnaryData<T>, work: () => Promise<T>): void {
-  work().then(
-    (value) => callback(null, value),
-    (error: unknown) => callback(toGrpcStatus(BridgeError.from(error))),
-  );
+/** A unary method: decode the request with the generated codec, run, encode the answer. */
+function unary<Req, Res>(
+  method: { requestDeserialize(value: Buffer): Req; responseSerialize(value: Res): Buffer },
+  work: (request: Req) => Promise<Res>,
+): GrpcHandler {
+  return (call) =>
+    void (async () => {
+      try {
+        const response = await work(method.requestDeserialize(await call.message()));
+        await call.write(method.responseSerialize(response));
+        call.end({});
+      } catch (error) {
+        call.fail(BridgeError.from(error));
+      }
+    })();
 }
