@@ -130,7 +130,12 @@ describe("crash recovery (S10): SIGKILL mid-traffic, restart on the same SQLite 
         () => acked.fires.every((f) => deliveredIds().has(f.messageId)),
         30_000,
         "redelivery of the backlog",
-      );
+      ).catch((error: Error) => {
+        const missing = acked.fires.filter((f) => !deliveredIds().has(f.messageId)).length;
+        throw new Error(
+          `${error.message}: ${missing} of ${acked.fires.length} acknowledged notes undelivered, backlog ${backlog.length}; bridge log: ${bridge.lines.join(" | ")}`,
+        );
+      });
 
       // Only messages in flight at the crash may arrive twice; the backlog arrives once.
       const fireDeliveries = lab.deliveries.filter((d) => d.method === "Fire");
