@@ -37,7 +37,8 @@ export interface GrpcTransportOptions {
 /**
  * Outbound to processes at grpc://host:port, as gRPC over HTTP/2 on node:http2 directly:
  * the bridge's hot path (DESIGN §6), so every call does only what the protocol needs.
- * One pool of sessions per process, shared by all of its calls.
+ * One pool of sessions per process location, shared by every call to it, also when
+ * several configured processes live at the same location.
  */
 export function createGrpcTransport(options: GrpcTransportOptions = {}): ProcessTransport {
   const connectTimeoutMs = options.connectTimeoutMs ?? 20_000;
@@ -48,29 +49,59 @@ export function createGrpcTransport(options: GrpcTransportOptions = {}): Process
       `connectTimeoutMs must be a positive number of milliseconds, got ${connectTimeoutMs}`,
     );
   }
+  const pools = new Map<string, { readonly pool: H2ConnectionPool; users: number }>();
+  const lease = (authority: string): PoolLease => {
+    let entry = pools.get(authority);
+    if (entry === undefined) {
+      entry = { pool: new H2ConnectionPool(authority, connectTimeoutMs), users: 0 };
+      pools.set(authority, entry);
+    }
+    entry.users += 1;
+    const leased = entry;
+    return {
+      pool: leased.pool,
+      release: async () => {
+        leased.users -= 1;
+        if (leased.users > 0) return;
+        pools.delete(authority);
+        await leased.pool.close();
+      },
+    };
+  };
   return {
     schemes: ["grpc"],
-    connect: (target) => new H2ProcessClient(target, connectTimeoutMs),
+    connect: (target) => new H2ProcessClient(target, lease(target.location.host)),
   };
+}
+
+/** One client's share of the pool for its location; the last release closes the pool. */
+interface PoolLease {
+  readonly pool: H2ConnectionPool;
+  release(): Promise<void>;
 }
 
 class H2ProcessClient implements ProcessClient {
   readonly #target: ProcessTarget;
   readonly #authority: string;
+  readonly #lease: PoolLease;
   readonly #pool: H2ConnectionPool;
+  #closed = false;
 
-  constructor(target: ProcessTarget, connectTimeoutMs: number) {
+  constructor(target: ProcessTarget, lease: PoolLease) {
     this.#target = target;
     this.#authority = target.location.host;
-    this.#pool = new H2ConnectionPool(this.#authority, connectTimeoutMs);
+    this.#lease = lease;
+    this.#pool = lease.pool;
   }
 
   unary(delivery: UnaryDelivery): Promise<ProcessReply> {
+    if (this.#closed) return Promise.reject(this.#closedError());
     if (this.#target.envelope) return this.#deliverEnvelope(delivery);
     return this.#unary(delivery.operation.path, delivery.payload, delivery);
   }
 
   async *stream(delivery: StreamDelivery): AsyncGenerator<ProcessStreamEvent> {
+    if (this.#closed) throw this.#closedError();
     if (this.#target.envelope) {
       throw new BridgeError(
         Code.UNIMPLEMENTED,
@@ -81,8 +112,19 @@ class H2ProcessClient implements ProcessClient {
     yield* this.#stream(delivery);
   }
 
-  close(): Promise<void> {
-    return this.#pool.close();
+  /** Idempotent; the connections close once no other client at the location uses them. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#lease.release();
+  }
+
+  #closedError(): BridgeError {
+    return new BridgeError(
+      Code.UNAVAILABLE,
+      Reason.PROCESS_UNAVAILABLE,
+      `the client for ${this.#target.name} is closed`,
+    );
   }
 
   #unary(path: string, payload: Uint8Array, delivery: Delivery): Promise<ProcessReply> {

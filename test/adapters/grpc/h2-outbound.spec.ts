@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { type AddressInfo, createServer, type Socket } from "node:net";
-import { gzipSync } from "node:zlib";
+import { deflateSync, gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { createGrpcTransport } from "../../../adapters/grpc/h2-outbound.js";
@@ -487,22 +487,25 @@ describe("gRPC outbound on node:http2", () => {
       expect(events.at(-1)).to.deep.include({ type: "trailers", metadata: { "x-done": ["yes"] } });
     });
 
-    it("decompresses gzip messages, and fails an encoding it does not know with INTERNAL", async () => {
+    it("decompresses gzip and deflate messages, and fails an encoding it does not know with INTERNAL", async () => {
       const raw = await startRawH2Server((stream, headers) => {
-        const encoding = headers[":path"] === "/test.h2.v1.Echo/Brotli" ? "br" : "gzip";
+        const encoding = String(headers[":path"]).split("/")[2]?.toLowerCase() ?? "";
         stream.respond(
           { ":status": 200, "content-type": "application/grpc", "grpc-encoding": encoding },
           { waitForTrailers: true },
         );
         stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-        stream.end(grpcFrame(gzipSync(Buffer.from("squeezed")), true));
+        const message = Buffer.from(`squeezed by ${encoding}`);
+        stream.end(grpcFrame(encoding === "deflate" ? deflateSync(message) : gzipSync(message), true));
       });
       later(() => raw.close());
       const client = connect(raw.port);
       later(() => client.close());
-      const reply = await client.unary(unary(UNARY, Buffer.from("x")));
-      expect(Buffer.from(reply.payload).toString()).to.equal("squeezed");
-      const error = await rejection(client.unary(unary("/test.h2.v1.Echo/Brotli", Buffer.from("x"))));
+      for (const encoding of ["gzip", "deflate"]) {
+        const reply = await client.unary(unary(`/test.h2.v1.Echo/${encoding}`, Buffer.from("x")));
+        expect(Buffer.from(reply.payload).toString()).to.equal(`squeezed by ${encoding}`);
+      }
+      const error = await rejection(client.unary(unary("/test.h2.v1.Echo/br", Buffer.from("x"))));
       expect(error.code).to.equal(Code.INTERNAL);
       expect(error.message).to.contain("grpc-encoding br");
     });
@@ -855,6 +858,32 @@ describe("gRPC outbound on node:http2", () => {
       });
       expect(out).to.equal("bye");
       expect(code, "the child exits by itself").to.equal(0);
+    });
+
+    it("shares one connection among the processes at one location until the last closes", async () => {
+      const peers = new Set<string>();
+      const server = await startPassthroughServer({
+        [UNARY]: {
+          kind: "unary",
+          handler: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+            peers.add(call.getPeer());
+            callback(null, call.request);
+          },
+        },
+      });
+      later(() => server.close());
+      const transport = createGrpcTransport();
+      const location = new URL(`grpc://127.0.0.1:${server.port}`);
+      const orders = transport.connect({ name: "orders", location, envelope: false });
+      const billing = transport.connect({ name: "billing", location, envelope: false });
+      later(() => billing.close());
+      await orders.unary(unary(UNARY, Buffer.from("a")));
+      await billing.unary(unary(UNARY, Buffer.from("b")));
+      expect(peers.size).to.equal(1);
+      await orders.close();
+      expect((await rejection(orders.unary(unary(UNARY, Buffer.from("c"))))).code).to.equal(Code.UNAVAILABLE);
+      await billing.unary(unary(UNARY, Buffer.from("d")));
+      expect(peers.size, "the shared connection outlives the first close").to.equal(1);
     });
 
     it("close() is idempotent, and later calls fail with UNAVAILABLE", async () => {
