@@ -22,8 +22,13 @@ export function deliveryOf(
   place: DeliveryPlace,
   forwarded: Metadata = forwardable(call.metadata),
 ): Delivery {
+  // Spelled out rather than spread: this runs for every delivery.
   return {
-    ...place,
+    messageId: place.messageId,
+    sessionId: place.sessionId,
+    correlation: place.correlation,
+    seq: place.seq,
+    oneWay: place.oneWay,
     operation: call.operation,
     principal: call.principal,
     metadata: forwarded,

@@ -17,7 +17,8 @@ export { EnvelopeKind };
 export interface EnvelopeFields {
   readonly kind: EnvelopeKind;
   readonly messageId: string;
-  readonly sessionId: string;
+  /** Or given to makeEnvelope() on its own. */
+  readonly sessionId?: string;
   readonly operation: string;
   readonly principal: string;
   readonly timeMs: number;
@@ -54,10 +55,10 @@ const NO_ENTRIES: Readonly<Record<string, string>> = Object.freeze({});
  * An Envelope over the given fields. The maps are shared, not copied: envelopes made here
  * are encoded and dropped, never changed.
  */
-export function makeEnvelope(fields: EnvelopeFields): Envelope {
+export function makeEnvelope(fields: EnvelopeFields, sessionId: string = fields.sessionId ?? ""): Envelope {
   return {
     messageId: fields.messageId,
-    sessionId: fields.sessionId,
+    sessionId,
     correlation: (fields.correlation ?? NO_ENTRIES) as Record<string, string>,
     seq: fields.seq ?? 0,
     operation: fields.operation,

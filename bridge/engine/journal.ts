@@ -28,7 +28,7 @@ export class Journal {
 
   /** A journal record for `session` at its next index. */
   entry(session: LiveSession, fields: Omit<EnvelopeFields, "sessionId">): JournalRecord {
-    const envelope = encodeEnvelope(makeEnvelope({ ...fields, sessionId: session.id }));
+    const envelope = encodeEnvelope(makeEnvelope(fields, session.id));
     return {
       sessionId: session.id,
       index: session.nextIndex(),

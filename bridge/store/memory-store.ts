@@ -49,7 +49,7 @@ export function createMemoryStore(): SessionStore {
   const checkEntries = (batch: StoreBatch): void => {
     const seen = new Set<string>();
     for (const entry of batch.entries ?? []) {
-      const key = JSON.stringify([entry.sessionId, entry.index]);
+      const key = `${entry.sessionId}\n${entry.index}`;
       if (seen.has(key) || journals.get(entry.sessionId)?.has(entry.index)) {
         throw storeFailure(`journal entry ${entry.index} of session ${entry.sessionId} already exists`);
       }
@@ -192,7 +192,8 @@ export function createMemoryStore(): SessionStore {
 function liveKeyOf(record: SessionRecord | undefined): string | undefined {
   if (record === undefined || record.state !== "active" || record.correlationKey === undefined)
     return undefined;
-  return JSON.stringify([record.service, record.correlationKey]);
+  // Service names cannot contain a newline, so the pair is unambiguous.
+  return `${record.service}\n${record.correlationKey}`;
 }
 
 function idempotencyKey(principal: string, key: string): string {
