@@ -1,4 +1,5 @@
 import type { IdempotencyRecord, JournalRecord, OutboxRecord, SessionRecord } from "./records.js";
+import type { StoreBatch } from "./session-store.js";
 
 /**
  * Copies of records, so a caller that keeps mutating its objects or buffers after a call
@@ -58,4 +59,19 @@ export function copyOutbox(o: OutboxRecord): OutboxRecord {
 /** A plain Uint8Array with its own memory (Buffer#slice would share it). */
 export function copyBytes(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
+}
+
+/** A batch that shares nothing with the caller's objects. */
+export function copyBatch(batch: StoreBatch): StoreBatch {
+  return {
+    ...(batch.sessions === undefined ? {} : { sessions: batch.sessions.map(copySession) }),
+    ...(batch.entries === undefined ? {} : { entries: batch.entries.map(copyEntry) }),
+    ...(batch.idempotency === undefined ? {} : { idempotency: batch.idempotency.map(copyIdempotency) }),
+    ...(batch.outboxAdd === undefined ? {} : { outboxAdd: batch.outboxAdd.map(copyOutbox) }),
+    ...(batch.outboxRemove === undefined
+      ? {}
+      : {
+          outboxRemove: batch.outboxRemove.map((o) => ({ sessionId: o.sessionId, messageId: o.messageId })),
+        }),
+  };
 }

@@ -1,5 +1,6 @@
 import { Worker } from "node:worker_threads";
 import type { BridgeError } from "../errors/bridge-error.js";
+import { copyBatch } from "./record-copy.js";
 import type { StoreBatch } from "./session-store.js";
 import type { PurgeCounts, WriterOptions, WriterReply, WriterRequest } from "./sqlite-protocol.js";
 import { fromWireError } from "./sqlite-protocol.js";
@@ -94,26 +95,48 @@ export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter>
     onClosed?.();
   });
 
+  // Requests made in the same turn of the event loop travel to the writer as one message:
+  // a postMessage costs more than cloning a small batch, and every call makes two commits.
+  let outgoing: { request: WriterRequest; entry: Pending }[] = [];
+  let flushScheduled = false;
+
+  const flush = (): void => {
+    flushScheduled = false;
+    const sending = outgoing;
+    outgoing = [];
+    if (sending.length === 0) return;
+    if (stopped !== undefined) {
+      for (const { entry } of sending) entry.reject(stopped);
+      return;
+    }
+    try {
+      worker.postMessage(sending.map((s) => s.request));
+    } catch (error) {
+      const failure = storeFailure("the batch cannot be sent to the SQLite writer", error);
+      for (const { entry } of sending) entry.reject(failure);
+      return;
+    }
+    for (const { entry } of sending) pending.push(entry);
+    updateRef();
+  };
+
   const send = (request: WriterRequest, isCommit: boolean): Promise<PurgeCounts | undefined> =>
     new Promise((resolve, reject) => {
       if (stopped !== undefined) {
         reject(stopped);
         return;
       }
-      try {
-        // Structured clone copies the batch now: callers may reuse their buffers at once.
-        worker.postMessage(request);
-      } catch (error) {
-        reject(storeFailure("the batch cannot be sent to the SQLite writer", error));
-        return;
+      outgoing.push({ request, entry: { isCommit, resolve, reject } });
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flush);
       }
-      pending.push({ isCommit, resolve, reject });
-      updateRef();
     });
 
   const writer: SqliteWriter = {
     async commit(batch) {
-      await send({ type: "commit", batch }, true);
+      // Copied now, cloned to the writer later in the turn: callers may reuse their objects at once.
+      await send({ type: "commit", batch: copyBatch(batch) }, true);
     },
 
     async purge(endedBeforeMs, idempotencyBeforeMs) {
@@ -132,7 +155,8 @@ export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter>
           const closed = new Promise<void>((resolve) => {
             onClosed = resolve;
           });
-          worker.postMessage({ type: "close" } satisfies WriterRequest);
+          flush();
+          worker.postMessage([{ type: "close" }] satisfies WriterRequest[]);
           await closed;
         }
         await worker.terminate();

@@ -53,8 +53,9 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
     }
   };
 
-  port.on("message", (request: WriterRequest) => {
-    queue.push(request);
+  // The store sends the requests of one turn of its event loop together.
+  port.on("message", (requests: readonly WriterRequest[]) => {
+    queue.push(...requests);
     // Node delivers every message already waiting before it runs immediates, so by the
     // time flush runs the queue holds everything that arrived during the last fsync.
     if (!scheduled) {
