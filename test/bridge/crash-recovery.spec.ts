@@ -165,15 +165,23 @@ describe("crash recovery (S10): SIGKILL mid-traffic, restart on the same SQLite 
           if (d.key === key && !firstSeen.includes(d.messageId)) firstSeen.push(d.messageId);
         expect(firstSeen.slice(0, order.length)).to.deep.equal(order);
 
-        // Each acknowledged note is in the journal once, with an outcome.
-        const journal: { kind: number; messageId: string; inReplyTo: string }[] = [];
-        for await (const e of sessions.history({ sessionId })) {
-          journal.push({
-            kind: e.envelope?.kind ?? 0,
-            messageId: e.envelope?.messageId ?? "",
-            inReplyTo: e.envelope?.inReplyTo ?? "",
-          });
-        }
+        // Each acknowledged note is in the journal once, with an outcome. The outcome is
+        // recorded once the process has answered, a moment after it received the note.
+        const readJournal = async () => {
+          const entries: { kind: number; messageId: string; inReplyTo: string }[] = [];
+          for await (const e of sessions.history({ sessionId })) {
+            entries.push({
+              kind: e.envelope?.kind ?? 0,
+              messageId: e.envelope?.messageId ?? "",
+              inReplyTo: e.envelope?.inReplyTo ?? "",
+            });
+          }
+          return entries;
+        };
+        const acks = (entries: { kind: number; inReplyTo: string }[]) =>
+          entries.filter((j) => j.kind === EnvelopeKind.ENVELOPE_KIND_ACK).length;
+        await waitFor(async () => acks(await readJournal()) >= order.length, 10_000, `ACKs of ${key}`);
+        const journal = await readJournal();
         for (const id of order) {
           expect(
             journal.filter((j) => j.kind === EnvelopeKind.ENVELOPE_KIND_ONE_WAY && j.messageId === id),
