@@ -164,6 +164,11 @@ export function renderMarkdown(r: BenchResults): string {
         ],
       ),
     );
+    out.push("");
+    out.push(
+      `Engine state per live session (session, correlation index entry, turn queue; V8 heap after a full GC, ` +
+        `${Math.max(...micro.sizes.map((z) => z.sessions))} sessions): ${fixed(micro.engineBytesPerSession, 0)} B.`,
+    );
   }
   if (e2e !== undefined) {
     out.push("");

@@ -1,3 +1,6 @@
+import v8 from "node:v8";
+import { runInNewContext } from "node:vm";
+import { newId } from "../bridge/call/ids.js";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import type { OperationContract, ServiceContract } from "../bridge/contracts/contract.js";
 import { extractCorrelation } from "../bridge/contracts/correlation.js";
@@ -29,6 +32,11 @@ export interface RoutingMicroResult {
   /** Largest ÷ smallest size, route p50 and lookup p50. */
   readonly routeP50Ratio: number;
   readonly lookupP50Ratio: number;
+  /**
+   * V8 heap retained per live session by the engine's own state (the session, its
+   * correlation index entry, its turn queue), measured after a full GC on the largest size.
+   */
+  readonly engineBytesPerSession: number;
 }
 
 const BATCH = 1000;
@@ -94,7 +102,26 @@ export function runRoutingMicro(sizes: readonly number[], payloadBytes: number):
     sizes: result,
     routeP50Ratio: first && last ? last.route.p50Ns / first.route.p50Ns : Number.NaN,
     lookupP50Ratio: first && last ? last.lookup.p50Ns / first.lookup.p50Ns : Number.NaN,
+    engineBytesPerSession: engineBytesPerSession(op, service, Math.max(...sizes), payload),
   };
+}
+
+/** Heap retained by `sessions` registered live sessions, per session, after full GCs. */
+function engineBytesPerSession(
+  op: OperationContract,
+  service: ServiceContract,
+  sessions: number,
+  payload: Buffer,
+): number {
+  v8.setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const registry = sessionRegistry(op, service, sessions, payload);
+  gc();
+  const after = process.memoryUsage().heapUsed;
+  if (registry.size !== sessions) throw new Error("registry lost sessions");
+  return (after - before) / sessions;
 }
 
 function fixture(
@@ -103,20 +130,41 @@ function fixture(
   sessions: number,
   payload: Buffer,
 ): Fixture {
+  const registry = sessionRegistry(op, service, sessions, payload);
+  const count = Math.min(sessions, MAX_REQUESTS);
+  const picks = Array.from({ length: count }, (_, j) => Math.floor((j * sessions) / count));
+  return {
+    sessions,
+    registry,
+    requests: picks.map((i) => requestFrame(key(i), payload).subarray(FRAME_HEADER_BYTES)),
+    keys: picks.map((i) => correlationKey(op, i, payload)),
+  };
+}
+
+const key = (i: number): string => `m${i}`;
+
+function correlationKey(op: OperationContract, i: number, payload: Buffer): string {
+  return extractCorrelation(op, requestFrame(key(i), payload).subarray(FRAME_HEADER_BYTES)).key;
+}
+
+/** `sessions` live sessions as the engine holds them, each with its own id and key. */
+function sessionRegistry(
+  op: OperationContract,
+  service: ServiceContract,
+  sessions: number,
+  payload: Buffer,
+): SessionRegistry {
   const registry = new SessionRegistry();
   const now = Date.now();
-  const key = (i: number): string => `m${i}`;
-  const correlationKey = (i: number): string =>
-    extractCorrelation(op, requestFrame(key(i), payload).subarray(FRAME_HEADER_BYTES)).key;
   for (let i = 0; i < sessions; i++) {
     const record: SessionRecord = {
-      id: `session-${i}`,
+      id: newId(),
       service: service.name,
       state: "active",
       endReason: undefined,
       correlationSet: "k",
       correlation: { key: key(i) },
-      correlationKey: correlationKey(i),
+      correlationKey: correlationKey(op, i, payload),
       principal: "anonymous",
       createdAtMs: now,
       lastActiveAtMs: now,
@@ -128,14 +176,7 @@ function fixture(
     };
     registry.add(new LiveSession(record, service, false));
   }
-  const count = Math.min(sessions, MAX_REQUESTS);
-  const picks = Array.from({ length: count }, (_, j) => Math.floor((j * sessions) / count));
-  return {
-    sessions,
-    registry,
-    requests: picks.map((i) => requestFrame(key(i), payload).subarray(FRAME_HEADER_BYTES)),
-    keys: picks.map((i) => correlationKey(i)),
-  };
+  return registry;
 }
 
 /** Per-step ns of BATCHES_PER_ROUND batches, cycling through the fixture's requests. */
