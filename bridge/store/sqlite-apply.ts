@@ -42,6 +42,17 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
       last_active_at_ms = excluded.last_active_at_ms, ended_at_ms = excluded.ended_at_ms,
       idle_timeout_ms = excluded.idle_timeout_ms, max_lifetime_ms = excluded.max_lifetime_ms,
       next_seq = excluded.next_seq, journal_length = excluded.journal_length`);
+  // The common commit: a live session that only moved on (activity, sequence, journal
+  // length). Setting just those columns leaves every index of the table alone, where the
+  // full upsert rewrites all six. Any other difference falls through to the upsert.
+  const touchSession = db.prepare(`
+    UPDATE sessions SET last_active_at_ms = @last_active_at_ms, next_seq = @next_seq,
+      journal_length = @journal_length
+    WHERE id = @id AND @state = 'active' AND state = 'active' AND service = @service
+      AND principal = @principal AND correlation = @correlation
+      AND correlation_set IS @correlation_set AND correlation_key IS @correlation_key
+      AND created_at_ms = @created_at_ms AND idle_timeout_ms = @idle_timeout_ms
+      AND max_lifetime_ms = @max_lifetime_ms AND end_reason IS @end_reason AND ended_at_ms IS @ended_at_ms`);
   const insertEntry = db.prepare(`
     INSERT INTO journal (session_id, idx, message_id, kind, seq, in_reply_to, recorded_at_ms, envelope)
     VALUES (@session_id, @idx, @message_id, @kind, @seq, @in_reply_to, @recorded_at_ms, @envelope)`);
@@ -66,8 +77,10 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
 
   const applyBatch = (batch: StoreBatch): void => {
     for (const record of batch.sessions ?? []) {
+      const row = sessionToRow(record);
+      if (touchSession.run(row).changes === 1) continue;
       try {
-        upsertSession.run(sessionToRow(record));
+        upsertSession.run(row);
       } catch (error) {
         // The primary key is handled by the upsert, so the only unique index left is S5's.
         if ((error as { code?: unknown }).code === "SQLITE_CONSTRAINT_UNIQUE") {
