@@ -8,6 +8,7 @@ import { fromGrpcStatus } from "./grpc-error.js";
 import { frameMessage, MessageDecoder } from "./grpc-framing.js";
 import { codeFromHttpStatus, decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
+import { drained } from "./h2-drained.js";
 
 const {
   NGHTTP2_CANCEL,
@@ -400,17 +401,4 @@ function closedWithoutStatus(
     default:
       return fromGrpcStatus(Code.INTERNAL, `the process reset the stream with HTTP/2 error ${rstCode}`, {});
   }
-}
-
-/** Resolves when the stream takes writes again, or will never take any (closed). */
-function drained(stream: http2.ClientHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.on("drain", done);
-    stream.on("close", done);
-  });
 }

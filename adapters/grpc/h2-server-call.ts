@@ -7,6 +7,7 @@ import { Reason } from "../../bridge/errors/reason.js";
 import { statusTrailers } from "./grpc-error.js";
 import { frameMessage, MessageDecoder } from "./grpc-framing.js";
 import { putMetadata } from "./grpc-wire-headers.js";
+import { drained } from "./h2-drained.js";
 import { PullQueue } from "./pull-queue.js";
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE } = http2.constants;
@@ -203,16 +204,4 @@ function invalid(message: string): BridgeError {
 
 function cancelled(): BridgeError {
   return new BridgeError(Code.CANCELLED, Reason.CANCELLED, "the client cancelled the call");
-}
-
-function drained(stream: http2.ServerHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.once("drain", done);
-    stream.once("close", done);
-  });
 }
