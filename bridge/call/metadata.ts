@@ -5,8 +5,6 @@
  */
 export type Metadata = Readonly<Record<string, readonly string[]>>;
 
-export const emptyMetadata: Metadata = Object.freeze({});
-
 /** Keys the bridge owns (S13): whatever a client sends under them is never trusted. */
 export const SB_PREFIX = "sb-";
 
@@ -68,18 +66,6 @@ const CONTROL_KEYS: ReadonlySet<string> = new Set([Header.traceparent, Header.tr
 /** The first value under `key`, if any. */
 export function firstValue(metadata: Metadata, key: string): string | undefined {
   return metadata[key]?.[0];
-}
-
-/** A new metadata object with `extra` added (its keys replace existing ones). */
-export function withMetadata(
-  metadata: Metadata,
-  extra: Readonly<Record<string, string | undefined>>,
-): Metadata {
-  const out: Record<string, readonly string[]> = { ...metadata };
-  for (const [key, value] of Object.entries(extra)) {
-    if (value !== undefined) out[key] = [value];
-  }
-  return out;
 }
 
 /** Values joined the way HTTP joins repeated fields, for the journal's map<string,string>. */

@@ -40,10 +40,6 @@ export function toTimestamp(ms: number): Timestamp {
   return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
 }
 
-export function fromTimestamp(ts: Timestamp | undefined): number | undefined {
-  return ts === undefined ? undefined : ts.seconds * 1000 + Math.floor(ts.nanos / 1e6);
-}
-
 function asBuffer(bytes: Uint8Array | undefined): Buffer {
   if (bytes === undefined) return Buffer.alloc(0);
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
