@@ -1,21 +1,9 @@
-import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { packageRoot } from "../bridge/util/package-root.js";
 
-/**
- * The repository root, found upwards from this module: the bench runs compiled from
- * dist/bench/ but reads its contract and config from the source tree and writes its
- * results there.
- */
-export function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, "package.json"))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error("repository root not found");
-    dir = parent;
-  }
-  return dir;
-}
+/** The bench runs compiled from dist/bench/ but reads its contract and config from the tree. */
+export const repoRoot = packageRoot;
 
 export const benchDir = (): string => path.join(repoRoot(), "bench");
 export const benchConfigFile = (): string => path.join(benchDir(), "sessionbridge.yaml");

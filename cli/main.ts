@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_GRPC_ADDRESS } from "../bridge/config/config.js";
+import { packageRoot } from "../bridge/util/package-root.js";
 import { ExitCode } from "./exit-codes.js";
 
 const io = { out: process.stdout, err: process.stderr };
 
-/** The version in package.json (two levels above dist/cli/main.js). */
 function packageVersion(): string {
-  const file = new URL("../../package.json", import.meta.url);
+  const file = path.join(packageRoot(), "package.json");
   return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
 }
 

@@ -1,24 +1,17 @@
 import { existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { packageRoot } from "../util/package-root.js";
 
 /** The file every sessionful contract imports; always loaded so its option types can be looked up. */
 export const OPTIONS_PROTO = "sessionbridge/v1/options.proto";
 
-/**
- * The bridge's own proto/ directory. This module runs either compiled, from
- * dist/bridge/contracts/, or from source, bridge/contracts/; the package root is three or
- * two levels above its directory, so both are tried and the one that holds the options
- * file wins.
- */
+/** The bridge's own proto/ directory, shipped in the package beside dist/. */
 export function bridgeProtoDir(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  for (const up of ["../../..", "../.."]) {
-    const candidate = path.resolve(here, up, "proto");
-    if (existsSync(path.join(candidate, OPTIONS_PROTO))) return candidate;
-  }
-  throw new Error(`cannot find the bridge's proto/ directory (looked above ${here})`);
+  const dir = path.join(packageRoot(), "proto");
+  if (!existsSync(path.join(dir, OPTIONS_PROTO)))
+    throw new Error(`the bridge's proto/ directory is missing: ${dir}`);
+  return dir;
 }
 
 /**

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { packageRoot } from "../../bridge/util/package-root.js";
 
 /**
  * `npm start`: the orders example process on 127.0.0.1:50061 and the bridge in front of it
@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
  * each its own process. Once both are ready it prints what to try. Ctrl-C stops both;
  * the bridge drains first.
  */
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const root = packageRoot();
 const PROCESS_ADDRESS = "127.0.0.1:50061";
 const BRIDGE_ADDRESS = "127.0.0.1:50051";
 const children: ChildProcess[] = [];
