@@ -11,11 +11,14 @@ import { Reason } from "../bridge/errors/reason.js";
 import { type Logger, silentLogger } from "../bridge/logger.js";
 import type { ProcessClient, ProcessTransport } from "../bridge/process/process-client.js";
 import { createStore } from "../bridge/store/create-store.js";
+import type { Clock } from "../bridge/util/clock.js";
 
 export interface RuntimeOptions {
   readonly config: BridgeConfig;
   readonly contracts: ContractSet;
   readonly logger?: Logger;
+  /** Passed to the engine: tests move session time with a ManualClock. */
+  readonly clock?: Clock;
 }
 
 /** A running bridge: engine, store, process clients and listeners, stopped together. */
@@ -54,7 +57,14 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   }
 
   const store = await createStore(config.store);
-  const bridge = createBridge({ contracts, store, processes, defaults: config.defaults, logger });
+  const bridge = createBridge({
+    contracts,
+    store,
+    processes,
+    defaults: config.defaults,
+    logger,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  });
   try {
     // Recovery (S10) runs before the listener opens: resumed one-way messages queue
     // ahead of any new call.

@@ -1,6 +1,6 @@
 import type { ServiceError } from "@grpc/grpc-js";
-import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../adapters/grpc/rich-status.js";
 import { Code, codeFromNumber, codeName } from "../bridge/errors/code.js";
+import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../bridge/errors/rich-status.js";
 import { SessionState } from "../sdk/gen/sessionbridge/v1/session.js";
 import { createSessionServiceClient, type SessionServiceClient } from "../sdk/ts/session-service-client.js";
 import { ExitCode } from "./exit-codes.js";

@@ -3,7 +3,6 @@ import { Header, type Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code, codeFromNumber } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
-import { encodeGrpcMessage, putMetadata } from "./grpc-wire-headers.js";
 import {
   decodeErrorInfo,
   decodeStatus,
@@ -11,7 +10,8 @@ import {
   ERROR_INFO_TYPE_URL,
   encodeErrorInfo,
   encodeStatus,
-} from "./rich-status.js";
+} from "../../bridge/errors/rich-status.js";
+import { encodeGrpcMessage, putMetadata } from "./grpc-wire-headers.js";
 
 const DETAILS_KEY = "grpc-status-details-bin";
 

@@ -123,27 +123,6 @@ export function decodeGrpcMessage(text: string): string {
   );
 }
 
-/** gRPC's table for an HTTP response that is not a gRPC one (doc/http-grpc-status-mapping.md). */
-export function codeFromHttpStatus(status: number): Code {
-  switch (status) {
-    case 400:
-      return Code.INTERNAL;
-    case 401:
-      return Code.UNAUTHENTICATED;
-    case 403:
-      return Code.PERMISSION_DENIED;
-    case 404:
-      return Code.UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return Code.UNAVAILABLE;
-    default:
-      return Code.UNKNOWN;
-  }
-}
-
 /**
  * grpc-message as the spec asks senders to write it: UTF-8, with every byte outside
  * printable ASCII, and "%" itself, as %XX.

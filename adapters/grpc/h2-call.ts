@@ -3,10 +3,11 @@ import zlib from "node:zlib";
 import type { Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
+import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import { fromGrpcStatus } from "./grpc-error.js";
 import { frameMessage, MessageDecoder } from "./grpc-framing.js";
-import { codeFromHttpStatus, decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
+import { decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
 

@@ -1,9 +1,9 @@
 import protobuf from "protobufjs";
 import type { ContractsConfig } from "../../bridge/config/config.js";
 import { findInPaths, searchPaths } from "../../bridge/contracts/proto-paths.js";
+import { errorInfoDescriptor } from "./error-info-descriptor.js";
 import { fileDescriptorProtos } from "./file-descriptors.js";
 import { healthDescriptor } from "./health-service.js";
-import { errorInfoDescriptor } from "./rich-status.js";
 
 const SESSION_PROTO = "sessionbridge/v1/session.proto";
 

@@ -12,6 +12,7 @@ import { type Logger, silentLogger } from "../logger.js";
 import type { Delivery, ProcessClient, ProcessReply } from "../process/process-client.js";
 import type { IdempotencyRecord, JournalRecord } from "../store/records.js";
 import type { SessionStore } from "../store/session-store.js";
+import { type Clock, systemClock } from "../util/clock.js";
 import { AdmissionLanes } from "./admission-lanes.js";
 import { checkPayloadSize, waitSignal } from "./call-limits.js";
 import { deliveryOf, sessionlessPlace } from "./delivery-of.js";
@@ -45,6 +46,8 @@ export interface BridgeOptions {
   readonly processes: ReadonlyMap<string, ProcessClient>;
   readonly defaults: DefaultsConfig;
   readonly logger?: Logger;
+  /** Session time (S12 idle and lifetime, retention); the system clock unless a test moves it. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -101,6 +104,7 @@ class BridgeEngine implements Bridge {
   readonly #processes: ReadonlyMap<string, ProcessClient>;
   readonly #defaults: DefaultsConfig;
   readonly #logger: Logger;
+  readonly #clock: Clock;
   readonly #registry = new SessionRegistry();
   readonly #feed = new JournalFeed();
   readonly #journal: Journal;
@@ -120,9 +124,16 @@ class BridgeEngine implements Bridge {
     this.#processes = options.processes;
     this.#defaults = options.defaults;
     this.#logger = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? systemClock;
     this.#journal = new Journal(this.#store, this.#feed);
-    this.#lifecycle = new SessionLifecycle(this.#registry, this.#journal, this.#feed, this.#defaults);
-    this.#monitor = new LifetimeMonitor((session, reason) => this.#expire(session, reason));
+    this.#lifecycle = new SessionLifecycle(
+      this.#registry,
+      this.#journal,
+      this.#feed,
+      this.#defaults,
+      this.#clock,
+    );
+    this.#monitor = new LifetimeMonitor(this.#clock, (session, reason) => this.#expire(session, reason));
     this.#lifecycle.attachMonitor(this.#monitor);
     this.#idempotency = new IdempotencyGuard(this.#store, this.#defaults.idempotencyRetentionMs);
     this.#oneWay = new OneWayDispatcher(this.#journal, this.#lifecycle, this.#defaults.oneWay, this.#logger);
@@ -352,7 +363,7 @@ class BridgeEngine implements Bridge {
     hash: string | undefined,
   ): Promise<UnaryReply> {
     const op = call.operation;
-    const now = Date.now();
+    const now = this.#clock.now();
     const messageId = newId();
     const seq = control.seq ?? 0;
     session.lastActiveAtMs = now;
@@ -453,7 +464,7 @@ class BridgeEngine implements Bridge {
       failure = waitAborted(error, "while the call waited for its turn in the session");
     }
 
-    const now = Date.now();
+    const now = this.#clock.now();
     session.lastActiveAtMs = now;
     session.inflight -= 1;
     const headers = reply === undefined ? {} : forwardable(reply.headers);
@@ -572,7 +583,7 @@ class BridgeEngine implements Bridge {
   ): Promise<UnaryReply> {
     if (!session.live) return Promise.reject(abortedBySessionEnd(session.id));
     session.inflight += 1;
-    session.lastActiveAtMs = Date.now();
+    session.lastActiveAtMs = this.#clock.now();
     const reply = this.#run({
       session,
       call,
@@ -699,7 +710,7 @@ class BridgeEngine implements Bridge {
   }
 
   #purge(): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     this.#store
       .purge(now - this.#defaults.sessionRetentionMs, now - this.#defaults.idempotencyRetentionMs)
       .then((removed) => {

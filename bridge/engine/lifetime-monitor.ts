@@ -1,3 +1,4 @@
+import type { Clock, Timer } from "../util/clock.js";
 import type { LiveSession } from "./live-session.js";
 
 interface Due {
@@ -14,21 +15,26 @@ interface Due {
 export class LifetimeMonitor {
   readonly #heap: Due[] = [];
   readonly #onExpire: (session: LiveSession, reason: "idle-timeout" | "max-lifetime") => void;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #timer: Timer | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #stopped = false;
 
-  constructor(onExpire: (session: LiveSession, reason: "idle-timeout" | "max-lifetime") => void) {
+  constructor(
+    clock: Clock,
+    onExpire: (session: LiveSession, reason: "idle-timeout" | "max-lifetime") => void,
+  ) {
+    this.#clock = clock;
     this.#onExpire = onExpire;
   }
 
   watch(session: LiveSession): void {
-    this.#push({ atMs: dueAt(session, Date.now()), session });
+    this.#push({ atMs: dueAt(session, this.#clock.now()), session });
   }
 
   stop(): void {
     this.#stopped = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
   }
 
@@ -71,18 +77,15 @@ export class LifetimeMonitor {
     if (this.#stopped) return;
     const next = this.#heap[0];
     if (next === undefined || next.atMs >= this.#timerAtMs) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timerAtMs = next.atMs;
-    // setTimeout caps at ~24.8 days; a later due time simply re-arms when it fires.
-    const delay = Math.min(Math.max(0, next.atMs - Date.now()), 2 ** 31 - 1);
-    this.#timer = setTimeout(() => this.#fire(), delay);
-    this.#timer.unref();
+    this.#timer = this.#clock.setTimer(() => this.#fire(), next.atMs - this.#clock.now());
   }
 
   #fire(): void {
     this.#timer = undefined;
     this.#timerAtMs = Number.POSITIVE_INFINITY;
-    const now = Date.now();
+    const now = this.#clock.now();
     for (;;) {
       const head = this.#heap[0];
       if (head === undefined || head.atMs > now) break;

@@ -2,6 +2,7 @@ import { newId } from "../call/ids.js";
 import type { DefaultsConfig } from "../config/config.js";
 import type { ServiceContract } from "../contracts/contract.js";
 import type { EndReason, JournalRecord, SessionRecord, SessionState } from "../store/records.js";
+import type { Clock } from "../util/clock.js";
 import { EnvelopeKind } from "./envelope-codec.js";
 import type { Journal } from "./journal.js";
 import type { JournalFeed } from "./journal-feed.js";
@@ -28,9 +29,17 @@ export class SessionLifecycle {
   readonly #journal: Journal;
   readonly #feed: JournalFeed;
   readonly #defaults: DefaultsConfig;
+  readonly #clock: Clock;
   #monitor: LifetimeMonitor | undefined;
 
-  constructor(registry: SessionRegistry, journal: Journal, feed: JournalFeed, defaults: DefaultsConfig) {
+  constructor(
+    registry: SessionRegistry,
+    journal: Journal,
+    feed: JournalFeed,
+    defaults: DefaultsConfig,
+    clock: Clock,
+  ) {
+    this.#clock = clock;
     this.#registry = registry;
     this.#journal = journal;
     this.#feed = feed;
@@ -47,7 +56,7 @@ export class SessionLifecycle {
    * The returned entry (a "session.started" event) must go into the session's next commit.
    */
   start(facts: StartFacts): { session: LiveSession; started: JournalRecord } | undefined {
-    const now = Date.now();
+    const now = this.#clock.now();
     const record: SessionRecord = {
       id: newId(),
       service: facts.service.name,
@@ -99,7 +108,7 @@ export class SessionLifecycle {
    * "session.ended" event, which the caller commits (with whatever else it records).
    */
   end(session: LiveSession, state: Exclude<SessionState, "active">, reason: EndReason): JournalRecord {
-    const now = Date.now();
+    const now = this.#clock.now();
     session.state = state;
     session.endReason = reason;
     session.endedAtMs = now;

@@ -1,3 +1,4 @@
+import type { Metadata } from "../call/metadata.js";
 import { Code, codeName } from "./code.js";
 import { Reason } from "./reason.js";
 
@@ -12,6 +13,12 @@ export interface BridgeErrorOptions {
   readonly metadata?: Readonly<Record<string, string>>;
   /** Details declared by a process, passed through unchanged. */
   readonly details?: readonly ErrorDetail[];
+  /**
+   * Response headers and trailers a process sent with its fault, already filtered: they
+   * reach the caller on faults as they do on success (S14, S15).
+   */
+  readonly headers?: Metadata;
+  readonly trailers?: Metadata;
   readonly cause?: unknown;
 }
 
@@ -26,6 +33,8 @@ export class BridgeError extends Error {
   readonly reason: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly details: readonly ErrorDetail[];
+  readonly headers: Metadata;
+  readonly trailers: Metadata;
 
   constructor(code: Code, reason: string, message: string, options: BridgeErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -33,6 +42,8 @@ export class BridgeError extends Error {
     this.reason = reason;
     this.metadata = options.metadata ?? {};
     this.details = options.details ?? [];
+    this.headers = options.headers ?? NO_METADATA;
+    this.trailers = options.trailers ?? NO_METADATA;
   }
 
   /** Wraps anything thrown into a BridgeError; BridgeErrors pass through unchanged. */
@@ -49,6 +60,8 @@ export class BridgeError extends Error {
     return `${codeName(this.code)} (${this.reason}): ${this.message}`;
   }
 }
+
+const NO_METADATA: Metadata = Object.freeze({});
 
 function isAbortError(error: unknown): boolean {
   return error instanceof Error && (error.name === "AbortError" || error.name === "TimeoutError");

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
-import { decodeStatus } from "../../adapters/grpc/rich-status.js";
+import { decodeStatus } from "../../bridge/errors/rich-status.js";
 import { failure, header, unaryCall } from "../support/grpc-call.js";
 import {
   errorInfoOf,

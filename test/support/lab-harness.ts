@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../adapters/grpc/rich-status.js";
 import { loadBridgeSetup } from "../../bridge/config/check-config.js";
 import type { BridgeConfig } from "../../bridge/config/config.js";
+import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../cli/bridge-runtime.js";
 import {
   createSessionServiceClient,

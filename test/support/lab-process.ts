@@ -2,7 +2,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { encodeErrorInfo, encodeStatus } from "../../adapters/grpc/rich-status.js";
+import { encodeErrorInfo, encodeStatus } from "../../bridge/errors/rich-status.js";
 import { repoRoot } from "./repo-root.js";
 
 type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getDeadline">;

@@ -1,7 +1,6 @@
 import type { OutgoingHttpHeaders } from "node:http2";
 import { expect } from "chai";
 import {
-  codeFromHttpStatus,
   decodeGrpcMessage,
   grpcTimeout,
   metadataOf,
@@ -9,6 +8,7 @@ import {
 } from "../../../adapters/grpc/grpc-wire-headers.js";
 import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
+import { codeFromHttpStatus } from "../../../bridge/errors/http-status.js";
 
 describe("gRPC-over-HTTP/2 header fields", () => {
   it("puts metadata on request headers: delivery headers win, binary values unpadded, bad fields refused", () => {

@@ -5,12 +5,12 @@ import { deflateSync, gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { createGrpcTransport } from "../../../adapters/grpc/h2-outbound.js";
-import { ERROR_INFO_TYPE_URL, encodeErrorInfo, encodeStatus } from "../../../adapters/grpc/rich-status.js";
 import type { Metadata } from "../../../bridge/call/metadata.js";
 import type { OperationContract } from "../../../bridge/contracts/contract.js";
 import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
+import { ERROR_INFO_TYPE_URL, encodeErrorInfo, encodeStatus } from "../../../bridge/errors/rich-status.js";
 import type {
   Delivery,
   ProcessClient,
