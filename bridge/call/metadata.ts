@@ -1,3 +1,7 @@
+import { BridgeError } from "../errors/bridge-error.js";
+import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
+
 /**
  * Transport-neutral metadata: lower-case keys, each with its values in order. Values of
  * keys ending in "-bin" are base64 text (as gRPC-over-HTTP and the Connect protocol
@@ -73,4 +77,50 @@ export function flattenMetadata(metadata: Metadata): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, values] of Object.entries(metadata)) out[key] = values.join(", ");
   return out;
+}
+
+/** gRPC's Header-Name, the strictest of the transports: lower-case letters, digits, "-", "_", ".". */
+const HEADER_NAME = /^[0-9a-z_.-]+$/;
+/** gRPC's ASCII-Value: printable ASCII and space. */
+const ASCII_VALUE = /^[\x20-\x7e]*$/;
+/** Standard or URL-safe base64, padded or not. */
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+/** Room for one value; longer ones are refused at admission rather than failing a delivery later. */
+export const MAX_METADATA_VALUE_BYTES = 8192;
+
+/**
+ * Checks metadata that will travel on to a process, at admission: a message the bridge
+ * acknowledges must be deliverable on every outbound transport, so a key or value that
+ * one of them cannot carry is refused now with INVALID_ARGUMENT naming the key, never
+ * acknowledged and lost later (S9, S15).
+ */
+export function checkForwardable(metadata: Metadata): void {
+  for (const key of Object.keys(metadata)) {
+    if (!HEADER_NAME.test(key)) {
+      throw invalidMetadata(key, "is not a valid metadata key (lower-case letters, digits, '-', '_', '.')");
+    }
+    const binary = key.endsWith("-bin");
+    for (const value of metadata[key] ?? []) {
+      if (value.length > MAX_METADATA_VALUE_BYTES) {
+        throw invalidMetadata(key, `has a value longer than ${MAX_METADATA_VALUE_BYTES} bytes`);
+      }
+      if (binary ? !BASE64.test(value) : !ASCII_VALUE.test(value)) {
+        throw invalidMetadata(
+          key,
+          binary
+            ? "has a value that is not base64"
+            : "has a value that is not printable ASCII; binary values go under a key ending in -bin",
+        );
+      }
+    }
+  }
+}
+
+function invalidMetadata(key: string, problem: string): BridgeError {
+  return new BridgeError(
+    Code.INVALID_ARGUMENT,
+    Reason.INVALID_METADATA,
+    `metadata ${JSON.stringify(key.slice(0, 64))} ${problem}`,
+    { metadata: { key: key.slice(0, 64) } },
+  );
 }

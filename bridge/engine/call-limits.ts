@@ -1,13 +1,6 @@
-import type { CallContext } from "../call/call.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
-
-/** Aborts a wait for a turn when the caller leaves or its deadline passes (S15). */
-export function waitSignal(call: CallContext): AbortSignal {
-  if (call.deadlineMs === undefined) return call.signal;
-  return AbortSignal.any([call.signal, AbortSignal.timeout(Math.max(0, call.deadlineMs - Date.now()))]);
-}
 
 export function checkPayloadSize(payload: Uint8Array, limit: number): void {
   if (payload.byteLength > limit) {

@@ -4,6 +4,7 @@ import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
 import type { IdempotencyRecord } from "../store/records.js";
 import type { SessionStore } from "../store/session-store.js";
+import type { Clock } from "../util/clock.js";
 
 /** What an Idempotency-Key tells the engine to do with a call (S8). */
 export type IdempotencyCheck =
@@ -31,10 +32,12 @@ interface InFlight {
 export class IdempotencyGuard {
   readonly #store: SessionStore;
   readonly #retentionMs: number;
+  readonly #clock: Clock;
   readonly #inflight = new Map<string, InFlight>();
 
-  constructor(store: SessionStore, retentionMs: number) {
+  constructor(store: SessionStore, retentionMs: number, clock: Clock) {
     this.#store = store;
+    this.#clock = clock;
     this.#retentionMs = retentionMs;
   }
 
@@ -53,7 +56,8 @@ export class IdempotencyGuard {
       };
     }
     const record = await this.#store.getIdempotency(principal, key);
-    if (record === undefined || record.createdAtMs < Date.now() - this.#retentionMs) return { type: "fresh" };
+    if (record === undefined || record.createdAtMs < this.#clock.now() - this.#retentionMs)
+      return { type: "fresh" };
     if (record.requestHash !== hash) throw reused(key);
     return record.outcome === undefined ? { type: "interrupted", record } : { type: "replay", record };
   }

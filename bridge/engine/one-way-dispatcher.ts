@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { newId } from "../call/ids.js";
 import type { OneWayConfig } from "../config/config.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
@@ -7,11 +6,8 @@ import { Reason } from "../errors/reason.js";
 import type { Logger } from "../logger.js";
 import type { ProcessClient, UnaryDelivery } from "../process/process-client.js";
 import { EnvelopeKind, faultOf } from "./envelope-codec.js";
-import type { Journal } from "./journal.js";
-import type { LiveSession } from "./live-session.js";
+import type { SessionCall } from "./session-call.js";
 import { abortedBySessionEnd } from "./session-errors.js";
-import type { SessionLifecycle } from "./session-lifecycle.js";
-import type { Release } from "./turn-queue.js";
 
 /** Codes worth another attempt: the process may well accept the same message later. */
 const RETRYABLE = new Set<Code>([
@@ -22,33 +18,27 @@ const RETRYABLE = new Set<Code>([
 ]);
 
 export interface OneWayJob {
-  readonly session: LiveSession;
+  /** The accepted message in its session: its turn, in-flight count and outcome (S6, S9). */
+  readonly call: SessionCall;
   readonly process: ProcessClient;
   /** The delivery, without deadline and signal: each attempt sets its own. */
   readonly delivery: Omit<UnaryDelivery, "deadlineMs" | "signal">;
-  /** Resolves once the message is journaled; delivery never starts before (S9). */
-  readonly accepted: Promise<void>;
-  /** The message's turn in its session (S6). */
-  readonly turn: Promise<Release>;
 }
 
 /**
  * Delivers one-way messages after their callers were acknowledged (S9), in session order
- * (S6), retrying with exponential backoff (S11). The outcome of each is journaled: an ACK
- * on success, a FAULT after the last attempt or when the session ended first. On shutdown
- * retries stop and the message stays in the outbox, to be delivered after restart (S10).
+ * (S6), retrying with capped exponential backoff (S11). The outcome of each is journaled:
+ * an ACK on success, a FAULT after the last attempt or when the session ended first (and
+ * the final failure is logged at warn). On shutdown retries stop and the message stays in
+ * the outbox, to be delivered after restart (S10).
  */
 export class OneWayDispatcher {
-  readonly #journal: Journal;
-  readonly #lifecycle: SessionLifecycle;
   readonly #policy: OneWayConfig;
   readonly #logger: Logger;
   readonly #stopping = new AbortController();
   readonly #running = new Set<Promise<void>>();
 
-  constructor(journal: Journal, lifecycle: SessionLifecycle, policy: OneWayConfig, logger: Logger) {
-    this.#journal = journal;
-    this.#lifecycle = lifecycle;
+  constructor(policy: OneWayConfig, logger: Logger) {
     this.#policy = policy;
     this.#logger = logger;
   }
@@ -58,7 +48,12 @@ export class OneWayDispatcher {
   }
 
   dispatch(job: OneWayJob): void {
-    const run = this.#run(job);
+    const run = this.#run(job).catch((error: unknown) => {
+      this.#logger.error(
+        { session: job.call.session.id, err: error },
+        "one-way delivery failed unexpectedly",
+      );
+    });
     this.#running.add(run);
     void run.finally(() => this.#running.delete(run));
   }
@@ -70,24 +65,18 @@ export class OneWayDispatcher {
   }
 
   async #run(job: OneWayJob): Promise<void> {
-    const { session } = job;
-    let release: Release | undefined;
+    const { call } = job;
+    const session = call.session;
     let failure: BridgeError | undefined;
     let attempts = 0;
     try {
-      await job.accepted;
-    } catch {
-      // Never journaled, so never acknowledged: the caller got the store's error.
-      session.inflight -= 1;
-      job.turn.then(
-        (r) => r(),
-        () => {},
-      );
-      return;
-    }
-    try {
-      release = await job.turn;
+      await call.ready();
     } catch (error) {
+      if (!call.recordable) {
+        // Never journaled, so never acknowledged: the caller got the store's error.
+        await call.finish({ kind: EnvelopeKind.ENVELOPE_KIND_FAULT });
+        return;
+      }
       failure = BridgeError.from(error);
     }
     while (failure === undefined) {
@@ -96,9 +85,9 @@ export class OneWayDispatcher {
         break;
       }
       if (this.#stopping.signal.aborted) {
-        // Leave it in the outbox: the next start delivers it with the same id (S10).
-        session.inflight -= 1;
-        release?.();
+        // Leave it in the outbox: the next start delivers it with the same id (S10). Its
+        // turn is given back without an outcome entry; the session is closing anyway.
+        call.abandon();
         return;
       }
       attempts += 1;
@@ -119,6 +108,17 @@ export class OneWayDispatcher {
             `one-way delivery failed after ${attempts} attempt(s): ${cause.message}`,
             { metadata: { attempts: String(attempts), cause_reason: cause.reason }, details: cause.details },
           );
+          this.#logger.warn(
+            {
+              session: session.id,
+              message: job.delivery.messageId,
+              operation: job.delivery.operation.path,
+              attempts,
+              code: cause.code,
+              reason: cause.reason,
+            },
+            "one-way delivery failed for good; the failure is in the session's journal",
+          );
           break;
         }
         this.#logger.debug(
@@ -128,28 +128,15 @@ export class OneWayDispatcher {
         await sleep(this.#backoffMs(attempts), undefined, { signal: this.#stopping.signal }).catch(() => {});
       }
     }
-    const now = Date.now();
-    session.lastActiveAtMs = now;
-    session.inflight -= 1;
-    const outcome = this.#journal.entry(session, {
-      kind: failure === undefined ? EnvelopeKind.ENVELOPE_KIND_ACK : EnvelopeKind.ENVELOPE_KIND_FAULT,
-      messageId: newId(),
-      inReplyTo: job.delivery.messageId,
-      operation: job.delivery.operation.path,
-      principal: session.principal,
-      timeMs: now,
-      ...(failure === undefined ? {} : { fault: faultOf(failure) }),
-      metadata: attempts > 0 ? { attempts: String(attempts) } : {},
-    });
-    const recorded = this.#journal.commit(session, {
-      entries: [outcome],
-      outboxRemove: [{ sessionId: session.id, messageId: job.delivery.messageId }],
-    });
-    release?.();
-    this.#lifecycle.settle(session, recorded);
-    await recorded.catch((error: unknown) => {
+    try {
+      await call.finish({
+        kind: failure === undefined ? EnvelopeKind.ENVELOPE_KIND_ACK : EnvelopeKind.ENVELOPE_KIND_FAULT,
+        ...(failure === undefined ? {} : { fault: faultOf(failure) }),
+        metadata: attempts > 0 ? { attempts: String(attempts) } : {},
+      });
+    } catch (error) {
       this.#logger.error({ session: session.id, err: error }, "could not record a one-way outcome");
-    });
+    }
   }
 
   /** Exponential backoff, capped, with "equal jitter": between half and all of the step. */

@@ -17,7 +17,19 @@ export function replayFromEnvelope(
   messageId: string,
 ): UnaryReply {
   if (envelope.kind === EnvelopeKind.ENVELOPE_KIND_FAULT && envelope.fault !== undefined) {
-    throw withSession(errorOf(envelope.fault), sessionId);
+    const fault = errorOf(envelope.fault);
+    const headers = unflatten(envelope.metadata);
+    throw withSession(
+      Object.keys(headers).length === 0
+        ? fault
+        : new BridgeError(fault.code, fault.reason, fault.message, {
+            metadata: fault.metadata,
+            details: fault.details,
+            headers,
+          }),
+      sessionId,
+      messageId,
+    );
   }
   return {
     payload: envelope.kind === EnvelopeKind.ENVELOPE_KIND_RESPONSE ? envelope.payload : new Uint8Array(0),

@@ -39,12 +39,27 @@ export function deadlineExceeded(where: string): BridgeError {
   return new BridgeError(Code.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, `deadline exceeded ${where}`);
 }
 
-/** Adds the session id to an error's metadata so adapters can return sb-session-id (S1). */
-export function withSession(error: BridgeError, sessionId: string | undefined): BridgeError {
-  if (sessionId === undefined || error.metadata.session_id === sessionId) return error;
+/**
+ * Adds the session and message ids to an error's metadata, so adapters return
+ * sb-session-id and sb-message-id on faults as on success (S1, S7).
+ */
+export function withSession(
+  error: BridgeError,
+  sessionId: string | undefined,
+  messageId?: string | undefined,
+): BridgeError {
+  const addSession = sessionId !== undefined && error.metadata.session_id !== sessionId;
+  const addMessage = messageId !== undefined && error.metadata.message_id !== messageId;
+  if (!addSession && !addMessage) return error;
   return new BridgeError(error.code, error.reason, error.message, {
-    metadata: { ...error.metadata, session_id: sessionId },
+    metadata: {
+      ...error.metadata,
+      ...(addSession ? { session_id: sessionId } : {}),
+      ...(addMessage ? { message_id: messageId } : {}),
+    },
     details: error.details,
+    headers: error.headers,
+    trailers: error.trailers,
     cause: error.cause ?? error,
   });
 }

@@ -113,6 +113,7 @@ export class SessionLifecycle {
     session.endReason = reason;
     session.endedAtMs = now;
     this.#feed.ended(session.id);
+    this.#monitor?.forget();
     const next = this.#registry.remove(session);
     next?.turns.resume();
     session.turns.rejectWaiting(() => abortedBySessionEnd(session.id));

@@ -107,13 +107,14 @@ export function createSessionsApi(deps: SessionsApiDeps): SessionsApi {
         next = (chunk.at(-1)?.index ?? next) + 1;
       }
     }
-    // Follow: subscribe before reading, so nothing recorded in between is missed; the
-    // index orders what was read and what arrives, and drops what was seen twice.
-    const pending: JournalRecord[] = [];
+    // Follow: subscribe before reading, so nothing recorded in between is missed. The
+    // feed only wakes the reader: entries are read back from the store by index, at the
+    // reader's own pace, so a follower that does not keep up holds nothing in memory.
+    let changed = false;
     let complete = false;
     let wake: (() => void) | undefined;
     const unsubscribe = feed.subscribe(sessionId, (event) => {
-      if (event.entries !== undefined) pending.push(...event.entries);
+      if (event.entries !== undefined) changed = true;
       if (event.complete === true) complete = true;
       wake?.();
     });
@@ -121,40 +122,25 @@ export function createSessionsApi(deps: SessionsApiDeps): SessionsApi {
     options.signal?.addEventListener("abort", onAbort);
     try {
       for (;;) {
-        const chunk = await store.readJournal(sessionId, next, HISTORY_CHUNK);
-        for (const entry of chunk) {
-          yield entry;
-          next = entry.index + 1;
-        }
-        if (chunk.length < HISTORY_CHUNK) break;
-      }
-      for (;;) {
-        while (pending.length > 0) {
-          const entry = pending.shift() as JournalRecord;
-          if (entry.index < next) continue;
-          if (entry.index > next) {
-            // A gap means entries were committed between our read and the feed; read them.
-            const missed = await store.readJournal(sessionId, next, entry.index - next);
-            for (const m of missed) {
-              yield m;
-              next = m.index + 1;
-            }
-          }
-          if (entry.index === next) {
+        changed = false;
+        const done = complete || (registry.get(sessionId) === undefined && !feed.unsettled(sessionId));
+        for (;;) {
+          const chunk = await store.readJournal(sessionId, next, HISTORY_CHUNK);
+          for (const entry of chunk) {
+            if (options.signal?.aborted) return;
             yield entry;
             next = entry.index + 1;
           }
+          if (chunk.length < HISTORY_CHUNK) break;
         }
         if (options.signal?.aborted) return;
-        // Done once the session has ended and its last call recorded its outcome.
-        if (complete || (registry.get(sessionId) === undefined && !feed.unsettled(sessionId))) {
-          const rest = await store.readJournal(sessionId, next, Number.MAX_SAFE_INTEGER);
-          for (const entry of rest) yield entry;
-          return;
-        }
+        // Done once the session has ended and its last call recorded its outcome; the
+        // read above started after that was known, so it saw everything.
+        if (done) return;
+        if (changed || complete) continue;
         await new Promise<void>((resolve) => {
           wake = resolve;
-          if (pending.length > 0 || complete || options.signal?.aborted) resolve();
+          if (changed || complete || options.signal?.aborted) resolve();
         });
         wake = undefined;
       }

@@ -1,7 +1,16 @@
 import type { Access } from "../contracts/contract.js";
+import { systemClock, type Timer } from "../util/clock.js";
+import { deadlineExceeded } from "./session-errors.js";
 
 /** Gives back a turn; calling it twice is harmless. */
 export type Release = () => void;
+
+/** What ends a wait for a turn: the caller leaving, or its deadline (S15). */
+export interface TurnWait {
+  readonly signal?: AbortSignal;
+  /** Absolute, epoch ms. Any value works, however far away (timers re-arm past ~24.8 days). */
+  readonly deadlineMs?: number | undefined;
+}
 
 interface Waiter {
   readonly access: Access;
@@ -36,38 +45,58 @@ export class TurnQueue {
   }
 
   /**
-   * Resolves with a release function when the caller's turn comes. `signal` aborting
-   * while still waiting removes the caller and rejects with the signal's reason.
+   * Resolves with a release function when the caller's turn comes. The wait ends early,
+   * removing the caller from the queue, when `wait.signal` aborts (rejecting with the
+   * signal's reason) or `wait.deadlineMs` passes (DEADLINE_EXCEEDED). A deadline timer is
+   * armed only when the caller really has to wait.
    */
-  acquire(access: Access, signal?: AbortSignal): Promise<Release> {
+  acquire(access: Access, wait: TurnWait = {}): Promise<Release> {
+    const { signal, deadlineMs } = wait;
     if (this.#waiting.length === 0 && this.#canRun(access)) {
       return Promise.resolve(this.#start(access));
     }
     return new Promise<Release>((resolve, reject) => {
+      let timer: Timer | undefined;
+      const done = (): void => {
+        signal?.removeEventListener("abort", onAbort);
+        timer?.cancel();
+      };
       const waiter: Waiter = {
         access,
         grant: (release) => {
-          signal?.removeEventListener("abort", onAbort);
+          done();
           resolve(release);
         },
         reject: (error) => {
-          signal?.removeEventListener("abort", onAbort);
+          done();
           reject(error);
         },
       };
-      const onAbort = (): void => {
+      const leave = (error: Error): void => {
         const at = this.#waiting.indexOf(waiter);
         if (at < 0) return;
         this.#waiting.splice(at, 1);
-        reject(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+        done();
+        reject(error);
         // A removed exclusive head may unblock shared waiters behind it.
         this.#pump();
       };
+      const onAbort = (): void => leave(abortReason(signal));
       if (signal?.aborted) {
-        reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+        reject(abortReason(signal));
+        return;
+      }
+      if (deadlineMs !== undefined && deadlineMs <= Date.now()) {
+        reject(deadlineExceeded("while the call waited for its turn in the session"));
         return;
       }
       signal?.addEventListener("abort", onAbort, { once: true });
+      if (deadlineMs !== undefined) {
+        timer = systemClock.setTimer(
+          () => leave(deadlineExceeded("while the call waited for its turn in the session")),
+          deadlineMs - Date.now(),
+        );
+      }
       this.#waiting.push(waiter);
     });
   }
@@ -110,4 +139,8 @@ export class TurnQueue {
       head.grant(this.#start(head.access));
     }
   }
+}
+
+function abortReason(signal: AbortSignal | undefined): Error {
+  return signal?.reason instanceof Error ? signal.reason : new Error("aborted");
 }

@@ -49,6 +49,8 @@ export const Reason = {
   SHUTTING_DOWN: "SHUTTING_DOWN",
   /** Invalid configuration or contract. */
   INVALID_CONFIG: "INVALID_CONFIG",
+  /** A metadata key or value that the bridge could not deliver to a process. */
+  INVALID_METADATA: "INVALID_METADATA",
   /** A request to the bridge's own API was invalid. */
   INVALID_REQUEST: "INVALID_REQUEST",
   /** Sequence numbers and idempotency keys need a single request message. */
