@@ -43,10 +43,14 @@ export function statusTrailers(
     extra[DETAILS_KEY] = Buffer.from(
       encodeStatus({ code: error.code, message: error.message, details }),
     ).toString("base64");
+    // S1, S7: every answer, success or fault, names its session and message.
     const sessionId = error.metadata.session_id;
     if (sessionId !== undefined && sessionId !== "") extra[Header.sessionId] = sessionId;
+    const messageId = error.metadata.message_id;
+    if (messageId !== undefined && messageId !== "") extra[Header.messageId] = messageId;
   }
-  putMetadata(trailers, metadata, extra);
+  // S14, S15: what the process sent with its fault reaches the caller, as on success.
+  putMetadata(trailers, error === undefined ? metadata : { ...error.trailers, ...metadata }, extra);
   return trailers;
 }
 
@@ -62,7 +66,9 @@ export function fromGrpcStatus(
   cause?: unknown,
 ): BridgeError {
   const known = codeFromNumber(code);
-  const options = cause === undefined ? {} : { cause };
+  const passed: Record<string, readonly string[]> = {};
+  for (const key of Object.keys(trailers)) if (key !== DETAILS_KEY) passed[key] = trailers[key] ?? [];
+  const options = { trailers: passed, ...(cause === undefined ? {} : { cause }) };
   const raw = trailers[DETAILS_KEY]?.[0];
   if (raw !== undefined) {
     try {

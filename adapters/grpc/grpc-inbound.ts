@@ -51,8 +51,14 @@ async function unary(bridge: Bridge, op: OperationContract, call: GrpcServerCall
     await call.write(reply.payload);
     call.end(reply.trailers);
   } catch (error) {
-    call.fail(BridgeError.from(error));
+    failWithHeaders(call, BridgeError.from(error));
   }
+}
+
+/** A fault, with the headers the process sent before it (S14, S15). */
+function failWithHeaders(call: GrpcServerCall, error: BridgeError, own: Record<string, string> = {}): void {
+  if (Object.keys(error.headers).length > 0) call.sendHeaders(error.headers, own);
+  call.fail(error, own);
 }
 
 /**
@@ -83,7 +89,7 @@ async function pump(
     call.end({});
   } catch (error) {
     // Failing before any header went out: the session facts ride in the trailers.
-    call.fail(BridgeError.from(error), session);
+    failWithHeaders(call, BridgeError.from(error), session);
   }
 }
 

@@ -151,7 +151,8 @@ class H2ProcessClient implements ProcessClient {
             else
               reject(fromGrpcStatus(Code.INTERNAL, `expected one response message, got ${count}`, trailers));
           },
-          onError: reject,
+          // S14, S15: headers the process sent before failing travel with the fault.
+          onError: (error) => reject(withHeaders(error, headers)),
         },
       });
     });
@@ -210,6 +211,17 @@ class H2ProcessClient implements ProcessClient {
     putMetadata(headers, delivery.metadata, deliveryHeaders(delivery));
     return headers;
   }
+}
+
+function withHeaders(error: BridgeError, headers: Metadata): BridgeError {
+  if (Object.keys(headers).length === 0) return error;
+  return new BridgeError(error.code, error.reason, error.message, {
+    metadata: error.metadata,
+    details: error.details,
+    headers,
+    trailers: error.trailers,
+    cause: error.cause ?? error,
+  });
 }
 
 /** Sends the request messages as the stream takes them (write backpressure), then half-closes. */

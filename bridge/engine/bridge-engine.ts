@@ -50,6 +50,8 @@ export interface Bridge {
   stream(call: StreamCall): AsyncIterable<StreamEvent>;
   /** The SessionService operations. */
   readonly sessions: SessionsApi;
+  /** What the engine holds now: the figures that must stay flat under turnover (S12). */
+  stats(): EngineStats;
   /** Restores sessions and re-queues what was accepted and never answered (S10). Call once, first. */
   start(): Promise<void>;
   /** Stops accepting calls and waits up to `graceMs` for calls in flight. */
@@ -57,6 +59,15 @@ export interface Bridge {
   /** Drains, then closes the store. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface EngineStats {
+  /** Live sessions held in memory. */
+  readonly liveSessions: number;
+  /** Entries of the lifetime heap (live sessions plus ended ones not yet dropped). */
+  readonly lifetimeEntries: number;
+  /** Calls in flight. */
+  readonly inflightCalls: number;
 }
 
 export function createBridge(options: BridgeOptions): Bridge {
@@ -159,6 +170,14 @@ class BridgeEngine implements Bridge {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  stats(): EngineStats {
+    return {
+      liveSessions: this.#ctx.registry.size,
+      lifetimeEntries: this.#monitor.size,
+      inflightCalls: this.#inflight.size,
+    };
   }
 
   // ---------------------------------------------------------------- calls
