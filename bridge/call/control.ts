@@ -28,7 +28,7 @@ export function readControl(metadata: Metadata): CallControl {
   if (sessionId !== undefined && !SESSION_ID.test(sessionId)) {
     throw new BridgeError(
       Code.INVALID_ARGUMENT,
-      Reason.INVALID_REQUEST,
+      Reason.INVALID_SESSION_ID,
       `${Header.sessionId} must be a session id (1-128 URL-safe characters), got ${JSON.stringify(sessionId.slice(0, 64))}`,
     );
   }

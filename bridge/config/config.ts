@@ -75,5 +75,6 @@ export const DEFAULTS: DefaultsConfig = {
   idempotencyRetentionMs: 24 * 60 * 60_000,
   sessionRetentionMs: 24 * 60 * 60_000,
   maxPayloadBytes: 4 * 1024 * 1024,
-  oneWay: { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 10_000, attemptTimeoutMs: 10_000 },
+  // S11: about a minute of capped exponential backoff, enough to ride out a process restart.
+  oneWay: { maxAttempts: 12, initialBackoffMs: 200, maxBackoffMs: 10_000, attemptTimeoutMs: 10_000 },
 };

@@ -27,6 +27,8 @@ export const Reason = {
   SESSION_EXPIRED: "SESSION_EXPIRED",
   /** S12: the session ended while this message was queued; it was never delivered. */
   SESSION_ENDED: "SESSION_ENDED",
+  /** S1: sb-session-id is not a session id (1-128 URL-safe characters). */
+  INVALID_SESSION_ID: "INVALID_SESSION_ID",
   /** S1: no session with this id (or not visible to the caller). */
   SESSION_NOT_FOUND: "SESSION_NOT_FOUND",
   /** S15: the deadline passed before or during delivery. */
