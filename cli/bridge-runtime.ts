@@ -8,8 +8,10 @@ import { type Bridge, createBridge } from "../bridge/engine/bridge-engine.js";
 import { BridgeError } from "../bridge/errors/bridge-error.js";
 import { Code } from "../bridge/errors/code.js";
 import { Reason } from "../bridge/errors/reason.js";
+import type { Listener, ListenerContext } from "../bridge/listener/listener.js";
 import { type Logger, silentLogger } from "../bridge/logger.js";
 import type { ProcessClient, ProcessTransport } from "../bridge/process/process-client.js";
+import { anonymousPrincipals } from "../bridge/security/principal.js";
 import { createStore } from "../bridge/store/create-store.js";
 import type { Clock } from "../bridge/util/clock.js";
 
@@ -25,6 +27,8 @@ export interface RuntimeOptions {
 export interface BridgeRuntime {
   readonly bridge: Bridge;
   readonly grpc: GrpcListener;
+  /** Every inbound adapter started, gRPC first. */
+  readonly listeners: readonly Listener[];
   /** Stops listening, lets calls in flight finish (up to graceMs), then closes everything. */
   stop(graceMs?: number): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -73,15 +77,25 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     await bridge.close();
     throw error;
   }
+  // Every inbound adapter gets the same context: the engine, the contracts, principal
+  // resolution and the limits (S13); the engine never learns which one a call used.
+  const context: ListenerContext = {
+    bridge,
+    contracts,
+    principals: anonymousPrincipals(),
+    maxPayloadBytes: config.defaults.maxPayloadBytes,
+    logger,
+  };
+  const listeners: Listener[] = [];
   let grpc: GrpcListener;
   try {
-    grpc = await startGrpcListener({
-      bridge,
+    grpc = await startGrpcListener(context, {
       address: config.listeners.grpc,
       descriptors: reflectionDescriptors(config.contracts),
-      maxMessageBytes: config.defaults.maxPayloadBytes,
     });
+    listeners.push(grpc);
   } catch (error) {
+    await Promise.allSettled(listeners.map((l) => l.close()));
     await bridge.close();
     throw error;
   }
@@ -89,12 +103,12 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 10_000): Promise<void> => {
     stopping ??= (async () => {
-      await grpc.drain(graceMs);
+      await Promise.all(listeners.map((listener) => listener.drain(graceMs)));
       await bridge.drain(graceMs);
       await bridge.close();
       await Promise.allSettled(clients.map((c) => c.close()));
     })();
     return stopping;
   };
-  return { bridge, grpc, stop, [Symbol.asyncDispose]: () => stop() };
+  return { bridge, grpc, listeners, stop, [Symbol.asyncDispose]: () => stop() };
 }

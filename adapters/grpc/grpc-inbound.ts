@@ -3,10 +3,12 @@ import { Header } from "../../bridge/call/metadata.js";
 import type { OperationContract, ServiceContract } from "../../bridge/contracts/contract.js";
 import type { Bridge } from "../../bridge/engine/bridge-engine.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import type { ListenerContext } from "../../bridge/listener/listener.js";
+import { ANONYMOUS as ANONYMOUS_PRINCIPAL, type PrincipalResolver } from "../../bridge/security/principal.js";
 import type { GrpcHandler } from "./h2-server.js";
 import type { GrpcServerCall } from "./h2-server-call.js";
 
-export const ANONYMOUS = "anonymous";
+export const ANONYMOUS = ANONYMOUS_PRINCIPAL;
 
 /**
  * Handlers for every method of a contract service, built from its descriptors: no
@@ -14,39 +16,51 @@ export const ANONYMOUS = "anonymous";
  * correlation needs are read, by the engine); each handler turns the gRPC call into the
  * bridge's internal call and the bridge's reply back into gRPC.
  */
-export function inboundHandlers(bridge: Bridge, service: ServiceContract): Map<string, GrpcHandler> {
+export function inboundHandlers(
+  listener: ListenerContext,
+  service: ServiceContract,
+): Map<string, GrpcHandler> {
   const handlers = new Map<string, GrpcHandler>();
-  for (const op of service.operations) handlers.set(op.path, handlerFor(bridge, op));
+  for (const op of service.operations) handlers.set(op.path, handlerFor(listener, op));
   return handlers;
 }
 
-function handlerFor(bridge: Bridge, op: OperationContract): GrpcHandler {
-  if (!op.requestStream && !op.responseStream) return (call) => void unary(bridge, op, call);
+function handlerFor(listener: ListenerContext, op: OperationContract): GrpcHandler {
+  const { bridge, principals } = listener;
+  if (!op.requestStream && !op.responseStream) return (call) => void unary(bridge, principals, op, call);
   if (!op.requestStream) {
     return (call) =>
       void call.message().then(
-        (payload) => pump(bridge, op, call, single(payload)),
+        (payload) => pump(bridge, principals, op, call, single(payload)),
         (error: unknown) => call.fail(BridgeError.from(error)),
       );
   }
-  return (call) => void pump(bridge, op, call, call.messages());
+  return (call) => void pump(bridge, principals, op, call, call.messages());
 }
 
-function context(op: OperationContract, call: GrpcServerCall): CallContext {
+/** The internal form of the call (DESIGN §5); the principal is the bridge's to resolve (S13). */
+function context(principals: PrincipalResolver, op: OperationContract, call: GrpcServerCall): CallContext {
+  const authorization = call.metadata.authorization?.[0];
+  const bearer = authorization?.match(/^Bearer\s+(.+)$/i)?.[1];
   return {
     operation: op,
     metadata: call.metadata,
     deadlineMs: call.deadlineMs,
     signal: call.signal,
-    principal: ANONYMOUS,
+    principal: principals.resolve(bearer === undefined ? {} : { bearerToken: bearer }),
     codec: "proto",
   };
 }
 
-async function unary(bridge: Bridge, op: OperationContract, call: GrpcServerCall): Promise<void> {
+async function unary(
+  bridge: Bridge,
+  principals: PrincipalResolver,
+  op: OperationContract,
+  call: GrpcServerCall,
+): Promise<void> {
   try {
     const payload = await call.message();
-    const reply = await bridge.unary({ ...context(op, call), payload });
+    const reply = await bridge.unary({ ...context(principals, op, call), payload });
     call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId));
     await call.write(reply.payload);
     call.end(reply.trailers);
@@ -68,13 +82,14 @@ function failWithHeaders(call: GrpcServerCall, error: BridgeError, own: Record<s
  */
 async function pump(
   bridge: Bridge,
+  principals: PrincipalResolver,
   op: OperationContract,
   call: GrpcServerCall,
   messages: AsyncIterable<Buffer>,
 ): Promise<void> {
   let session: Record<string, string> = {};
   try {
-    for await (const event of bridge.stream({ ...context(op, call), messages })) {
+    for await (const event of bridge.stream({ ...context(principals, op, call), messages })) {
       if (event.type === "session") session = sessionFields(event.sessionId, event.messageId);
       else if (event.type === "headers") call.sendHeaders(event.metadata, session);
       else if (event.type === "message") {

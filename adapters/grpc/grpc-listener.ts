@@ -1,4 +1,4 @@
-import type { Bridge } from "../../bridge/engine/bridge-engine.js";
+import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
 import { inboundHandlers } from "./grpc-inbound.js";
 import { type GrpcHandler, startGrpcServer } from "./h2-server.js";
 import { createHealth, ServingStatus } from "./health-service.js";
@@ -9,35 +9,31 @@ export const SESSION_SERVICE = "sessionbridge.v1.SessionService";
 const HEALTH_SERVICE = "grpc.health.v1.Health";
 
 export interface GrpcListenerOptions {
-  readonly bridge: Bridge;
   /** host:port; port 0 picks a free one. */
   readonly address: string;
   /** File descriptors of everything served, for reflection: contracts plus the bridge's own. */
   readonly descriptors: readonly Buffer[];
-  /** Largest message accepted, in bytes. */
-  readonly maxMessageBytes: number;
 }
 
-export interface GrpcListener {
-  /** The address actually bound, with the real port. */
-  readonly address: string;
+export interface GrpcListener extends Listener {
+  /** The real port bound. */
   readonly port: number;
-  /** Reports NOT_SERVING, lets calls in flight finish (up to graceMs), then stops. */
-  drain(graceMs?: number): Promise<void>;
-  close(): Promise<void>;
 }
 
 /**
  * The inbound gRPC port: every configured contract service (from descriptors), the
  * SessionService, grpc.health.v1.Health and server reflection v1 and v1alpha.
  */
-export async function startGrpcListener(options: GrpcListenerOptions): Promise<GrpcListener> {
-  const { bridge } = options;
+export async function startGrpcListener(
+  context: ListenerContext,
+  options: GrpcListenerOptions,
+): Promise<GrpcListener> {
+  const { bridge } = context;
   const contractServices = [...bridge.contracts.services.keys()];
   const health = createHealth([...contractServices, SESSION_SERVICE]);
   const handlers = new Map<string, GrpcHandler>();
   for (const service of bridge.contracts.services.values()) {
-    for (const [path, handler] of inboundHandlers(bridge, service)) handlers.set(path, handler);
+    for (const [path, handler] of inboundHandlers(context, service)) handlers.set(path, handler);
   }
   const others = [
     sessionServiceHandlers(bridge.sessions),
@@ -48,11 +44,11 @@ export async function startGrpcListener(options: GrpcListenerOptions): Promise<G
   const server = await startGrpcServer({
     address: options.address,
     handlers,
-    maxMessageBytes: options.maxMessageBytes,
+    maxMessageBytes: context.maxPayloadBytes,
   });
   const drain = (graceMs = 10_000): Promise<void> => {
     health.setAll(ServingStatus.NOT_SERVING);
     return server.drain(graceMs);
   };
-  return { address: server.address, port: server.port, drain, close: () => drain(0) };
+  return { transport: "grpc", address: server.address, port: server.port, drain, close: () => drain(0) };
 }
