@@ -74,7 +74,14 @@ export function createBridge(options: BridgeOptions): Bridge {
   return new BridgeEngine(options);
 }
 
-const PURGE_EVERY_MS = 60 * 60_000;
+/**
+ * How often ended sessions and old idempotency records are purged: every half retention
+ * period, so nothing outlives its retention by more than half of it, and at most hourly.
+ */
+function purgeIntervalMs(defaults: DefaultsConfig): number {
+  const shortest = Math.min(defaults.sessionRetentionMs, defaults.idempotencyRetentionMs);
+  return Math.min(60 * 60_000, Math.max(1000, Math.floor(shortest / 2)));
+}
 
 /**
  * Wires the engine's parts and owns its lifecycle; each aspect of a call lives in its own
@@ -229,7 +236,7 @@ class BridgeEngine implements Bridge {
       if (this.#state !== "running") return;
       this.#purge();
       this.#schedulePurge();
-    }, PURGE_EVERY_MS);
+    }, purgeIntervalMs(this.#ctx.defaults));
   }
 
   #purge(): void {

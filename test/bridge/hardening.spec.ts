@@ -198,6 +198,28 @@ for (const store of STORE_KINDS) {
       expect(header(again.metadata, "sb-message-id")).to.equal(messageId);
     });
 
+    it("a History follower that stops reading misses nothing and ends when the session does (S9)", async () => {
+      const start = await unaryCall<LabResult>(h.clients.Counter, "Start", { key: "slow-follower" });
+      const sessionId = start.response.session_id;
+      const follower = h.runtime.bridge.sessions
+        .history(sessionId, { follow: true }, "anonymous")
+        [Symbol.asyncIterator]();
+      const first = await follower.next();
+      expect(first.value?.index).to.equal(1);
+      // The follower reads nothing while the session keeps producing.
+      for (let i = 0; i < 100; i++)
+        await unaryCall(h.clients.Counter, "Do", { key: "slow-follower", text: `${i}` });
+      await unaryCall(h.clients.Counter, "Finish", { key: "slow-follower" });
+      const indexes = [1];
+      for (;;) {
+        const next = await follower.next();
+        if (next.done === true) break;
+        indexes.push(next.value.index);
+      }
+      // started, Start + answer, 100 × (Do + answer), Finish + answer, ended.
+      expect(indexes).to.deep.equal(Array.from({ length: 206 }, (_, i) => i + 1));
+    });
+
     it("ending sessions releases what the engine held for them (S12)", async () => {
       const before = h.runtime.bridge.stats();
       for (let i = 0; i < 300; i++) {
