@@ -151,10 +151,21 @@ func main() {
 			mu.Lock()
 			cancels[cmd.ID] = cancel
 			mu.Unlock()
+			// Calls with one request open their stream and send it here, in command order:
+			// a client pipelining numbered calls (S7) puts them on the wire in the order it
+			// made them. Streams of many requests send from their own goroutine, so one
+			// that the server does not read cannot hold up the others.
+			var opened *openCall
+			if cmd.Kind == "unary" || cmd.Kind == "server_stream" {
+				opened = open(ctx, conn, cmd)
+			}
 			running.Add(1)
 			go func() {
 				defer running.Done()
-				out.send(call(ctx, conn, cmd, out))
+				if opened == nil {
+					opened = open(ctx, conn, cmd)
+				}
+				out.send(opened.finish(out))
 				cancel()
 				mu.Lock()
 				delete(cancels, cmd.ID)
@@ -174,7 +185,19 @@ func main() {
 	running.Wait()
 }
 
-func call(ctx context.Context, conn *grpc.ClientConn, cmd command, out *output) event {
+// openCall is a call whose requests are sent; finish reads its responses and status.
+type openCall struct {
+	id     uint64
+	desc   *grpc.StreamDesc
+	stream grpc.ClientStream
+	failed *event
+}
+
+func open(ctx context.Context, conn *grpc.ClientConn, cmd command) *openCall {
+	fail := func(st *status.Status) *openCall {
+		e := end(cmd.ID, st, nil, nil)
+		return &openCall{id: cmd.ID, failed: &e}
+	}
 	desc := &grpc.StreamDesc{StreamName: cmd.Method}
 	switch cmd.Kind {
 	case "unary":
@@ -185,14 +208,14 @@ func call(ctx context.Context, conn *grpc.ClientConn, cmd command, out *output) 
 	case "bidi":
 		desc.ServerStreams, desc.ClientStreams = true, true
 	default:
-		return end(cmd.ID, status.Newf(codes.Internal, "unknown call kind %q", cmd.Kind), nil, nil)
+		return fail(status.Newf(codes.Internal, "unknown call kind %q", cmd.Kind))
 	}
 	md := metadata.MD{}
 	for k, v := range cmd.Metadata {
 		if strings.HasSuffix(k, "-bin") {
 			raw, err := base64.StdEncoding.DecodeString(v)
 			if err != nil {
-				return end(cmd.ID, status.Newf(codes.Internal, "metadata %s: %v", k, err), nil, nil)
+				return fail(status.Newf(codes.Internal, "metadata %s: %v", k, err))
 			}
 			v = string(raw)
 		}
@@ -201,7 +224,7 @@ func call(ctx context.Context, conn *grpc.ClientConn, cmd command, out *output) 
 	ctx = metadata.NewOutgoingContext(ctx, md)
 	stream, err := conn.NewStream(ctx, desc, cmd.Method, grpc.ForceCodec(rawCodec{}))
 	if err != nil {
-		return end(cmd.ID, status.Convert(err), nil, nil)
+		return fail(status.Convert(err))
 	}
 	for _, req := range cmd.Requests {
 		if err := stream.SendMsg(&req); err != nil {
@@ -210,16 +233,23 @@ func call(ctx context.Context, conn *grpc.ClientConn, cmd command, out *output) 
 		}
 	}
 	_ = stream.CloseSend()
+	return &openCall{id: cmd.ID, desc: desc, stream: stream}
+}
+
+func (c *openCall) finish(out *output) event {
+	if c.failed != nil {
+		return *c.failed
+	}
 	var final error
 	for {
 		var msg []byte
-		err := stream.RecvMsg(&msg)
+		err := c.stream.RecvMsg(&msg)
 		if err != nil {
 			final = err
 			break
 		}
-		out.send(event{ID: cmd.ID, Event: "message", Data: msg})
-		if !desc.ServerStreams {
+		out.send(event{ID: c.id, Event: "message", Data: msg})
+		if !c.desc.ServerStreams {
 			break
 		}
 	}
@@ -229,8 +259,8 @@ func call(ctx context.Context, conn *grpc.ClientConn, cmd command, out *output) 
 	} else {
 		st = status.Convert(final)
 	}
-	headers, _ := stream.Header()
-	return end(cmd.ID, st, headers, stream.Trailer())
+	headers, _ := c.stream.Header()
+	return end(c.id, st, headers, c.stream.Trailer())
 }
 
 func end(id uint64, st *status.Status, headers, trailers metadata.MD) event {
