@@ -1,16 +1,20 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { loadBridgeSetup } from "../../bridge/config/check-config.js";
 import type { BridgeConfig } from "../../bridge/config/config.js";
 import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
 import type { Clock } from "../../bridge/util/clock.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../cli/bridge-runtime.js";
+import {
+  createSessionServiceClient,
+  type SessionServiceClient as SessionClient,
+} from "../../sdk/ts/session-service-client.js";
 import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
-import { type ClientKind, createLabClient, type LabClient } from "./lab-client.js";
-import { type LabProcess, startLabProcess } from "./lab-process.js";
+import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
+import { type LabProcess, loadLabPackage, startLabProcess } from "./lab-process.js";
 import { repoRoot } from "./repo-root.js";
 
 export type StoreKind = "memory" | "sqlite";
@@ -30,6 +34,10 @@ export interface LabHarness {
   readonly address: string;
   /** The lab contracts and SessionService through the chosen client. */
   readonly client: LabClient;
+  /** grpc-js clients of the lab services, for scenarios that need grpc-js's own API. */
+  readonly clients: GrpcJsClients;
+  /** The TS SDK's SessionService client (grpc-js). */
+  readonly sessions: SessionClient;
   readonly config: BridgeConfig;
   /** Stops the bridge only (the lab process keeps running), for restart tests. */
   stopBridge(): Promise<void>;
@@ -76,6 +84,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     });
   let runtime = await start();
   let client = openLabClient(kind, runtime.grpc.address);
+  let native = openGrpcJsClients(runtime.grpc.address);
 
   return {
     get runtime() {
@@ -88,22 +97,60 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     get client() {
       return client;
     },
+    get clients() {
+      return native.clients;
+    },
+    get sessions() {
+      return native.sessions;
+    },
     config,
     async stopBridge() {
+      closeGrpcJsClients(native);
       await client.close();
       await runtime.stop(1000);
     },
     async restartBridge() {
       runtime = await start();
       client = openLabClient(kind, runtime.grpc.address);
+      native = openGrpcJsClients(runtime.grpc.address);
     },
     async close() {
+      closeGrpcJsClients(native);
       await client.close();
       await runtime.stop(1000);
       await lab.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+type GrpcJsClients = Record<LabService, grpc.Client>;
+
+function openGrpcJsClients(address: string): { clients: GrpcJsClients; sessions: SessionClient } {
+  const pkg = loadLabPackage() as unknown as {
+    test?: { lab?: { v1?: Record<string, grpc.ServiceClientConstructor> } };
+  };
+  const lab = pkg.test?.lab?.v1 ?? {};
+  const make = (name: LabService): grpc.Client => {
+    const ctor = lab[name];
+    if (ctor === undefined) throw new Error(`no client for ${name}`);
+    return new ctor(address, grpc.credentials.createInsecure());
+  };
+  return {
+    clients: {
+      Counter: make("Counter"),
+      Unique: make("Unique"),
+      Line: make("Line"),
+      Solo: make("Solo"),
+      Plain: make("Plain"),
+    },
+    sessions: createSessionServiceClient(address),
+  };
+}
+
+function closeGrpcJsClients(opened: { clients: GrpcJsClients; sessions: SessionClient }): void {
+  for (const c of Object.values(opened.clients)) c.close();
+  opened.sessions.close();
 }
 
 /** One run of a suite: a store and a client library. */

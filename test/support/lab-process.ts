@@ -5,7 +5,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { encodeErrorInfo, encodeStatus } from "../../bridge/errors/rich-status.js";
 import { repoRoot } from "./repo-root.js";
 
-type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getDeadline">;
+type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getDeadline" | "getPeer">;
 
 /** What the lab process saw of one delivery. */
 export interface LabDelivery {
@@ -17,6 +17,8 @@ export interface LabDelivery {
   readonly messageId: string;
   readonly seq: string;
   readonly metadata: Readonly<Record<string, string>>;
+  /** The connection it came on ("ipv4:127.0.0.1:40123"): tells one bridge process from the next. */
+  readonly peer: string;
   readonly atMs: number;
 }
 
@@ -127,6 +129,7 @@ export async function startLabProcess(): Promise<LabProcess> {
       messageId: metadata["sb-message-id"] ?? "",
       seq: metadata["sb-seq"] ?? "",
       metadata,
+      peer: call.getPeer(),
       atMs: Date.now(),
     };
     deliveries.push(delivery);
