@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { expectFault } from "../support/lab-client.js";
 import { labTargets, useLabHarness } from "../support/lab-harness.js";
 import { waitForAccepted } from "../support/lab-journal.js";
@@ -92,6 +93,12 @@ for (const target of labTargets()) {
       const h = harness();
       const first = await h.client.unary("Line", "Begin", { text: "first" });
       const secondStarted = h.client.unary("Line", "Begin", { text: "second" });
+      // The second session exists, paused behind the first: its starter waits, undelivered.
+      await waitFor(async () => {
+        const page = await h.client.sessions.list({ service: "test.lab.v1.Line", pageSize: 10 });
+        return page.sessions.filter((s) => s.state === SessionState.SESSION_STATE_ACTIVE).length === 2;
+      });
+      expect(h.lab.deliveries.filter((d) => d.service === "Line" && d.text === "second")).to.have.length(0);
       // An uncorrelated non-starter reaches the session that is running now.
       const step = await h.client.unary("Line", "Step", { text: "step" });
       expect(step.response.session_id).to.equal(first.response.session_id);

@@ -88,7 +88,8 @@ export function startGrpcGoTransport(address: string): LabTransport {
       message: event.message ?? "",
       statusDetails: event.details === undefined ? undefined : Buffer.from(event.details, "base64"),
       headers: neutral(event.headers),
-      trailers: neutral(event.trailers),
+      // As RawOutcome says: the status details travel in statusDetails only.
+      trailers: neutral(event.trailers, "grpc-status-details-bin"),
     });
   });
 
@@ -130,8 +131,10 @@ export function startGrpcGoTransport(address: string): LabTransport {
   };
 }
 
-function neutral(md: Record<string, string[]> | undefined): Metadata {
+function neutral(md: Record<string, string[]> | undefined, without?: string): Metadata {
   const out: Record<string, readonly string[]> = {};
-  for (const [key, values] of Object.entries(md ?? {})) out[key.toLowerCase()] = values;
+  for (const [key, values] of Object.entries(md ?? {})) {
+    if (key.toLowerCase() !== without) out[key.toLowerCase()] = values;
+  }
   return out;
 }
