@@ -75,6 +75,9 @@ for (const target of labTargets()) {
       await waitFor(() => h.lab.deliveries.some((d) => d.key === "st-f" && d.method === "Watch"));
       cancel.abort();
       expect((await watching).code).to.equal(Code.CANCELLED);
+      // The bridge passes the cancellation on to the process (S15) before the process goes on.
+      const watch = h.lab.deliveries.find((d) => d.key === "st-f" && d.method === "Watch");
+      await waitFor(() => h.lab.cancelled.has(watch?.messageId ?? ""), 10_000, "the process sees the cancel");
       gate.release();
       // The next exclusive call gets its turn.
       const next = await h.client.unary("Counter", "Do", { key: "st-f", text: "next" });

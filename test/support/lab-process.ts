@@ -5,7 +5,9 @@ import * as protoLoader from "@grpc/proto-loader";
 import { encodeErrorInfo, encodeStatus } from "../../bridge/errors/rich-status.js";
 import { repoRoot } from "./repo-root.js";
 
-type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getDeadline" | "getPeer">;
+type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getDeadline" | "getPeer"> & {
+  once(event: "cancelled", listener: () => void): unknown;
+};
 
 /** What the lab process saw of one delivery. */
 export interface LabDelivery {
@@ -54,6 +56,8 @@ export interface LabResult {
 export interface LabProcess {
   readonly port: number;
   readonly deliveries: LabDelivery[];
+  /** Message ids of deliveries whose caller (the bridge) cancelled them before they ended. */
+  readonly cancelled: ReadonlySet<string>;
   /** Highest number of exclusive calls seen running at once in one session. */
   readonly maxExclusiveOverlap: number;
   /** Highest number of calls (any access) seen running at once in one session. */
@@ -99,6 +103,7 @@ export async function startLabProcess(): Promise<LabProcess> {
   const lab = pkg.test?.lab?.v1;
   if (lab === undefined) throw new Error("lab package not found");
   const deliveries: LabDelivery[] = [];
+  const cancelled = new Set<string>();
   const logs = new Map<string, string[]>();
   const applied = new Set<string>();
   const failures = new Map<string, number>();
@@ -133,6 +138,7 @@ export async function startLabProcess(): Promise<LabProcess> {
       atMs: Date.now(),
     };
     deliveries.push(delivery);
+    call.once("cancelled", () => cancelled.add(delivery.messageId));
     return delivery;
   }
 
@@ -309,6 +315,7 @@ export async function startLabProcess(): Promise<LabProcess> {
   return {
     port,
     deliveries,
+    cancelled,
     get maxExclusiveOverlap() {
       return maxExclusiveOverlap;
     },
