@@ -13,3 +13,13 @@ if [ "$(cat .tools/bin/grpcurl.version 2>/dev/null)" != "$GRPCURL_VERSION" ] || 
   go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   echo "$GRPCURL_VERSION" >.tools/bin/grpcurl.version
 fi
+
+# sb-grpc-go-client: the grpc-go client the session-rule tests drive (test/go/grpc-client,
+# grpc-go pinned in its go.mod). Built from source, so its stamp is a hash of that source.
+GRPC_GO_CLIENT_DIR=test/go/grpc-client
+GRPC_GO_CLIENT_STAMP="$(cat "$GRPC_GO_CLIENT_DIR"/go.mod "$GRPC_GO_CLIENT_DIR"/go.sum "$GRPC_GO_CLIENT_DIR"/*.go | sha256sum | cut -d' ' -f1)"
+if [ "$(cat .tools/bin/sb-grpc-go-client.version 2>/dev/null)" != "$GRPC_GO_CLIENT_STAMP" ] || [ ! -x .tools/bin/sb-grpc-go-client ]; then
+  echo "building sb-grpc-go-client"
+  go build -C "$GRPC_GO_CLIENT_DIR" -trimpath -o "$PWD/.tools/bin/sb-grpc-go-client" .
+  echo "$GRPC_GO_CLIENT_STAMP" >.tools/bin/sb-grpc-go-client.version
+fi

@@ -1,146 +1,106 @@
-import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
+import { Code } from "../../bridge/errors/code.js";
 import { EnvelopeKind } from "../../sdk/gen/sessionbridge/v1/envelope.js";
-import { failure, header, unaryCall } from "../support/grpc-call.js";
-import { type LabHarness, reasonOf, STORE_KINDS, startLabHarness } from "../support/lab-harness.js";
-import type { LabOp, LabResult } from "../support/lab-process.js";
+import { expectFault, headerOf } from "../support/lab-client.js";
+import { labTargets, useLabHarness } from "../support/lab-harness.js";
+import { readJournal, waitForAccepted } from "../support/lab-journal.js";
+import { waitFor } from "../support/wait.js";
 
-type Any = Record<string, (...args: unknown[]) => unknown>;
-
-function collect<T>(
-  stream: grpc.ClientReadableStream<T>,
-): Promise<{ messages: T[]; headers?: grpc.Metadata; trailers: grpc.Metadata }> {
-  return new Promise((resolve, reject) => {
-    const messages: T[] = [];
-    let headers: grpc.Metadata | undefined;
-    stream.on("metadata", (md: grpc.Metadata) => {
-      headers = md;
-    });
-    stream.on("data", (m: T) => messages.push(m));
-    stream.on("error", reject);
-    stream.on("status", (status: grpc.StatusObject) => {
-      if (status.code === 0)
-        resolve({ messages, ...(headers ? { headers } : {}), trailers: status.metadata });
-    });
-  });
-}
-
-/** Unary and all three streaming kinds pass through a session (S6, S9), against every store. */
-for (const store of STORE_KINDS) {
-  describe(`streaming calls through sessions, ${store} store`, () => {
-    let h: LabHarness;
-    before(async () => {
-      h = await startLabHarness(store);
-    });
-    after(async () => {
-      await h.close();
-    });
+/** Unary and all three streaming kinds pass through a session (S6, S9), against every store and client. */
+for (const target of labTargets()) {
+  describe(`streaming calls through sessions, ${target.title}`, () => {
+    const harness = useLabHarness(target);
 
     it("server streaming: every response arrives in order, with session headers and trailers, and is journaled", async () => {
-      const start = await unaryCall<LabResult>(h.clients.Counter, "Start", { key: "st-a" });
-      const stream = (h.clients.Counter as unknown as Any).Watch?.({
-        key: "st-a",
-        text: "w",
-        count: 5,
-      }) as grpc.ClientReadableStream<LabResult>;
-      const out = await collect(stream);
-      expect(out.messages.map((m) => m.text)).to.deep.equal(["w#1", "w#2", "w#3", "w#4", "w#5"]);
-      expect(header(out.headers, "sb-session-id")).to.equal(start.response.session_id);
-      expect(header(out.trailers, "x-lab-trailer")).to.equal("watched");
-      const kinds: number[] = [];
-      for await (const e of h.sessions.history({ sessionId: start.response.session_id }))
-        kinds.push(e.envelope?.kind ?? 0);
+      const { client } = harness();
+      const start = await client.unary("Counter", "Start", { key: "st-a" });
+      const out = await client.serverStream("Counter", "Watch", { key: "st-a", text: "w", count: 5 });
+      expect(out.response.map((m) => m.text)).to.deep.equal(["w#1", "w#2", "w#3", "w#4", "w#5"]);
+      expect(out.sessionId).to.equal(start.response.session_id);
+      expect(headerOf(out.trailers, "x-lab-trailer")).to.equal("watched");
+      const kinds = (await readJournal(client, start.response.session_id)).map((e) => e.envelope?.kind ?? 0);
       expect(kinds.filter((k) => k === EnvelopeKind.ENVELOPE_KIND_RESPONSE)).to.have.length(1 + 5);
       expect(kinds.at(-1)).to.equal(EnvelopeKind.ENVELOPE_KIND_ACK);
     });
 
     it("client streaming: the first message correlates; every message reaches the process", async () => {
-      const start = await unaryCall<LabResult>(h.clients.Counter, "Start", { key: "st-b" });
-      const result = await new Promise<LabResult>((resolve, reject) => {
-        const call = (h.clients.Counter as unknown as Any).Upload?.(
-          (error: grpc.ServiceError | null, value: LabResult) => (error ? reject(error) : resolve(value)),
-        ) as grpc.ClientWritableStream<LabOp>;
-        for (const text of ["a", "b", "c"]) call.write({ key: "st-b", text });
-        call.end();
-      });
-      expect(result.text).to.equal("a,b,c");
-      expect(result.session_id).to.equal(start.response.session_id);
+      const { client } = harness();
+      const start = await client.unary("Counter", "Start", { key: "st-b" });
+      const out = await client.clientStream(
+        "Counter",
+        "Upload",
+        ["a", "b", "c"].map((text) => ({ key: "st-b", text })),
+      );
+      expect(out.response.text).to.equal("a,b,c");
+      expect(out.response.session_id).to.equal(start.response.session_id);
     });
 
     it("bidi streaming: messages flow both ways within the session", async () => {
-      const start = await unaryCall<LabResult>(h.clients.Counter, "Start", { key: "st-c" });
-      const call = (h.clients.Counter as unknown as Any).Chat?.() as grpc.ClientDuplexStream<
-        LabOp,
-        LabResult
-      >;
-      const done = collect(call);
-      for (const text of ["x", "y"]) call.write({ key: "st-c", text });
-      call.end();
-      const out = await done;
-      expect(out.messages.map((m) => m.text)).to.deep.equal(["echo:x", "echo:y"]);
-      expect(out.messages.every((m) => m.session_id === start.response.session_id)).to.equal(true);
+      const { client } = harness();
+      const start = await client.unary("Counter", "Start", { key: "st-c" });
+      const out = await client.bidi(
+        "Counter",
+        "Chat",
+        ["x", "y"].map((text) => ({ key: "st-c", text })),
+      );
+      expect(out.response.map((m) => m.text)).to.deep.equal(["echo:x", "echo:y"]);
+      expect(out.response.every((m) => m.session_id === start.response.session_id)).to.equal(true);
     });
 
     it("a stream for values that match no session is NOT_FOUND/CORRELATION_ERROR", async () => {
-      const stream = (h.clients.Counter as unknown as Any).Watch?.({
-        key: "st-nobody",
-        count: 1,
-      }) as grpc.ClientReadableStream<LabResult>;
-      const err = await failure(collect(stream));
-      expect(err.code).to.equal(grpc.status.NOT_FOUND);
-      expect(reasonOf(err)).to.equal("CORRELATION_ERROR");
+      const { client } = harness();
+      const err = await expectFault(client.serverStream("Counter", "Watch", { key: "st-nobody", count: 1 }));
+      expect(err.code).to.equal(Code.NOT_FOUND);
+      expect(err.reason).to.equal("CORRELATION_ERROR");
     });
 
     it("sb-seq on a streaming call is rejected: numbering applies to single-message calls", async () => {
-      await unaryCall(h.clients.Counter, "Start", { key: "st-d" });
-      const md = new grpc.Metadata();
-      md.set("sb-seq", "1");
-      const stream = (h.clients.Counter as unknown as Any).Watch?.(
-        { key: "st-d", count: 1 },
-        md,
-      ) as grpc.ClientReadableStream<LabResult>;
-      const err = await failure(collect(stream));
-      expect(err.code).to.equal(grpc.status.INVALID_ARGUMENT);
-      expect(reasonOf(err)).to.equal("UNSUPPORTED_ON_STREAM");
+      const { client } = harness();
+      await client.unary("Counter", "Start", { key: "st-d" });
+      const err = await expectFault(
+        client.serverStream("Counter", "Watch", { key: "st-d", count: 1 }, { metadata: { "sb-seq": "1" } }),
+      );
+      expect(err.code).to.equal(Code.INVALID_ARGUMENT);
+      expect(err.reason).to.equal("UNSUPPORTED_ON_STREAM");
     });
 
     it("a stream the caller cancels gives the session's turn back and is journaled as CANCELLED", async () => {
-      const start = await unaryCall<LabResult>(h.clients.Counter, "Start", { key: "st-f" });
-      const stream = (h.clients.Counter as unknown as Any).Watch?.({
-        key: "st-f",
-        count: 50,
-        delay_ms: 50,
-      }) as grpc.ClientReadableStream<LabResult>;
-      await new Promise<void>((resolve) => stream.once("data", () => resolve()));
-      stream.cancel();
-      stream.on("error", () => {});
+      const h = harness();
+      const start = await h.client.unary("Counter", "Start", { key: "st-f" });
+      const gate = h.lab.hold("st-f", "Watch");
+      const cancel = new AbortController();
+      const watching = expectFault(
+        h.client.serverStream("Counter", "Watch", { key: "st-f", count: 3 }, { signal: cancel.signal }),
+      );
+      await waitFor(() => h.lab.deliveries.some((d) => d.key === "st-f" && d.method === "Watch"));
+      cancel.abort();
+      expect((await watching).code).to.equal(Code.CANCELLED);
+      // The bridge passes the cancellation on to the process (S15) before the process goes on.
+      const watch = h.lab.deliveries.find((d) => d.key === "st-f" && d.method === "Watch");
+      await waitFor(() => h.lab.cancelled.has(watch?.messageId ?? ""), 10_000, "the process sees the cancel");
+      gate.release();
       // The next exclusive call gets its turn.
-      const next = await unaryCall<LabResult>(h.clients.Counter, "Do", { key: "st-f", text: "next" });
+      const next = await h.client.unary("Counter", "Do", { key: "st-f", text: "next" });
       expect(next.response.session_id).to.equal(start.response.session_id);
-      const faults: string[] = [];
-      for await (const e of h.sessions.history({ sessionId: start.response.session_id })) {
-        if (e.envelope?.kind === EnvelopeKind.ENVELOPE_KIND_FAULT)
-          faults.push(e.envelope.fault?.reason ?? "");
-      }
+      const faults = (await readJournal(h.client, start.response.session_id))
+        .filter((e) => e.envelope?.kind === EnvelopeKind.ENVELOPE_KIND_FAULT)
+        .map((e) => e.envelope?.fault?.reason);
       expect(faults).to.include("CANCELLED");
     });
 
     it("an exclusive stream holds the session's turn until it ends", async () => {
-      await unaryCall(h.clients.Counter, "Start", { key: "st-e" });
-      const stream = (h.clients.Counter as unknown as Any).Watch?.({
-        key: "st-e",
-        text: "s",
-        count: 3,
-        delay_ms: 80,
-      }) as grpc.ClientReadableStream<LabResult>;
-      const watching = collect(stream);
-      await new Promise((r) => setTimeout(r, 30));
-      const after = await unaryCall<LabResult>(h.clients.Counter, "Do", { key: "st-e", text: "after" });
+      const h = harness();
+      const start = await h.client.unary("Counter", "Start", { key: "st-e" });
+      const gate = h.lab.hold("st-e", "Watch");
+      const watching = h.client.serverStream("Counter", "Watch", { key: "st-e", text: "s", count: 3 });
+      await waitFor(() => h.lab.deliveries.some((d) => d.key === "st-e" && d.method === "Watch"));
+      const after = h.client.unary("Counter", "Do", { key: "st-e", text: "after" });
+      await waitForAccepted(h.client, start.sessionId ?? "", "/test.lab.v1.Counter/Do", 1);
+      // Accepted and queued, but not delivered while the stream holds the turn.
+      expect(h.lab.deliveries.filter((d) => d.key === "st-e" && d.method === "Do")).to.have.length(0);
+      gate.release();
       await watching;
-      const watch = h.lab.deliveries.find((d) => d.key === "st-e" && d.method === "Watch");
-      const doCall = h.lab.deliveries.find((d) => d.key === "st-e" && d.text === "after");
-      expect((doCall?.atMs ?? 0) - (watch?.atMs ?? 0)).to.be.greaterThanOrEqual(3 * 80 - 20);
-      expect(after.response.log).to.deep.equal(["Start", "Watch:s", "Do:after"]);
+      expect((await after).response.log).to.deep.equal(["Start", "Watch:s", "Do:after"]);
     });
   });
 }

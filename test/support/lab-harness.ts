@@ -5,11 +5,15 @@ import * as grpc from "@grpc/grpc-js";
 import { loadBridgeSetup } from "../../bridge/config/check-config.js";
 import type { BridgeConfig } from "../../bridge/config/config.js";
 import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
+import type { Clock } from "../../bridge/util/clock.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../cli/bridge-runtime.js";
 import {
   createSessionServiceClient,
   type SessionServiceClient as SessionClient,
 } from "../../sdk/ts/session-service-client.js";
+import { startGrpcGoTransport } from "./grpc-go-transport.js";
+import { createGrpcJsTransport } from "./grpc-js-transport.js";
+import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
 import { type LabProcess, loadLabPackage, startLabProcess } from "./lab-process.js";
 import { repoRoot } from "./repo-root.js";
 
@@ -18,16 +22,21 @@ export type StoreKind = "memory" | "sqlite";
 /** Every scenario runs against each store (DESIGN §5). */
 export const STORE_KINDS: readonly StoreKind[] = ["memory", "sqlite"];
 
+/** Every client library the scenarios run through; HTTP and NATS clients join here. */
+export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go"];
+
 export const LAB_CONFIG = path.join(repoRoot(), "test/fixtures/lab/sessionbridge.yaml");
 
-type Clients = Record<"Counter" | "Unique" | "Line" | "Solo" | "Plain", grpc.Client>;
-
-/** A bridge in front of the lab process, with real clients built from the .proto files. */
+/** A bridge in front of the lab process, reached through one client library. */
 export interface LabHarness {
   readonly runtime: BridgeRuntime;
   readonly lab: LabProcess;
   readonly address: string;
-  readonly clients: Clients;
+  /** The lab contracts and SessionService through the chosen client. */
+  readonly client: LabClient;
+  /** grpc-js clients of the lab services, for scenarios that need grpc-js's own API. */
+  readonly clients: GrpcJsClients;
+  /** The TS SDK's SessionService client (grpc-js). */
   readonly sessions: SessionClient;
   readonly config: BridgeConfig;
   /** Stops the bridge only (the lab process keeps running), for restart tests. */
@@ -38,8 +47,17 @@ export interface LabHarness {
 }
 
 export interface HarnessOptions {
+  /** The client library the harness's client uses; grpc-js by default. */
+  readonly client?: ClientKind;
+  /** Session time for the engine (S12): a ManualClock lets tests move it. */
+  readonly clock?: Clock;
   /** Adjusts the loaded configuration (for example shorter retry delays). */
   readonly adjust?: (config: BridgeConfig) => BridgeConfig;
+}
+
+/** A LabClient of the given kind for a bridge at `address`. */
+export function openLabClient(kind: ClientKind, address: string): LabClient {
+  return createLabClient(kind === "grpc-go" ? startGrpcGoTransport(address) : createGrpcJsTransport(address));
 }
 
 export async function startLabHarness(store: StoreKind, options: HarnessOptions = {}): Promise<LabHarness> {
@@ -57,10 +75,18 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${lab.port}` })),
   };
   if (options.adjust !== undefined) config = options.adjust(config);
-  let runtime = await startBridgeRuntime({ config, contracts: setup.contracts });
-  let opened = openClients(runtime.grpc.address);
+  const kind = options.client ?? "grpc-js";
+  const start = () =>
+    startBridgeRuntime({
+      config,
+      contracts: setup.contracts,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+    });
+  let runtime = await start();
+  let client = openLabClient(kind, runtime.grpc.address);
+  let native = openGrpcJsClients(runtime.grpc.address);
 
-  const harness: LabHarness = {
+  return {
     get runtime() {
       return runtime;
     },
@@ -68,37 +94,44 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     get address() {
       return runtime.grpc.address;
     },
+    get client() {
+      return client;
+    },
     get clients() {
-      return opened.clients;
+      return native.clients;
     },
     get sessions() {
-      return opened.sessions;
+      return native.sessions;
     },
     config,
     async stopBridge() {
-      closeClients(opened);
+      closeGrpcJsClients(native);
+      await client.close();
       await runtime.stop(1000);
     },
     async restartBridge() {
-      runtime = await startBridgeRuntime({ config, contracts: setup.contracts });
-      opened = openClients(runtime.grpc.address);
+      runtime = await start();
+      client = openLabClient(kind, runtime.grpc.address);
+      native = openGrpcJsClients(runtime.grpc.address);
     },
     async close() {
-      closeClients(opened);
+      closeGrpcJsClients(native);
+      await client.close();
       await runtime.stop(1000);
       await lab.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  return harness;
 }
 
-function openClients(address: string): { clients: Clients; sessions: SessionClient } {
+type GrpcJsClients = Record<LabService, grpc.Client>;
+
+function openGrpcJsClients(address: string): { clients: GrpcJsClients; sessions: SessionClient } {
   const pkg = loadLabPackage() as unknown as {
     test?: { lab?: { v1?: Record<string, grpc.ServiceClientConstructor> } };
   };
   const lab = pkg.test?.lab?.v1 ?? {};
-  const make = (name: keyof Clients): grpc.Client => {
+  const make = (name: LabService): grpc.Client => {
     const ctor = lab[name];
     if (ctor === undefined) throw new Error(`no client for ${name}`);
     return new ctor(address, grpc.credentials.createInsecure());
@@ -115,9 +148,45 @@ function openClients(address: string): { clients: Clients; sessions: SessionClie
   };
 }
 
-function closeClients(opened: { clients: Clients; sessions: SessionClient }): void {
-  for (const client of Object.values(opened.clients)) client.close();
+function closeGrpcJsClients(opened: { clients: GrpcJsClients; sessions: SessionClient }): void {
+  for (const c of Object.values(opened.clients)) c.close();
   opened.sessions.close();
+}
+
+/** One run of a suite: a store and a client library. */
+export interface LabTarget {
+  readonly store: StoreKind;
+  readonly client: ClientKind;
+  /** ", sqlite store, grpc-go client", for suite titles. */
+  readonly title: string;
+}
+
+/** Every store × every given client, for suites that loop their scenarios over both. */
+export function labTargets(clients: readonly ClientKind[] = CLIENT_KINDS): LabTarget[] {
+  return STORE_KINDS.flatMap((store) =>
+    clients.map((client) => ({ store, client, title: `${store} store, ${client} client` })),
+  );
+}
+
+/**
+ * Starts a harness for the enclosing describe() and closes it after; the getter returns
+ * it inside tests.
+ */
+export function useLabHarness(
+  target: LabTarget,
+  options: Omit<HarnessOptions, "client"> = {},
+): () => LabHarness {
+  let harness: LabHarness | undefined;
+  before(async () => {
+    harness = await startLabHarness(target.store, { ...options, client: target.client });
+  });
+  after(async () => {
+    await harness?.close();
+  });
+  return () => {
+    if (harness === undefined) throw new Error("the lab harness is not running");
+    return harness;
+  };
 }
 
 /** The ErrorInfo reason of a gRPC failure (S14), or undefined if it carried none. */

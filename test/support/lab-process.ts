@@ -5,7 +5,9 @@ import * as protoLoader from "@grpc/proto-loader";
 import { encodeErrorInfo, encodeStatus } from "../../bridge/errors/rich-status.js";
 import { repoRoot } from "./repo-root.js";
 
-type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getDeadline">;
+type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getDeadline" | "getPeer"> & {
+  once(event: "cancelled", listener: () => void): unknown;
+};
 
 /** What the lab process saw of one delivery. */
 export interface LabDelivery {
@@ -17,6 +19,8 @@ export interface LabDelivery {
   readonly messageId: string;
   readonly seq: string;
   readonly metadata: Readonly<Record<string, string>>;
+  /** The connection it came on ("ipv4:127.0.0.1:40123"): tells one bridge process from the next. */
+  readonly peer: string;
   readonly atMs: number;
 }
 
@@ -52,24 +56,44 @@ export interface LabResult {
 export interface LabProcess {
   readonly port: number;
   readonly deliveries: LabDelivery[];
+  /** Message ids of deliveries whose caller (the bridge) cancelled them before they ended. */
+  readonly cancelled: ReadonlySet<string>;
   /** Highest number of exclusive calls seen running at once in one session. */
   readonly maxExclusiveOverlap: number;
   /** Highest number of calls (any access) seen running at once in one session. */
   readonly maxOverlap: number;
+  /** The same two counts for one session. */
+  overlapOf(sessionId: string): { readonly all: number; readonly exclusive: number };
   logOf(sessionId: string): readonly string[];
+  /**
+   * Holds deliveries of `key` (of `method`, if given) in the process, counted as running,
+   * until released: tests order events by what the process saw, not by the clock.
+   */
+  hold(key: string, method?: string): LabGate;
   close(): Promise<void>;
+}
+
+export interface LabGate {
+  release(): void;
 }
 
 export const LAB_PROTO_DIR = path.join(repoRoot(), "test/fixtures/lab/proto");
 
-export function loadLabPackage(): grpc.GrpcObject {
-  const definition = protoLoader.loadSync("test/lab/v1/lab.proto", {
+let labDefinition: protoLoader.PackageDefinition | undefined;
+
+/** The lab contracts as proto-loader loads them: field names as in the .proto, longs as strings. */
+export function loadLabDefinition(): protoLoader.PackageDefinition {
+  labDefinition ??= protoLoader.loadSync("test/lab/v1/lab.proto", {
     includeDirs: [LAB_PROTO_DIR, path.join(repoRoot(), "proto")],
     keepCase: true,
     longs: String,
     defaults: true,
   });
-  return grpc.loadPackageDefinition(definition);
+  return labDefinition;
+}
+
+export function loadLabPackage(): grpc.GrpcObject {
+  return grpc.loadPackageDefinition(loadLabDefinition());
 }
 
 export async function startLabProcess(): Promise<LabProcess> {
@@ -79,12 +103,22 @@ export async function startLabProcess(): Promise<LabProcess> {
   const lab = pkg.test?.lab?.v1;
   if (lab === undefined) throw new Error("lab package not found");
   const deliveries: LabDelivery[] = [];
+  const cancelled = new Set<string>();
   const logs = new Map<string, string[]>();
   const applied = new Set<string>();
   const failures = new Map<string, number>();
   const running = new Map<string, { all: number; exclusive: number }>();
+  const peaks = new Map<string, { all: number; exclusive: number }>();
   let maxExclusiveOverlap = 0;
   let maxOverlap = 0;
+  const gates: { key: string; method: string | undefined; open: Promise<void>; release: () => void }[] = [];
+
+  /** Waits while a gate holds this delivery. */
+  async function gate(d: LabDelivery): Promise<void> {
+    for (const g of gates) {
+      if (g.key === d.key && (g.method === undefined || g.method === d.method)) await g.open;
+    }
+  }
 
   function record(service: string, method: string, call: SurfaceCall, op: LabOp): LabDelivery {
     const metadata: Record<string, string> = {};
@@ -100,9 +134,11 @@ export async function startLabProcess(): Promise<LabProcess> {
       messageId: metadata["sb-message-id"] ?? "",
       seq: metadata["sb-seq"] ?? "",
       metadata,
+      peer: call.getPeer(),
       atMs: Date.now(),
     };
     deliveries.push(delivery);
+    call.once("cancelled", () => cancelled.add(delivery.messageId));
     return delivery;
   }
 
@@ -163,7 +199,12 @@ export async function startLabProcess(): Promise<LabProcess> {
       if (exclusive) counters.exclusive += 1;
       maxOverlap = Math.max(maxOverlap, counters.all);
       if (exclusive) maxExclusiveOverlap = Math.max(maxExclusiveOverlap, counters.all);
+      const peak = peaks.get(d.sessionId) ?? { all: 0, exclusive: 0 };
+      peaks.set(d.sessionId, peak);
+      peak.all = Math.max(peak.all, counters.all);
+      if (exclusive) peak.exclusive = Math.max(peak.exclusive, counters.all);
       try {
+        await gate(d);
         if (op.delay_ms) await sleep(op.delay_ms);
         const failure = failureOf(op, d.messageId);
         if (failure !== undefined) {
@@ -192,6 +233,7 @@ export async function startLabProcess(): Promise<LabProcess> {
     Fire: async (call: grpc.ServerUnaryCall<LabOp, object>, callback: grpc.sendUnaryData<object>) => {
       const op = call.request;
       const d = record("Counter", "Fire", call, op);
+      await gate(d);
       if (op.delay_ms) await sleep(op.delay_ms);
       const failure = failureOf(op, d.messageId);
       if (failure !== undefined) {
@@ -205,6 +247,7 @@ export async function startLabProcess(): Promise<LabProcess> {
     Watch: async (call: grpc.ServerWritableStream<LabOp, LabResult>) => {
       const op = call.request;
       const d = record("Counter", "Watch", call, op);
+      await gate(d);
       const failure = failureOf(op, d.messageId);
       if (failure !== undefined) {
         call.emit("error", failure);
@@ -272,17 +315,30 @@ export async function startLabProcess(): Promise<LabProcess> {
   return {
     port,
     deliveries,
+    cancelled,
     get maxExclusiveOverlap() {
       return maxExclusiveOverlap;
     },
     get maxOverlap() {
       return maxOverlap;
     },
+    overlapOf: (sessionId) => ({ ...(peaks.get(sessionId) ?? { all: 0, exclusive: 0 }) }),
     logOf: (sessionId) => logs.get(sessionId) ?? [],
-    close: () =>
-      new Promise<void>((resolve) => {
+    hold(key, method) {
+      let release = (): void => {};
+      const open = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      gates.push({ key, method, open, release });
+      return { release };
+    },
+    close: () => {
+      // Nothing may stay held past the end of a suite.
+      for (const g of gates) g.release();
+      return new Promise<void>((resolve) => {
         server.tryShutdown(() => resolve());
-      }),
+      });
+    },
   };
 }
 
