@@ -208,6 +208,13 @@ export async function startLabProcess(): Promise<LabProcess> {
         if (op.delay_ms) await sleep(op.delay_ms);
         const failure = failureOf(op, d.messageId);
         if (failure !== undefined) {
+          if (op.text === "fault-metadata") {
+            // S14, S15: a process's own headers and trailers on a fault.
+            const headers = new grpc.Metadata();
+            headers.set("x-lab-fault-header", method);
+            call.sendMetadata(headers);
+            failure.metadata.set("x-lab-fault-trailer", "failed");
+          }
           callback(failure);
           return;
         }
