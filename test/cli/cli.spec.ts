@@ -6,10 +6,11 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { type BridgeProcess, CLI, startBridgeProcess } from "../support/bridge-process.js";
-import { unaryCall } from "../support/grpc-call.js";
+import { failure, unaryCall } from "../support/grpc-call.js";
 import { writeLabConfig } from "../support/lab-config.js";
 import { type LabProcess, type LabResult, loadLabPackage, startLabProcess } from "../support/lab-process.js";
 import { fixturePath, repoRoot } from "../support/repo-root.js";
+import { waitFor } from "../support/wait.js";
 
 const exec = promisify(execFile);
 
@@ -224,6 +225,95 @@ describe("sessionbridge command line", function () {
       expect(await bridge.exited).to.equal(0);
       const logs = bridge.lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
       expect(logs).to.include.members(["draining", "stopped"]);
+    });
+  });
+
+  describe("shutdown signals", () => {
+    let dir: string;
+    let lab: LabProcess;
+    let bridge: BridgeProcess | undefined;
+    let client: grpc.Client | undefined;
+
+    before(async () => {
+      dir = mkdtempSync(path.join(os.tmpdir(), "sb-cli-stop-"));
+      lab = await startLabProcess();
+    });
+
+    afterEach(() => {
+      client?.close();
+      if (bridge?.child.exitCode === null && bridge.child.signalCode === null) bridge.child.kill("SIGKILL");
+    });
+
+    after(async () => {
+      await lab?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    /** A bridge with one call in flight at the lab process: resolves once the process has it. */
+    async function bridgeWithSlowCall(name: string, delayMs: number) {
+      bridge = await startBridgeProcess([
+        "--config",
+        writeLabConfig(dir, lab.port),
+        "--grpc",
+        "127.0.0.1:0",
+        "--store",
+        `sqlite:${path.join(dir, `${name}.db`)}`,
+        "--drain-ms",
+        "60000",
+      ]);
+      const pkg = loadLabPackage() as unknown as {
+        test: { lab: { v1: { Counter: grpc.ServiceClientConstructor } } };
+      };
+      client = new pkg.test.lab.v1.Counter(bridge.address, grpc.credentials.createInsecure());
+      await unaryCall(client, "Start", { key: name });
+      const slow = unaryCall<LabResult>(client, "Do", { key: name, text: "slow", delay_ms: delayMs });
+      // Observed so a forced exit's failure is not an unhandled rejection before it is awaited.
+      slow.catch(() => {});
+      await waitFor(() => lab.deliveries.some((d) => d.key === name && d.text === "slow"), 10_000);
+      return { bridge, slow };
+    }
+
+    const messages = (lines: readonly string[]) => lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const IGNORED = "drain in progress, signal ignored: a third signal forces the exit";
+
+    /**
+     * Sends SIGINT and waits until the bridge has logged `line`: signals of one kind do not
+     * queue, so two sent back to back may arrive as one.
+     */
+    async function interrupt(b: BridgeProcess, line: string): Promise<void> {
+      const seen = messages(b.lines).filter((m) => m === line).length;
+      b.child.kill("SIGINT");
+      await waitFor(() => messages(b.lines).filter((m) => m === line).length > seen, 10_000, line);
+    }
+
+    it("ignores a second SIGINT during the drain: the call in flight completes, exit 0", async () => {
+      const { bridge, slow } = await bridgeWithSlowCall("twice", 2000);
+      // Ctrl-C reaches the whole process group, and launchers forward it: two signals.
+      await interrupt(bridge, "draining");
+      await interrupt(bridge, IGNORED);
+      const out = await slow;
+      expect(out.response.key).to.equal("twice");
+      expect(out.response.text).to.equal("slow");
+      expect(await bridge.exited).to.equal(0);
+      const logs = messages(bridge.lines);
+      expect(logs).to.include.members(["draining", IGNORED, "stopped"]);
+      expect(logs).not.to.include("forced exit during drain");
+    });
+
+    it("forces the exit on a third signal and logs what it abandons, exit 1", async () => {
+      const { bridge, slow } = await bridgeWithSlowCall("thrice", 8000);
+      await interrupt(bridge, "draining");
+      await interrupt(bridge, IGNORED);
+      bridge.child.kill("SIGINT");
+      expect(await bridge.exited).to.equal(1);
+      const failed = await failure(slow);
+      expect(failed.code).to.equal(grpc.status.UNAVAILABLE);
+      const forced = bridge.lines
+        .map((l) => JSON.parse(l) as { msg: string; abandoned?: string; kept?: string })
+        .find((l) => l.msg === "forced exit during drain");
+      expect(forced?.abandoned).to.include("calls in flight");
+      expect(forced?.kept).to.include("one-way messages not yet delivered stay journaled");
+      expect(messages(bridge.lines)).not.to.include("stopped");
     });
   });
 
