@@ -85,7 +85,7 @@ const messageOf = (line: string): string | undefined => {
 try {
   await launch(
     "orders",
-    ["dist/examples/orders/orders-main.js", PROCESS_ADDRESS],
+    ["dist/examples/orders/orders-main.js", PROCESS_ADDRESS, ".sessionbridge/orders.db"],
     (l) => messageOf(l) === "orders process ready",
   );
   const started = await launch(
