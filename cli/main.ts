@@ -37,7 +37,8 @@ function positiveInteger(name: string, min = 1) {
 const EXIT_CODES = `
 Exit codes:
   0  success
-  1  the command failed (bridge unreachable, session not found, start-up failure)
+  1  the command failed (bridge unreachable, session not found, start-up failure,
+     a drain cut short by a third signal)
   2  invalid command line, configuration or contracts`;
 
 function program(): Command {
@@ -50,7 +51,9 @@ function program(): Command {
 
   root
     .command("start")
-    .description("run the bridge until SIGTERM or SIGINT, then drain and stop")
+    .description(
+      "run the bridge until SIGTERM or SIGINT, then drain and stop (a second signal is ignored, a third forces the exit)",
+    )
     .option(
       "-c, --config <file>",
       "configuration file (default: ./sessionbridge.yaml if present, else embedded defaults)",
@@ -86,7 +89,11 @@ function program(): Command {
     .description("inspect and manage the sessions of a running bridge");
   const bridgeOption = () =>
     new Option("--bridge <addr>", "the bridge's gRPC address").default(DEFAULT_GRPC_ADDRESS);
-  const jsonOption = () => new Option("--json", "print one JSON object per line");
+  const jsonOption = () =>
+    new Option(
+      "--json",
+      "print one JSON object per line (payloads as protobuf JSON, via the bridge's reflection)",
+    );
 
   sessions
     .command("list")
