@@ -8,6 +8,17 @@ import { ExitCode } from "./exit-codes.js";
 
 const io = { out: process.stdout, err: process.stderr };
 
+// `sessionbridge sessions … | head`: once the reader is gone there is nobody left to tell,
+// so the command ends quietly instead of failing on EPIPE.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(ExitCode.OK);
+    throw error;
+  });
+}
+
+const ID_HELP = 'session id (one that starts with "-", from an older version, goes after "--": show -- -abc)';
+
 function packageVersion(): string {
   const file = path.join(packageRoot(), "package.json");
   return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
@@ -26,7 +37,8 @@ function positiveInteger(name: string, min = 1) {
 const EXIT_CODES = `
 Exit codes:
   0  success
-  1  the command failed (bridge unreachable, session not found, start-up failure)
+  1  the command failed (bridge unreachable, session not found, start-up failure,
+     a drain cut short by a third signal)
   2  invalid command line, configuration or contracts`;
 
 function program(): Command {
@@ -39,7 +51,9 @@ function program(): Command {
 
   root
     .command("start")
-    .description("run the bridge until SIGTERM or SIGINT, then drain and stop")
+    .description(
+      "run the bridge until SIGTERM or SIGINT, then drain and stop (a second signal is ignored, a third forces the exit)",
+    )
     .option(
       "-c, --config <file>",
       "configuration file (default: ./sessionbridge.yaml if present, else embedded defaults)",
@@ -75,16 +89,24 @@ function program(): Command {
     .description("inspect and manage the sessions of a running bridge");
   const bridgeOption = () =>
     new Option("--bridge <addr>", "the bridge's gRPC address").default(DEFAULT_GRPC_ADDRESS);
-  const jsonOption = () => new Option("--json", "print one JSON object per line");
+  const jsonOption = () =>
+    new Option(
+      "--json",
+      "print one JSON object per line (payloads as protobuf JSON, via the bridge's reflection)",
+    );
 
   sessions
     .command("list")
     .description("sessions, newest first")
     .option("--service <name>", "only sessions of this service (full name)")
     .option("--state <state>", "only sessions in this state: active, closed or expired")
-    .option("--page-size <n>", "sessions per page (1-1000, default 50)", positiveInteger("--page-size"))
+    .option(
+      "--page-size <n>",
+      "one page of this many sessions (1-1000); stderr says how to get the next (default: every page)",
+      positiveInteger("--page-size"),
+    )
     .option("--page-token <token>", "continue from a previous page")
-    .option("--all", "page through every session")
+    .option("--all", "every page, also with --page-size")
     .addOption(bridgeOption())
     .addOption(jsonOption())
     .addHelpText("after", EXIT_CODES)
@@ -96,7 +118,7 @@ function program(): Command {
   sessions
     .command("show")
     .description("one session")
-    .argument("<id>", "session id")
+    .argument("<id>", ID_HELP)
     .addOption(bridgeOption())
     .addOption(jsonOption())
     .addHelpText("after", EXIT_CODES)
@@ -108,7 +130,7 @@ function program(): Command {
   sessions
     .command("history")
     .description("a session's journal; with --follow, new entries as they are recorded")
-    .argument("<id>", "session id")
+    .argument("<id>", ID_HELP)
     .option("-f, --follow", "keep streaming until the session ends (Ctrl-C to stop)")
     .option("--from <index>", "start at this journal index (1-based)", positiveInteger("--from"))
     .addOption(bridgeOption())
@@ -122,7 +144,7 @@ function program(): Command {
   sessions
     .command("close")
     .description("end a session; queued messages get ABORTED (idempotent)")
-    .argument("<id>", "session id")
+    .argument("<id>", ID_HELP)
     .addOption(bridgeOption())
     .addOption(jsonOption())
     .addHelpText("after", EXIT_CODES)
@@ -151,6 +173,9 @@ async function main(argv: readonly string[]): Promise<void> {
         error.code === "commander.version" ||
         error.code === "commander.help";
       process.exitCode = asked ? ExitCode.OK : ExitCode.INVALID;
+      if (error.code === "commander.unknownOption" && argv.includes("sessions")) {
+        process.stderr.write('(a session id that starts with "-" goes after "--": sessions show -- -abc)\n');
+      }
       return;
     }
     process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);

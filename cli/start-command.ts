@@ -3,6 +3,7 @@ import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import { ConfigError } from "../bridge/config/config-error.js";
 import type { ConfigOverrides } from "../bridge/config/load-config.js";
 import { ContractError } from "../bridge/contracts/contract-error.js";
+import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "./bridge-runtime.js";
 import { ExitCode } from "./exit-codes.js";
 import { describeStore } from "./validate-command.js";
@@ -47,12 +48,58 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     },
     "sessionbridge ready",
   );
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-    process.once("SIGINT", () => resolve("SIGINT"));
-  });
-  logger.info({ signal, drainMs: options.drainMs }, "draining");
-  await runtime.stop(options.drainMs);
+  const signal = await shutdownSignals(logger);
+  logger.info({ signal: signal.name, drainMs: options.drainMs }, "draining");
+  try {
+    await runtime.stop(options.drainMs);
+  } finally {
+    signal.done();
+  }
   logger.info({}, "stopped");
   return ExitCode.OK;
+}
+
+/** The first shutdown signal; `done()` stops listening once the drain is over. */
+interface ShutdownSignal {
+  readonly name: NodeJS.Signals;
+  done(): void;
+}
+
+/**
+ * Waits for SIGTERM or SIGINT and keeps listening through the drain. Ctrl-C reaches every
+ * process of the terminal's process group, and launchers such as npm forward it once
+ * more, so one key press can arrive twice: a second signal is only logged, because
+ * killing the bridge mid-drain would abandon calls it is finishing (S9). A third forces
+ * the exit at once and says what is left: calls in flight get no answer from this
+ * bridge, one-way messages not yet delivered stay journaled and go out on the next
+ * start (S10).
+ */
+function shutdownSignals(logger: Logger): Promise<ShutdownSignal> {
+  return new Promise((resolve) => {
+    let received = 0;
+    const onSignal = (name: NodeJS.Signals): void => {
+      received += 1;
+      if (received === 1) {
+        resolve({ name, done });
+      } else if (received === 2) {
+        logger.warn({ signal: name }, "drain in progress, signal ignored: a third signal forces the exit");
+      } else {
+        logger.error(
+          {
+            signal: name,
+            abandoned: "calls in flight get no answer from this bridge",
+            kept: "one-way messages not yet delivered stay journaled for the next start (S10)",
+          },
+          "forced exit during drain",
+        );
+        process.exit(ExitCode.FAILURE);
+      }
+    };
+    const done = (): void => {
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
 }

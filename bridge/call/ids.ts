@@ -19,10 +19,21 @@ export function randomView(n: number): Buffer {
   return view;
 }
 
+/** Characters an id may start with: base64url without `-` and `_`. */
+const LEAD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
 /**
- * Session and message ids: 128 random bits, base64url without padding (22 characters),
- * URL-safe so they travel in headers, paths and NATS subjects unchanged (S1).
+ * Session and message ids: 22 base64url characters, URL-safe so they travel in headers,
+ * paths and NATS subjects unchanged (S1). They never start with `-`, which a command line
+ * would read as an option (DESIGN §7): the first character is drawn from the 62
+ * alphanumerics (rejection sampling keeps it uniform) and the other 21 carry 126 bits, so
+ * an id holds about 131.95 random bits, above the 128 that S1 asks for.
  */
 export function newId(): string {
-  return randomView(16).toString("base64url");
+  const view = randomView(17);
+  // The tail is encoded before any further draw: the view is only valid until then.
+  const tail = view.toString("base64url", 1).slice(0, 21);
+  let lead = (view[0] ?? 0) & 63;
+  while (lead >= LEAD.length) lead = (randomView(1)[0] ?? 0) & 63;
+  return `${LEAD[lead]}${tail}`;
 }

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { constants } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { packageRoot } from "../../bridge/util/package-root.js";
@@ -7,8 +8,14 @@ import { packageRoot } from "../../bridge/util/package-root.js";
 /**
  * `npm start`: the orders example process on 127.0.0.1:50061 and the bridge in front of it
  * on its embedded defaults (gRPC 127.0.0.1:50051, SQLite at .sessionbridge/sessions.db),
- * each its own process. Once both are ready it prints what to try. Ctrl-C stops both;
- * the bridge drains first.
+ * each its own process. Once both are ready it prints what to try. Ctrl-C stops both: the
+ * bridge drains first (a second Ctrl-C is ignored, a third forces it), then the process
+ * stops, and npm start exits with the bridge's exit status.
+ *
+ * The children run in their own process groups, so the terminal's Ctrl-C reaches only
+ * this launcher, which forwards every signal to the bridge; the process is stopped only
+ * after the bridge has exited, because calls the bridge finishes while draining still
+ * need it.
  */
 const root = packageRoot();
 const PROCESS_ADDRESS = "127.0.0.1:50061";
@@ -22,7 +29,11 @@ function launch(
   ready: (line: string) => boolean,
 ): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      stdio: ["ignore", "pipe", "inherit"],
+      detached: true,
+    });
     children.push(child);
     let isReady = false;
     createInterface({ input: child.stdout }).on("line", (line) => {
@@ -38,8 +49,29 @@ function launch(
   });
 }
 
+function running(child: ChildProcess | undefined): child is ChildProcess {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
 function stopAll(signal: NodeJS.Signals): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  for (const child of children) if (running(child)) child.kill(signal);
+}
+
+/** A child's exit status as a shell reports it: its code, or 128 + the signal's number. */
+function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  return 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
+}
+
+let bridge: ChildProcess | undefined;
+// Registered before anything starts, so an early Ctrl-C never leaves a child behind.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, () => {
+    const forwarded = signal === "SIGHUP" ? "SIGTERM" : signal;
+    // The bridge counts the signals itself: a second during its drain is ignored, a third forces it.
+    if (running(bridge)) bridge.kill(forwarded);
+    else stopAll(forwarded);
+  });
 }
 
 const messageOf = (line: string): string | undefined => {
@@ -53,14 +85,15 @@ const messageOf = (line: string): string | undefined => {
 try {
   await launch(
     "orders",
-    ["dist/examples/orders/orders-main.js", PROCESS_ADDRESS],
+    ["dist/examples/orders/orders-main.js", PROCESS_ADDRESS, ".sessionbridge/orders.db"],
     (l) => messageOf(l) === "orders process ready",
   );
-  const bridge = await launch(
+  const started = await launch(
     "bridge",
     ["dist/cli/main.js", "start", "--config", "examples/orders/sessionbridge.yaml", "--grpc", BRIDGE_ADDRESS],
     (l) => messageOf(l) === "sessionbridge ready",
   );
+  bridge = started;
   const grpcurl = existsSync(path.join(root, ".tools/bin/grpcurl")) ? ".tools/bin/grpcurl" : "grpcurl";
   const call = (method: string, body: string) =>
     `  ${grpcurl} -plaintext -d '${body}' ${BRIDGE_ADDRESS} examples.orders.v1.Orders/${method}`;
@@ -83,11 +116,11 @@ try {
       "",
     ].join("\n"),
   );
-  process.once("SIGINT", () => stopAll("SIGINT"));
-  process.once("SIGTERM", () => stopAll("SIGTERM"));
-  const code = await new Promise<number>((resolve) => bridge.once("exit", (c) => resolve(c ?? 0)));
+  const status = await new Promise<number>((resolve) =>
+    started.once("exit", (code, signal) => resolve(exitStatus(code, signal))),
+  );
   stopAll("SIGTERM");
-  process.exitCode = code;
+  process.exitCode = status;
 } catch (error) {
   process.stderr.write(`npm start: ${error instanceof Error ? error.message : String(error)}\n`);
   stopAll("SIGTERM");

@@ -5,11 +5,15 @@ import path from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
+import { createPayloadDecoder } from "../../cli/payload-decoder.js";
+import { createReflectionClient } from "../../cli/reflection-client.js";
+import { EnvelopeKind } from "../../sdk/gen/sessionbridge/v1/envelope.js";
 import { type BridgeProcess, CLI, startBridgeProcess } from "../support/bridge-process.js";
-import { unaryCall } from "../support/grpc-call.js";
+import { failure, unaryCall } from "../support/grpc-call.js";
 import { writeLabConfig } from "../support/lab-config.js";
 import { type LabProcess, type LabResult, loadLabPackage, startLabProcess } from "../support/lab-process.js";
 import { fixturePath, repoRoot } from "../support/repo-root.js";
+import { waitFor } from "../support/wait.js";
 
 const exec = promisify(execFile);
 
@@ -211,7 +215,182 @@ describe("sessionbridge command line", function () {
     it("says so when no bridge is listening, exit 1", async () => {
       const run = await cli("sessions", "list", "--bridge", "127.0.0.1:1");
       expect(run.code).to.equal(1);
-      expect(run.stderr).to.include("error: cannot reach the bridge at 127.0.0.1:1");
+      expect(run.stderr).to.equal(
+        "error: cannot reach the bridge at 127.0.0.1:1: connection refused (is it running? --bridge ADDR)\n",
+      );
+    });
+
+    it("--json prints enum names, RFC 3339 times and payloads decoded as protobuf JSON", async () => {
+      const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z$/;
+      const own = (await unaryCall<LabResult>(client, "Start", { key: "cli-json" })).response.session_id;
+      await unaryCall(client, "Do", { key: "cli-json", text: "hello" });
+      const shown = await cli("sessions", "show", own, "--json", "--bridge", bridge.address);
+      const session = JSON.parse(shown.stdout) as Record<string, unknown>;
+      expect(session.state).to.equal("ACTIVE");
+      expect(session.createdAt).to.match(RFC3339);
+      expect(session.lastActiveAt).to.match(RFC3339);
+      expect(session.correlation).to.deep.equal({ key: "cli-json" });
+
+      const history = await cli("sessions", "history", own, "--json", "--bridge", bridge.address);
+      expect(history.code).to.equal(0);
+      expect(history.stdout).not.to.include('"type":"Buffer"');
+      const entries = history.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { index: number; envelope: Record<string, unknown> });
+      expect(entries.map((e) => e.envelope.kind)).to.deep.equal([
+        "EVENT",
+        "REQUEST",
+        "RESPONSE",
+        "REQUEST",
+        "RESPONSE",
+      ]);
+      for (const e of entries) expect(e.envelope.time).to.match(RFC3339);
+      // Requests by the method's request type (test.lab.v1.Op), responses by its response type (Result).
+      expect(entries[3]?.envelope.payload).to.deep.equal({ key: "cli-json", text: "hello" });
+      const result = entries[4]?.envelope.payload as Record<string, unknown>;
+      expect(result.key).to.equal("cli-json");
+      expect(result.text).to.equal("hello");
+      expect(result.sessionId).to.equal(own);
+      expect(entries[4]?.envelope.inReplyTo).to.equal(entries[3]?.envelope.messageId);
+    });
+
+    it("--json falls back to base64, saying why, for a payload without a known type", async () => {
+      const channel = new grpc.Client(bridge.address, grpc.credentials.createInsecure());
+      try {
+        const decoder = createPayloadDecoder(createReflectionClient(channel, 10_000));
+        const bytes = Uint8Array.of(10, 3, 97, 98, 99);
+        const unknown = await decoder.decode(
+          "/no.such.v1.Service/Do",
+          EnvelopeKind.ENVELOPE_KIND_REQUEST,
+          bytes,
+          "proto",
+        );
+        expect(unknown).to.have.property("payloadBase64", "CgNhYmM=");
+        expect(unknown)
+          .to.have.property("payloadUndecoded")
+          .that.matches(/^unknown type: .*no\.such\.v1\.Service/);
+        const event = await decoder.decode(
+          "/test.lab.v1.Counter/Do",
+          EnvelopeKind.ENVELOPE_KIND_EVENT,
+          bytes,
+          "proto",
+        );
+        expect(event).to.deep.equal({
+          payloadBase64: "CgNhYmM=",
+          payloadUndecoded: "no message type for a EVENT entry",
+        });
+        const known = await decoder.decode(
+          "/test.lab.v1.Counter/Do",
+          EnvelopeKind.ENVELOPE_KIND_REQUEST,
+          bytes,
+          "proto",
+        );
+        expect(known).to.deep.equal({ payload: { key: "abc" } });
+      } finally {
+        channel.close();
+      }
+    });
+
+    it("escapes control characters from clients in tables, details and JSON lines", async () => {
+      const key = "cli-\u001b[2J\u0007\u009b\u202eevil";
+      const evil = (await unaryCall<LabResult>(client, "Start", { key })).response.session_id;
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the characters that must not reach a terminal
+      const raw = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;
+      const table = await cli("sessions", "list", "--bridge", bridge.address);
+      expect(table.stdout).not.to.match(raw);
+      expect(table.stdout).to.include("key=cli-\\x1b[2J\\x07\\x9b\\u202eevil");
+      const shown = await cli("sessions", "show", evil, "--bridge", bridge.address);
+      expect(shown.stdout).not.to.match(raw);
+      expect(shown.stdout).to.include("key=cli-\\x1b[2J");
+      const history = await cli("sessions", "history", evil, "--bridge", bridge.address);
+      expect(history.stdout).not.to.match(raw);
+      const json = await cli("sessions", "show", evil, "--json", "--bridge", bridge.address);
+      expect(json.stdout).not.to.match(raw);
+      // Still the same JSON: the value comes back exactly.
+      expect((JSON.parse(json.stdout) as { correlation: { key: string } }).correlation.key).to.equal(key);
+      const lines = await cli("sessions", "history", evil, "--json", "--bridge", bridge.address);
+      expect(lines.stdout).not.to.match(raw);
+      expect(lines.stdout).to.include("\\u202eevil");
+    });
+
+    it("lists every page by default with one header; --page-size gives one page and says how to go on", async () => {
+      const keys = Array.from({ length: 60 }, (_, i) => `cli-page-${i}`);
+      await Promise.all(keys.map((key) => unaryCall(client, "Start", { key })));
+      const all = await cli(
+        "sessions",
+        "list",
+        "--service",
+        "test.lab.v1.Counter",
+        "--bridge",
+        bridge.address,
+      );
+      expect(all.code).to.equal(0);
+      expect(all.stderr).to.equal("");
+      const rows = all.stdout.trim().split("\n");
+      expect(rows.filter((r) => r.startsWith("ID ")).length).to.equal(1);
+      for (const key of keys) expect(rows.some((r) => r.includes(`key=${key}`))).to.equal(true, key);
+
+      const paged = await cli("sessions", "list", "--page-size", "7", "--all", "--bridge", bridge.address);
+      const pagedRows = paged.stdout.trim().split("\n");
+      expect(pagedRows.filter((r) => r.startsWith("ID ")).length).to.equal(1);
+      expect(pagedRows.length).to.equal(rows.length);
+
+      const one = await cli("sessions", "list", "--page-size", "2", "--json", "--bridge", bridge.address);
+      const firstIds = one.stdout
+        .trim()
+        .split("\n")
+        .map((l) => (JSON.parse(l) as { id: string }).id);
+      expect(firstIds).to.have.length(2);
+      const token = /--page-token (\S+)/.exec(one.stderr)?.[1];
+      expect(token, one.stderr).to.be.a("string");
+      const next = await cli(
+        "sessions",
+        "list",
+        "--page-size",
+        "2",
+        "--page-token",
+        token ?? "",
+        "--json",
+        "--bridge",
+        bridge.address,
+      );
+      const nextIds = next.stdout
+        .trim()
+        .split("\n")
+        .map((l) => (JSON.parse(l) as { id: string }).id);
+      expect(nextIds).to.have.length(2);
+      expect(nextIds.filter((id) => firstIds.includes(id))).to.deep.equal([]);
+    });
+
+    it("ends quietly with exit 0 when its reader goes away (| head)", async () => {
+      await unaryCall(client, "Start", { key: "cli-pipe" });
+      // More than a pipe holds, so the writer is still writing when head is gone.
+      const reply = await unaryCall<LabResult>(client, "Do", { key: "cli-pipe", text: "x".repeat(300_000) });
+      const id = reply.response.session_id;
+      for (const args of [
+        `sessions history ${id} --json --bridge ${bridge.address}`,
+        `sessions list --json --bridge ${bridge.address}`,
+      ]) {
+        const run = await exec(
+          "bash",
+          [
+            "-c",
+            `"$NODE" "$CLI" ${args} 2>"$ERR" | head -c 10 >/dev/null; echo "\${PIPESTATUS[0]}"; cat "$ERR"`,
+          ],
+          { env: { ...process.env, NODE: process.execPath, CLI, ERR: path.join(dir, "stderr.txt") } },
+        );
+        expect(run.stdout).to.equal("0\n");
+      }
+    });
+
+    it("takes an id that starts with '-' after '--', and says so when it is given as an option", async () => {
+      const run = await cli("sessions", "show", "--bridge", bridge.address, "--", "-abc");
+      expect(run.code).to.equal(1);
+      expect(run.stderr).to.equal("error: NOT_FOUND (SESSION_NOT_FOUND): session -abc not found\n");
+      const misread = await cli("sessions", "show", "-abc", "--bridge", bridge.address);
+      expect(misread.code).to.equal(2);
+      expect(misread.stderr).to.include('goes after "--": sessions show -- -abc');
     });
 
     it("drains on SIGTERM: a call in flight finishes, then the process exits 0", async () => {
@@ -224,6 +403,95 @@ describe("sessionbridge command line", function () {
       expect(await bridge.exited).to.equal(0);
       const logs = bridge.lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
       expect(logs).to.include.members(["draining", "stopped"]);
+    });
+  });
+
+  describe("shutdown signals", () => {
+    let dir: string;
+    let lab: LabProcess;
+    let bridge: BridgeProcess | undefined;
+    let client: grpc.Client | undefined;
+
+    before(async () => {
+      dir = mkdtempSync(path.join(os.tmpdir(), "sb-cli-stop-"));
+      lab = await startLabProcess();
+    });
+
+    afterEach(() => {
+      client?.close();
+      if (bridge?.child.exitCode === null && bridge.child.signalCode === null) bridge.child.kill("SIGKILL");
+    });
+
+    after(async () => {
+      await lab?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    /** A bridge with one call in flight at the lab process: resolves once the process has it. */
+    async function bridgeWithSlowCall(name: string, delayMs: number) {
+      bridge = await startBridgeProcess([
+        "--config",
+        writeLabConfig(dir, lab.port),
+        "--grpc",
+        "127.0.0.1:0",
+        "--store",
+        `sqlite:${path.join(dir, `${name}.db`)}`,
+        "--drain-ms",
+        "60000",
+      ]);
+      const pkg = loadLabPackage() as unknown as {
+        test: { lab: { v1: { Counter: grpc.ServiceClientConstructor } } };
+      };
+      client = new pkg.test.lab.v1.Counter(bridge.address, grpc.credentials.createInsecure());
+      await unaryCall(client, "Start", { key: name });
+      const slow = unaryCall<LabResult>(client, "Do", { key: name, text: "slow", delay_ms: delayMs });
+      // Observed so a forced exit's failure is not an unhandled rejection before it is awaited.
+      slow.catch(() => {});
+      await waitFor(() => lab.deliveries.some((d) => d.key === name && d.text === "slow"), 10_000);
+      return { bridge, slow };
+    }
+
+    const messages = (lines: readonly string[]) => lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const IGNORED = "drain in progress, signal ignored: a third signal forces the exit";
+
+    /**
+     * Sends SIGINT and waits until the bridge has logged `line`: signals of one kind do not
+     * queue, so two sent back to back may arrive as one.
+     */
+    async function interrupt(b: BridgeProcess, line: string): Promise<void> {
+      const seen = messages(b.lines).filter((m) => m === line).length;
+      b.child.kill("SIGINT");
+      await waitFor(() => messages(b.lines).filter((m) => m === line).length > seen, 10_000, line);
+    }
+
+    it("ignores a second SIGINT during the drain: the call in flight completes, exit 0", async () => {
+      const { bridge, slow } = await bridgeWithSlowCall("twice", 2000);
+      // Ctrl-C reaches the whole process group, and launchers forward it: two signals.
+      await interrupt(bridge, "draining");
+      await interrupt(bridge, IGNORED);
+      const out = await slow;
+      expect(out.response.key).to.equal("twice");
+      expect(out.response.text).to.equal("slow");
+      expect(await bridge.exited).to.equal(0);
+      const logs = messages(bridge.lines);
+      expect(logs).to.include.members(["draining", IGNORED, "stopped"]);
+      expect(logs).not.to.include("forced exit during drain");
+    });
+
+    it("forces the exit on a third signal and logs what it abandons, exit 1", async () => {
+      const { bridge, slow } = await bridgeWithSlowCall("thrice", 8000);
+      await interrupt(bridge, "draining");
+      await interrupt(bridge, IGNORED);
+      bridge.child.kill("SIGINT");
+      expect(await bridge.exited).to.equal(1);
+      const failed = await failure(slow);
+      expect(failed.code).to.equal(grpc.status.UNAVAILABLE);
+      const forced = bridge.lines
+        .map((l) => JSON.parse(l) as { msg: string; abandoned?: string; kept?: string })
+        .find((l) => l.msg === "forced exit during drain");
+      expect(forced?.abandoned).to.include("calls in flight");
+      expect(forced?.kept).to.include("one-way messages not yet delivered stay journaled");
+      expect(messages(bridge.lines)).not.to.include("stopped");
     });
   });
 

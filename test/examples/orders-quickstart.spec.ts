@@ -1,11 +1,16 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { expect } from "chai";
+import { EnvelopeKind } from "../../sdk/gen/sessionbridge/v1/envelope.js";
+import { createSessionServiceClient } from "../../sdk/ts/session-service-client.js";
+import { type BridgeProcess, startBridgeProcess } from "../support/bridge-process.js";
 import { failure, header, unaryCall } from "../support/grpc-call.js";
 import { reasonOf } from "../support/lab-harness.js";
 import { repoRoot } from "../support/repo-root.js";
@@ -24,7 +29,7 @@ interface Order {
 }
 
 /** A client built from nothing but the example's .proto files. */
-function ordersClient(): grpc.Client {
+function ordersClient(address = BRIDGE): grpc.Client {
   const definition = protoLoader.loadSync("examples/orders/v1/orders.proto", {
     includeDirs: [path.join(repoRoot(), "examples/orders/proto"), path.join(repoRoot(), "proto")],
     keepCase: true,
@@ -33,7 +38,7 @@ function ordersClient(): grpc.Client {
   const pkg = grpc.loadPackageDefinition(definition) as unknown as {
     examples: { orders: { v1: { Orders: grpc.ServiceClientConstructor } } };
   };
-  return new pkg.examples.orders.v1.Orders(BRIDGE, grpc.credentials.createInsecure());
+  return new pkg.examples.orders.v1.Orders(address, grpc.credentials.createInsecure());
 }
 
 async function grpcurl(...args: string[]): Promise<string> {
@@ -188,5 +193,250 @@ describe("quick start: the orders example behind npm start", function () {
     const history = await run(process.execPath, [cli, "sessions", "history", sessionId ?? ""]);
     expect(history.stdout).to.include("ONE_WAY  /examples.orders.v1.Orders/Note");
     expect(history.stdout).to.include("event=session.ended state=closed reason=end-operation");
+  });
+});
+
+/** Lines of a child's stdout, collected as they come. */
+function collect(child: ChildProcess): string[] {
+  const lines: string[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (l) => lines.push(l));
+  child.stderr?.on("data", (d: Buffer) => lines.push(d.toString()));
+  return lines;
+}
+
+function exitOf(child: ChildProcess): Promise<number | string> {
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve(child.exitCode ?? child.signalCode ?? -1);
+  return new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+}
+
+const msgOf = (line: string): string | undefined => {
+  try {
+    return (JSON.parse(line.replace(/^\[\w+\] /, "")) as { msg?: string }).msg;
+  } catch {
+    return undefined;
+  }
+};
+
+/** Sends `signal` and waits for a log line with message `msg` (signals of one kind do not queue). */
+async function signalUntil(child: ChildProcess, lines: string[], signal: NodeJS.Signals, msg: string) {
+  const seen = lines.filter((l) => msgOf(l) === msg).length;
+  child.kill(signal);
+  await waitFor(() => lines.filter((l) => msgOf(l) === msg).length > seen, 15_000, msg);
+}
+
+/** Resolves once the bridge has journaled a request for `operation` in the session: it is in flight. */
+async function journaled(bridge: string, sessionId: string, operation: string): Promise<void> {
+  const sessions = createSessionServiceClient(bridge, { deadlineMs: 5000 });
+  try {
+    await waitFor(async () => {
+      for await (const entry of sessions.history({ sessionId })) {
+        const e = entry.envelope;
+        if (e?.kind === EnvelopeKind.ENVELOPE_KIND_REQUEST && e.operation.endsWith(`/${operation}`))
+          return true;
+      }
+      return false;
+    }, 15_000);
+  } finally {
+    sessions.close();
+  }
+}
+
+describe("npm start and Ctrl-C", function () {
+  this.timeout(90_000);
+  let launcher: ChildProcess;
+  let lines: string[];
+  let ordersPid: number;
+  let client: grpc.Client;
+
+  beforeEach(async () => {
+    launcher = spawn(process.execPath, ["dist/examples/orders/start.js"], {
+      cwd: repoRoot(),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    lines = collect(launcher);
+    await waitFor(() => lines.some((l) => l.includes("Ctrl-C stops both")), 20_000, "npm start ready");
+    const ready = lines.find((l) => msgOf(l) === "orders process ready") ?? "";
+    ordersPid = (JSON.parse(ready.replace(/^\[orders\] /, "")) as { pid: number }).pid;
+    client = ordersClient();
+  });
+
+  afterEach(async () => {
+    client?.close();
+    try {
+      process.kill(ordersPid, "SIGCONT");
+    } catch {
+      // already gone
+    }
+    launcher.kill("SIGTERM");
+    await Promise.race([exitOf(launcher), sleep(15_000)]);
+  });
+
+  /** An order whose AddItem is in flight: the process is stopped (SIGSTOP) while it holds the call. */
+  async function callInFlight() {
+    const order = `S-${randomUUID().slice(0, 8)}`;
+    const opened = await unaryCall<Order>(client, "Open", { order_id: order, customer: "ada" });
+    process.kill(ordersPid, "SIGSTOP");
+    const pending = unaryCall<Order>(client, "AddItem", { order_id: order, sku: "tea", qty: 2 });
+    pending.catch(() => {});
+    await journaled(BRIDGE, header(opened.headers, "sb-session-id") ?? "", "AddItem");
+    return { pending };
+  }
+
+  it("drains on Ctrl-C, ignores the second signal, and exits with the bridge's status 0", async () => {
+    const { pending } = await callInFlight();
+    // Ctrl-C reaches npm and the launcher; both forward it: the bridge sees it twice.
+    await signalUntil(launcher, lines, "SIGINT", "draining");
+    await signalUntil(
+      launcher,
+      lines,
+      "SIGINT",
+      "drain in progress, signal ignored: a third signal forces the exit",
+    );
+    process.kill(ordersPid, "SIGCONT");
+    const added = await pending;
+    expect(added.response.items).to.deep.equal([{ sku: "tea", qty: 2 }]);
+    expect(await exitOf(launcher)).to.equal(0);
+    expect(lines.map(msgOf)).to.include("stopped");
+  });
+
+  it("forces the bridge out on the third signal and exits with its status 1", async () => {
+    const { pending } = await callInFlight();
+    await signalUntil(launcher, lines, "SIGINT", "draining");
+    await signalUntil(
+      launcher,
+      lines,
+      "SIGINT",
+      "drain in progress, signal ignored: a third signal forces the exit",
+    );
+    await signalUntil(launcher, lines, "SIGINT", "forced exit during drain");
+    expect((await failure(pending)).code).to.equal(grpc.status.UNAVAILABLE);
+    process.kill(ordersPid, "SIGCONT");
+    expect(await exitOf(launcher)).to.equal(1);
+  });
+});
+
+describe("the orders example after kill -9 of the bridge and the process (S10)", function () {
+  this.timeout(90_000);
+  let dir: string;
+  let db: string;
+  const running: ChildProcess[] = [];
+
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "sb-orders-"));
+    db = path.join(dir, "orders.db");
+  });
+
+  after(async () => {
+    for (const child of running) child.kill("SIGKILL");
+    await Promise.all(running.map(exitOf));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The example process as npm start runs it, on `address`, with its orders in `db`. */
+  async function startOrders(address: string): Promise<{ child: ChildProcess; port: number }> {
+    const child = spawn(process.execPath, ["dist/examples/orders/orders-main.js", address, db], {
+      cwd: repoRoot(),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    running.push(child);
+    const lines = collect(child);
+    await waitFor(() => lines.some((l) => msgOf(l) === "orders process ready"), 15_000, "orders ready");
+    const ready = lines.find((l) => msgOf(l) === "orders process ready") ?? "";
+    return { child, port: (JSON.parse(ready) as { port: number }).port };
+  }
+
+  function startBridge(processPort: number): Promise<BridgeProcess> {
+    const config = path.join(dir, "sessionbridge.yaml");
+    writeFileSync(
+      config,
+      [
+        "contracts:",
+        `  importPaths: [${JSON.stringify(path.join(repoRoot(), "examples/orders/proto"))}]`,
+        "  files: [examples/orders/v1/orders.proto]",
+        "processes:",
+        "  - name: orders",
+        "    services: [examples.orders.v1.Orders]",
+        `    location: grpc://127.0.0.1:${processPort}`,
+      ].join("\n"),
+    );
+    return startBridgeProcess([
+      "--config",
+      config,
+      "--grpc",
+      "127.0.0.1:0",
+      "--store",
+      `sqlite:${path.join(dir, "sessions.db")}`,
+    ]).then((b) => {
+      running.push(b.child);
+      return b;
+    });
+  }
+
+  it("keeps the order and applies a redelivered note once", async () => {
+    const order = `K-${randomUUID().slice(0, 8)}`;
+    const first = await startOrders("127.0.0.1:0");
+    let bridge = await startBridge(first.port);
+    let client = ordersClient(bridge.address);
+    const opened = await unaryCall<Order>(client, "Open", { order_id: order, customer: "ada" });
+    const sessionId = header(opened.headers, "sb-session-id") ?? "";
+    await unaryCall(client, "AddItem", { order_id: order, sku: "tea", qty: 2 }, { "sb-seq": "1" });
+    await unaryCall(client, "AddItem", { order_id: order, sku: "jam", qty: 1 }, { "sb-seq": "2" });
+    await unaryCall(client, "Note", { order_id: order, text: "first" });
+    await waitFor(
+      async () => (await unaryCall<Order>(client, "Get", { order_id: order })).response.notes.length === 1,
+    );
+    // A note accepted while the process cannot take it: journaled, not yet delivered.
+    first.child.kill("SIGSTOP");
+    await unaryCall(client, "Note", { order_id: order, text: "second" });
+    client.close();
+    bridge.child.kill("SIGKILL");
+    first.child.kill("SIGKILL");
+    await Promise.all([exitOf(bridge.child), exitOf(first.child)]);
+
+    const second = await startOrders(`127.0.0.1:${first.port}`);
+    bridge = await startBridge(second.port);
+    client = ordersClient(bridge.address);
+    const get = async () => (await unaryCall<Order>(client, "Get", { order_id: order })).response;
+    // The order is intact, and the note left undelivered goes out after the restart.
+    await waitFor(async () => (await get()).notes.length === 2, 15_000, "both notes");
+    let got = await get();
+    expect(got.items).to.deep.equal([
+      { sku: "tea", qty: 2 },
+      { sku: "jam", qty: 1 },
+    ]);
+    expect(got.total_qty).to.equal(3);
+    expect(got.notes).to.deep.equal(["first", "second"]);
+    // Numbering carries on where it stopped.
+    await unaryCall(client, "AddItem", { order_id: order, sku: "scone", qty: 1 }, { "sb-seq": "3" });
+
+    // The bridge redelivers a note with its original message id (S10): send the first one
+    // again, as it would, straight to the process. It answers OK and changes nothing.
+    const sessions = createSessionServiceClient(bridge.address, { deadlineMs: 5000 });
+    const noteIds: string[] = [];
+    for await (const entry of sessions.history({ sessionId })) {
+      const e = entry.envelope;
+      if (e?.kind === EnvelopeKind.ENVELOPE_KIND_ONE_WAY && e.operation.endsWith("/Note"))
+        noteIds.push(e.messageId);
+    }
+    sessions.close();
+    expect(noteIds).to.have.length(2);
+    const direct = ordersClient(`127.0.0.1:${second.port}`);
+    const redeliver = (messageId: string, text: string) =>
+      unaryCall(
+        direct,
+        "Note",
+        { order_id: order, text },
+        { "sb-session-id": sessionId, "sb-message-id": messageId },
+      );
+    await redeliver(noteIds[0] ?? "", "first");
+    await redeliver(noteIds[0] ?? "", "first");
+    got = await get();
+    expect(got.notes).to.deep.equal(["first", "second"]);
+    // A message id the process has not seen is applied: the dedupe is by id, not by text.
+    await redeliver("fresh-message-id", "first");
+    expect((await get()).notes).to.deep.equal(["first", "second", "first"]);
+    direct.close();
+    client.close();
   });
 });
