@@ -48,7 +48,10 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     },
     "sessionbridge ready",
   );
-  const signal = await shutdownSignals(logger);
+  const signal = await shutdownSignals(logger, () => {
+    const { inflightCalls, oneWayDeliveries } = runtime.bridge.stats();
+    return { inflightCalls, oneWayDeliveries };
+  });
   logger.info({ signal: signal.name, drainMs: options.drainMs }, "draining");
   try {
     await runtime.stop(options.drainMs);
@@ -74,7 +77,7 @@ interface ShutdownSignal {
  * bridge, one-way messages not yet delivered stay journaled and go out on the next
  * start (S10).
  */
-function shutdownSignals(logger: Logger): Promise<ShutdownSignal> {
+function shutdownSignals(logger: Logger, pending: () => Record<string, number>): Promise<ShutdownSignal> {
   return new Promise((resolve) => {
     let received = 0;
     const onSignal = (name: NodeJS.Signals): void => {
@@ -87,6 +90,7 @@ function shutdownSignals(logger: Logger): Promise<ShutdownSignal> {
         logger.error(
           {
             signal: name,
+            ...pending(),
             abandoned: "calls in flight get no answer from this bridge",
             kept: "one-way messages not yet delivered stay journaled for the next start (S10)",
           },

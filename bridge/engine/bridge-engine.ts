@@ -68,6 +68,8 @@ export interface EngineStats {
   readonly lifetimeEntries: number;
   /** Calls in flight. */
   readonly inflightCalls: number;
+  /** One-way messages being delivered or waiting to be retried (S11). */
+  readonly oneWayDeliveries: number;
 }
 
 export function createBridge(options: BridgeOptions): Bridge {
@@ -184,6 +186,7 @@ class BridgeEngine implements Bridge {
       liveSessions: this.#ctx.registry.size,
       lifetimeEntries: this.#monitor.size,
       inflightCalls: this.#inflight.size,
+      oneWayDeliveries: this.#ctx.oneWay.pending,
     };
   }
 

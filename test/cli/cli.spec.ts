@@ -487,8 +487,12 @@ describe("sessionbridge command line", function () {
       const failed = await failure(slow);
       expect(failed.code).to.equal(grpc.status.UNAVAILABLE);
       const forced = bridge.lines
-        .map((l) => JSON.parse(l) as { msg: string; abandoned?: string; kept?: string })
+        .map(
+          (l) => JSON.parse(l) as { msg: string; abandoned?: string; kept?: string; inflightCalls?: number },
+        )
         .find((l) => l.msg === "forced exit during drain");
+      // The slow call is still in flight: the log counts what is abandoned.
+      expect(forced?.inflightCalls).to.equal(1);
       expect(forced?.abandoned).to.include("calls in flight");
       expect(forced?.kept).to.include("one-way messages not yet delivered stay journaled");
       expect(messages(bridge.lines)).not.to.include("stopped");
