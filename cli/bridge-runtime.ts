@@ -78,7 +78,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     grpc = await startGrpcListener({
       bridge,
       address: config.listeners.grpc,
-      descriptors: reflectionDescriptors(config.contracts),
+      descriptors: reflectionDescriptors(contracts),
       maxMessageBytes: config.defaults.maxPayloadBytes,
     });
   } catch (error) {

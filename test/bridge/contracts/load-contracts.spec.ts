@@ -108,10 +108,10 @@ describe("loadContracts", () => {
       ]);
     });
 
-    it("keeps the parsed definitions for adapters, with field names as declared", () => {
-      const type = contracts.root.lookupType("examples.orders.v1.AddItem");
-      expect(Object.keys(type.fields)).to.deep.equal(["order_id", "sku", "qty"]);
-      expect(contracts.root.lookup("google.protobuf.Empty")).to.not.equal(null);
+    it("keeps the compiled definitions for adapters, with field names as declared", () => {
+      const type = contracts.registry.getMessage("examples.orders.v1.AddItem");
+      expect(type?.fields.map((f) => f.name)).to.deep.equal(["order_id", "sku", "qty"]);
+      expect(contracts.registry.getMessage("google.protobuf.Empty")).to.not.equal(undefined);
     });
   });
 
@@ -213,61 +213,34 @@ describe("loadContracts", () => {
       expect(contracts.operations.get("/fixtures.modalities.v1.Singleton/Use")?.requestStream).to.equal(true);
     });
 
-    it("rejects unknown option fields, wrong values and misplaced options", () => {
+    it("rejects unknown option fields, wrong values and misplaced options where the compiler finds them", () => {
       const file = "invalid/unknown-options.proto";
-      const service = "fixtures.options.v1.Typos";
+      const at = (line: number, column: number, message: string) => ({ file, line, column, message });
       expect(problemsOf(file).problems).to.deep.equal([
-        {
-          file,
-          service,
-          message:
-            'option field execution expects one of EXECUTION_MODALITY_UNSPECIFIED, EXECUTION_MODALITY_CONCURRENT, EXECUTION_MODALITY_SEQUENTIAL, EXECUTION_MODALITY_SINGLE, got "EXECUTION_MODALITY_PARALLEL"',
-        },
-        {
-          file,
-          service,
-          message:
-            "unknown option field idle_timeout: sessionbridge.v1.ServiceSessionOptions has no field idle_timeout (did you mean idle_timeout_ms?); its fields are execution, idle_timeout_ms, max_lifetime_ms, start_reuse, correlation_sets",
-        },
-        {
-          file,
-          service,
-          method: "Start",
-          message:
-            "unknown option field start_session: sessionbridge.v1.MethodSessionOptions has no field start_session (did you mean starts_session?); its fields are starts_session, ends_session, correlation, one_way, access",
-        },
-        {
-          file,
-          service,
-          method: "Start",
-          message:
-            "unknown option field correlation[0].aliases[0].varible: sessionbridge.v1.CorrelationAlias has no field varible (did you mean variable?); its fields are variable, path",
-        },
-        {
-          file,
-          service,
-          method: "Twice",
-          message: "option field starts_session is set more than once, but it is not repeated",
-        },
-        {
-          file,
-          service,
-          method: "WrongOption",
-          message:
-            "unknown option (sessionbridge.v1.methods): sessionbridge declares only (sessionbridge.v1.service) and (sessionbridge.v1.method)",
-        },
-        {
-          file,
-          service,
-          method: "WrongOption",
-          message: "option (sessionbridge.v1.service) does not apply here; use (sessionbridge.v1.method)",
-        },
-        {
-          file,
-          service,
-          method: "WrongOption",
-          message: 'option field one_way expects true or false, got "yes"',
-        },
+        at(13, 16, "cannot find `EXECUTION_MODALITY_PARALLEL` in this scope"),
+        at(
+          14,
+          5,
+          "cannot resolve message field name for `sessionbridge.v1.ServiceSessionOptions` (at idle_timeout: 1000)",
+        ),
+        at(
+          18,
+          37,
+          "cannot find message field `start_session` in `sessionbridge.v1.MethodSessionOptions` (at .start_session)",
+        ),
+        at(
+          19,
+          74,
+          'cannot resolve message field name for `sessionbridge.v1.CorrelationAlias` (at varible: "id")',
+        ),
+        at(24, 7, "message field `sessionbridge.v1.MethodSessionOptions.starts_session` set multiple times"),
+        at(29, 13, "cannot find `sessionbridge.v1.methods` in this scope"),
+        at(
+          30,
+          12,
+          "expected `google.protobuf.MethodOptions` extension, found message extension in `google.protobuf.ServiceOptions` (at (sessionbridge.v1.service))",
+        ),
+        at(31, 51, 'mismatched types (at "yes")'),
       ]);
     });
   });
@@ -280,14 +253,15 @@ describe("loadContracts", () => {
       expect(error.problems).to.have.length(6);
       expect(error.message.split("\n")).to.deep.equal([
         "invalid contracts (6 problems):",
-        ...error.problems.map((p) =>
-          p.service === undefined ? `${p.file}: ${p.message}` : `${p.file}: ${p.service}: ${p.message}`,
-        ),
+        ...error.problems.map((p) => {
+          const at = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.column}`;
+          return p.service === undefined ? `${at}: ${p.message}` : `${at}: ${p.service}: ${p.message}`;
+        }),
       ]);
       expect(error.message).to.contain(
         "invalid/sets.proto: fixtures.sets.v1.Sets: correlation set order is declared more than once",
       );
-      expect(error.message).to.contain("invalid/syntax.proto: syntax error at line 7:");
+      expect(error.message).to.contain("invalid/syntax.proto:7:1: unexpected `}` after definition");
     });
 
     it("rejects a file that is in no import path", () => {
@@ -298,22 +272,28 @@ describe("loadContracts", () => {
       );
     });
 
-    it("rejects a file that does not parse, naming its line", () => {
+    it("rejects a file that does not parse, naming its line and column", () => {
       expect(problemsOf("invalid/syntax.proto").problems).to.deep.equal([
-        { file: "invalid/syntax.proto", message: "syntax error at line 7: illegal token '}', ';' expected" },
+        { file: "invalid/syntax.proto", line: 7, column: 1, message: "unexpected `}` after definition" },
       ]);
     });
 
     it("attributes a syntax error in an imported file to that file", () => {
       expect(problemsOf("invalid/uses-broken.proto").problems).to.deep.equal([
-        { file: "invalid/syntax.proto", message: "syntax error at line 7: illegal token '}', ';' expected" },
+        { file: "invalid/syntax.proto", line: 7, column: 1, message: "unexpected `}` after definition" },
+      ]);
+    });
+
+    it("names files as the configuration writes them", () => {
+      expect(problemsOf("./invalid/syntax.proto").problems).to.deep.equal([
+        { file: "./invalid/syntax.proto", line: 7, column: 1, message: "unexpected `}` after definition" },
       ]);
     });
 
     it("rejects an import that is in no import path", () => {
       const [problem, ...rest] = problemsOf("invalid/missing-import.proto").problems;
       expect(rest).to.deep.equal([]);
-      expect(problem?.file).to.equal("invalid/missing-import.proto");
+      expect(problem).to.deep.include({ file: "invalid/missing-import.proto", line: 5, column: 1 });
       expect(problem?.message).to.match(/^import "fixtures\/nowhere.proto" not found in the import paths/);
     });
 
@@ -321,7 +301,9 @@ describe("loadContracts", () => {
       expect(problemsOf("invalid/unknown-type.proto").problems).to.deep.equal([
         {
           file: "invalid/unknown-type.proto",
-          message: "no such Type or Enum 'Missing' in Type .fixtures.unknown.v1.Holder",
+          line: 6,
+          column: 3,
+          message: "cannot find `Missing` in this scope",
         },
       ]);
     });
@@ -448,21 +430,18 @@ describe("loadContracts", () => {
     });
 
     it("rejects negative, fractional and unrepresentable timeouts", () => {
-      const at = (service: string) => ({
-        file: "invalid/timeouts.proto",
-        service: `fixtures.timeouts.v1.${service}`,
-      });
-      expect(problemsOf("invalid/timeouts.proto").problems).to.deep.equal([
-        { ...at("Timeouts"), message: "option field idle_timeout_ms must not be negative (uint64), got -1" },
+      const file = "invalid/timeouts.proto";
+      expect(problemsOf(file).problems).to.deep.equal([
+        { file, line: 12, column: 55, message: "literal out of range for `uint64` (at -1)" },
+        { file, line: 19, column: 58, message: "mismatched types (at 1.5)" },
+        { file, line: 19, column: 79, message: 'mismatched types (at "soon")' },
+      ]);
+      expect(problemsOf("invalid/huge-timeout.proto").problems).to.deep.equal([
         {
-          ...at("Timeouts"),
+          file: "invalid/huge-timeout.proto",
+          service: "fixtures.huge.v1.Huge",
           message:
             "option field max_lifetime_ms is too large to represent exactly (uint64, at most 9007199254740991)",
-        },
-        { ...at("Fractional"), message: "option field idle_timeout_ms expects an integer (uint64), got 1.5" },
-        {
-          ...at("Fractional"),
-          message: 'option field max_lifetime_ms expects an integer (uint64), got "soon"',
         },
       ]);
     });
