@@ -198,6 +198,38 @@ describe("loadContracts", () => {
       expect(op("Stop")?.oneWay).to.equal(true);
     });
 
+    it("loads list literals and repeated message blocks to identical contracts", () => {
+      const list = load("valid/aliases-list.proto");
+      const blocks = load("valid/aliases-blocks.proto");
+      const withoutFile = (set: ContractSet) =>
+        [...set.services.values()].map(({ file: _file, ...service }) => service);
+      expect(withoutFile(list)).to.deep.equal(withoutFile(blocks));
+      expect([...list.operations.values()]).to.deep.equal([...blocks.operations.values()]);
+      const open = list.operations.get("/fixtures.aliases.v1.Pairs/Open");
+      expect(open?.correlation?.aliases.map((a) => `${a.variable}=${a.path}`)).to.deep.equal(["a=a", "b=b"]);
+      expect([
+        ...(list.services.get("fixtures.aliases.v1.Pairs")?.correlationSets.values() ?? []),
+      ]).to.deep.equal([{ name: "pair", variables: ["a", "b"] }]);
+    });
+
+    it("loads the other text-format forms protoc accepts: no colon, angle brackets, separators, numbers", () => {
+      const contracts = load("valid/text-format-forms.proto");
+      const service = contracts.services.get("fixtures.forms.v1.Forms");
+      expect(service?.execution).to.equal("sequential");
+      expect([...(service?.correlationSets.values() ?? [])]).to.deep.equal([
+        { name: "pair", variables: ["tenant", "id"] },
+      ]);
+      const op = (name: string) => contracts.operations.get(`/fixtures.forms.v1.Forms/${name}`);
+      expect(op("Open")?.startsSession).to.equal(true);
+      expect(op("Read")?.access).to.equal("shared");
+      for (const name of ["Open", "Read"]) {
+        expect(op(name)?.correlation?.aliases.map((a) => `${a.variable}=${a.path}`)).to.deep.equal([
+          "tenant=header.tenant",
+          "id=id",
+        ]);
+      }
+    });
+
     it("treats a service without sessionbridge options as plain, and relaxes correlation outside CONCURRENT", () => {
       const contracts = load("valid/modalities.proto");
       const plain = contracts.services.get("fixtures.modalities.v1.Plain");
