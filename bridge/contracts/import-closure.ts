@@ -94,7 +94,7 @@ function incompleteFiles(
     // An import cycle is the compiler's to report; while visiting, assume complete.
     verdict.set(name, false);
     const file = files.get(name);
-    const result = file !== undefined && file.imports.some((i) => isIncomplete(i.target));
+    const result = file?.imports.some((i) => isIncomplete(i.target)) === true;
     verdict.set(name, result);
     return result;
   };
