@@ -276,6 +276,44 @@ describe("extractCorrelation", () => {
     });
   });
 
+  describe("value size limit", () => {
+    it("accepts values up to defaults.maxCorrelationValueBytes (1024) and refuses longer ones, naming the path", () => {
+      expect(canonical("ByText", encode({ text: "x".repeat(1024) }))).to.have.length(1024);
+      const error = failure("ByText", encode({ text: "x".repeat(1025) }));
+      expect(error.code).to.equal(Code.INVALID_ARGUMENT);
+      expect(error.reason).to.equal(Reason.CORRELATION_VALUE_TOO_LARGE);
+      expect(error.message).to.equal(
+        "request for /fixtures.types.v1.Typed/ByText: correlation field text (variable v) holds 1025 bytes, more than the 1024 a correlation value may have",
+      );
+      expect(error.metadata).to.deep.equal({
+        operation: "/fixtures.types.v1.Typed/ByText",
+        variable: "v",
+        path: "text",
+        max_bytes: "1024",
+      });
+    });
+
+    it("counts encoded bytes (UTF-8) against a configured limit, nested paths and bytes fields too", () => {
+      // 3 characters, 6 bytes.
+      const nested = encode({ header: { tenant: "äöü" } });
+      expect(extractCorrelation(op("ByTenant"), nested, 6).values.v).to.equal("äöü");
+      const error = (() => {
+        try {
+          extractCorrelation(op("ByTenant"), nested, 5);
+        } catch (caught) {
+          return caught as BridgeError;
+        }
+        expect.fail("a 6-byte value over a 5-byte limit should fail");
+      })();
+      expect(error.reason).to.equal(Reason.CORRELATION_VALUE_TOO_LARGE);
+      expect(error.metadata.path).to.equal("header.tenant");
+      expect(() => extractCorrelation(op("ByBlob"), encode({ blob: new Uint8Array(9) }), 8))
+        .to.throw(BridgeError)
+        .with.property("reason", Reason.CORRELATION_VALUE_TOO_LARGE);
+      expect(extractCorrelation(op("ByI64"), encode({ i64: -1 }), 10).values.v).to.equal("-1");
+    });
+  });
+
   describe("keys", () => {
     it("separates values of different families with the same text (S5)", () => {
       const text = extractCorrelation(op("ByText"), encode({ text: "1" }));
