@@ -39,7 +39,7 @@ export interface ExtractedCorrelation {
  * A field absent from the message is missing (S4), and so is a field holding its type's
  * default (empty string or bytes, 0, false, the enum's zero): proto3 does not tell an unset
  * field from a default one, and encoders differ in whether they write a default that was
- * set explicitly (protobufjs does, most do not), so both must route alike. For the same
+ * set explicitly (some do, most do not), so both must route alike. For the same
  * reason a default never correlates in a field with explicit presence either.
  */
 
