@@ -101,11 +101,11 @@ describe("createJsonCodec", () => {
 
   it("refuses input over the byte limit before parsing it, counting UTF-8 bytes", () => {
     const small = createJsonCodec(contracts, { maxInputBytes: 32 });
-    const fits = '{"cartId":"' + "x".repeat(19) + '"}';
+    const fits = `{"cartId":"${"x".repeat(19)}"}`;
     expect(Buffer.byteLength(fits)).to.equal(32);
     expect(small.toBinary(CART, fits)).to.have.length(21);
     // 31 characters, 34 bytes: over the limit although short in characters.
-    const wide = '{"cartId":"' + "é".repeat(3) + "x".repeat(15) + '"}';
+    const wide = `{"cartId":"${"é".repeat(3)}${"x".repeat(15)}"}`;
     expect(wide.length).to.be.lessThan(32);
     for (const text of [wide, `${fits} `, "{".repeat(1000)]) {
       expect(() => small.toBinary(CART, text))
@@ -118,7 +118,7 @@ describe("createJsonCodec", () => {
   });
 
   it("refuses JSON nested deeper than the limit before parsing it", () => {
-    const nested = (depth: number) => '{"parent":'.repeat(depth) + "{}" + "}".repeat(depth);
+    const nested = (depth: number) => `${'{"parent":'.repeat(depth)}{}${"}".repeat(depth)}`;
     const shallow = createJsonCodec(contracts, { maxDepth: 5 });
     expect(shallow.toBinary(CART, nested(4))).to.be.instanceOf(Uint8Array);
     const error = (() => {
