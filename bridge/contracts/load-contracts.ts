@@ -1,6 +1,7 @@
 import path from "node:path";
-import { clone, createFileRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import type { ContractsConfig } from "../config/config.js";
 import { compileProtos } from "./buf-compiler.js";
 import { buildService } from "./build-service.js";
@@ -67,13 +68,19 @@ export function loadContracts(config: ContractsConfig): ContractSet {
     }
   }
   if (problems.length > 0) throw new ContractError(problems);
-  const files = descriptorSet.file.map((file) => {
-    // Source info locates problems; clients of reflection do not need it.
-    const stripped = clone(FileDescriptorProtoSchema, file);
-    stripped.sourceCodeInfo = undefined;
-    return toBinary(FileDescriptorProtoSchema, stripped);
-  });
-  return { services, operations, registry, files };
+  return { services, operations, registry, files: fileBytes(compiled.descriptorSet) };
+}
+
+/** The encoded FileDescriptorProtos of a FileDescriptorSet (field 1), as they are: no re-encoding. */
+function fileBytes(descriptorSet: Uint8Array): Uint8Array[] {
+  const files: Uint8Array[] = [];
+  const reader = new BinaryReader(descriptorSet);
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) files.push(reader.bytes());
+    else reader.skip(wireType);
+  }
+  return files;
 }
 
 /** Whether `file` is one of `broken` or imports one of them, directly or not. */
