@@ -8,7 +8,7 @@ import type { ContractProblem } from "./contract-error.js";
 import type { SourceFile } from "./import-closure.js";
 
 export interface CompileResult {
-  /** A FileDescriptorSet with every target and its imports, imports first; undefined on failure. */
+  /** A FileDescriptorSet with every target and its imports, imports first, with source info; undefined on failure. */
   readonly descriptorSet: Uint8Array | undefined;
   /** Compiler errors, each at FILE:LINE:COL under the file's import name. */
   readonly problems: readonly ContractProblem[];
@@ -52,18 +52,9 @@ function runBuf(files: ReadonlyMap<string, SourceFile>, targets: readonly string
       mkdirSync(path.dirname(target), { recursive: true });
       writeFileSync(target, file.text);
     }
-    // A plain FileDescriptorSet (no buf image metadata), without source info: error
-    // positions come from the compiler's messages, and reflection serves the files as they are.
-    const args = [
-      "build",
-      ".",
-      "--as-file-descriptor-set",
-      "--exclude-source-info",
-      "--error-format",
-      "json",
-      "-o",
-      "-#format=binpb",
-    ];
+    // A plain FileDescriptorSet, without buf's image metadata; with source info, which
+    // places the problems found in the options.
+    const args = ["build", ".", "--as-file-descriptor-set", "--error-format", "json", "-o", "-#format=binpb"];
     for (const target of targets) args.push("--path", target);
     const [command, prefix] = bufCommand();
     const run = spawnSync(command, [...prefix, ...args], {

@@ -36,7 +36,8 @@ export function buildService(
 ): ServiceContract {
   const { service, file } = source;
   const name = service.typeName;
-  const reportService = (message: string): void => report({ file, service: name, message });
+  const servicePlace = { file, ...source.options.position(service), service: name };
+  const reportService = (message: string): void => report({ ...servicePlace, message });
   const methodOptions = new Map(service.methods.map((m) => [m, source.options.method(m)]));
   const serviceOptions = source.options.service(service);
   const sessionful = serviceOptions !== undefined || [...methodOptions.values()].some((o) => o !== undefined);
@@ -52,8 +53,8 @@ export function buildService(
     correlationSets,
   };
   const operations = service.methods.map((method) => {
-    const reportMethod = (message: string): void =>
-      report({ file, service: name, method: method.name, message });
+    const methodPlace = { file, ...source.options.position(method), service: name, method: method.name };
+    const reportMethod = (message: string): void => report({ ...methodPlace, message });
     return buildOperation(contract, method, methodOptions.get(method), reportMethod);
   });
   return { ...contract, operations };

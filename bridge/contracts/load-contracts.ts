@@ -11,6 +11,7 @@ import { type ImportClosure, resolveImportClosure } from "./import-closure.js";
 import { OPTIONS_PROTO, searchPaths } from "./proto-paths.js";
 import { ERROR_DETAILS_PROTO, HEALTH_PROTO, SERVED_PROTOS, SESSION_PROTO } from "./served-protos.js";
 import { sessionOptions } from "./session-options.js";
+import { withoutSourceInfo } from "./source-positions.js";
 
 /** Compiled with every contract: the option declarations and what the bridge serves itself. */
 const BRIDGE_FILES = [OPTIONS_PROTO, SESSION_PROTO, HEALTH_PROTO, ERROR_DETAILS_PROTO];
@@ -68,7 +69,7 @@ export function loadContracts(config: ContractsConfig): ContractSet {
     }
   }
   if (problems.length > 0) throw new ContractError(problems);
-  return { services, operations, registry, files: fileBytes(compiled.descriptorSet) };
+  return { services, operations, registry, files: fileBytes(compiled.descriptorSet).map(withoutSourceInfo) };
 }
 
 /** The encoded FileDescriptorProtos of a FileDescriptorSet (field 1), as they are: no re-encoding. */

@@ -6,6 +6,7 @@ import {
   getOption,
   hasOption,
 } from "@bufbuild/protobuf";
+import { optionPosition, type SourcePosition } from "./source-positions.js";
 
 /** The two options a contract uses (proto/sessionbridge/v1/options.proto). */
 export const SERVICE_OPTION = "sessionbridge.v1.service";
@@ -36,6 +37,8 @@ export interface SessionOptions {
   /** The options of a service; undefined when it sets none. */
   service(service: DescService): ServiceOptionValue | undefined;
   method(method: DescMethod): MethodOptionValue | undefined;
+  /** Where the service's or method's sessionbridge option is written, else where it is declared. */
+  position(element: DescService | DescMethod): SourcePosition | undefined;
 }
 
 /**
@@ -61,5 +64,9 @@ export function sessionOptions(registry: FileRegistry): SessionOptions {
   return {
     service: (s) => read<ServiceOptionValue>(s, service),
     method: (m) => read<MethodOptionValue>(m, method),
+    position: (element) => {
+      const extension = element.kind === "service" ? service : method;
+      return optionPosition(element, extension?.number ?? 0);
+    },
   };
 }

@@ -101,6 +101,6 @@ describe("loadBridgeSetup", () => {
     expect(() => loadBridgeSetup({ file: "setup-bad-contract.yaml", cwd: DIR }))
       .to.throw(ContractError)
       .with.property("message")
-      .that.contains("invalid/flags.proto: fixtures.flags.v1.Flags.NoCorrelation:");
+      .that.contains("invalid/flags.proto:16:3: fixtures.flags.v1.Flags.NoCorrelation:");
   });
 });

@@ -24,6 +24,28 @@ function problemsOf(...files: string[]): ContractError {
   expect.fail(`loading ${files.join(", ")} should fail`);
 }
 
+/** Where each fixture method's sessionbridge option is written (or the method, without one). */
+const PLACES: Readonly<Record<string, { line: number; column: number }>> = {
+  TwoSets: { line: 24, column: 12 },
+  UndeclaredSet: { line: 30, column: 12 },
+  UnknownVariable: { line: 33, column: 12 },
+  UnboundVariable: { line: 38, column: 12 },
+  DoubleAlias: { line: 41, column: 12 },
+  MissingField: { line: 29, column: 12 },
+  RepeatedLeaf: { line: 32, column: 12 },
+  MapLeaf: { line: 35, column: 12 },
+  MessageLeaf: { line: 38, column: 12 },
+  RepeatedStep: { line: 41, column: 12 },
+  ScalarStep: { line: 44, column: 12 },
+  EmptyStep: { line: 47, column: 12 },
+  NoCorrelation: { line: 16, column: 3 },
+  StarterWithoutCorrelation: { line: 18, column: 12 },
+  OneWayClientStream: { line: 21, column: 12 },
+  OneWayServerStream: { line: 24, column: 12 },
+  OneWayBidi: { line: 27, column: 12 },
+  SharedEnd: { line: 30, column: 12 },
+};
+
 describe("loadContracts", () => {
   describe("the orders example", () => {
     const contracts = loadContracts({
@@ -291,7 +313,7 @@ describe("loadContracts", () => {
         }),
       ]);
       expect(error.message).to.contain(
-        "invalid/sets.proto: fixtures.sets.v1.Sets: correlation set order is declared more than once",
+        "invalid/sets.proto:12:10: fixtures.sets.v1.Sets: correlation set order is declared more than once",
       );
       expect(error.message).to.contain("invalid/syntax.proto:7:1: unexpected `}` after definition");
     });
@@ -341,7 +363,7 @@ describe("loadContracts", () => {
     });
 
     it("rejects duplicate, empty, unnamed and repetitive correlation sets", () => {
-      const at = { file: "invalid/sets.proto", service: "fixtures.sets.v1.Sets" };
+      const at = { file: "invalid/sets.proto", line: 12, column: 10, service: "fixtures.sets.v1.Sets" };
       expect(problemsOf("invalid/sets.proto").problems).to.deep.equal([
         { ...at, message: "correlation set order is declared more than once" },
         { ...at, message: "correlation set empty has no variables" },
@@ -353,6 +375,7 @@ describe("loadContracts", () => {
     it("rejects operations whose correlation does not fit the service's sets", () => {
       const at = (method: string) => ({
         file: "invalid/correlation.proto",
+        ...PLACES[method],
         service: "fixtures.correlation.v1.Correlated",
         method,
       });
@@ -381,6 +404,7 @@ describe("loadContracts", () => {
     it("rejects alias paths that miss a field or do not lead to one singular scalar", () => {
       const at = (method: string) => ({
         file: "invalid/alias-paths.proto",
+        ...PLACES[method],
         service: "fixtures.paths.v1.Paths",
         method,
       });
@@ -428,6 +452,7 @@ describe("loadContracts", () => {
     it("rejects unroutable operations and one-way streams, and allows one-way enders and streaming starters", () => {
       const at = (method: string) => ({
         file: "invalid/flags.proto",
+        ...PLACES[method],
         service: "fixtures.flags.v1.Flags",
         method,
       });
@@ -471,6 +496,8 @@ describe("loadContracts", () => {
       expect(problemsOf("invalid/huge-timeout.proto").problems).to.deep.equal([
         {
           file: "invalid/huge-timeout.proto",
+          line: 13,
+          column: 3,
           service: "fixtures.huge.v1.Huge",
           message:
             "option field max_lifetime_ms is too large to represent exactly (uint64, at most 9007199254740991)",
