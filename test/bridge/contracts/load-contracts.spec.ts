@@ -1,4 +1,6 @@
 import path from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { expect } from "chai";
 import type { ContractSet } from "../../../bridge/contracts/contract.js";
 import { ContractError, type ContractProblem } from "../../../bridge/contracts/contract-error.js";
@@ -144,6 +146,30 @@ describe("loadContracts", () => {
     });
     expect([...contracts.services.keys()]).to.deep.equal(["shadow.v1.First"]);
     expect(contracts.services.get("shadow.v1.First")?.file).to.equal("shadow/v1/svc.proto");
+  });
+
+  it("compiles the bridge's own files with every contract, a contract's own copy winning", () => {
+    const names = (set: ContractSet) =>
+      set.files.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes).name);
+    const plain = load("valid/modalities.proto");
+    expect(names(plain)).to.include.members([
+      "sessionbridge/v1/options.proto",
+      "sessionbridge/v1/session.proto",
+      "grpc/health/v1/health.proto",
+      "google/rpc/error_details.proto",
+      "google/protobuf/descriptor.proto",
+    ]);
+    expect(plain.registry.getMessage("google.rpc.RetryInfo")).to.equal(undefined);
+    const own = loadContracts({
+      importPaths: [path.join(FIXTURES, "own-error-details")],
+      files: ["uses/v1/uses.proto"],
+    });
+    expect(own.registry.getMessage("google.rpc.RetryInfo")).to.not.equal(undefined);
+    expect(names(own).filter((name) => name === "google/rpc/error_details.proto")).to.have.length(1);
+    // Served files carry no source info.
+    expect(own.files.map((b) => fromBinary(FileDescriptorProtoSchema, b).sourceCodeInfo)).to.satisfy(
+      (infos: unknown[]) => infos.every((info) => info === undefined),
+    );
   });
 
   describe("alias compilation", () => {
