@@ -5,7 +5,10 @@ import { type FileDescriptorProto, FileDescriptorProtoSchema } from "@bufbuild/p
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { expect } from "chai";
+import { loadBridgeSetup } from "../../../bridge/config/check-config.js";
+import { type BridgeRuntime, startBridgeRuntime } from "../../../cli/bridge-runtime.js";
 import { type LabHarness, startLabHarness } from "../../support/lab-harness.js";
+import { fixturePath } from "../../support/repo-root.js";
 
 const reflectionDir = path.join(
   path.dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")),
@@ -142,4 +145,46 @@ describe("gRPC server reflection", () => {
       }
     });
   }
+});
+
+/** A configuration that exposes one of the three services its contract file declares. */
+describe("a bridge serving a subset of its contracts", () => {
+  let runtime: BridgeRuntime;
+  before(async () => {
+    const setup = loadBridgeSetup({
+      file: fixturePath("config/setup-subset.yaml"),
+      overrides: { grpc: "127.0.0.1:0", store: "memory" },
+    });
+    runtime = await startBridgeRuntime({ config: setup.config, contracts: setup.contracts });
+  });
+  after(async () => {
+    await runtime.stop(1000);
+  });
+
+  it("lists only the served services and answers UNIMPLEMENTED for the others", async () => {
+    const reflection = reflectionClient("v1", runtime.grpc.address);
+    const raw = new grpc.Client(runtime.grpc.address, grpc.credentials.createInsecure());
+    try {
+      const response = await ask(reflection, { list_services: "" });
+      const services = (response.list_services_response as { service: { name: string }[] }).service.map(
+        (s) => s.name,
+      );
+      expect(services).to.include("fixtures.modalities.v1.Plain");
+      expect(services).to.not.include.members(["fixtures.modalities.v1.Queue"]);
+      expect(services).to.not.include.members(["fixtures.modalities.v1.Singleton"]);
+      const code = await new Promise<number>((resolve) => {
+        raw.makeUnaryRequest(
+          "/fixtures.modalities.v1.Queue/Begin",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          (error) => resolve(error?.code ?? grpc.status.OK),
+        );
+      });
+      expect(code).to.equal(grpc.status.UNIMPLEMENTED);
+    } finally {
+      reflection.close();
+      raw.close();
+    }
+  });
 });
