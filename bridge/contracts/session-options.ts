@@ -45,8 +45,7 @@ export interface SessionOptions {
  * Reads the sessionbridge options of compiled services and methods. The compiler has
  * already checked them against options.proto (field names, types, enum values, fields set
  * twice), so what remains are the rules across fields, which build-service checks.
- * Several `option (x).a = …;` lines and aggregate `option (x) = {…};` values arrive merged
- * into one message, as protoc merges them.
+ * Several `option (x).a = …;` lines arrive merged into one message, as protoc merges them.
  */
 export function sessionOptions(registry: FileRegistry): SessionOptions {
   const service = registry.getExtension(SERVICE_OPTION);
@@ -56,10 +55,7 @@ export function sessionOptions(registry: FileRegistry): SessionOptions {
     extension: DescExtension | undefined,
   ): T | undefined => {
     if (extension === undefined) return undefined;
-    // getOption/hasOption take the element kind the extension applies to; the compiler
-    // has checked that each option sits on the right kind.
-    const e = element as never;
-    return hasOption(e, extension as never) ? (getOption(e, extension as never) as T) : undefined;
+    return hasOption(element, extension) ? (getOption(element, extension) as T) : undefined;
   };
   return {
     service: (s) => read<ServiceOptionValue>(s, service),
