@@ -6,7 +6,7 @@ import type { ContractsConfig } from "../config/config.js";
 import { compileProtos } from "./buf-compiler.js";
 import { buildService } from "./build-service.js";
 import type { ContractSet, OperationContract, ServiceContract } from "./contract.js";
-import { ContractError, type ContractProblem } from "./contract-error.js";
+import { ContractError, type ContractProblem, formatContractProblem } from "./contract-error.js";
 import { type ImportClosure, resolveImportClosure } from "./import-closure.js";
 import { OPTIONS_PROTO, searchPaths } from "./proto-paths.js";
 import { ERROR_DETAILS_PROTO, HEALTH_PROTO, SERVED_PROTOS, SESSION_PROTO } from "./served-protos.js";
@@ -49,10 +49,12 @@ export function loadContracts(config: ContractsConfig): ContractSet {
     // again without it and whatever imports it, and validate what is left.
     const broken = new Set(compiled.problems.map((p) => p.file));
     targets = targets.filter((name) => !dependsOn(name, broken, closure));
-    compiled =
-      targets.some((name) => configured.has(name)) && targets.length > 0
-        ? compileProtos(complete, targets)
-        : { descriptorSet: undefined, problems: [] };
+    const reported = new Set(compiled.problems.map(formatContractProblem));
+    compiled = targets.some((name) => configured.has(name))
+      ? compileProtos(complete, targets)
+      : { descriptorSet: undefined, problems: [] };
+    for (const problem of compiled.problems)
+      if (!reported.has(formatContractProblem(problem))) report(problem);
   }
   if (compiled.descriptorSet === undefined) throw new ContractError(problems);
 
