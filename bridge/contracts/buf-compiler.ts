@@ -4,8 +4,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
+import { BridgeError } from "../errors/bridge-error.js";
+import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
 import type { ContractProblem } from "./contract-error.js";
-import type { SourceFile } from "./import-closure.js";
+import { isImportName, type SourceFile } from "./import-closure.js";
 
 export interface CompileResult {
   /** A FileDescriptorSet with every target and its imports, imports first, with source info; undefined on failure. */
@@ -48,6 +51,8 @@ function runBuf(files: ReadonlyMap<string, SourceFile>, targets: readonly string
     // A buf.yaml of our own: the staged directory is one module, with no lint or deps.
     writeFileSync(path.join(dir, "buf.yaml"), "version: v2\n");
     for (const file of files.values()) {
+      // Names come from resolveImportClosure, which admits only these; never write outside dir.
+      if (!isImportName(file.name)) throw compilerFailure(`refusing to stage ${JSON.stringify(file.name)}`);
       const target = path.join(dir, ...file.name.split("/"));
       mkdirSync(path.dirname(target), { recursive: true });
       writeFileSync(target, file.text);
@@ -62,18 +67,24 @@ function runBuf(files: ReadonlyMap<string, SourceFile>, targets: readonly string
       maxBuffer: MAX_OUTPUT_BYTES,
       stdio: ["ignore", "pipe", "pipe"],
     });
-    if (run.error !== undefined)
-      throw new Error(`cannot run the protobuf compiler (buf): ${run.error.message}`);
+    if (run.error !== undefined) throw compilerFailure(`cannot run buf: ${run.error.message}`, run.error);
     const stderr = run.stderr.toString("utf8");
     if (run.status === 0) return { descriptorSet: new Uint8Array(run.stdout), problems: [] };
     const problems = parseErrors(stderr, files);
     if (run.status !== 100 || problems.length === 0) {
-      throw new Error(`the protobuf compiler (buf) failed (exit ${run.status}): ${stderr.trim()}`);
+      throw compilerFailure(`buf failed (exit ${run.status}): ${stderr.trim()}`);
     }
     return { descriptorSet: undefined, problems };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The compiler itself failed (not installed, crashed): not a problem of the contracts. */
+function compilerFailure(message: string, cause?: unknown): BridgeError {
+  return new BridgeError(Code.INTERNAL, Reason.INTERNAL, `protobuf compiler: ${message}`, {
+    ...(cause === undefined ? {} : { cause }),
+  });
 }
 
 interface BufError {

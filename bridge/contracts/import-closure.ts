@@ -49,7 +49,10 @@ export function resolveImportClosure(
     return found === undefined ? fallback.get(name) : readFileSync(found, "utf8");
   };
   for (const root of roots) {
-    if (read(root) === undefined) {
+    if (!isImportName(root)) {
+      report({ file: root, message: `not a file name relative to an import path (${IMPORT_NAME_RULE})` });
+      missing.add(root);
+    } else if (read(root) === undefined) {
       report({ file: root, message: `file not found in the import paths (${searched})` });
       missing.add(root);
     }
@@ -64,6 +67,16 @@ export function resolveImportClosure(
     for (const statement of imports) {
       const target = statement.target;
       if (isCompilerProvided(target) || files.has(target)) continue;
+      if (!isImportName(target)) {
+        missing.add(target);
+        report({
+          file: name,
+          line: statement.line,
+          column: statement.column,
+          message: `import "${target}" is not a file name relative to an import path (${IMPORT_NAME_RULE})`,
+        });
+        continue;
+      }
       if (!missing.has(target) && read(target) === undefined) {
         missing.add(target);
       }
@@ -80,6 +93,17 @@ export function resolveImportClosure(
     }
   }
   return { files, incomplete: incompleteFiles(files, missing) };
+}
+
+const IMPORT_NAME_RULE = "forward slashes, no leading /, no empty, . or .. segments, as protoc requires";
+
+/**
+ * Whether a name is one protoc accepts for a file in an import path. It is also what
+ * keeps every staged file inside the compiler's directory (buf-compiler).
+ */
+export function isImportName(name: string): boolean {
+  if (name === "" || name.startsWith("/") || name.includes("\\")) return false;
+  return name.split("/").every((segment) => segment !== "" && segment !== "." && segment !== "..");
 }
 
 function incompleteFiles(

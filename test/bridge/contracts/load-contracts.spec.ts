@@ -377,6 +377,25 @@ describe("loadContracts", () => {
       expect(problem?.message).to.match(/^import "fixtures\/nowhere.proto" not found in the import paths/);
     });
 
+    it("refuses file names and imports that leave the import path", () => {
+      const [problem, ...rest] = problemsOf("invalid/dotdot-import.proto").problems;
+      expect(rest).to.deep.equal([]);
+      expect(problem).to.deep.equal({
+        file: "invalid/dotdot-import.proto",
+        line: 7,
+        column: 1,
+        message:
+          'import "../contracts/valid/types.proto" is not a file name relative to an import path (forward slashes, no leading /, no empty, . or .. segments, as protoc requires)',
+      });
+      expect(problemsOf("../contracts/valid/types.proto").problems).to.deep.equal([
+        {
+          file: "../contracts/valid/types.proto",
+          message:
+            "not a file name relative to an import path (forward slashes, no leading /, no empty, . or .. segments, as protoc requires)",
+        },
+      ]);
+    });
+
     it("rejects a reference to an undefined type, naming the file that makes it", () => {
       expect(problemsOf("invalid/unknown-type.proto").problems).to.deep.equal([
         {
