@@ -91,7 +91,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   try {
     grpc = await startGrpcListener(context, {
       address: config.listeners.grpc,
-      descriptors: reflectionDescriptors(config.contracts),
+      descriptors: reflectionDescriptors(contracts),
     });
     listeners.push(grpc);
   } catch (error) {

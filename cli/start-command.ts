@@ -38,6 +38,9 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     throw error;
   }
   const { config, contracts } = setup;
+  for (const service of setup.unserved) {
+    logger.info({ service: service.name }, "service not served: no process is configured for it");
+  }
   const runtime = await startBridgeRuntime({ config, contracts, logger });
   logger.info(
     {

@@ -9,7 +9,8 @@ export interface ValidateOptions {
 
 /**
  * `sessionbridge validate`: loads the configuration and its contracts exactly as `start`
- * would, without starting anything. Exit 0 when valid, 2 with every problem listed.
+ * would, without starting anything. Exit 0 when valid, listing the services of the
+ * contracts that no process serves; 2 with every problem listed.
  */
 export function validateCommand(
   options: ValidateOptions,
@@ -17,14 +18,16 @@ export function validateCommand(
   err: NodeJS.WritableStream,
 ): number {
   try {
-    const { config, contracts } = loadBridgeSetup(
+    const { config, contracts, unserved } = loadBridgeSetup(
       options.config === undefined ? {} : { file: options.config },
     );
-    const operations = [...contracts.services.values()].reduce((n, s) => n + s.operations.length, 0);
     out.write(
-      `valid: ${config.source ?? "embedded defaults"}: ${contracts.services.size} service(s), ${operations} operation(s), ` +
+      `valid: ${config.source ?? "embedded defaults"}: ${contracts.services.size} service(s), ${contracts.operations.size} operation(s), ` +
         `${config.processes.length} process(es), grpc ${config.listeners.grpc}, store ${describeStore(config.store)}\n`,
     );
+    for (const service of unserved) {
+      out.write(`not served: ${service.name} (declared in ${service.file}; no process names it)\n`);
+    }
     return ExitCode.OK;
   } catch (error) {
     if (error instanceof ConfigError || error instanceof ContractError) {

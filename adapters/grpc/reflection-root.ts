@@ -1,23 +1,10 @@
-import protobuf from "protobufjs";
-import type { ContractsConfig } from "../../bridge/config/config.js";
-import { findInPaths, searchPaths } from "../../bridge/contracts/proto-paths.js";
-import { errorInfoDescriptor } from "./error-info-descriptor.js";
-import { fileDescriptorProtos } from "./file-descriptors.js";
-import { healthDescriptor } from "./health-service.js";
-
-const SESSION_PROTO = "sessionbridge/v1/session.proto";
+import type { ContractSet } from "../../bridge/contracts/contract.js";
 
 /**
  * Descriptors of everything the gRPC listener serves, for reflection: the configured
- * contracts and the SessionService with all their imports, grpc.health.v1 and
- * google.rpc.ErrorInfo. The last two go last: a contract that imports the real files
- * keeps its own.
+ * contracts with all their imports, the SessionService, grpc.health.v1 and
+ * google.rpc.ErrorInfo, all compiled together with the contracts (loadContracts).
  */
-export function reflectionDescriptors(contracts: ContractsConfig): Buffer[] {
-  const paths = searchPaths(contracts.importPaths);
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => findInPaths(paths, target) ?? target;
-  root.loadSync([...contracts.files, SESSION_PROTO], { keepCase: true });
-  root.resolveAll();
-  return [...fileDescriptorProtos(root, paths), healthDescriptor(), errorInfoDescriptor()];
+export function reflectionDescriptors(contracts: ContractSet): Buffer[] {
+  return contracts.files.map((bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 }

@@ -1,5 +1,10 @@
+import { fromBinary } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import descriptor from "protobufjs/ext/descriptor/index.js";
+import {
+  type DescriptorProto,
+  type FieldDescriptorProto,
+  FileDescriptorProtoSchema,
+} from "@bufbuild/protobuf/wkt";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import type { GrpcHandler } from "./h2-server.js";
@@ -30,23 +35,6 @@ export function reflectionHandlers(
   ]);
 }
 
-interface FileProto {
-  name?: string;
-  package?: string;
-  dependency?: string[];
-  messageType?: MessageProto[];
-  enumType?: { name?: string }[];
-  service?: { name?: string; method?: { name?: string }[] }[];
-  extension?: { number?: number; extendee?: string }[];
-}
-
-interface MessageProto {
-  name?: string;
-  nestedType?: MessageProto[];
-  enumType?: { name?: string }[];
-  extension?: { number?: number; extendee?: string }[];
-}
-
 /** Which file declares each symbol and extension, and what each file depends on. */
 class DescriptorIndex {
   readonly #bytes = new Map<string, Buffer>();
@@ -56,38 +44,36 @@ class DescriptorIndex {
 
   constructor(files: readonly Buffer[]) {
     for (const bytes of files) {
-      const file = descriptor.FileDescriptorProto.toObject(
-        descriptor.FileDescriptorProto.decode(bytes),
-      ) as FileProto;
-      const name = file.name ?? "";
+      const file = fromBinary(FileDescriptorProtoSchema, bytes);
+      const name = file.name;
       // The first file of a name wins, as in the server's own list.
       if (this.#bytes.has(name)) continue;
       this.#bytes.set(name, bytes);
-      this.#deps.set(name, file.dependency ?? []);
+      this.#deps.set(name, file.dependency);
       const prefix = file.package ? `${file.package}.` : "";
-      for (const e of file.enumType ?? []) this.#symbols.set(`${prefix}${e.name}`, name);
-      for (const s of file.service ?? []) {
+      for (const e of file.enumType) this.#symbols.set(`${prefix}${e.name}`, name);
+      for (const s of file.service) {
         this.#symbols.set(`${prefix}${s.name}`, name);
-        for (const m of s.method ?? []) this.#symbols.set(`${prefix}${s.name}.${m.name}`, name);
+        for (const m of s.method) this.#symbols.set(`${prefix}${s.name}.${m.name}`, name);
       }
-      for (const m of file.messageType ?? []) this.#message(m, prefix, name);
-      this.#extend(file.extension ?? [], name);
+      for (const m of file.messageType) this.#message(m, prefix, name);
+      this.#extend(file.extension, name);
     }
   }
 
-  #message(m: MessageProto, prefix: string, file: string): void {
+  #message(m: DescriptorProto, prefix: string, file: string): void {
     const full = `${prefix}${m.name}`;
     this.#symbols.set(full, file);
-    for (const e of m.enumType ?? []) this.#symbols.set(`${full}.${e.name}`, file);
-    for (const nested of m.nestedType ?? []) this.#message(nested, `${full}.`, file);
-    this.#extend(m.extension ?? [], file);
+    for (const e of m.enumType) this.#symbols.set(`${full}.${e.name}`, file);
+    for (const nested of m.nestedType) this.#message(nested, `${full}.`, file);
+    this.#extend(m.extension, file);
   }
 
-  #extend(extensions: readonly { number?: number; extendee?: string }[], file: string): void {
+  #extend(extensions: readonly FieldDescriptorProto[], file: string): void {
     for (const ext of extensions) {
-      const extendee = (ext.extendee ?? "").replace(/^\./, "");
+      const extendee = ext.extendee.replace(/^\./, "");
       const numbers = this.#extensions.get(extendee) ?? new Map<number, string>();
-      numbers.set(ext.number ?? 0, file);
+      numbers.set(ext.number, file);
       this.#extensions.set(extendee, numbers);
     }
   }

@@ -42,7 +42,8 @@ const positiveInteger = z
   .int({ error: says("not an integer", "a positive integer") })
   .positive({ error: says("not positive", "a positive integer") });
 
-const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+/** A full service name, or a package followed by `.*`: every service of that package (not sub-packages). */
+const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\.\*)?$/;
 const PROCESS_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** "memory", "sqlite" (the default path) or "sqlite:PATH". */
@@ -71,9 +72,9 @@ export const configFileSchema = mapping({
         matching(
           SERVICE_NAME,
           "invalid service name",
-          "a full service name such as examples.orders.v1.Orders",
+          "a full service name such as examples.orders.v1.Orders, or a package and .* such as examples.orders.v1.*",
         ),
-        "a list of full service names",
+        "a list of full service names or package.* patterns",
       ).min(1, { error: says("empty list", "at least one service") }),
       location: checked("a location URL", checkLocation),
       envelope: z.boolean({ error: says("not a boolean", "true or false") }).optional(),
@@ -95,6 +96,7 @@ export const configFileSchema = mapping({
     idempotencyRetentionMs: positiveInteger.optional(),
     sessionRetentionMs: positiveInteger.optional(),
     maxPayloadBytes: positiveInteger.optional(),
+    maxCorrelationValueBytes: positiveInteger.optional(),
     oneWay: mapping({
       maxAttempts: positiveInteger.optional(),
       initialBackoffMs: positiveInteger.optional(),

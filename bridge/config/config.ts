@@ -10,7 +10,10 @@ export interface ContractsConfig {
 export interface ProcessConfig {
   /** Unique name, used in logs and errors. */
   readonly name: string;
-  /** Full names of the services this process implements. */
+  /**
+   * The services this process implements: full names, or `package.*` for every service
+   * of a package. loadBridgeSetup resolves the patterns, so its config holds full names only.
+   */
   readonly services: readonly string[];
   /** Where it listens, e.g. "grpc://127.0.0.1:50061". */
   readonly location: string;
@@ -53,6 +56,11 @@ export interface DefaultsConfig {
   readonly sessionRetentionMs: number;
   /** Largest request message accepted, in bytes. */
   readonly maxPayloadBytes: number;
+  /**
+   * Largest correlation value accepted, in bytes as it travels (a string's UTF-8): values
+   * are kept in the correlation index of every live session (S5).
+   */
+  readonly maxCorrelationValueBytes: number;
   readonly oneWay: OneWayConfig;
 }
 
@@ -75,6 +83,7 @@ export const DEFAULTS: DefaultsConfig = {
   idempotencyRetentionMs: 24 * 60 * 60_000,
   sessionRetentionMs: 24 * 60 * 60_000,
   maxPayloadBytes: 4 * 1024 * 1024,
+  maxCorrelationValueBytes: 1024,
   // S11: about a minute of capped exponential backoff, enough to ride out a process restart.
   oneWay: { maxAttempts: 12, initialBackoffMs: 200, maxBackoffMs: 10_000, attemptTimeoutMs: 10_000 },
 };

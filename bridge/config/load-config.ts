@@ -21,6 +21,7 @@
  *   idempotencyRetentionMs: 86400000
  *   sessionRetentionMs: 86400000
  *   maxPayloadBytes: 4194304
+ *   maxCorrelationValueBytes: 1024
  *   oneWay: { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 10000, attemptTimeoutMs: 10000 }
  * ```
  *

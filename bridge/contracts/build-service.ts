@@ -1,4 +1,4 @@
-import type protobuf from "protobufjs";
+import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
 import { compileAlias } from "./compile-alias.js";
 import type {
   Access,
@@ -11,41 +11,19 @@ import type {
   StartReusePolicy,
 } from "./contract.js";
 import type { ContractProblem } from "./contract-error.js";
-import {
-  hasSessionOption,
-  METHOD_OPTION,
-  type OptionMessage,
-  type OptionValue,
-  readSessionOption,
-  SERVICE_OPTION,
-} from "./session-options.js";
+import type { MethodOptionValue, ServiceOptionValue, SessionOptions } from "./session-options.js";
 
 export interface ServiceSource {
-  readonly service: protobuf.Service;
+  readonly service: DescService;
   /** The configured file declaring it, relative to its import path. */
   readonly file: string;
-  readonly serviceType: protobuf.Type;
-  readonly methodType: protobuf.Type;
+  readonly options: SessionOptions;
 }
 
-const EXECUTION: Readonly<Record<string, ExecutionModality>> = {
-  EXECUTION_MODALITY_UNSPECIFIED: "concurrent",
-  EXECUTION_MODALITY_CONCURRENT: "concurrent",
-  EXECUTION_MODALITY_SEQUENTIAL: "sequential",
-  EXECUTION_MODALITY_SINGLE: "single",
-};
-
-const START_REUSE: Readonly<Record<string, StartReusePolicy>> = {
-  START_REUSE_POLICY_UNSPECIFIED: "join",
-  START_REUSE_POLICY_JOIN: "join",
-  START_REUSE_POLICY_REJECT_DUPLICATE: "reject-duplicate",
-};
-
-const ACCESS: Readonly<Record<string, Access>> = {
-  ACCESS_UNSPECIFIED: "exclusive",
-  ACCESS_EXCLUSIVE: "exclusive",
-  ACCESS_SHARED: "shared",
-};
+/** By enum number (options.proto): ExecutionModality, StartReusePolicy, Access. */
+const EXECUTION: readonly ExecutionModality[] = ["concurrent", "concurrent", "sequential", "single"];
+const START_REUSE: readonly StartReusePolicy[] = ["join", "join", "reject-duplicate"];
+const ACCESS: readonly Access[] = ["exclusive", "exclusive", "shared"];
 
 /**
  * Builds the contract of one service and reports everything wrong with its session
@@ -57,37 +35,38 @@ export function buildService(
   report: (problem: ContractProblem) => void,
 ): ServiceContract {
   const { service, file } = source;
-  const name = service.fullName.slice(1);
-  const reportService = (message: string): void => report({ file, service: name, message });
-  const sessionful = hasSessionOption(service) || service.methodsArray.some(hasSessionOption);
-  const options = readSessionOption(service, SERVICE_OPTION, source.serviceType, reportService) ?? {};
-  const correlationSets = readCorrelationSets(options, reportService);
-  const execution = EXECUTION[enumOf(options.execution)] ?? "concurrent";
+  const name = service.typeName;
+  const servicePlace = { file, ...source.options.position(service), service: name };
+  const reportService = (message: string): void => report({ ...servicePlace, message });
+  const methodOptions = new Map(service.methods.map((m) => [m, source.options.method(m)]));
+  const serviceOptions = source.options.service(service);
+  const sessionful = serviceOptions !== undefined || [...methodOptions.values()].some((o) => o !== undefined);
+  const correlationSets = readCorrelationSets(serviceOptions?.correlationSets ?? [], reportService);
   const contract: Omit<ServiceContract, "operations"> = {
     name,
     file,
     sessionful,
-    execution,
-    idleTimeoutMs: timeoutOf(options.idle_timeout_ms),
-    maxLifetimeMs: timeoutOf(options.max_lifetime_ms),
-    startReuse: START_REUSE[enumOf(options.start_reuse)] ?? "join",
+    execution: enumOf(EXECUTION, serviceOptions?.execution, "execution", reportService) ?? "concurrent",
+    idleTimeoutMs: timeoutOf(serviceOptions?.idleTimeoutMs, "idle_timeout_ms", reportService),
+    maxLifetimeMs: timeoutOf(serviceOptions?.maxLifetimeMs, "max_lifetime_ms", reportService),
+    startReuse: enumOf(START_REUSE, serviceOptions?.startReuse, "start_reuse", reportService) ?? "join",
     correlationSets,
   };
-  const operations = service.methodsArray.map((method) => {
-    const reportMethod = (message: string): void =>
-      report({ file, service: name, method: method.name, message });
-    return buildOperation(contract, method, source.methodType, reportMethod);
+  const operations = service.methods.map((method) => {
+    const methodPlace = { file, ...source.options.position(method), service: name, method: method.name };
+    const reportMethod = (message: string): void => report({ ...methodPlace, message });
+    return buildOperation(contract, method, methodOptions.get(method), reportMethod);
   });
   return { ...contract, operations };
 }
 
 function readCorrelationSets(
-  options: OptionMessage,
+  entries: ServiceOptionValue["correlationSets"],
   report: (message: string) => void,
 ): ReadonlyMap<string, CorrelationSetContract> {
   const sets = new Map<string, CorrelationSetContract>();
-  for (const entry of messagesOf(options.correlation_sets)) {
-    const name = stringOf(entry.name);
+  for (const entry of entries) {
+    const name = entry.name;
     if (name === "") {
       report("a correlation set has no name");
       continue;
@@ -96,7 +75,7 @@ function readCorrelationSets(
       report(`correlation set ${name} is declared more than once`);
       continue;
     }
-    const variables = stringsOf(entry.variables);
+    const variables = entry.variables;
     if (variables.length === 0) report(`correlation set ${name} has no variables`);
     const seen = new Set<string>();
     for (const variable of variables) {
@@ -112,44 +91,41 @@ function readCorrelationSets(
 
 function buildOperation(
   service: Omit<ServiceContract, "operations">,
-  method: protobuf.Method,
-  methodType: protobuf.Type,
+  method: DescMethod,
+  options: MethodOptionValue | undefined,
   report: (message: string) => void,
 ): OperationContract {
   let optionProblems = 0;
-  const options =
-    readSessionOption(method, METHOD_OPTION, methodType, (message) => {
-      optionProblems++;
-      report(message);
-    }) ?? {};
-  const requestStream = method.requestStream === true;
-  const responseStream = method.responseStream === true;
-  const request = method.resolvedRequestType;
-  const response = method.resolvedResponseType;
+  const reportOption = (message: string): void => {
+    optionProblems++;
+    report(message);
+  };
+  const requestStream = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
+  const responseStream = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
   const operation = {
     path: `/${service.name}/${method.name}`,
     service: service.name,
     name: method.name,
-    requestType: request?.fullName.slice(1) ?? method.requestType,
-    responseType: response?.fullName.slice(1) ?? method.responseType,
+    requestType: method.input.typeName,
+    responseType: method.output.typeName,
     requestStream,
     responseStream,
-    startsSession: options.starts_session === true,
-    endsSession: options.ends_session === true,
-    oneWay: options.one_way === true,
-    access: ACCESS[enumOf(options.access)] ?? "exclusive",
+    startsSession: options?.startsSession === true,
+    endsSession: options?.endsSession === true,
+    oneWay: options?.oneWay === true,
+    access: enumOf(ACCESS, options?.access, "access", reportOption) ?? "exclusive",
   };
-  const entries = messagesOf(options.correlation);
+  const entries = options?.correlation ?? [];
   let correlation: OperationCorrelation | undefined;
   // Once its options are wrong, further rules would only report consequences of that.
   if (optionProblems > 0) return { ...operation, correlation };
   if (entries.length > 1) {
-    const names = entries.map((entry) => stringOf(entry.set) || "(unnamed)").join(", ");
+    const names = entries.map((entry) => entry.set || "(unnamed)").join(", ");
     report(
       `an operation belongs to at most one correlation set, but this one lists ${entries.length} (${names})`,
     );
-  } else if (entries[0] !== undefined && request !== null) {
-    correlation = readCorrelation(service, entries[0], request, report);
+  } else if (entries[0] !== undefined) {
+    correlation = readCorrelation(service, entries[0], method.input, report);
   }
   if (service.sessionful) checkSessionRules(service, operation, entries.length > 0, report);
   return { ...operation, correlation };
@@ -157,11 +133,11 @@ function buildOperation(
 
 function readCorrelation(
   service: Omit<ServiceContract, "operations">,
-  entry: OptionMessage,
-  request: protobuf.Type,
+  entry: MethodOptionValue["correlation"][number],
+  request: DescMessage,
   report: (message: string) => void,
 ): OperationCorrelation | undefined {
-  const setName = stringOf(entry.set);
+  const setName = entry.set;
   const set = service.correlationSets.get(setName);
   if (set === undefined) {
     const declared = [...service.correlationSets.keys()];
@@ -175,8 +151,8 @@ function readCorrelation(
   }
   const byVariable = new Map<string, CompiledAlias>();
   let valid = true;
-  for (const alias of messagesOf(entry.aliases)) {
-    const variable = stringOf(alias.variable);
+  for (const alias of entry.aliases) {
+    const variable = alias.variable;
     if (!set.variables.includes(variable)) {
       report(
         `alias for variable ${variable || "(empty)"}, which set ${set.name} does not have (its variables: ${set.variables.join(", ")})`,
@@ -189,7 +165,7 @@ function readCorrelation(
       valid = false;
       continue;
     }
-    const compiled = compileAlias(request, variable, stringOf(alias.path));
+    const compiled = compileAlias(request, variable, alias.path);
     if ("problem" in compiled) {
       report(compiled.problem);
       valid = false;
@@ -197,7 +173,7 @@ function readCorrelation(
     }
     byVariable.set(variable, compiled.alias);
   }
-  const named = new Set(messagesOf(entry.aliases).map((alias) => stringOf(alias.variable)));
+  const named = new Set(entry.aliases.map((alias) => alias.variable));
   const aliases: CompiledAlias[] = [];
   for (const variable of set.variables) {
     const alias = byVariable.get(variable);
@@ -256,25 +232,34 @@ function checkSessionRules(
   }
 }
 
-/** 0 in the contract means "the bridge default" (options.proto). */
-function timeoutOf(value: OptionValue | undefined): number | undefined {
-  return typeof value === "number" && value > 0 ? value : undefined;
+/**
+ * 0 in the contract means "the bridge default" (options.proto). Milliseconds beyond 2^53
+ * (285 000 years) cannot be held exactly by a timer, so they are refused.
+ */
+function timeoutOf(
+  value: bigint | undefined,
+  field: string,
+  report: (message: string) => void,
+): number | undefined {
+  if (value === undefined || value <= 0n) return undefined;
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    report(
+      `option field ${field} is too large to represent exactly (uint64, at most ${Number.MAX_SAFE_INTEGER})`,
+    );
+    return undefined;
+  }
+  return Number(value);
 }
 
-function enumOf(value: OptionValue | undefined): string {
-  return typeof value === "string" ? value : "";
-}
-
-function stringOf(value: OptionValue | undefined): string {
-  return typeof value === "string" ? value : "";
-}
-
-function stringsOf(value: OptionValue | undefined): string[] {
-  return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
-}
-
-function messagesOf(value: OptionValue | undefined): OptionMessage[] {
-  return Array.isArray(value)
-    ? value.filter((v): v is OptionMessage => typeof v === "object" && !Array.isArray(v))
-    : [];
+/** An enum option by number; a number options.proto does not declare is reported. */
+function enumOf<T>(
+  values: readonly T[],
+  value: number | undefined,
+  field: string,
+  report: (message: string) => void,
+): T | undefined {
+  if (value === undefined) return undefined;
+  const known = values[value];
+  if (known === undefined) report(`option field ${field} has the unknown enum value ${value}`);
+  return known;
 }

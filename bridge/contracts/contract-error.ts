@@ -4,8 +4,11 @@ import { Reason } from "../errors/reason.js";
 
 /** One thing wrong with the configured contracts, located as precisely as the loader can. */
 export interface ContractProblem {
-  /** The .proto file, relative to its import path. */
+  /** The .proto file, relative to its import path, as the configuration names it. */
   readonly file: string;
+  /** 1-based position in the file, for compiler errors and imports. */
+  readonly line?: number;
+  readonly column?: number;
   /** Full name of the service; absent for problems of the file itself (missing, syntax). */
   readonly service?: string;
   /** Method name, for problems of one operation. */
@@ -26,7 +29,7 @@ export class ContractError extends BridgeError {
   }
 }
 
-/** "file: Service.Method: message", one problem per line. */
+/** "FILE:LINE:COL: Service.Method: message", one problem per line. */
 export function formatContractProblems(problems: readonly ContractProblem[]): string {
   const lines = problems.map(formatContractProblem);
   const heading =
@@ -41,5 +44,9 @@ export function formatContractProblem(problem: ContractProblem): string {
       : problem.method === undefined
         ? `${problem.service}: `
         : `${problem.service}.${problem.method}: `;
-  return `${problem.file}: ${place}${problem.message}`;
+  const at =
+    problem.line === undefined
+      ? problem.file
+      : `${problem.file}:${problem.line}${problem.column === undefined ? "" : `:${problem.column}`}`;
+  return `${at}: ${place}${problem.message}`;
 }

@@ -1,4 +1,4 @@
-import type protobuf from "protobufjs";
+import type { FileRegistry } from "@bufbuild/protobuf";
 
 /** How the sessions of one service run relative to each other (S6). */
 export type ExecutionModality = "concurrent" | "sequential" | "single";
@@ -82,6 +82,15 @@ export interface ContractSet {
   readonly services: ReadonlyMap<string, ServiceContract>;
   /** By gRPC path. */
   readonly operations: ReadonlyMap<string, OperationContract>;
-  /** The parsed definitions, for adapters that encode, decode or reflect messages. */
-  readonly root: protobuf.Root;
+  /**
+   * Every compiled definition, for adapters that encode, decode or transcode messages:
+   * the contracts with their imports, the bridge's own protos and the served ones
+   * (grpc.health.v1, google.rpc.ErrorInfo).
+   */
+  readonly registry: FileRegistry;
+  /**
+   * The FileDescriptorProto of every compiled file, encoded, imports before the files
+   * that import them, without source info: what server reflection serves.
+   */
+  readonly files: readonly Uint8Array[];
 }

@@ -1,3 +1,4 @@
+import { DEFAULTS } from "../config/config.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
@@ -38,7 +39,7 @@ export interface ExtractedCorrelation {
  * A field absent from the message is missing (S4), and so is a field holding its type's
  * default (empty string or bytes, 0, false, the enum's zero): proto3 does not tell an unset
  * field from a default one, and encoders differ in whether they write a default that was
- * set explicitly (protobufjs does, most do not), so both must route alike. For the same
+ * set explicitly (some do, most do not), so both must route alike. For the same
  * reason a default never correlates in a field with explicit presence either.
  */
 
@@ -59,10 +60,17 @@ const scratch = new DataView(new ArrayBuffer(8));
  * Reads the correlation values of a request from its wire bytes, without decoding the
  * message (this runs for every call). Throws INVALID_ARGUMENT with reason
  * MALFORMED_MESSAGE when the bytes are not a valid encoding along an alias path, and
- * MISSING_CORRELATION_VALUE when an alias field is absent or holds its default: such a
- * message never starts or reaches a session (S4).
+ * MISSING_CORRELATION_VALUE when an alias field is absent or holds its default, and
+ * CORRELATION_VALUE_TOO_LARGE when a value's encoding is longer than `maxValueBytes`:
+ * such a message never starts or reaches a session (S4). The length is checked before
+ * the value is decoded, so an oversized value costs no allocation and never reaches the
+ * correlation index, where every live session keeps its values (S5).
  */
-export function extractCorrelation(op: OperationContract, payload: Uint8Array): ExtractedCorrelation {
+export function extractCorrelation(
+  op: OperationContract,
+  payload: Uint8Array,
+  maxValueBytes: number = DEFAULTS.maxCorrelationValueBytes,
+): ExtractedCorrelation {
   const correlation = op.correlation;
   if (correlation === undefined) {
     throw new BridgeError(Code.INTERNAL, Reason.INTERNAL, `operation ${op.path} has no correlation`);
@@ -76,6 +84,8 @@ export function extractCorrelation(op: OperationContract, payload: Uint8Array): 
       throw malformed(op, alias, error);
     }
     if (!leaf.found) throw missing(op, alias, `field ${alias.path}`);
+    if (leaf.end - leaf.start > maxValueBytes)
+      throw tooLarge(op, alias, leaf.end - leaf.start, maxValueBytes);
     const text = canonicalText(op, alias, payload, leaf.start, leaf.end);
     if (text === DEFAULT_TEXT[alias.family]) {
       throw missing(op, alias, `field ${alias.path} holds the default value, which counts as absent`);
@@ -212,6 +222,22 @@ function missing(op: OperationContract, alias: CompiledAlias, why: string): Brid
     Reason.MISSING_CORRELATION_VALUE,
     `request for ${op.path} has no value for correlation variable ${alias.variable} (${why})`,
     { metadata: { operation: op.path, variable: alias.variable, path: alias.path } },
+  );
+}
+
+function tooLarge(op: OperationContract, alias: CompiledAlias, bytes: number, max: number): BridgeError {
+  return new BridgeError(
+    Code.INVALID_ARGUMENT,
+    Reason.CORRELATION_VALUE_TOO_LARGE,
+    `request for ${op.path}: correlation field ${alias.path} (variable ${alias.variable}) holds ${bytes} bytes, more than the ${max} a correlation value may have`,
+    {
+      metadata: {
+        operation: op.path,
+        variable: alias.variable,
+        path: alias.path,
+        max_bytes: String(max),
+      },
+    },
   );
 }
 

@@ -1,9 +1,8 @@
 import { existsSync, statSync } from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
 import { packageRoot } from "../util/package-root.js";
 
-/** The file every sessionful contract imports; always loaded so its option types can be looked up. */
+/** The file every sessionful contract imports; always compiled so its option types can be looked up. */
 export const OPTIONS_PROTO = "sessionbridge/v1/options.proto";
 
 /** The bridge's own proto/ directory, shipped in the package beside dist/. */
@@ -15,18 +14,11 @@ export function bridgeProtoDir(): string {
 }
 
 /**
- * The installed protobufjs package: it ships google/protobuf/descriptor.proto, which
- * options.proto imports. The common well-known types (empty, timestamp, any, …) are
- * bundled inside protobufjs and never reach the file system.
+ * The import paths searched, in order, as protoc's -I: the configured ones, then the
+ * bridge's own. google/protobuf/*.proto come from the compiler itself.
  */
-export function protobufjsDir(): string {
-  const require = createRequire(import.meta.url);
-  return path.dirname(require.resolve("protobufjs/package.json"));
-}
-
-/** The import paths searched, in order: the configured ones, then the bridge's, then protobufjs's. */
 export function searchPaths(importPaths: readonly string[]): readonly string[] {
-  return [...importPaths.map((p) => path.resolve(p)), bridgeProtoDir(), protobufjsDir()];
+  return [...importPaths.map((p) => path.resolve(p)), bridgeProtoDir()];
 }
 
 /** The first import path holding `file` (relative), as an absolute path; undefined if none does. */
@@ -36,4 +28,9 @@ export function findInPaths(paths: readonly string[], file: string): string | un
     if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
   }
   return undefined;
+}
+
+/** Files the compiler provides itself: the well-known types and descriptor.proto. */
+export function isCompilerProvided(file: string): boolean {
+  return file.startsWith("google/protobuf/");
 }

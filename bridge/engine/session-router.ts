@@ -32,11 +32,13 @@ export function routingValues(
   op: OperationContract,
   control: CallControl,
   payload: Uint8Array | undefined,
+  maxValueBytes: number,
 ): RoutingValues {
   if (op.correlation === undefined || payload === undefined) return { type: "none" };
-  if (control.sessionId === undefined) return { type: "full", correlation: extractCorrelation(op, payload) };
+  if (control.sessionId === undefined)
+    return { type: "full", correlation: extractCorrelation(op, payload, maxValueBytes) };
   try {
-    return { type: "full", correlation: extractCorrelation(op, payload) };
+    return { type: "full", correlation: extractCorrelation(op, payload, maxValueBytes) };
   } catch (error) {
     if (!(error instanceof BridgeError) || error.reason !== Reason.MISSING_CORRELATION_VALUE) throw error;
   }
@@ -45,7 +47,7 @@ export function routingValues(
   for (const alias of op.correlation.aliases) {
     const single = { ...op, correlation: { set: op.correlation.set, aliases: [alias] } };
     try {
-      const one = extractCorrelation(single, payload);
+      const one = extractCorrelation(single, payload, maxValueBytes);
       const value = one.values[alias.variable];
       if (value !== undefined) values[alias.variable] = value;
     } catch (error) {

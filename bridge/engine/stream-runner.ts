@@ -56,7 +56,7 @@ export async function* runStream(
   }
   const firstPayload = first.done === true ? undefined : first.value;
   if (firstPayload !== undefined) checkPayloadSize(firstPayload, maxPayloadBytes);
-  const values = routingValues(op, control, firstPayload);
+  const values = routingValues(op, control, firstPayload, ctx.defaults.maxCorrelationValueBytes);
 
   const lane = laneOf(service, control, values);
   const admit = async () => {

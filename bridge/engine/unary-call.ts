@@ -39,7 +39,7 @@ export async function unaryInSession(
   control: CallControl,
   service: ServiceContract,
 ): Promise<UnaryReply> {
-  const values = routingValues(call.operation, control, call.payload);
+  const values = routingValues(call.operation, control, call.payload, ctx.defaults.maxCorrelationValueBytes);
   const admit = (): Promise<{ reply: Promise<UnaryReply> }> => admit_(ctx, call, control, service, values);
   const sessionLane = laneOf(service, control, values);
   // S8: calls with the same key are admitted one after the other, whatever session they

@@ -9,6 +9,8 @@ export const Reason = {
   MALFORMED_MESSAGE: "MALFORMED_MESSAGE",
   /** S4: an alias field of the correlation set is absent from the request. */
   MISSING_CORRELATION_VALUE: "MISSING_CORRELATION_VALUE",
+  /** S4: a correlation value is longer than defaults.maxCorrelationValueBytes. */
+  CORRELATION_VALUE_TOO_LARGE: "CORRELATION_VALUE_TOO_LARGE",
   /** S3: a starter matched a live session and the contract rejects duplicates. */
   SESSION_ALREADY_EXISTS: "SESSION_ALREADY_EXISTS",
   /** S6: a SINGLE service already has a live session with other correlation values. */

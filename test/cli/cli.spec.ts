@@ -86,7 +86,7 @@ describe("sessionbridge command line", function () {
       const run = await cli("validate", "--config", fixturePath("config/setup-bad-contract.yaml"));
       expect(run.code).to.equal(2);
       expect(run.stderr).to.include(
-        "invalid/flags.proto: fixtures.flags.v1.Flags.NoCorrelation: the operation is not a starter and has no correlation",
+        "invalid/flags.proto:16:3: fixtures.flags.v1.Flags.NoCorrelation: the operation is not a starter and has no correlation",
       );
       expect(run.stderr).to.include("one_way applies to unary methods only");
     });

@@ -118,7 +118,8 @@ describe("quick start: the orders example behind npm start", function () {
         "examples.orders.v1.Orders/Open",
       ),
     );
-    expect(opened).to.deep.equal({ order_id: id, customer: "grace" });
+    // Reflection serves the compiler's descriptors (json_name set), so grpcurl prints proto3 JSON names.
+    expect(opened).to.deep.equal({ orderId: id, customer: "grace" });
     const listed = JSON.parse(await grpcurl("-d", "{}", BRIDGE, "sessionbridge.v1.SessionService/List")) as {
       sessions: { correlation: Record<string, string> }[];
     };

@@ -1,25 +1,14 @@
 import { createRequire } from "node:module";
 import path from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { type FileDescriptorProto, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { expect } from "chai";
-import descriptor from "protobufjs/ext/descriptor/index.js";
+import { loadBridgeSetup } from "../../../bridge/config/check-config.js";
+import { type BridgeRuntime, startBridgeRuntime } from "../../../cli/bridge-runtime.js";
 import { type LabHarness, startLabHarness } from "../../support/lab-harness.js";
-
-interface FileDescriptor {
-  name: string;
-  package: string;
-  dependency: string[];
-  messageType?: {
-    name: string;
-    field?: { name: string; typeName?: string }[];
-    nestedType?: { name: string; options?: { mapEntry?: boolean } }[];
-  }[];
-  service?: {
-    name: string;
-    method: { name: string; inputType: string; outputType: string; serverStreaming?: boolean }[];
-  }[];
-}
+import { fixturePath } from "../../support/repo-root.js";
 
 const reflectionDir = path.join(
   path.dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")),
@@ -55,6 +44,15 @@ function ask(client: grpc.Client, request: object): Promise<Record<string, unkno
     call.on("error", reject);
     call.write(request);
   });
+}
+
+/** The file descriptors of a reflection answer, decoded. */
+async function filesOf(client: grpc.Client, request: object): Promise<FileDescriptorProto[]> {
+  const response = await ask(client, request);
+  const protos = (response.file_descriptor_response as { file_descriptor_proto: Buffer[] } | undefined)
+    ?.file_descriptor_proto;
+  if (protos === undefined) expect.fail(`no files in ${JSON.stringify(response)}`);
+  return protos.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
 }
 
 /**
@@ -93,17 +91,11 @@ describe("gRPC server reflection", () => {
     it(`${version}: describes a service with the files it needs`, async () => {
       const client = reflectionClient(version, h.address);
       try {
-        const response = await ask(client, { file_containing_symbol: "test.lab.v1.Counter" });
-        const protos = (response.file_descriptor_response as { file_descriptor_proto: Buffer[] })
-          .file_descriptor_proto;
-        const files = protos.map(
-          (b) =>
-            descriptor.FileDescriptorProto.toObject(
-              descriptor.FileDescriptorProto.decode(b),
-            ) as FileDescriptor,
-        );
+        const files = await filesOf(client, { file_containing_symbol: "test.lab.v1.Counter" });
         const lab = files.find((f) => f.name === "test/lab/v1/lab.proto");
+        expect(files[0]?.name).to.equal("test/lab/v1/lab.proto");
         expect(lab?.package).to.equal("test.lab.v1");
+        expect(lab?.sourceCodeInfo).to.equal(undefined);
         expect(lab?.dependency).to.include("google/protobuf/empty.proto");
         expect(files.map((f) => f.name)).to.include("google/protobuf/empty.proto");
         const counter = lab?.service?.find((s) => s.name === "Counter");
@@ -124,5 +116,75 @@ describe("gRPC server reflection", () => {
         client.close();
       }
     });
+
+    it(`${version}: describes the bridge's own services and google.rpc.ErrorInfo`, async () => {
+      const client = reflectionClient(version, h.address);
+      try {
+        const health = await filesOf(client, { file_containing_symbol: "grpc.health.v1.Health" });
+        expect(health[0]?.name).to.equal("grpc/health/v1/health.proto");
+        expect(health[0]?.service[0]?.method.map((m) => m.name)).to.deep.equal(["Check", "List", "Watch"]);
+        const errors = await filesOf(client, { file_containing_symbol: "google.rpc.ErrorInfo" });
+        expect(errors[0]?.name).to.equal("google/rpc/error_details.proto");
+        expect(errors[0]?.messageType[0]?.field.map((f) => `${f.name}=${f.number}`)).to.deep.equal([
+          "reason=1",
+          "domain=2",
+          "metadata=3",
+        ]);
+        const session = await filesOf(client, { file_containing_symbol: "sessionbridge.v1.SessionService" });
+        expect(session.map((f) => f.name)).to.include("sessionbridge/v1/session.proto");
+        const options = await filesOf(client, {
+          file_containing_extension: {
+            containing_type: "google.protobuf.MethodOptions",
+            extension_number: 51730,
+          },
+        });
+        expect(options[0]?.name).to.equal("sessionbridge/v1/options.proto");
+        expect(options.map((f) => f.name)).to.include("google/protobuf/descriptor.proto");
+      } finally {
+        client.close();
+      }
+    });
   }
+});
+
+/** A configuration that exposes one of the three services its contract file declares. */
+describe("a bridge serving a subset of its contracts", () => {
+  let runtime: BridgeRuntime;
+  before(async () => {
+    const setup = loadBridgeSetup({
+      file: fixturePath("config/setup-subset.yaml"),
+      overrides: { grpc: "127.0.0.1:0", store: "memory" },
+    });
+    runtime = await startBridgeRuntime({ config: setup.config, contracts: setup.contracts });
+  });
+  after(async () => {
+    await runtime.stop(1000);
+  });
+
+  it("lists only the served services and answers UNIMPLEMENTED for the others", async () => {
+    const reflection = reflectionClient("v1", runtime.grpc.address);
+    const raw = new grpc.Client(runtime.grpc.address, grpc.credentials.createInsecure());
+    try {
+      const response = await ask(reflection, { list_services: "" });
+      const services = (response.list_services_response as { service: { name: string }[] }).service.map(
+        (s) => s.name,
+      );
+      expect(services).to.include("fixtures.modalities.v1.Plain");
+      expect(services).to.not.include.members(["fixtures.modalities.v1.Queue"]);
+      expect(services).to.not.include.members(["fixtures.modalities.v1.Singleton"]);
+      const code = await new Promise<number>((resolve) => {
+        raw.makeUnaryRequest(
+          "/fixtures.modalities.v1.Queue/Begin",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          (error) => resolve(error?.code ?? grpc.status.OK),
+        );
+      });
+      expect(code).to.equal(grpc.status.UNIMPLEMENTED);
+    } finally {
+      reflection.close();
+      raw.close();
+    }
+  });
 });

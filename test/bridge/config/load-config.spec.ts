@@ -88,7 +88,7 @@ describe("loadConfig", () => {
         },
         {
           name: "other.process_2",
-          services: ["fixtures.other.v1.Other"],
+          services: ["fixtures.other.v1.Other", "fixtures.more.v1.*"],
           location: "grpc://[::1]:50062",
           envelope: false,
         },
@@ -101,6 +101,7 @@ describe("loadConfig", () => {
         idempotencyRetentionMs: 7_200_000,
         sessionRetentionMs: 10_800_000,
         maxPayloadBytes: 1_048_576,
+        maxCorrelationValueBytes: 256,
         oneWay: { maxAttempts: 3, initialBackoffMs: 50, maxBackoffMs: 800, attemptTimeoutMs: 2000 },
       },
     });
@@ -171,7 +172,7 @@ describe("loadConfig", () => {
         `${f}:11:15: processes[1].location: invalid port (expected grpc://host:port, got "grpc://localhost:0")`,
         `${f}:12:5: processes[1].envelop: unknown key, did you mean envelope? (expected one of name, services, location, envelope)`,
         `${f}:13:5: processes[2].name: required key missing (expected a name of letters, digits, '.', '_' and '-')`,
-        `${f}:13:16: processes[2].services[0]: invalid service name (expected a full service name such as examples.orders.v1.Orders, got "not a name")`,
+        `${f}:13:16: processes[2].services[0]: invalid service name (expected a full service name such as examples.orders.v1.Orders, or a package and .* such as examples.orders.v1.*, got "not a name")`,
         `${f}:14:15: processes[2].location: invalid port (expected grpc://host:port, got "grpc://[::1]:99999")`,
         `${f}:15:15: processes[2].envelope: not a boolean (expected true or false, got "yes")`,
         `${f}:16:11: processes[3].name: invalid process name (expected a name of letters, digits, '.', '_' and '-', got "bad name")`,
@@ -183,7 +184,7 @@ describe("loadConfig", () => {
         `${f}:25:18: defaults.idleTimeoutMs: not positive (expected a positive integer, got -5)`,
         `${f}:26:18: defaults.maxLifetimeMs: not an integer (expected a positive integer, got 1.5)`,
         `${f}:27:20: defaults.maxPayloadBytes: not a number (expected a positive integer, got "4MB")`,
-        `${f}:28:3: defaults.sessionRetention: unknown key, did you mean sessionRetentionMs? (expected one of idleTimeoutMs, maxLifetimeMs, idempotencyRetentionMs, sessionRetentionMs, maxPayloadBytes, oneWay)`,
+        `${f}:28:3: defaults.sessionRetention: unknown key, did you mean sessionRetentionMs? (expected one of idleTimeoutMs, maxLifetimeMs, idempotencyRetentionMs, sessionRetentionMs, maxPayloadBytes, maxCorrelationValueBytes, oneWay)`,
         `${f}:29:26: defaults.oneWay.maxAttempts: not positive (expected a positive integer, got 0)`,
         `${f}:29:66: defaults.oneWay.maxBackoffMs: smaller than initialBackoffMs (expected at least 500, got 100)`,
       ]);
@@ -205,6 +206,18 @@ describe("loadConfig", () => {
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    });
+
+    it("accepts package.* as a service pattern and refuses other wildcards", () => {
+      const expected =
+        "invalid service name (expected a full service name such as examples.orders.v1.Orders, or a package and .* such as examples.orders.v1.*, got";
+      expect(lines({ file: "bad-patterns.yaml", cwd: DIR })).to.deep.equal([
+        `bad-patterns.yaml:4:16: processes[0].services[0]: ${expected} "*")`,
+        `bad-patterns.yaml:4:21: processes[0].services[1]: ${expected} "examples.*.v1")`,
+        `bad-patterns.yaml:4:38: processes[0].services[2]: ${expected} "examples.orders.v1.**")`,
+        `bad-patterns.yaml:4:87: processes[0].services[4]: ${expected} ".*")`,
+        'bad-patterns.yaml:7:38: processes[1].services[1]: service listed twice in this process (expected each service once, got "examples.orders.v1.*")',
+      ]);
     });
 
     it("checks backoff order against the defaults and storeOptions against the store", () => {

@@ -1,3 +1,4 @@
+import { fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { expect } from "chai";
 import type { OperationContract } from "../../../bridge/contracts/contract.js";
 import { extractCorrelation } from "../../../bridge/contracts/correlation.js";
@@ -13,7 +14,8 @@ import { Reason } from "../../../bridge/errors/reason.js";
 import { fixturePath } from "../../support/repo-root.js";
 
 const contracts = loadContracts({ importPaths: [fixturePath("contracts")], files: ["valid/types.proto"] });
-const Scalars = contracts.root.lookupType("fixtures.types.v1.Scalars");
+const Scalars =
+  contracts.registry.getMessage("fixtures.types.v1.Scalars") ?? expect.fail("no fixtures.types.v1.Scalars");
 
 function op(method: string): OperationContract {
   const found = contracts.operations.get(`/fixtures.types.v1.Typed/${method}`);
@@ -21,8 +23,16 @@ function op(method: string): OperationContract {
   return found;
 }
 
+/** Encodes with @bufbuild/protobuf, from a JSON-like object (bytes, NaN and infinities allowed). */
 function encode(fields: Record<string, unknown>): Uint8Array {
-  return Scalars.encode(Scalars.fromObject(fields)).finish();
+  const json = JSON.parse(
+    JSON.stringify(fields, (_key, value: unknown) => {
+      if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
+      if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+      return value;
+    }),
+  ) as JsonValue;
+  return toBinary(Scalars, fromJson(Scalars, json));
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {
@@ -174,20 +184,26 @@ describe("extractCorrelation", () => {
     });
 
     it("treats default values as missing, whether or not the encoder wrote them", () => {
-      // protobufjs writes an explicitly set "" or 0; most encoders write nothing. Both mean unset.
-      const empty = encode({ text: "" });
-      expect(empty.length).to.equal(2);
+      // Some encoders write an explicitly set "" or 0; most write nothing. Both mean unset.
+      expect(encode({ text: "" }).length).to.equal(0);
+      const empty = Uint8Array.from([0x0a, 0x00]);
       const error = failure("ByText", empty);
       expect(error.reason).to.equal(Reason.MISSING_CORRELATION_VALUE);
       expect(error.message).to.equal(
         "request for /fixtures.types.v1.Typed/ByText has no value for correlation variable v (field text holds the default value, which counts as absent)",
       );
+      expect(failure("ByText", encode({ text: "" })).reason).to.equal(Reason.MISSING_CORRELATION_VALUE);
+      const written: [string, number[]][] = [
+        ["ByI32", [0x18, 0x00]],
+        ["ByFlag", [0x68, 0x00]],
+        ["ByBlob", [0x12, 0x00]],
+        ["ByDbl", [0x71, 0, 0, 0, 0, 0, 0, 0, 0]],
+        ["ByColor", [0x80, 0x01, 0x00]],
+      ];
+      for (const [method, bytes] of written) {
+        expect(failure(method, Uint8Array.from(bytes)).reason).to.equal(Reason.MISSING_CORRELATION_VALUE);
+      }
       expect(failure("ByI32", encode({ i32: 0 })).reason).to.equal(Reason.MISSING_CORRELATION_VALUE);
-      expect(failure("ByFlag", encode({ flag: false })).reason).to.equal(Reason.MISSING_CORRELATION_VALUE);
-      expect(failure("ByBlob", encode({ blob: new Uint8Array() })).reason).to.equal(
-        Reason.MISSING_CORRELATION_VALUE,
-      );
-      expect(failure("ByDbl", encode({ dbl: 0 })).reason).to.equal(Reason.MISSING_CORRELATION_VALUE);
       expect(failure("ByColor", encode({ color: "COLOR_UNSPECIFIED" })).reason).to.equal(
         Reason.MISSING_CORRELATION_VALUE,
       );
@@ -257,6 +273,44 @@ describe("extractCorrelation", () => {
       expect(failure("ByText", Uint8Array.from([(15 << 3) | 3, 0x08, 0x01])).message).to.contain(
         "truncated message",
       );
+    });
+  });
+
+  describe("value size limit", () => {
+    it("accepts values up to defaults.maxCorrelationValueBytes (1024) and refuses longer ones, naming the path", () => {
+      expect(canonical("ByText", encode({ text: "x".repeat(1024) }))).to.have.length(1024);
+      const error = failure("ByText", encode({ text: "x".repeat(1025) }));
+      expect(error.code).to.equal(Code.INVALID_ARGUMENT);
+      expect(error.reason).to.equal(Reason.CORRELATION_VALUE_TOO_LARGE);
+      expect(error.message).to.equal(
+        "request for /fixtures.types.v1.Typed/ByText: correlation field text (variable v) holds 1025 bytes, more than the 1024 a correlation value may have",
+      );
+      expect(error.metadata).to.deep.equal({
+        operation: "/fixtures.types.v1.Typed/ByText",
+        variable: "v",
+        path: "text",
+        max_bytes: "1024",
+      });
+    });
+
+    it("counts encoded bytes (UTF-8) against a configured limit, nested paths and bytes fields too", () => {
+      // 3 characters, 6 bytes.
+      const nested = encode({ header: { tenant: "äöü" } });
+      expect(extractCorrelation(op("ByTenant"), nested, 6).values.v).to.equal("äöü");
+      const error = (() => {
+        try {
+          extractCorrelation(op("ByTenant"), nested, 5);
+        } catch (caught) {
+          return caught as BridgeError;
+        }
+        expect.fail("a 6-byte value over a 5-byte limit should fail");
+      })();
+      expect(error.reason).to.equal(Reason.CORRELATION_VALUE_TOO_LARGE);
+      expect(error.metadata.path).to.equal("header.tenant");
+      expect(() => extractCorrelation(op("ByBlob"), encode({ blob: new Uint8Array(9) }), 8))
+        .to.throw(BridgeError)
+        .with.property("reason", Reason.CORRELATION_VALUE_TOO_LARGE);
+      expect(extractCorrelation(op("ByI64"), encode({ i64: -1 }), 10).values.v).to.equal("-1");
     });
   });
 

@@ -1,4 +1,6 @@
 import path from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { expect } from "chai";
 import type { ContractSet } from "../../../bridge/contracts/contract.js";
 import { ContractError, type ContractProblem } from "../../../bridge/contracts/contract-error.js";
@@ -23,6 +25,28 @@ function problemsOf(...files: string[]): ContractError {
   }
   expect.fail(`loading ${files.join(", ")} should fail`);
 }
+
+/** Where each fixture method's sessionbridge option is written (or the method, without one). */
+const PLACES: Readonly<Record<string, { line: number; column: number }>> = {
+  TwoSets: { line: 24, column: 12 },
+  UndeclaredSet: { line: 30, column: 12 },
+  UnknownVariable: { line: 33, column: 12 },
+  UnboundVariable: { line: 38, column: 12 },
+  DoubleAlias: { line: 41, column: 12 },
+  MissingField: { line: 29, column: 12 },
+  RepeatedLeaf: { line: 32, column: 12 },
+  MapLeaf: { line: 35, column: 12 },
+  MessageLeaf: { line: 38, column: 12 },
+  RepeatedStep: { line: 41, column: 12 },
+  ScalarStep: { line: 44, column: 12 },
+  EmptyStep: { line: 47, column: 12 },
+  NoCorrelation: { line: 16, column: 3 },
+  StarterWithoutCorrelation: { line: 18, column: 12 },
+  OneWayClientStream: { line: 21, column: 12 },
+  OneWayServerStream: { line: 24, column: 12 },
+  OneWayBidi: { line: 27, column: 12 },
+  SharedEnd: { line: 30, column: 12 },
+};
 
 describe("loadContracts", () => {
   describe("the orders example", () => {
@@ -108,10 +132,10 @@ describe("loadContracts", () => {
       ]);
     });
 
-    it("keeps the parsed definitions for adapters, with field names as declared", () => {
-      const type = contracts.root.lookupType("examples.orders.v1.AddItem");
-      expect(Object.keys(type.fields)).to.deep.equal(["order_id", "sku", "qty"]);
-      expect(contracts.root.lookup("google.protobuf.Empty")).to.not.equal(null);
+    it("keeps the compiled definitions for adapters, with field names as declared", () => {
+      const type = contracts.registry.getMessage("examples.orders.v1.AddItem");
+      expect(type?.fields.map((f) => f.name)).to.deep.equal(["order_id", "sku", "qty"]);
+      expect(contracts.registry.getMessage("google.protobuf.Empty")).to.not.equal(undefined);
     });
   });
 
@@ -122,6 +146,30 @@ describe("loadContracts", () => {
     });
     expect([...contracts.services.keys()]).to.deep.equal(["shadow.v1.First"]);
     expect(contracts.services.get("shadow.v1.First")?.file).to.equal("shadow/v1/svc.proto");
+  });
+
+  it("compiles the bridge's own files with every contract, a contract's own copy winning", () => {
+    const names = (set: ContractSet) =>
+      set.files.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes).name);
+    const plain = load("valid/modalities.proto");
+    expect(names(plain)).to.include.members([
+      "sessionbridge/v1/options.proto",
+      "sessionbridge/v1/session.proto",
+      "grpc/health/v1/health.proto",
+      "google/rpc/error_details.proto",
+      "google/protobuf/descriptor.proto",
+    ]);
+    expect(plain.registry.getMessage("google.rpc.RetryInfo")).to.equal(undefined);
+    const own = loadContracts({
+      importPaths: [path.join(FIXTURES, "own-error-details")],
+      files: ["uses/v1/uses.proto"],
+    });
+    expect(own.registry.getMessage("google.rpc.RetryInfo")).to.not.equal(undefined);
+    expect(names(own).filter((name) => name === "google/rpc/error_details.proto")).to.have.length(1);
+    // Served files carry no source info.
+    expect(own.files.map((b) => fromBinary(FileDescriptorProtoSchema, b).sourceCodeInfo)).to.satisfy(
+      (infos: unknown[]) => infos.every((info) => info === undefined),
+    );
   });
 
   describe("alias compilation", () => {
@@ -198,6 +246,38 @@ describe("loadContracts", () => {
       expect(op("Stop")?.oneWay).to.equal(true);
     });
 
+    it("loads list literals and repeated message blocks to identical contracts", () => {
+      const list = load("valid/aliases-list.proto");
+      const blocks = load("valid/aliases-blocks.proto");
+      const withoutFile = (set: ContractSet) =>
+        [...set.services.values()].map(({ file: _file, ...service }) => service);
+      expect(withoutFile(list)).to.deep.equal(withoutFile(blocks));
+      expect([...list.operations.values()]).to.deep.equal([...blocks.operations.values()]);
+      const open = list.operations.get("/fixtures.aliases.v1.Pairs/Open");
+      expect(open?.correlation?.aliases.map((a) => `${a.variable}=${a.path}`)).to.deep.equal(["a=a", "b=b"]);
+      expect([
+        ...(list.services.get("fixtures.aliases.v1.Pairs")?.correlationSets.values() ?? []),
+      ]).to.deep.equal([{ name: "pair", variables: ["a", "b"] }]);
+    });
+
+    it("loads the other text-format forms protoc accepts: no colon, angle brackets, separators, numbers", () => {
+      const contracts = load("valid/text-format-forms.proto");
+      const service = contracts.services.get("fixtures.forms.v1.Forms");
+      expect(service?.execution).to.equal("sequential");
+      expect([...(service?.correlationSets.values() ?? [])]).to.deep.equal([
+        { name: "pair", variables: ["tenant", "id"] },
+      ]);
+      const op = (name: string) => contracts.operations.get(`/fixtures.forms.v1.Forms/${name}`);
+      expect(op("Open")?.startsSession).to.equal(true);
+      expect(op("Read")?.access).to.equal("shared");
+      for (const name of ["Open", "Read"]) {
+        expect(op(name)?.correlation?.aliases.map((a) => `${a.variable}=${a.path}`)).to.deep.equal([
+          "tenant=header.tenant",
+          "id=id",
+        ]);
+      }
+    });
+
     it("treats a service without sessionbridge options as plain, and relaxes correlation outside CONCURRENT", () => {
       const contracts = load("valid/modalities.proto");
       const plain = contracts.services.get("fixtures.modalities.v1.Plain");
@@ -213,61 +293,34 @@ describe("loadContracts", () => {
       expect(contracts.operations.get("/fixtures.modalities.v1.Singleton/Use")?.requestStream).to.equal(true);
     });
 
-    it("rejects unknown option fields, wrong values and misplaced options", () => {
+    it("rejects unknown option fields, wrong values and misplaced options where the compiler finds them", () => {
       const file = "invalid/unknown-options.proto";
-      const service = "fixtures.options.v1.Typos";
+      const at = (line: number, column: number, message: string) => ({ file, line, column, message });
       expect(problemsOf(file).problems).to.deep.equal([
-        {
-          file,
-          service,
-          message:
-            'option field execution expects one of EXECUTION_MODALITY_UNSPECIFIED, EXECUTION_MODALITY_CONCURRENT, EXECUTION_MODALITY_SEQUENTIAL, EXECUTION_MODALITY_SINGLE, got "EXECUTION_MODALITY_PARALLEL"',
-        },
-        {
-          file,
-          service,
-          message:
-            "unknown option field idle_timeout: sessionbridge.v1.ServiceSessionOptions has no field idle_timeout (did you mean idle_timeout_ms?); its fields are execution, idle_timeout_ms, max_lifetime_ms, start_reuse, correlation_sets",
-        },
-        {
-          file,
-          service,
-          method: "Start",
-          message:
-            "unknown option field start_session: sessionbridge.v1.MethodSessionOptions has no field start_session (did you mean starts_session?); its fields are starts_session, ends_session, correlation, one_way, access",
-        },
-        {
-          file,
-          service,
-          method: "Start",
-          message:
-            "unknown option field correlation[0].aliases[0].varible: sessionbridge.v1.CorrelationAlias has no field varible (did you mean variable?); its fields are variable, path",
-        },
-        {
-          file,
-          service,
-          method: "Twice",
-          message: "option field starts_session is set more than once, but it is not repeated",
-        },
-        {
-          file,
-          service,
-          method: "WrongOption",
-          message:
-            "unknown option (sessionbridge.v1.methods): sessionbridge declares only (sessionbridge.v1.service) and (sessionbridge.v1.method)",
-        },
-        {
-          file,
-          service,
-          method: "WrongOption",
-          message: "option (sessionbridge.v1.service) does not apply here; use (sessionbridge.v1.method)",
-        },
-        {
-          file,
-          service,
-          method: "WrongOption",
-          message: 'option field one_way expects true or false, got "yes"',
-        },
+        at(13, 16, "cannot find `EXECUTION_MODALITY_PARALLEL` in this scope"),
+        at(
+          14,
+          5,
+          "cannot resolve message field name for `sessionbridge.v1.ServiceSessionOptions` (at idle_timeout: 1000)",
+        ),
+        at(
+          18,
+          37,
+          "cannot find message field `start_session` in `sessionbridge.v1.MethodSessionOptions` (at .start_session)",
+        ),
+        at(
+          19,
+          74,
+          'cannot resolve message field name for `sessionbridge.v1.CorrelationAlias` (at varible: "id")',
+        ),
+        at(24, 7, "message field `sessionbridge.v1.MethodSessionOptions.starts_session` set multiple times"),
+        at(29, 13, "cannot find `sessionbridge.v1.methods` in this scope"),
+        at(
+          30,
+          12,
+          "expected `google.protobuf.MethodOptions` extension, found message extension in `google.protobuf.ServiceOptions` (at (sessionbridge.v1.service))",
+        ),
+        at(31, 51, 'mismatched types (at "yes")'),
       ]);
     });
   });
@@ -280,14 +333,15 @@ describe("loadContracts", () => {
       expect(error.problems).to.have.length(6);
       expect(error.message.split("\n")).to.deep.equal([
         "invalid contracts (6 problems):",
-        ...error.problems.map((p) =>
-          p.service === undefined ? `${p.file}: ${p.message}` : `${p.file}: ${p.service}: ${p.message}`,
-        ),
+        ...error.problems.map((p) => {
+          const at = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.column}`;
+          return p.service === undefined ? `${at}: ${p.message}` : `${at}: ${p.service}: ${p.message}`;
+        }),
       ]);
       expect(error.message).to.contain(
-        "invalid/sets.proto: fixtures.sets.v1.Sets: correlation set order is declared more than once",
+        "invalid/sets.proto:12:10: fixtures.sets.v1.Sets: correlation set order is declared more than once",
       );
-      expect(error.message).to.contain("invalid/syntax.proto: syntax error at line 7:");
+      expect(error.message).to.contain("invalid/syntax.proto:7:1: unexpected `}` after definition");
     });
 
     it("rejects a file that is in no import path", () => {
@@ -298,36 +352,63 @@ describe("loadContracts", () => {
       );
     });
 
-    it("rejects a file that does not parse, naming its line", () => {
+    it("rejects a file that does not parse, naming its line and column", () => {
       expect(problemsOf("invalid/syntax.proto").problems).to.deep.equal([
-        { file: "invalid/syntax.proto", message: "syntax error at line 7: illegal token '}', ';' expected" },
+        { file: "invalid/syntax.proto", line: 7, column: 1, message: "unexpected `}` after definition" },
       ]);
     });
 
     it("attributes a syntax error in an imported file to that file", () => {
       expect(problemsOf("invalid/uses-broken.proto").problems).to.deep.equal([
-        { file: "invalid/syntax.proto", message: "syntax error at line 7: illegal token '}', ';' expected" },
+        { file: "invalid/syntax.proto", line: 7, column: 1, message: "unexpected `}` after definition" },
+      ]);
+    });
+
+    it("names files as the configuration writes them", () => {
+      expect(problemsOf("./invalid/syntax.proto").problems).to.deep.equal([
+        { file: "./invalid/syntax.proto", line: 7, column: 1, message: "unexpected `}` after definition" },
       ]);
     });
 
     it("rejects an import that is in no import path", () => {
       const [problem, ...rest] = problemsOf("invalid/missing-import.proto").problems;
       expect(rest).to.deep.equal([]);
-      expect(problem?.file).to.equal("invalid/missing-import.proto");
+      expect(problem).to.deep.include({ file: "invalid/missing-import.proto", line: 5, column: 1 });
       expect(problem?.message).to.match(/^import "fixtures\/nowhere.proto" not found in the import paths/);
+    });
+
+    it("refuses file names and imports that leave the import path", () => {
+      const [problem, ...rest] = problemsOf("invalid/dotdot-import.proto").problems;
+      expect(rest).to.deep.equal([]);
+      expect(problem).to.deep.equal({
+        file: "invalid/dotdot-import.proto",
+        line: 7,
+        column: 1,
+        message:
+          'import "../contracts/valid/types.proto" is not a file name relative to an import path (forward slashes, no leading /, no empty, . or .. segments, as protoc requires)',
+      });
+      expect(problemsOf("../contracts/valid/types.proto").problems).to.deep.equal([
+        {
+          file: "../contracts/valid/types.proto",
+          message:
+            "not a file name relative to an import path (forward slashes, no leading /, no empty, . or .. segments, as protoc requires)",
+        },
+      ]);
     });
 
     it("rejects a reference to an undefined type, naming the file that makes it", () => {
       expect(problemsOf("invalid/unknown-type.proto").problems).to.deep.equal([
         {
           file: "invalid/unknown-type.proto",
-          message: "no such Type or Enum 'Missing' in Type .fixtures.unknown.v1.Holder",
+          line: 6,
+          column: 3,
+          message: "cannot find `Missing` in this scope",
         },
       ]);
     });
 
     it("rejects duplicate, empty, unnamed and repetitive correlation sets", () => {
-      const at = { file: "invalid/sets.proto", service: "fixtures.sets.v1.Sets" };
+      const at = { file: "invalid/sets.proto", line: 12, column: 10, service: "fixtures.sets.v1.Sets" };
       expect(problemsOf("invalid/sets.proto").problems).to.deep.equal([
         { ...at, message: "correlation set order is declared more than once" },
         { ...at, message: "correlation set empty has no variables" },
@@ -339,6 +420,7 @@ describe("loadContracts", () => {
     it("rejects operations whose correlation does not fit the service's sets", () => {
       const at = (method: string) => ({
         file: "invalid/correlation.proto",
+        ...PLACES[method],
         service: "fixtures.correlation.v1.Correlated",
         method,
       });
@@ -367,6 +449,7 @@ describe("loadContracts", () => {
     it("rejects alias paths that miss a field or do not lead to one singular scalar", () => {
       const at = (method: string) => ({
         file: "invalid/alias-paths.proto",
+        ...PLACES[method],
         service: "fixtures.paths.v1.Paths",
         method,
       });
@@ -414,6 +497,7 @@ describe("loadContracts", () => {
     it("rejects unroutable operations and one-way streams, and allows one-way enders and streaming starters", () => {
       const at = (method: string) => ({
         file: "invalid/flags.proto",
+        ...PLACES[method],
         service: "fixtures.flags.v1.Flags",
         method,
       });
@@ -448,21 +532,20 @@ describe("loadContracts", () => {
     });
 
     it("rejects negative, fractional and unrepresentable timeouts", () => {
-      const at = (service: string) => ({
-        file: "invalid/timeouts.proto",
-        service: `fixtures.timeouts.v1.${service}`,
-      });
-      expect(problemsOf("invalid/timeouts.proto").problems).to.deep.equal([
-        { ...at("Timeouts"), message: "option field idle_timeout_ms must not be negative (uint64), got -1" },
+      const file = "invalid/timeouts.proto";
+      expect(problemsOf(file).problems).to.deep.equal([
+        { file, line: 12, column: 55, message: "literal out of range for `uint64` (at -1)" },
+        { file, line: 19, column: 58, message: "mismatched types (at 1.5)" },
+        { file, line: 19, column: 79, message: 'mismatched types (at "soon")' },
+      ]);
+      expect(problemsOf("invalid/huge-timeout.proto").problems).to.deep.equal([
         {
-          ...at("Timeouts"),
+          file: "invalid/huge-timeout.proto",
+          line: 13,
+          column: 3,
+          service: "fixtures.huge.v1.Huge",
           message:
             "option field max_lifetime_ms is too large to represent exactly (uint64, at most 9007199254740991)",
-        },
-        { ...at("Fractional"), message: "option field idle_timeout_ms expects an integer (uint64), got 1.5" },
-        {
-          ...at("Fractional"),
-          message: 'option field max_lifetime_ms expects an integer (uint64), got "soon"',
         },
       ]);
     });
