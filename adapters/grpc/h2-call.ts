@@ -1,12 +1,12 @@
 import http2 from "node:http2";
-import zlib from "node:zlib";
 import type { Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { decompress } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
-import { frameMessage, MessageDecoder } from "./grpc-framing.js";
+import { frameMessage, MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
 import { decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
@@ -35,6 +35,8 @@ export interface CallStart {
   readonly headers: () => http2.OutgoingHttpHeaders;
   readonly deadlineMs: number | undefined;
   readonly signal: AbortSignal;
+  /** Largest response message taken from the process, in bytes, compressed or inflated. */
+  readonly maxReplyBytes: number;
   readonly listener: CallListener;
   /**
    * The whole request, for a unary call: it is sent at once, and sent again on a new
@@ -209,7 +211,7 @@ export class H2Call {
 
   #listen(stream: http2.ClientHttp2Stream, connection: H2Connection): void {
     const listener = this.#start.listener;
-    const decoder = new MessageDecoder();
+    const decoder = new MessageDecoder(this.#start.maxReplyBytes);
     let responded = false;
     let encoding: string | undefined;
     let status: http2.IncomingHttpHeaders | undefined;
@@ -253,7 +255,17 @@ export class H2Call {
       try {
         decoder.push(chunk, onMessage);
       } catch (error) {
-        this.cancel(BridgeError.from(error, Code.RESOURCE_EXHAUSTED, Reason.PROCESS_FAULT));
+        // Checked on the prefix, before the body is buffered: a process cannot make the
+        // bridge hold more than the limit for one reply.
+        this.cancel(
+          error instanceof MessageTooLargeError
+            ? new BridgeError(
+                Code.RESOURCE_EXHAUSTED,
+                Reason.PROCESS_FAULT,
+                `the process answered with a message of ${error.announcedBytes} bytes, over the limit of ${error.limitBytes}`,
+              )
+            : BridgeError.from(error, Code.INTERNAL, Reason.PROCESS_FAULT),
+        );
       }
     });
     stream.on("trailers", (trailers) => {
@@ -322,15 +334,18 @@ export class H2Call {
   #compressed(flag: number, bytes: Buffer, encoding: string | undefined): void {
     let message: Buffer;
     try {
-      if (flag !== 1) throw new Error(`message flag ${flag} is not 0 or 1`);
-      if (encoding === "gzip") message = zlib.gunzipSync(bytes);
-      else if (encoding === "deflate") message = zlib.inflateSync(bytes);
-      else throw new Error(`compressed message with grpc-encoding ${encoding ?? "(none)"}`);
+      if (flag !== 1) {
+        throw new BridgeError(Code.INTERNAL, Reason.PROCESS_FAULT, `message flag ${flag} is not 0 or 1`);
+      }
+      // Inflated under the same limit: a small reply that inflates to gigabytes fails the
+      // call (RESOURCE_EXHAUSTED) after at most the limit's worth of memory.
+      message = decompress(encoding, bytes, this.#start.maxReplyBytes, Reason.PROCESS_FAULT);
     } catch (error) {
+      const failure = BridgeError.from(error, Code.INTERNAL, Reason.PROCESS_FAULT);
       this.cancel(
         fromGrpcStatus(
-          Code.INTERNAL,
-          `cannot read the process's response: ${error instanceof Error ? error.message : String(error)}`,
+          failure.code === Code.RESOURCE_EXHAUSTED ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
+          `cannot read the process's response: ${failure.message}`,
           {},
           error,
         ),

@@ -32,6 +32,12 @@ export interface GrpcTransportOptions {
    * Default 20 000, grpc-js's minimum connect timeout.
    */
   readonly connectTimeoutMs?: number;
+  /**
+   * Largest response message accepted from a process, in bytes, checked on its length
+   * prefix before it is buffered and again after decompression. Default 4 MiB, gRPC's
+   * default receive limit; the bridge passes its maxPayloadBytes.
+   */
+  readonly maxReplyBytes?: number;
 }
 
 /**
@@ -47,6 +53,14 @@ export function createGrpcTransport(options: GrpcTransportOptions = {}): Process
       Code.INVALID_ARGUMENT,
       Reason.INVALID_CONFIG,
       `connectTimeoutMs must be a positive number of milliseconds, got ${connectTimeoutMs}`,
+    );
+  }
+  const maxReplyBytes = options.maxReplyBytes ?? 4 * 1024 * 1024;
+  if (!Number.isSafeInteger(maxReplyBytes) || maxReplyBytes <= 0) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_CONFIG,
+      `maxReplyBytes must be a positive whole number of bytes, got ${maxReplyBytes}`,
     );
   }
   const pools = new Map<string, { readonly pool: H2ConnectionPool; users: number }>();
@@ -70,7 +84,7 @@ export function createGrpcTransport(options: GrpcTransportOptions = {}): Process
   };
   return {
     schemes: ["grpc"],
-    connect: (target) => new H2ProcessClient(target, lease(target.location.host)),
+    connect: (target) => new H2ProcessClient(target, lease(target.location.host), maxReplyBytes),
   };
 }
 
@@ -85,10 +99,12 @@ class H2ProcessClient implements ProcessClient {
   readonly #authority: string;
   readonly #lease: PoolLease;
   readonly #pool: H2ConnectionPool;
+  readonly #maxReplyBytes: number;
   #closed = false;
 
-  constructor(target: ProcessTarget, lease: PoolLease) {
+  constructor(target: ProcessTarget, lease: PoolLease, maxReplyBytes: number) {
     this.#target = target;
+    this.#maxReplyBytes = maxReplyBytes;
     this.#authority = target.location.host;
     this.#lease = lease;
     this.#pool = lease.pool;
@@ -137,6 +153,7 @@ class H2ProcessClient implements ProcessClient {
         headers: () => this.#headers(path, delivery),
         deadlineMs: delivery.deadlineMs,
         signal: delivery.signal,
+        maxReplyBytes: this.#maxReplyBytes,
         request: frameMessage(payload),
         listener: {
           onHeaders: (metadata) => {
@@ -169,6 +186,7 @@ class H2ProcessClient implements ProcessClient {
       headers: () => this.#headers(delivery.operation.path, delivery),
       deadlineMs: delivery.deadlineMs,
       signal: delivery.signal,
+      maxReplyBytes: this.#maxReplyBytes,
       listener: {
         onHeaders: (metadata) => events.push({ type: "headers", metadata }),
         onMessage: (payload) => events.push({ type: "message", payload }),
