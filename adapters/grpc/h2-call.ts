@@ -216,6 +216,8 @@ export class H2Call {
     let encoding: string | undefined;
     let status: http2.IncomingHttpHeaders | undefined;
     let streamError: (Error & { code?: string }) | undefined;
+    /** Why the response ended unfinished (no status, or inside a message), decided on close. */
+    let unfinished: string | undefined;
     const current = (): boolean => stream === this.#stream && !this.#done;
     const onMessage = (flag: number, bytes: Buffer): void => {
       if (!current()) return;
@@ -273,9 +275,11 @@ export class H2Call {
     });
     stream.on("end", () => {
       if (!current()) return;
-      if (decoder.partial) {
-        this.#settle(fromGrpcStatus(Code.INTERNAL, "the response ended inside a message", {}));
-      } else this.#finish(status);
+      if (decoder.partial) unfinished = "the response ended inside a message";
+      else if (!isFinal(status)) unfinished = "the process ended the call without a grpc-status";
+      // An unfinished response is settled on close, when it is known whether the
+      // connection went with it: a dying connection ends its streams this way.
+      else this.#finish(status);
       // The process has answered: whatever we still had to send is no longer wanted.
       if (!stream.writableEnded && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
     });
@@ -285,6 +289,10 @@ export class H2Call {
     stream.on("close", () => {
       connection.release();
       if (!current()) return;
+      if (unfinished !== undefined) {
+        this.#settleUnlessLost(connection, streamError, fromGrpcStatus(Code.INTERNAL, unfinished, {}));
+        return;
+      }
       // Every stream id of the session is used up (2^31 - 1 of them): Node fails the
       // stream before sending it, and the session would fail all the next ones.
       if (streamError?.code === "ERR_HTTP2_OUT_OF_STREAMS") connection.retire();
@@ -299,8 +307,43 @@ export class H2Call {
         this.#open();
         return;
       }
-      this.#settle(closedWithoutStatus(stream.rstCode, streamError, connection));
+      if (stream.rstCode === NGHTTP2_NO_ERROR) {
+        this.#settleUnlessLost(
+          connection,
+          streamError,
+          fromGrpcStatus(Code.INTERNAL, "the process closed the stream without a grpc-status", {}),
+        );
+      } else this.#settle(closedWithoutStatus(stream.rstCode, streamError, connection));
     });
+  }
+
+  /**
+   * Settles a stream that ended without a status: UNAVAILABLE if the connection went
+   * with it, else `otherwise`. A process that dies may end or reset (NO_ERROR) its streams
+   * before its connection visibly closes, so while the connection still looks sound a
+   * PING asks: no answer because the connection closed means it was lost.
+   */
+  #settleUnlessLost(
+    connection: H2Connection,
+    error: (Error & { code?: string }) | undefined,
+    otherwise: BridgeError,
+  ): void {
+    const lost = connectionLost(error, connection);
+    if (lost !== undefined) {
+      this.#settle(lost);
+      return;
+    }
+    const unavailable = (cause: unknown): BridgeError =>
+      fromGrpcStatus(Code.UNAVAILABLE, "lost the connection to the process", {}, cause);
+    try {
+      const sent = connection.session.ping((pingError) => {
+        this.#settle(pingError !== null || !connection.usable ? unavailable(pingError) : otherwise);
+      });
+      // Too many PINGs already outstanding: the connection is busy, so alive.
+      if (!sent) this.#settle(otherwise);
+    } catch (pingError) {
+      this.#settle(unavailable(pingError));
+    }
   }
 
   /** The final status, from trailers or a trailers-only response. */
@@ -389,6 +432,27 @@ function httpFailure(httpStatus: number): BridgeError {
   );
 }
 
+/** True when these headers or trailers end the call: a grpc-status, or an HTTP failure. */
+function isFinal(status: http2.IncomingHttpHeaders | undefined): boolean {
+  if (status === undefined) return false;
+  return typeof status["grpc-status"] === "string" || Number(status[":status"] ?? 200) !== 200;
+}
+
+/**
+ * UNAVAILABLE when the connection to the process broke under the call (it closed, failed
+ * with a socket error such as ECONNRESET, or is going away after GOAWAY): a connection
+ * that breaks after the request was sent is UNAVAILABLE in gRPC's status guide, and the
+ * caller may retry (DESIGN §7). Undefined while the connection is sound.
+ */
+function connectionLost(
+  error: (Error & { code?: string }) | undefined,
+  connection: H2Connection,
+): BridgeError | undefined {
+  if (connection.usable && (error === undefined || error.code === "ERR_HTTP2_STREAM_ERROR")) return undefined;
+  const why = error?.message ?? "the connection closed";
+  return fromGrpcStatus(Code.UNAVAILABLE, `lost the connection to the process: ${why}`, {}, error);
+}
+
 /**
  * A stream that closed before its status arrived. A dead connection is UNAVAILABLE (the
  * call may be retried elsewhere); otherwise the RST_STREAM code maps as in gRPC's
@@ -399,13 +463,9 @@ function closedWithoutStatus(
   error: (Error & { code?: string }) | undefined,
   connection: H2Connection,
 ): BridgeError {
-  if (!connection.usable || (error !== undefined && error.code !== "ERR_HTTP2_STREAM_ERROR")) {
-    const why = error?.message ?? "the connection closed";
-    return fromGrpcStatus(Code.UNAVAILABLE, `lost the connection to the process: ${why}`, {}, error);
-  }
+  const lost = connectionLost(error, connection);
+  if (lost !== undefined) return lost;
   switch (rstCode) {
-    case NGHTTP2_NO_ERROR:
-      return fromGrpcStatus(Code.INTERNAL, "the process closed the stream without a grpc-status", {});
     case NGHTTP2_REFUSED_STREAM:
       return fromGrpcStatus(Code.UNAVAILABLE, "the process refused the stream", {});
     case NGHTTP2_CANCEL:
