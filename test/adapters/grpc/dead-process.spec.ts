@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import http2 from "node:http2";
-import type { Socket } from "node:net";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type * as grpc from "@grpc/grpc-js";
@@ -129,7 +128,10 @@ describe("a process connection that breaks under a call", () => {
   });
 
   const ways: [string, (stream: http2.ServerHttp2Stream) => void][] = [
-    ["its socket is reset (ECONNRESET)", (stream) => (stream.session?.socket as Socket).resetAndDestroy()],
+    [
+      "its socket is reset (ECONNRESET)",
+      (stream) => (stream.session as http2.ServerHttp2Session).socket.resetAndDestroy(),
+    ],
     ["GOAWAY, then the connection closes", (stream) => stream.session?.destroy()],
     [
       "RST_STREAM NO_ERROR as the connection goes",

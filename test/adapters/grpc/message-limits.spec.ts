@@ -2,6 +2,7 @@ import type http2 from "node:http2";
 import zlib from "node:zlib";
 import type * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
+import { MAX_STREAMS_PER_CONNECTION } from "../../../adapters/grpc/h2-server.js";
 import { Code } from "../../../bridge/errors/code.js";
 import type { BridgeRuntime } from "../../../cli/bridge-runtime.js";
 import { failure, unaryCall } from "../../support/grpc-call.js";
@@ -72,6 +73,10 @@ describe("message limits of the gRPC adapter", () => {
       }
       // 8 streams announced 12 GiB between them; a fraction of one would show.
       expect(grown).to.be.below(64 * MiB);
+    });
+
+    it("caps the streams one connection may open at once", () => {
+      expect(session.remoteSettings.maxConcurrentStreams).to.equal(MAX_STREAMS_PER_CONNECTION);
     });
 
     it("refuses a prefix split across DATA frames the same way", async () => {

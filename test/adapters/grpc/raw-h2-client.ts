@@ -1,4 +1,6 @@
 import http2 from "node:http2";
+import v8 from "node:v8";
+import vm from "node:vm";
 import * as grpc from "@grpc/grpc-js";
 import { loadBridgeSetup } from "../../../bridge/config/check-config.js";
 import type { BridgeConfig } from "../../../bridge/config/config.js";
@@ -109,15 +111,12 @@ export function decodeResult(bytes: Buffer): LabResult {
 }
 
 /** The bridge with the lab contracts, its process location pointing at `port`. */
-export async function startBridgeAt(
-  port: number,
-  adjust: (config: BridgeConfig) => BridgeConfig = (c) => c,
-): Promise<BridgeRuntime> {
-  const setup = loadBridgeSetup({ file: LAB_CONFIG, overrides: { grpc: "127.0.0.1:0", store: "memory" } });
-  const config = adjust({
+export async function startBridgeAt(port: number, store = "memory"): Promise<BridgeRuntime> {
+  const setup = loadBridgeSetup({ file: LAB_CONFIG, overrides: { grpc: "127.0.0.1:0", store } });
+  const config: BridgeConfig = {
     ...setup.config,
     processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${port}` })),
-  });
+  };
   return startBridgeRuntime({ config, contracts: setup.contracts });
 }
 
@@ -129,10 +128,20 @@ export function counterClient(address: string): grpc.Client {
   return new pkg.test.lab.v1.Counter(address, grpc.credentials.createInsecure());
 }
 
-/** Bytes of heap and array buffers in this process, after a collection when exposed. */
+let collect: (() => void) | undefined;
+
+/**
+ * Bytes of heap and array buffers in this process, after a full collection, so that
+ * garbage not yet collected does not count as memory held. The collector is reached
+ * without --expose-gc on the command line: the flag is set at run time and `gc` taken
+ * from a fresh context.
+ */
 export function memoryInUse(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
+  if (collect === undefined) {
+    v8.setFlagsFromString("--expose-gc");
+    collect = vm.runInNewContext("gc") as () => void;
+  }
+  collect();
   const usage = process.memoryUsage();
   return usage.heapUsed + usage.arrayBuffers;
 }
