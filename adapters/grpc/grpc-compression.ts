@@ -1,6 +1,8 @@
 import zlib from "node:zlib";
+import { setWireForm, wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
+import { frameMessage } from "./grpc-framing.js";
 
 /**
  * Message compression of gRPC (doc/compression.md): the encodings the bridge can read,
@@ -16,6 +18,46 @@ export const ACCEPT_ENCODING = ["identity", ...COMPRESSIONS].join(",");
 /** True when the bridge can read messages compressed with `encoding`. */
 export function canDecompress(encoding: string | undefined): encoding is string {
   return encoding !== undefined && COMPRESSIONS.includes(encoding);
+}
+
+/** The encodings a grpc-accept-encoding header lists (a comma-separated list). */
+export function acceptedEncodings(header: string | string[] | undefined): ReadonlySet<string> {
+  if (header === undefined) return new Set();
+  const text = typeof header === "string" ? header : header.join(",");
+  return new Set(
+    text
+      .split(",")
+      .map((name) => name.trim())
+      .filter((name) => name !== "" && name !== "identity"),
+  );
+}
+
+/**
+ * The message framed for a hop whose grpc-encoding is `encoding`: still compressed, in
+ * the very bytes it arrived in, when it arrived in that encoding (bridge/call/wire-form.ts
+ * says why); otherwise as plain bytes, which every peer reads.
+ */
+export function framePassing(message: Uint8Array, encoding: string | undefined): Buffer[] {
+  if (encoding !== undefined) {
+    const form = wireFormOf(message);
+    if (form !== undefined && form.encoding === encoding) return frameMessage(form.compressed, true);
+  }
+  return frameMessage(message);
+}
+
+/**
+ * The message inflated as `decompress` does, its compressed bytes recorded beside it so
+ * the next hop can send them on unchanged (bridge/call/wire-form.ts).
+ */
+export function decompressKeepingForm(
+  encoding: string | undefined,
+  compressed: Uint8Array,
+  maxBytes: number,
+  reason: string,
+): Buffer {
+  const message = decompress(encoding, compressed, maxBytes, reason);
+  setWireForm(message, { encoding: encoding as string, compressed });
+  return message;
 }
 
 /**

@@ -11,19 +11,21 @@ const COPY_LIMIT_BYTES = 16 * 1024;
 
 /**
  * The message as the chunks to write: one buffer for small messages, otherwise the
- * prefix and the message itself, so a large payload is never copied.
+ * prefix and the message itself, so a large payload is never copied. `compressed` sets
+ * the flag: the bytes are already in the call's grpc-encoding.
  */
-export function frameMessage(message: Uint8Array): Buffer[] {
+export function frameMessage(message: Uint8Array, compressed = false): Buffer[] {
   const length = message.byteLength;
+  const flag = compressed ? 1 : 0;
   if (length <= COPY_LIMIT_BYTES) {
     const frame = Buffer.allocUnsafe(PREFIX_BYTES + length);
-    frame[0] = 0;
+    frame[0] = flag;
     frame.writeUInt32BE(length, 1);
     frame.set(message, PREFIX_BYTES);
     return [frame];
   }
   const prefix = Buffer.allocUnsafe(PREFIX_BYTES);
-  prefix[0] = 0;
+  prefix[0] = flag;
   prefix.writeUInt32BE(length, 1);
   return [prefix, asBuffer(message)];
 }

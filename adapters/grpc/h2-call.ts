@@ -4,9 +4,9 @@ import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
-import { decompress } from "./grpc-compression.js";
+import { acceptedEncodings, decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
-import { frameMessage, MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
+import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
 import { decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
@@ -37,6 +37,8 @@ export interface CallStart {
   readonly signal: AbortSignal;
   /** Largest response message taken from the process, in bytes, compressed or inflated. */
   readonly maxReplyBytes: number;
+  /** The request's grpc-encoding, for messages written one by one (write()). */
+  readonly encoding?: string;
   readonly listener: CallListener;
   /**
    * The whole request, for a unary call: it is sent at once, and sent again on a new
@@ -117,7 +119,7 @@ export class H2Call {
     const stream = this.#stream ?? (await this.#opened());
     if (stream === undefined || this.#done) return false;
     let more = true;
-    for (const chunk of frameMessage(message)) more = stream.write(chunk);
+    for (const chunk of framePassing(message, this.#start.encoding)) more = stream.write(chunk);
     if (!more) await drained(stream);
     return !this.#done;
   }
@@ -228,6 +230,7 @@ export class H2Call {
     stream.on("response", (headers, flags) => {
       if (!current()) return;
       responded = true;
+      this.#start.pool.learnAccepts(headers["grpc-accept-encoding"], acceptedEncodings);
       if (headers["grpc-status"] !== undefined || (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
         // Trailers-only: the status came in the headers (or the stream ended without one).
         status = headers;
@@ -382,7 +385,7 @@ export class H2Call {
       }
       // Inflated under the same limit: a small reply that inflates to gigabytes fails the
       // call (RESOURCE_EXHAUSTED) after at most the limit's worth of memory.
-      message = decompress(encoding, bytes, this.#start.maxReplyBytes, Reason.PROCESS_FAULT);
+      message = decompressKeepingForm(encoding, bytes, this.#start.maxReplyBytes, Reason.PROCESS_FAULT);
     } catch (error) {
       const failure = BridgeError.from(error, Code.INTERNAL, Reason.PROCESS_FAULT);
       this.cancel(

@@ -161,6 +161,24 @@ export class H2ConnectionPool {
   readonly #connectTimeoutMs: number;
   #connections: H2Connection[] = [];
   #closed = false;
+  /**
+   * The encodings the process said it reads (grpc-accept-encoding of its last response),
+   * identity aside. Empty until it has answered once: until then the bridge sends
+   * identity, which every process reads.
+   */
+  #accepts: ReadonlySet<string> = new Set();
+  #acceptHeader: string | undefined;
+
+  get accepts(): ReadonlySet<string> {
+    return this.#accepts;
+  }
+
+  /** Notes the process's grpc-accept-encoding, from the headers of one of its responses. */
+  learnAccepts(header: string | string[] | undefined, parse: (h: string) => ReadonlySet<string>): void {
+    if (typeof header !== "string" || header === this.#acceptHeader) return;
+    this.#acceptHeader = header;
+    this.#accepts = parse(header);
+  }
 
   constructor(authority: string, connectTimeoutMs: number) {
     this.#authority = authority;

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { OutgoingHttpHeaders } from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
+import { wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -16,8 +17,8 @@ import type {
   UnaryDelivery,
 } from "../../bridge/process/process-client.js";
 import { envelopeReply, toEnvelopeBytes } from "./envelope-delivery.js";
+import { ACCEPT_ENCODING, COMPRESSIONS, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
-import { frameMessage } from "./grpc-framing.js";
 import { grpcTimeout, putMetadata } from "./grpc-wire-headers.js";
 import { H2Call } from "./h2-call.js";
 import { H2ConnectionPool } from "./h2-connection.js";
@@ -148,13 +149,18 @@ class H2ProcessClient implements ProcessClient {
       let headers: Metadata = {};
       let reply: Buffer | undefined;
       let count = 0;
+      // A message that came compressed goes on in the same bytes when the process reads
+      // that encoding (bridge/call/wire-form.ts).
+      const form = wireFormOf(payload);
+      const encoding =
+        form !== undefined && this.#pool.accepts.has(form.encoding) ? form.encoding : undefined;
       H2Call.start({
         pool: this.#pool,
-        headers: () => this.#headers(path, delivery),
+        headers: () => this.#headers(path, delivery, encoding),
         deadlineMs: delivery.deadlineMs,
         signal: delivery.signal,
         maxReplyBytes: this.#maxReplyBytes,
-        request: frameMessage(payload),
+        request: framePassing(payload, encoding),
         listener: {
           onHeaders: (metadata) => {
             headers = metadata;
@@ -181,12 +187,16 @@ class H2ProcessClient implements ProcessClient {
       () => call.pause(),
       () => call.resume(),
     );
+    // The messages are not known yet when the stream opens: it declares the first
+    // encoding the process reads, and each message that came in it goes on compressed.
+    const encoding = COMPRESSIONS.find((e) => this.#pool.accepts.has(e));
     const call = H2Call.start({
       pool: this.#pool,
-      headers: () => this.#headers(delivery.operation.path, delivery),
+      headers: () => this.#headers(delivery.operation.path, delivery, encoding),
       deadlineMs: delivery.deadlineMs,
       signal: delivery.signal,
       maxReplyBytes: this.#maxReplyBytes,
+      ...(encoding === undefined ? {} : { encoding }),
       listener: {
         onHeaders: (metadata) => events.push({ type: "headers", metadata }),
         onMessage: (payload) => events.push({ type: "message", payload }),
@@ -210,7 +220,7 @@ class H2ProcessClient implements ProcessClient {
     return envelopeReply(await this.#unary(DELIVER_PATH, toEnvelopeBytes(delivery), delivery));
   }
 
-  #headers(path: string, delivery: Delivery): OutgoingHttpHeaders {
+  #headers(path: string, delivery: Delivery, encoding: string | undefined): OutgoingHttpHeaders {
     const headers: OutgoingHttpHeaders = {
       ":method": "POST",
       ":scheme": "http",
@@ -218,10 +228,12 @@ class H2ProcessClient implements ProcessClient {
       ":authority": this.#authority,
       "content-type": "application/grpc",
       te: "trailers",
-      // Only identity: compressing costs both sides CPU on what is usually a local hop.
-      "grpc-accept-encoding": "identity",
+      // What the bridge really reads: a process that compresses its replies has them
+      // passed on compressed to clients that read them (bridge/call/wire-form.ts).
+      "grpc-accept-encoding": ACCEPT_ENCODING,
       "user-agent": userAgent(),
     };
+    if (encoding !== undefined) headers["grpc-encoding"] = encoding;
     // S15: the deadline travels as the time remaining when the stream opens.
     if (delivery.deadlineMs !== undefined)
       headers["grpc-timeout"] = grpcTimeout(delivery.deadlineMs - Date.now());

@@ -1,11 +1,12 @@
 import http2 from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
+import { wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
-import { ACCEPT_ENCODING, decompress } from "./grpc-compression.js";
+import { ACCEPT_ENCODING, COMPRESSIONS, decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { statusTrailers } from "./grpc-error.js";
-import { frameMessage, MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
+import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
 import { putMetadata } from "./grpc-wire-headers.js";
 import { drained } from "./h2-drained.js";
 import { PullQueue } from "./pull-queue.js";
@@ -25,6 +26,10 @@ export class GrpcServerCall {
   readonly signal: AbortSignal;
   readonly #stream: http2.ServerHttp2Stream;
   readonly #encoding: string | undefined;
+  /** What the client reads in replies (its grpc-accept-encoding), identity aside. */
+  readonly #accepts: ReadonlySet<string>;
+  /** The grpc-encoding of the response, once its headers went out. */
+  #responseEncoding: string | undefined;
   readonly #maxMessageBytes: number;
   readonly #controller = new AbortController();
   #headersSent = false;
@@ -39,9 +44,11 @@ export class GrpcServerCall {
     metadata: Metadata,
     deadlineMs: number | undefined,
     encoding: string | undefined,
+    accepts: ReadonlySet<string>,
     maxMessageBytes: number,
   ) {
     this.#stream = stream;
+    this.#accepts = accepts;
     this.path = path;
     this.metadata = metadata;
     this.deadlineMs = deadlineMs;
@@ -122,15 +129,25 @@ export class GrpcServerCall {
   /**
    * Response headers; only the first call sends anything. `own` holds the bridge's own
    * fields (sb-session-id, sb-message-id), which metadata from elsewhere may never set.
+   * `first`, when known, is the first response message: if it came compressed from the
+   * process in an encoding the client reads, the response declares that encoding so the
+   * message passes on compressed; otherwise the response mirrors the request's encoding,
+   * as gRPC servers do, when the client reads it. Without `first` (a stream whose
+   * messages are still to come) it declares an encoding the client reads, so compressed
+   * messages can pass in it; declaring one obliges nothing, each message has its flag.
    */
-  sendHeaders(metadata: Metadata, own: Readonly<Record<string, string>> = {}): void {
+  sendHeaders(metadata: Metadata, own: Readonly<Record<string, string>> = {}, first?: Uint8Array): void {
     if (this.#headersSent || this.#finished) return;
     this.#headersSent = true;
+    const candidates =
+      first === undefined ? [this.#encoding, ...COMPRESSIONS] : [wireFormOf(first)?.encoding, this.#encoding];
+    this.#responseEncoding = candidates.find((e) => e !== undefined && this.#accepts.has(e));
     const headers: http2.OutgoingHttpHeaders = {
       [HTTP2_HEADER_STATUS]: 200,
       [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
       "grpc-accept-encoding": ACCEPT_ENCODING,
     };
+    if (this.#responseEncoding !== undefined) headers["grpc-encoding"] = this.#responseEncoding;
     putMetadata(headers, metadata, own);
     this.#stream.respond(headers, { waitForTrailers: true });
   }
@@ -138,9 +155,9 @@ export class GrpcServerCall {
   /** Writes one response message; resolves once the stream can take more. */
   async write(message: Uint8Array): Promise<void> {
     if (this.#finished) return;
-    this.sendHeaders({});
+    this.sendHeaders({}, {}, message);
     let more = true;
-    for (const chunk of frameMessage(message)) more = this.#stream.write(chunk);
+    for (const chunk of framePassing(message, this.#responseEncoding)) more = this.#stream.write(chunk);
     if (!more) await drained(this.#stream);
   }
 
@@ -205,8 +222,9 @@ export class GrpcServerCall {
   #decoded(flag: number, body: Buffer): Buffer {
     if (flag === 0) return body;
     if (flag !== 1) throw invalid(`invalid compressed flag ${flag}`);
-    // The limit holds for the inflated message too (a small gzip bomb is refused).
-    return decompress(this.#encoding, body, this.#maxMessageBytes, Reason.INVALID_REQUEST);
+    // The limit holds for the inflated message too (a small gzip bomb is refused). The
+    // compressed bytes stay beside it, to go on to the process as they came.
+    return decompressKeepingForm(this.#encoding, body, this.#maxMessageBytes, Reason.INVALID_REQUEST);
   }
 }
 

@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { acceptedEncodings } from "./grpc-compression.js";
 import { metadataOf, parseGrpcTimeout } from "./grpc-wire-headers.js";
 import { GrpcServerCall } from "./h2-server-call.js";
 
@@ -171,6 +172,7 @@ function dispatch(
     metadataOf(headers, TRANSPORT_FIELDS),
     parseGrpcTimeout(headers["grpc-timeout"] as string | undefined, Date.now()),
     typeof encoding === "string" && encoding !== "identity" ? encoding : undefined,
+    acceptedEncodings(headers["grpc-accept-encoding"]),
     options.maxMessageBytes,
   );
   if (overLimit !== undefined) {
