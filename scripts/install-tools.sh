@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the tests drive, into .tools/bin:
-# grpcurl (reflection and calls from a client that knows nothing but the wire).
+# grpcurl (reflection and calls from a client that knows nothing but the wire), and the
+# gRPC interop client and server (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,22 @@ if [ "$(cat .tools/bin/grpcurl.version 2>/dev/null)" != "$GRPCURL_VERSION" ] || 
   echo "installing grpcurl $GRPCURL_VERSION"
   go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   echo "$GRPCURL_VERSION" >.tools/bin/grpcurl.version
+fi
+
+# gRPC interop: grpc-go's interop client (pinned in test/go/interop/go.mod), a TestService
+# server on 127.0.0.1 and a dump of the interop .proto sources compiled into grpc-go. The
+# stamp holds the pinned version and a hash of the module's sources, so edits rebuild.
+INTEROP_DIR=test/go/interop
+INTEROP_VERSION="$(cd "$INTEROP_DIR" && go list -m -f '{{.Version}}' google.golang.org/grpc)"
+INTEROP_STAMP="$INTEROP_VERSION $(cd "$INTEROP_DIR" && cat go.mod go.sum ./*/*.go | sha256sum | cut -c1-16)"
+if [ "$(cat .tools/bin/interop.version 2>/dev/null)" != "$INTEROP_STAMP" ] ||
+  [ ! -x .tools/bin/interop-client ] || [ ! -x .tools/bin/interop-server ] || [ ! -x .tools/bin/interop-protodump ]; then
+  echo "building gRPC interop tools (grpc-go $INTEROP_VERSION)"
+  (
+    cd "$INTEROP_DIR"
+    go build -o "$GOBIN/interop-client" google.golang.org/grpc/interop/client
+    go build -o "$GOBIN/interop-server" ./server
+    go build -o "$GOBIN/interop-protodump" ./protodump
+  )
+  echo "$INTEROP_STAMP" >.tools/bin/interop.version
 fi

@@ -25,7 +25,9 @@ const TEXT_BYTES = 16 * 1024;
  * for drain, the outbound queue pauses the process's stream), so the bridge never
  * buffers the stream. 20 000 × 16 KiB is 320 MiB the bridge must not hold.
  */
-describe("a slow reader of a server stream", () => {
+describe("a slow reader of a server stream", function () {
+  // 320 MiB through the bridge and its SQLite journal: seconds alone, more on a busy machine.
+  this.timeout(240_000);
   let child: ChildProcess;
   let sent = 0;
   let bridge: BridgeRuntime;
