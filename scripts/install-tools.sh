@@ -15,20 +15,22 @@ if [ "$(cat .tools/bin/grpcurl.version 2>/dev/null)" != "$GRPCURL_VERSION" ] || 
   echo "$GRPCURL_VERSION" >.tools/bin/grpcurl.version
 fi
 
-# gRPC interop: grpc-go's interop client (pinned in test/go/interop/go.mod), a TestService
-# server on 127.0.0.1 and a dump of the interop .proto sources compiled into grpc-go. The
+# gRPC interop: grpc-go's interop client (pinned in test/go/interop/go.mod); a tool that
+# serves grpc-go's TestService on 127.0.0.1 and runs the compression cases grpc-go's
+# interop client lacks; a dump of the interop .proto sources compiled into grpc-go. The
 # stamp holds the pinned version and a hash of the module's sources, so edits rebuild.
 INTEROP_DIR=test/go/interop
 INTEROP_VERSION="$(cd "$INTEROP_DIR" && go list -m -f '{{.Version}}' google.golang.org/grpc)"
 INTEROP_STAMP="$INTEROP_VERSION $(cd "$INTEROP_DIR" && cat go.mod go.sum ./*/*.go | sha256sum | cut -c1-16)"
 if [ "$(cat .tools/bin/interop.version 2>/dev/null)" != "$INTEROP_STAMP" ] ||
-  [ ! -x .tools/bin/interop-client ] || [ ! -x .tools/bin/interop-server ] || [ ! -x .tools/bin/interop-protodump ]; then
+  [ ! -x .tools/bin/interop-client ] || [ ! -x .tools/bin/interop-protodump ] ||
+  [ ! -x .tools/bin/interop-compression ]; then
   echo "building gRPC interop tools (grpc-go $INTEROP_VERSION)"
   (
     cd "$INTEROP_DIR"
     go build -o "$GOBIN/interop-client" google.golang.org/grpc/interop/client
-    go build -o "$GOBIN/interop-server" ./server
     go build -o "$GOBIN/interop-protodump" ./protodump
+    go build -o "$GOBIN/interop-compression" ./compression
   )
   echo "$INTEROP_STAMP" >.tools/bin/interop.version
 fi

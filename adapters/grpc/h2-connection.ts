@@ -163,13 +163,12 @@ export class H2ConnectionPool {
   #closed = false;
   /**
    * The encodings the process said it reads (grpc-accept-encoding of its last response),
-   * identity aside. Empty until it has answered once: until then the bridge sends
-   * identity, which every process reads.
+   * identity aside; undefined while it has said nothing (grpc-go servers never do).
    */
-  #accepts: ReadonlySet<string> = new Set();
+  #accepts: ReadonlySet<string> | undefined;
   #acceptHeader: string | undefined;
 
-  get accepts(): ReadonlySet<string> {
+  get accepts(): ReadonlySet<string> | undefined {
     return this.#accepts;
   }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { OutgoingHttpHeaders } from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
-import { wireFormOf } from "../../bridge/call/wire-form.js";
+import { streamEncodingOf, wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -149,11 +149,9 @@ class H2ProcessClient implements ProcessClient {
       let headers: Metadata = {};
       let reply: Buffer | undefined;
       let count = 0;
-      // A message that came compressed goes on in the same bytes when the process reads
-      // that encoding (bridge/call/wire-form.ts).
-      const form = wireFormOf(payload);
-      const encoding =
-        form !== undefined && this.#pool.accepts.has(form.encoding) ? form.encoding : undefined;
+      // A message that came compressed goes on in the same bytes (bridge/call/wire-form.ts)
+      // unless the process said it does not read that encoding.
+      const encoding = passedEncoding(wireFormOf(payload)?.encoding, this.#pool.accepts);
       H2Call.start({
         pool: this.#pool,
         headers: () => this.#headers(path, delivery, encoding),
@@ -187,9 +185,13 @@ class H2ProcessClient implements ProcessClient {
       () => call.pause(),
       () => call.resume(),
     );
-    // The messages are not known yet when the stream opens: it declares the first
-    // encoding the process reads, and each message that came in it goes on compressed.
-    const encoding = COMPRESSIONS.find((e) => this.#pool.accepts.has(e));
+    // The messages are not known yet when the stream opens: it declares the client's
+    // encoding when the stream is passed through as it came, else one the process said
+    // it reads; each message that came in the declared encoding goes on compressed.
+    const accepts = this.#pool.accepts;
+    const encoding =
+      passedEncoding(streamEncodingOf(delivery.messages), accepts) ??
+      COMPRESSIONS.find((e) => accepts?.has(e) === true);
     const call = H2Call.start({
       pool: this.#pool,
       headers: () => this.#headers(delivery.operation.path, delivery, encoding),
@@ -240,6 +242,20 @@ class H2ProcessClient implements ProcessClient {
     putMetadata(headers, delivery.metadata, deliveryHeaders(delivery));
     return headers;
   }
+}
+
+/**
+ * The encoding a message that arrived in `encoding` goes on in: the same, as a
+ * transparent proxy would, unless the process's grpc-accept-encoding leaves it out. A
+ * process that never said what it reads (grpc-go servers do not) gets what the client
+ * chose, which is what the client's call would have sent it directly.
+ */
+function passedEncoding(
+  encoding: string | undefined,
+  accepts: ReadonlySet<string> | undefined,
+): string | undefined {
+  if (encoding === undefined) return undefined;
+  return accepts === undefined || accepts.has(encoding) ? encoding : undefined;
 }
 
 /** Sends the request messages as the stream takes them (write backpressure), then half-closes. */

@@ -1,6 +1,6 @@
 import http2 from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
-import { wireFormOf } from "../../bridge/call/wire-form.js";
+import { setStreamEncoding, wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -106,6 +106,7 @@ export class GrpcServerCall {
       () => stream.pause(),
       () => stream.resume(),
     );
+    if (this.#encoding !== undefined) setStreamEncoding(queue, this.#encoding);
     const decoder = new MessageDecoder(this.#maxMessageBytes);
     this.#reading = true;
     const onData = (chunk: Buffer): void => {

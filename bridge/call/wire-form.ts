@@ -30,3 +30,20 @@ export function setWireForm(message: Uint8Array, form: WireForm): void {
 export function wireFormOf(message: Uint8Array): WireForm | undefined {
   return forms.get(message);
 }
+
+const streamEncodings = new WeakMap<object, string>();
+
+/**
+ * Records the grpc-encoding a stream of request messages arrived with, keyed by the
+ * iterable the inbound adapter hands on: an outbound stream declares its encoding before
+ * its first message exists, and a stream passed through unchanged can then declare the
+ * client's.
+ */
+export function setStreamEncoding(messages: object, encoding: string): void {
+  streamEncodings.set(messages, encoding);
+}
+
+/** The grpc-encoding the stream `messages` arrived with, if it was recorded. */
+export function streamEncodingOf(messages: object): string | undefined {
+  return streamEncodings.get(messages);
+}

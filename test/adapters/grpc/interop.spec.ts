@@ -16,7 +16,9 @@ const BIN = path.join(repoRoot(), ".tools/bin");
 /**
  * The standard gRPC interop cases (grpc/grpc doc/interop-test-descriptions.md) that work
  * through a proxy, run by grpc-go's interop client against grpc-go's TestService behind
- * the bridge. The contract is the interop .proto, printed at test time from the
+ * the bridge; the four compression cases, which grpc-go's interop client lacks, by
+ * test/go/interop/compression on grpc-go (it reads from grpc-go's stats whether each
+ * message travelled compressed, so they prove compression passes through unchanged). The contract is the interop .proto, printed at test time from the
  * descriptors compiled into grpc-go (scripts/install-tools.sh builds the tools). The
  * TestService has no sessionbridge options: its calls pass through sessionless.
  */
@@ -29,7 +31,9 @@ describe("gRPC interop cases through the bridge (grpc-go client and server)", fu
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "sb-interop-"));
     await run(path.join(BIN, "interop-protodump"), [path.join(dir, "proto")]);
-    server = spawn(path.join(BIN, "interop-server"), [], { stdio: ["ignore", "pipe", "inherit"] });
+    server = spawn(path.join(BIN, "interop-compression"), ["server"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     const port = await new Promise<number>((resolve, reject) => {
       server.once("exit", (code) => reject(new Error(`the interop server exited (${code})`)));
       createInterface({ input: server.stdout as NodeJS.ReadableStream }).on("line", (line) => {
@@ -83,19 +87,38 @@ describe("gRPC interop cases through the bridge (grpc-go client and server)", fu
     "unimplemented_method",
     "unimplemented_service",
   ];
+  const compressionCases = [
+    "client_compressed_unary",
+    "server_compressed_unary",
+    "client_compressed_streaming",
+    "server_compressed_streaming",
+  ];
+
+  async function runClient(testCase: string, command: string, args: string[]): Promise<void> {
+    try {
+      await run(path.join(BIN, command), args, { timeout: 50_000 });
+    } catch (error) {
+      const { stderr, stdout } = error as { stderr?: string; stdout?: string };
+      expect.fail(`${testCase} failed:\n${stdout ?? ""}${stderr ?? ""}`);
+    }
+  }
+
   for (const testCase of cases) {
-    it(testCase, async () => {
-      const args = [
+    it(testCase, () =>
+      runClient(testCase, "interop-client", [
         "--server_host=127.0.0.1",
         `--server_port=${bridge.grpc.port}`,
         `--test_case=${testCase}`,
-      ];
-      try {
-        await run(path.join(BIN, "interop-client"), args, { timeout: 50_000 });
-      } catch (error) {
-        const { stderr, stdout } = error as { stderr?: string; stdout?: string };
-        expect.fail(`${testCase} failed:\n${stdout ?? ""}${stderr ?? ""}`);
-      }
-    });
+      ]),
+    );
+  }
+  for (const testCase of compressionCases) {
+    it(testCase, () =>
+      runClient(testCase, "interop-compression", [
+        "client",
+        `--server=127.0.0.1:${bridge.grpc.port}`,
+        `--test_case=${testCase}`,
+      ]),
+    );
   }
 });
