@@ -4,7 +4,7 @@ import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
-import { acceptedEncodings, decompressKeepingForm, framePassing } from "./grpc-compression.js";
+import { decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
 import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
 import { decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
@@ -230,7 +230,7 @@ export class H2Call {
     stream.on("response", (headers, flags) => {
       if (!current()) return;
       responded = true;
-      this.#start.pool.learnAccepts(headers["grpc-accept-encoding"], acceptedEncodings);
+      this.#start.pool.learnAccepts(headers["grpc-accept-encoding"]);
       if (headers["grpc-status"] !== undefined || (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
         // Trailers-only: the status came in the headers (or the stream ended without one).
         status = headers;

@@ -2,6 +2,7 @@ import http2 from "node:http2";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { acceptedEncodings } from "./grpc-compression.js";
 
 /**
  * More sessions than this to one process only when each is at the process's
@@ -173,10 +174,10 @@ export class H2ConnectionPool {
   }
 
   /** Notes the process's grpc-accept-encoding, from the headers of one of its responses. */
-  learnAccepts(header: string | string[] | undefined, parse: (h: string) => ReadonlySet<string>): void {
+  learnAccepts(header: string | string[] | undefined): void {
     if (typeof header !== "string" || header === this.#acceptHeader) return;
     this.#acceptHeader = header;
-    this.#accepts = parse(header);
+    this.#accepts = acceptedEncodings(header);
   }
 
   constructor(authority: string, connectTimeoutMs: number) {
