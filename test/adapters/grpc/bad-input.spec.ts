@@ -100,6 +100,14 @@ describe("bad input to the gRPC listener", () => {
       expect(outcome.grpcMessage).to.match(/over the limit of 16384/);
     });
 
+    it("past Node's own limit (4 × ours) the stream is reset, and the connection still serves", async () => {
+      const outcome = await start(fields(4 * MAX_HEADER_FIELDS + 10));
+      expect(outcome.grpcStatus).to.equal(undefined);
+      expect(outcome.rstCode).to.not.equal(0);
+      const next = await start({});
+      expect(next.grpcStatus, next.grpcMessage).to.equal(0);
+    });
+
     it("serves headers just under the size limit", async () => {
       const outcome = await start({ "x-big": "a".repeat(MAX_HEADER_LIST_BYTES - 1024) });
       expect(outcome.grpcStatus, outcome.grpcMessage).to.equal(0);
