@@ -41,7 +41,9 @@ export interface BridgeRuntime {
 export async function startBridgeRuntime(options: RuntimeOptions): Promise<BridgeRuntime> {
   const { config, contracts } = options;
   const logger = options.logger ?? silentLogger;
-  const transports: ProcessTransport[] = [createGrpcTransport()];
+  const transports: ProcessTransport[] = [
+    createGrpcTransport({ maxReplyBytes: config.defaults.maxPayloadBytes }),
+  ];
   const clients: ProcessClient[] = [];
   const processes = new Map<string, ProcessClient>();
   for (const process of config.processes) {

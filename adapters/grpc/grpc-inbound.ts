@@ -61,7 +61,7 @@ async function unary(
   try {
     const payload = await call.message();
     const reply = await bridge.unary({ ...context(principals, op, call), payload });
-    call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId));
+    call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId), reply.payload);
     await call.write(reply.payload);
     call.end(reply.trailers);
   } catch (error) {

@@ -139,22 +139,43 @@ export function encodeGrpcMessage(text: string): string {
   return out;
 }
 
-const TIMEOUT_UNITS_MS: Readonly<Record<string, number>> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000_001,
-};
+/** Longest timer Node keeps (about 24.8 days); a deadline further away is no practical deadline. */
+export const MAX_DEADLINE_MS = 2 ** 31 - 1;
 
 /**
- * grpc-timeout ("1234m", at most 8 digits and a unit) as an absolute deadline from `now`;
- * undefined when absent. A malformed value is ignored, as grpc-js servers do.
+ * grpc-timeout ("1234m", at most 8 digits and a unit) as an absolute deadline from `now`,
+ * in whole milliseconds (S15): rounded up, so the bridge and the process never see less
+ * time than the caller gave, and never below 1 ms (grpc-go sends microseconds "u" or
+ * nanoseconds "n" for short deadlines). A timeout longer than MAX_DEADLINE_MS (up to
+ * 99 999 999 hours can be written) is no practical deadline: undefined, as when absent,
+ * so no timer downstream is ever asked for more than it can hold. A malformed value is
+ * ignored, as grpc-js servers do.
  */
 export function parseGrpcTimeout(value: string | undefined, now: number): number | undefined {
   if (value === undefined) return undefined;
   const match = /^(\d{1,8})([HMSmun])$/.exec(value);
   if (match === null) return undefined;
-  return now + Number(match[1]) * (TIMEOUT_UNITS_MS[match[2] as string] as number);
+  const amount = Number(match[1]);
+  let ms: number;
+  switch (match[2]) {
+    case "H":
+      ms = amount * 3_600_000;
+      break;
+    case "M":
+      ms = amount * 60_000;
+      break;
+    case "S":
+      ms = amount * 1000;
+      break;
+    case "m":
+      ms = amount;
+      break;
+    case "u":
+      ms = Math.ceil(amount / 1000);
+      break;
+    default:
+      ms = Math.ceil(amount / 1_000_000);
+  }
+  if (ms > MAX_DEADLINE_MS) return undefined;
+  return Math.floor(now) + Math.max(1, ms);
 }

@@ -121,7 +121,7 @@ export function sessionServiceHandlers(api: SessionsApi): Map<string, GrpcHandle
 
 async function streamHistory(api: SessionsApi, call: GrpcServerCall): Promise<void> {
   try {
-    const request = SessionServiceService.history.requestDeserialize(await call.message());
+    const request = decodeRequest(SessionServiceService.history, await call.message());
     const { sessionId, follow, fromIndex } = request;
     const entries = api.history(requireId(sessionId), { follow, fromIndex, signal: call.signal }, ANONYMOUS);
     for await (const entry of entries) {
@@ -144,6 +144,24 @@ function requireId(id: string): string {
   return id;
 }
 
+/**
+ * The request decoded, or INVALID_ARGUMENT: bytes that are not the request message, or a
+ * uint64 beyond 2^53 (the generated code reads those into numbers and refuses what it
+ * cannot hold exactly), are the caller's mistake, not the bridge's (S4).
+ */
+function decodeRequest<Req>(method: { requestDeserialize(value: Buffer): Req }, bytes: Buffer): Req {
+  try {
+    return method.requestDeserialize(bytes);
+  } catch (error) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_REQUEST,
+      `cannot decode the request: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+}
+
 /** A unary method: decode the request with the generated codec, run, encode the answer. */
 function unary<Req, Res>(
   method: { requestDeserialize(value: Buffer): Req; responseSerialize(value: Res): Buffer },
@@ -152,7 +170,7 @@ function unary<Req, Res>(
   return (call) =>
     void (async () => {
       try {
-        const response = await work(method.requestDeserialize(await call.message()));
+        const response = await work(decodeRequest(method, await call.message()));
         await call.write(method.responseSerialize(response));
         call.end({});
       } catch (error) {
