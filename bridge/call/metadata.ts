@@ -85,8 +85,6 @@ const HEADER_NAME = /^[0-9a-z_.-]+$/;
 const ASCII_VALUE = /^[\x20-\x7e]*$/;
 /** Standard or URL-safe base64, padded or not. */
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
-/** Room for one value; longer ones are refused at admission rather than failing a delivery later. */
-export const MAX_METADATA_VALUE_BYTES = 8192;
 
 /**
  * Checks metadata that will travel on to a process, at admission: a message the bridge
@@ -101,9 +99,6 @@ export function checkForwardable(metadata: Metadata): void {
     }
     const binary = key.endsWith("-bin");
     for (const value of metadata[key] ?? []) {
-      if (value.length > MAX_METADATA_VALUE_BYTES) {
-        throw invalidMetadata(key, `has a value longer than ${MAX_METADATA_VALUE_BYTES} bytes`);
-      }
       if (binary ? !BASE64.test(value) : !ASCII_VALUE.test(value)) {
         throw invalidMetadata(
           key,
