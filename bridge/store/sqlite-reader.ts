@@ -13,6 +13,7 @@ import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } fr
 export interface SqliteReader {
   recover(): RecoveredState;
   getSession(id: string): SessionRecord | undefined;
+  findSessionByCorrelation(service: string, correlationKey: string): SessionRecord | undefined;
   listSessions(query: SessionQuery): SessionPage;
   readJournal(sessionId: string, fromIndex: number, limit: number): JournalRecord[];
   findBySeq(sessionId: string, seq: number): RecordedExchange | undefined;
@@ -26,6 +27,11 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
   );
   const allOutbox = db.prepare<[], OutboxRow>("SELECT * FROM outbox ORDER BY session_id, idx, message_id");
   const sessionById = db.prepare<[string], SessionRow>("SELECT * FROM sessions WHERE id = ?");
+  // S5: the literal `state = 'active'` lets SQLite use the partial unique index
+  // sessions_live_correlation, whose condition this query implies.
+  const liveByCorrelation = db.prepare<[string, string], SessionRow>(
+    "SELECT * FROM sessions WHERE service = ? AND correlation_key = ? AND state = 'active'",
+  );
   const journalFrom = db.prepare<[string, number, number], JournalRow>(
     "SELECT * FROM journal WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
   );
@@ -88,6 +94,11 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
 
     getSession(id) {
       const row = sessionById.get(id);
+      return row === undefined ? undefined : rowToSession(row);
+    },
+
+    findSessionByCorrelation(service, correlationKey) {
+      const row = liveByCorrelation.get(service, correlationKey);
       return row === undefined ? undefined : rowToSession(row);
     },
 

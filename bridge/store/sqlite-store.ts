@@ -4,6 +4,8 @@ import type BetterSqlite3 from "better-sqlite3";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import { followStoredJournal } from "./journal-follow.js";
+import { createJournalWakeups } from "./journal-wakeups.js";
 import type { SessionStore } from "./session-store.js";
 import { openReaderConnection } from "./sqlite-connection.js";
 import { createSqliteReader, type SqliteReader } from "./sqlite-reader.js";
@@ -28,6 +30,8 @@ const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 export interface SqliteSessionStore extends SessionStore {
   /** Batches and write transactions so far: fewer transactions than batches is group commit at work. */
   stats(): WriterStats;
+  /** Journal followers registered now. */
+  followers(): number;
 }
 
 /**
@@ -68,6 +72,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   }
 
   const connection = opened;
+  const wakeups = createJournalWakeups();
   let closing: Promise<void> | undefined;
 
   /** Runs a read on the reader connection; fails once close() has begun. */
@@ -80,18 +85,30 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     }
   };
 
+  function readJournal(sessionId: string, fromIndex: number, limit: number) {
+    return read((r) => r.readJournal(sessionId, fromIndex, limit));
+  }
+
   return {
     kind: "sqlite",
 
     async commit(batch) {
       if (closing !== undefined) throw storeClosed("sqlite");
-      return writer.commit(batch);
+      const touched =
+        batch.entries === undefined ? undefined : new Set(batch.entries.map((e) => e.sessionId));
+      await writer.commit(batch);
+      // S9: followers hear of entries once they are durable, and re-read them.
+      if (touched !== undefined) wakeups.notify(touched);
     },
 
     recover: () => read((r) => r.recover()),
     getSession: (id) => read((r) => r.getSession(id)),
+    findSessionByCorrelation: (service, correlationKey) =>
+      read((r) => r.findSessionByCorrelation(service, correlationKey)),
     listSessions: (query) => read((r) => r.listSessions(query)),
-    readJournal: (sessionId, fromIndex, limit) => read((r) => r.readJournal(sessionId, fromIndex, limit)),
+    readJournal,
+    followJournal: (sessionId, fromIndex, signal) =>
+      followStoredJournal({ readJournal, wakeups }, sessionId, fromIndex, signal),
     findBySeq: (sessionId, seq) => read((r) => r.findBySeq(sessionId, seq)),
     findByMessageId: (sessionId, messageId) => read((r) => r.findByMessageId(sessionId, messageId)),
     getIdempotency: (principal, key) => read((r) => r.getIdempotency(principal, key)),
@@ -103,6 +120,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     },
 
     stats: () => writer.stats(),
+    followers: () => wakeups.followers(),
 
     close,
     [Symbol.asyncDispose]: close,
@@ -112,6 +130,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     closing ??= (async () => {
       // The reader goes first so the writer, as the last connection, can checkpoint the
       // WAL into the database and remove it. The writer answers pending batches first.
+      wakeups.close();
       connection.close();
       await writer.close();
     })();

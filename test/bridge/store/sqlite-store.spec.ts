@@ -87,13 +87,13 @@ describe("SQLite store", () => {
     const before = temp.store.stats();
     const good = (i: number) => temp.store.commit({ entries: [entry("s1", i)] });
     const first = Array.from({ length: 50 }, (_, i) => good(i + 2));
-    const between = temp.store.commit({ entries: [entry("s1", 60)], sessions: [session("between")] });
+    const between = temp.store.commit({ entries: [entry("s1", 52)], sessions: [session("between")] });
     const reused = temp.store.commit({ entries: [entry("s1", 1)], sessions: [session("dup2")] });
     const conflict = temp.store.commit({ sessions: [session("taker", { correlationKey: "k" })] });
-    const rest = Array.from({ length: 50 }, (_, i) => good(i + 100));
+    const rest = Array.from({ length: 50 }, (_, i) => good(i + 53));
 
     await Promise.all([...first, between, ...rest]);
-    await expectBridgeError(reused, Code.INTERNAL, Reason.STORE_FAILURE);
+    await expectBridgeError(reused, Code.ABORTED, Reason.JOURNAL_CONFLICT);
     await expectBridgeError(conflict, Code.ALREADY_EXISTS, Reason.SESSION_ALREADY_EXISTS);
     const after = temp.store.stats();
     expect(after.batches - before.batches).to.equal(103);
