@@ -6,7 +6,7 @@ import { createMemoryJournal, type MemoryJournal } from "./memory-journal.js";
 import { copyEntry, copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
 import type { IdempotencyRecord, OutboxRecord, SessionRecord } from "./records.js";
 import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
-import type { SessionStore, StoreBatch } from "./session-store.js";
+import type { SessionStore } from "./session-store.js";
 import { correlationTaken, storeClosed } from "./store-errors.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
