@@ -83,7 +83,12 @@ const now = Date.now();
 const live: Live[] = [];
 let store = await createSqliteStore({ path });
 
-const entryOf = (s: SessionRecord, kind: number, fields: Partial<JournalRecord>, size: number): JournalRecord => ({
+const entryOf = (
+  s: SessionRecord,
+  kind: number,
+  fields: Partial<JournalRecord>,
+  size: number,
+): JournalRecord => ({
   sessionId: s.id,
   index: s.journalLength + 1,
   messageId: `${s.id}-${s.journalLength + 1}`,
@@ -134,6 +139,13 @@ const transactionsBefore = store.stats().transactions;
 const startedAt = performance.now();
 let storedPayload = 0;
 
+const commitMs: number[] = [];
+const timed = async (commit: Promise<void>): Promise<void> => {
+  const started = performance.now();
+  await commit;
+  commitMs.push(performance.now() - started);
+};
+
 const call = async (n: number, s: Live): Promise<void> => {
   const oneWay = n % 10 === 3;
   const keyed = n % 10 === 7;
@@ -158,9 +170,11 @@ const call = async (n: number, s: Live): Promise<void> => {
     sessions: [s.record],
     entries: [request],
     ...(keyed ? { idempotency: [{ ...idempotency, outcome: undefined }] } : {}),
-    ...(oneWay ? { outboxAdd: [{ sessionId: s.record.id, messageId: request.messageId, index: request.index }] } : {}),
+    ...(oneWay
+      ? { outboxAdd: [{ sessionId: s.record.id, messageId: request.messageId, index: request.index }] }
+      : {}),
   };
-  await store.commit(first);
+  await timed(store.commit(first));
   const outcomeSize = oneWay ? 48 : payloadBytes;
   const outcome = entryOf(s.record, oneWay ? 5 : 4, { inReplyTo: request.messageId }, outcomeSize);
   s.record = { ...s.record, journalLength: outcome.index, lastActiveAtMs: now + n + 1 };
@@ -170,7 +184,7 @@ const call = async (n: number, s: Live): Promise<void> => {
     ...(keyed ? { idempotency: [{ ...idempotency, outcome: outcome.envelope }] } : {}),
     ...(oneWay ? { outboxRemove: [{ sessionId: s.record.id, messageId: request.messageId }] } : {}),
   };
-  await store.commit(second);
+  await timed(store.commit(second));
   storedPayload += requestSize + outcomeSize;
 };
 
@@ -207,7 +221,16 @@ const result = {
   writtenKiBPerCall: Number(kb(written / calls)),
   storedKiBPerCall: Number(kb(growth / calls)),
   amplification: Number((written / growth).toFixed(2)),
+  ...commitLatency(),
 };
+
+/** Commit latency from the call's point of view (its turn came, the commit resolved). */
+function commitLatency(): { commitP50Ms: number; commitP99Ms: number; commitMaxMs: number } {
+  const sorted = [...commitMs].sort((a, b) => a - b);
+  const at = (q: number): number =>
+    Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0).toFixed(2));
+  return { commitP50Ms: at(0.5), commitP99Ms: at(0.99), commitMaxMs: at(1) };
+}
 console.log(JSON.stringify(result, null, 2));
 console.log(
   `\n${kb(written / calls)} KiB written per call for ${kb(growth / calls)} KiB stored: ${result.amplification}x`,

@@ -35,7 +35,8 @@ export function createMemoryJournal(): MemoryJournal {
     add(entry) {
       insertSorted(entries, entry);
       if (entry.seq > 0) keepLowest(bySeq, entry.seq, entry);
-      keepLowest(byMessageId, entry.messageId, entry);
+      // Only requests (entries that answer none) are found by their own message id.
+      if (entry.inReplyTo === "") keepLowest(byMessageId, entry.messageId, entry);
       if (entry.inReplyTo !== "") {
         const list = replies.get(entry.inReplyTo);
         if (list === undefined) replies.set(entry.inReplyTo, [entry]);

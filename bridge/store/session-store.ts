@@ -140,7 +140,10 @@ export interface SessionStore {
    */
   findBySeq(sessionId: string, seq: number): Promise<RecordedExchange | undefined>;
 
-  /** The request with this message id and its outcomes. */
+  /**
+   * The request with this message id (an entry that answers none: an outcome is not found
+   * by its own id) and its outcomes.
+   */
   findByMessageId(sessionId: string, messageId: string): Promise<RecordedExchange | undefined>;
 
   getIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined>;

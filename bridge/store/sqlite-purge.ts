@@ -2,7 +2,7 @@ import type BetterSqlite3 from "better-sqlite3";
 import type { PurgeCounts } from "./sqlite-protocol.js";
 
 /** Rows one purge step deletes at most (journal, outbox, session and idempotency rows together). */
-export const PURGE_STEP_ROWS = 256;
+export const PURGE_STEP_ROWS = 64;
 
 /** One purge() in progress. */
 export interface PurgeJob {

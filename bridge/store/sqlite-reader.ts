@@ -3,6 +3,7 @@ import type { IdempotencyRecord, JournalRecord, SessionRecord } from "./records.
 import type { RecordedExchange, RecoveredState, SessionPage, SessionQuery } from "./session-store.js";
 import type { IdempotencyRow, JournalRow, OutboxRow, SessionRow } from "./sqlite-rows.js";
 import { rowToEntry, rowToIdempotency, rowToOutbox, rowToSession } from "./sqlite-rows.js";
+import { EXCHANGE_KEY } from "./sqlite-schema.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
 /**
@@ -39,11 +40,13 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
   const requestBySeq = db.prepare<[string, number], JournalRow>(
     "SELECT * FROM journal WHERE session_id = ? AND seq = ? AND seq > 0 ORDER BY idx LIMIT 1",
   );
+  // Both on journal_exchange: a request (an entry that answers none) by its message id, and
+  // the outcomes that answer it.
   const requestByMessageId = db.prepare<[string, string], JournalRow>(
-    "SELECT * FROM journal WHERE session_id = ? AND message_id = ? ORDER BY idx LIMIT 1",
+    `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to = '' ORDER BY idx LIMIT 1`,
   );
   const outcomesOf = db.prepare<[string, string], JournalRow>(
-    "SELECT * FROM journal WHERE session_id = ? AND in_reply_to = ? AND in_reply_to <> '' ORDER BY idx",
+    `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to <> '' ORDER BY idx`,
   );
   const idempotencyByKey = db.prepare<[string, string], IdempotencyRow>(
     "SELECT * FROM idempotency WHERE principal = ? AND key = ?",

@@ -279,6 +279,7 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
         expect(await store.findBySeq("s-none", 1)).to.equal(undefined);
         expect(await store.findByMessageId("s1", "req-9")).to.equal(undefined);
         expect(await store.findByMessageId("s-none", "req-1")).to.equal(undefined);
+        expect(await store.findByMessageId("s1", "out-4"), "an outcome is not a request").to.equal(undefined);
       });
 
       it("keeps sessions apart", async () => {

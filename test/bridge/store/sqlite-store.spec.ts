@@ -6,7 +6,7 @@ import { expect } from "chai";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
 import { createStore } from "../../../bridge/store/create-store.js";
-import { SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
+import { EXCHANGE_KEY, migrate, SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
 import { createSqliteStore } from "../../../bridge/store/sqlite-store.js";
 import { expectBridgeError } from "./expect-bridge-error.js";
 import { openTempSqlite, type TempSqlite } from "./sqlite-fixture.js";
@@ -139,10 +139,77 @@ describe("SQLite store", () => {
     try {
       expect(db.pragma("journal_mode", { simple: true })).to.equal("wal");
       expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      // Small pages for a new database: each commit writes whole pages to the WAL.
+      expect(db.pragma("page_size", { simple: true })).to.equal(1024);
       const indexes = db
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%UNIQUE%'")
         .all();
       expect(indexes).to.deep.equal([{ name: "sessions_live_correlation" }]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("carries the data of a version 1 database through the later migrations", async () => {
+    const path = join(temp.dir, "v1.db");
+    const v1 = new Database(path);
+    migrate(v1, 1);
+    const insert = v1.prepare(
+      `INSERT INTO journal (session_id, idx, message_id, kind, seq, in_reply_to, recorded_at_ms, envelope)
+       VALUES (?, ?, ?, 1, ?, ?, 5, x'0102')`,
+    );
+    insert.run("s1", 1, "req-1", 1, "");
+    insert.run("s1", 2, "out-2", 0, "req-1");
+    insert.run("s1", 3, "req-3", 0, "");
+    v1.close();
+
+    const store = await createSqliteStore({ path });
+    try {
+      const request = { sessionId: "s1", index: 1, messageId: "req-1", kind: 1, seq: 1, inReplyTo: "" };
+      const found = await store.findByMessageId("s1", "req-1");
+      expect({ ...found?.request, envelope: undefined, recordedAtMs: undefined }).to.deep.equal({
+        ...request,
+        envelope: undefined,
+        recordedAtMs: undefined,
+      });
+      expect(found?.outcomes.map((e) => e.messageId)).to.deep.equal(["out-2"]);
+      expect((await store.findBySeq("s1", 1))?.outcomes.map((e) => e.index)).to.deep.equal([2]);
+      await store.commit({ entries: [entry("s1", 4)] });
+    } finally {
+      await store.close();
+    }
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      expect(db.prepare("SELECT count(*) AS n FROM journal").get()).to.deep.equal({ n: 4 });
+    } finally {
+      db.close();
+    }
+  });
+
+  it("answers lookups from indexes, not scans", async () => {
+    await temp.store.commit({ sessions: [session("s1")], entries: [entry("s1", 1)] });
+    const db = new Database(temp.path, { readonly: true });
+    try {
+      const plan = (sql: string): string =>
+        db
+          .prepare(`EXPLAIN QUERY PLAN ${sql}`)
+          .all("a", "b")
+          .map((row) => (row as { detail: string }).detail)
+          .join("; ");
+      expect(
+        plan(
+          `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to = '' ORDER BY idx`,
+        ),
+      ).to.contain("USING INDEX journal_exchange");
+      expect(
+        plan(
+          `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to <> '' ORDER BY idx`,
+        ),
+      ).to.contain("USING INDEX journal_exchange");
+      expect(
+        plan("SELECT * FROM sessions WHERE service = ? AND correlation_key = ? AND state = 'active'"),
+      ).to.contain("USING INDEX sessions_live_correlation");
     } finally {
       db.close();
     }
