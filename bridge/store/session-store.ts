@@ -17,7 +17,10 @@ export interface StoreBatch {
    * Journal entries to append (S9). The entries of a session, in this order, must continue
    * its stored journal: the first takes the stored last index + 1 (1 for a new journal),
    * each next one 1 more. Anything else (a gap, a repeat, an index another writer took
-   * first) refuses the whole batch with ABORTED (JOURNAL_CONFLICT); see commit().
+   * first) refuses the whole batch with ABORTED (JOURNAL_CONFLICT); see commit(). A writer
+   * whose commit failed must learn the journal's end again (the error's `expected_index`,
+   * or readJournal) before it appends to that session: commits it had already sent after
+   * the failed one no longer continue the journal and are refused too.
    */
   readonly entries?: readonly JournalRecord[];
   /** Idempotency records to insert or replace. */

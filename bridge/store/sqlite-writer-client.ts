@@ -10,7 +10,10 @@ import { storeClosed, storeFailure } from "./store-errors.js";
 export interface WriterStats {
   /** Batches the writer has answered (committed or rejected). */
   readonly batches: number;
-  /** Write transactions it has run; each is one fsync under synchronous=FULL. */
+  /**
+   * Write transactions of batches it has run; each is one fsync under synchronous=FULL.
+   * Purge steps run in transactions of their own and are not counted here.
+   */
   readonly transactions: number;
 }
 

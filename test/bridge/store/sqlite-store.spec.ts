@@ -215,6 +215,52 @@ describe("SQLite store", () => {
     }
   });
 
+  it("finishes on the next purge what a close cut short, leaving no journal without its session", async () => {
+    const due = 400;
+    for (let first = 0; first < due; first += 50) {
+      const ids = Array.from({ length: 50 }, (_, i) => `ended-${first + i}`);
+      await temp.store.commit({
+        sessions: ids.map((id) => ended(session(id), 100)),
+        entries: ids.flatMap((id) => Array.from({ length: 100 }, (_, i) => entry(id, i + 1))),
+      });
+    }
+    const purging = temp.store.purge(1_000, 0).then(
+      (counts) => counts.sessions,
+      (error: unknown) => {
+        expect((error as { reason?: string }).reason).to.equal(Reason.SHUTTING_DOWN);
+        return 0;
+      },
+    );
+    // Let a few purge steps run between these commits, then close in the middle of it.
+    await temp.store.commit({ entries: [entry("busy", 1)] });
+    await temp.store.commit({ entries: [entry("busy", 2)] });
+    await temp.store.close();
+    const purgedFirst = await purging;
+
+    const orphans = (): unknown => {
+      const db = new Database(temp.path, { readonly: true });
+      try {
+        return db
+          .prepare("SELECT count(*) AS n FROM journal WHERE session_id NOT IN (SELECT id FROM sessions)")
+          .get();
+      } finally {
+        db.close();
+      }
+    };
+    // Journal rows of sessions never in the table ("busy") are not the purge's doing.
+    expect(orphans()).to.deep.equal({ n: 2 });
+    const store = await temp.reopen();
+    const purgedNext = (await store.purge(1_000, 0)).sessions;
+    // A purge cut short reports nothing; what it deleted stays deleted.
+    expect(purgedFirst === 0 ? purgedNext : purgedFirst).to.be.within(1, due);
+    expect(orphans()).to.deep.equal({ n: 2 });
+    expect((await store.listSessions({ pageSize: 10 })).sessions).to.deep.equal([]);
+    for (const id of ["ended-0", `ended-${due - 1}`]) {
+      expect(await store.readJournal(id, 1, 10)).to.deep.equal([]);
+      expect(await store.getSession(id)).to.equal(undefined);
+    }
+  });
+
   it("refuses a database written by a newer schema version", async () => {
     await temp.store.close();
     const db = new Database(temp.path);
