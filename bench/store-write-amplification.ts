@@ -202,6 +202,7 @@ for (let n = 0; n < calls; n++) {
 await Promise.all(inFlight);
 const elapsedS = (performance.now() - startedAt) / 1000;
 const transactions = store.stats().transactions - transactionsBefore;
+const checkpoints = store.stats().checkpoints;
 await store.close();
 
 const written = writeBytes() - writtenBefore;
@@ -215,6 +216,7 @@ const result = {
   payloadBytes,
   writeTransactions: transactions,
   commitsPerTransaction: Number(((calls * 2) / transactions).toFixed(2)),
+  checkpoints,
   writtenBytes: written,
   databaseGrowthBytes: growth,
   payloadStoredBytes: storedPayload,

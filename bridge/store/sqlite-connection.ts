@@ -11,13 +11,13 @@ import { storeFailure } from "./store-errors.js";
 const NEW_DATABASE_PAGE_BYTES = 1024;
 
 /**
- * WAL pages before a commit checkpoints them into the database (16 MiB at 1 KiB pages).
- * The hot pages (session rows, index leaves) change in many commits between two
- * checkpoints and are written to the database once per checkpoint instead of once per
- * 1000 pages (SQLite's default). The WAL file is kept (not truncated) up to
- * WAL_SIZE_LIMIT_BYTES, so it is rewritten in place instead of growing again.
+ * WAL pages after which the writer checkpoints inline, in the commit that crosses it (64
+ * MiB at 1 KiB pages). Normally the checkpointer thread copies the WAL long before
+ * (sqlite-checkpointer.ts), off the commit path; this bounds the WAL if it cannot keep
+ * up. The WAL file is kept (not truncated) up to WAL_SIZE_LIMIT_BYTES, so it is rewritten
+ * in place instead of growing again.
  */
-const WAL_AUTOCHECKPOINT_PAGES = 16_384;
+const WAL_AUTOCHECKPOINT_PAGES = 65_536;
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**

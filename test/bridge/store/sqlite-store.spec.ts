@@ -79,6 +79,25 @@ describe("SQLite store", () => {
     expect(await temp.store.readJournal("s1", 1, count + 1)).to.have.length(count);
   });
 
+  it("checkpoints the WAL from its own thread once enough rows are committed", async () => {
+    expect(temp.store.stats().checkpoints).to.equal(0);
+    for (let first = 1; first <= 5_000; first += 500) {
+      await temp.store.commit({
+        entries: Array.from({ length: 500 }, (_, i) => entry("s1", first + i)),
+      });
+    }
+    // The request does not wait for the checkpoint; wait for the thread's answer.
+    while (temp.store.stats().checkpoints === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const db = new Database(temp.path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT count(*) AS n FROM journal").get()).to.deep.equal({ n: 5_000 });
+    } finally {
+      db.close();
+    }
+    await temp.store.commit({ entries: [entry("s1", 5_001)] });
+    expect(await temp.store.readJournal("s1", 4_999, 10)).to.have.length(3);
+  });
+
   it("fails a bad batch alone inside a group and commits its neighbours", async () => {
     await temp.store.commit({
       sessions: [session("holder", { correlationKey: "k" })],
