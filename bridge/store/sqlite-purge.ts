@@ -2,16 +2,17 @@ import type BetterSqlite3 from "better-sqlite3";
 import type { PurgeCounts } from "./sqlite-protocol.js";
 
 /** Rows one purge step deletes at most (journal, outbox, session and idempotency rows together). */
-export const PURGE_STEP_ROWS = 64;
+export const PURGE_STEP_ROWS = 16;
 
 /** One purge() in progress. */
 export interface PurgeJob {
   /**
-   * Deletes at most PURGE_STEP_ROWS more rows in one short transaction; returns the
-   * totals once nothing due is left, undefined while work remains. Throws what SQLite
-   * throws; the step's transaction is then rolled back and earlier steps stay done.
+   * Deletes at most PURGE_STEP_ROWS more rows (a few more when a session's outbox ends
+   * it) in one short transaction; says how many, and the totals once nothing due is
+   * left. Throws what SQLite throws; the step's transaction is then rolled back and
+   * earlier steps stay done.
    */
-  step(): PurgeCounts | undefined;
+  step(): { readonly deletedRows: number; readonly done: PurgeCounts | undefined };
 }
 
 export interface Purger {
@@ -97,7 +98,10 @@ export function createPurger(db: BetterSqlite3.Database): Purger {
             throw error;
           }
           // A step that did not use its whole budget found nothing more to delete.
-          return deleted < PURGE_STEP_ROWS ? { sessions, idempotency } : undefined;
+          return {
+            deletedRows: deleted,
+            done: deleted < PURGE_STEP_ROWS ? { sessions, idempotency } : undefined,
+          };
         },
       };
     },

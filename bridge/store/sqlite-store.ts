@@ -70,7 +70,17 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   }
 
   // The writer creates and migrates the file, so it exists before the reader opens it.
-  const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs });
+  // Commits and purge steps both fill the WAL; every CHECKPOINT_EVERY_ROWS rows of either
+  // ask the checkpointer to copy it.
+  let rowsSinceCheckpoint = 0;
+  let checkpointer: SqliteCheckpointer | undefined;
+  const wrote = (rows: number): void => {
+    rowsSinceCheckpoint += rows;
+    if (rowsSinceCheckpoint < CHECKPOINT_EVERY_ROWS) return;
+    rowsSinceCheckpoint = 0;
+    checkpointer?.request();
+  };
+  const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs }, wrote);
   let opened: BetterSqlite3.Database | undefined;
   let reader: SqliteReader;
   try {
@@ -82,18 +92,18 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     throw asStoreError(error, `cannot open ${path} for reading`);
   }
 
-  let checkpointer: SqliteCheckpointer;
+  let started: SqliteCheckpointer;
   try {
-    checkpointer = await startSqliteCheckpointer({ path, busyTimeoutMs });
+    started = await startSqliteCheckpointer({ path, busyTimeoutMs });
   } catch (error) {
     opened.close();
     await writer.close();
     throw asStoreError(error, `cannot open ${path} to checkpoint`);
   }
 
+  checkpointer = started;
   const connection = opened;
   const wakeups = createJournalWakeups();
-  let rowsSinceCheckpoint = 0;
   let closing: Promise<void> | undefined;
 
   /** Runs a read on the reader connection; fails once close() has begun. */
@@ -124,11 +134,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
         (batch.outboxAdd?.length ?? 0) +
         (batch.outboxRemove?.length ?? 0);
       await writer.commit(batch);
-      rowsSinceCheckpoint += rows;
-      if (rowsSinceCheckpoint >= CHECKPOINT_EVERY_ROWS) {
-        rowsSinceCheckpoint = 0;
-        checkpointer.request();
-      }
+      wrote(rows);
       // S9: followers hear of entries once they are durable, and re-read them.
       if (touched !== undefined) wakeups.notify(touched);
     },
@@ -151,7 +157,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
       return writer.purge(endedBeforeMs, idempotencyBeforeMs);
     },
 
-    stats: () => ({ ...writer.stats(), checkpoints: checkpointer.checkpoints() }),
+    stats: () => ({ ...writer.stats(), checkpoints: started.checkpoints() }),
     followers: () => wakeups.followers(),
 
     close,
@@ -164,7 +170,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
       // WAL into the database and remove it. The writer answers pending batches first.
       wakeups.close();
       connection.close();
-      await checkpointer.close();
+      await started.close();
       await writer.close();
     })();
     return closing;

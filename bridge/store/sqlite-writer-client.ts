@@ -32,8 +32,14 @@ interface Pending<T> {
   reject(error: BridgeError): void;
 }
 
-/** Starts the writer thread; resolves once it has opened and migrated the database. */
-export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter> {
+/**
+ * Starts the writer thread; resolves once it has opened and migrated the database.
+ * `onPurgeRows` hears how many rows each purge step deleted.
+ */
+export function startSqliteWriter(
+  options: WriterOptions,
+  onPurgeRows: (rows: number) => void = () => {},
+): Promise<SqliteWriter> {
   const worker = new Worker(new URL("./sqlite-writer.js", import.meta.url), { workerData: options });
   // Answers arrive in request order, so the oldest pending commit owns the next result,
   // and the oldest pending purge the next `purged` reply.
@@ -89,6 +95,9 @@ export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter>
         updateRef();
         break;
       }
+      case "wrote":
+        onPurgeRows(reply.rows);
+        break;
       case "closed":
         onClosed?.();
         break;

@@ -56,7 +56,8 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
     if (current === undefined) return;
     try {
       current.job ??= purger.start(current.endedBeforeMs, current.idempotencyBeforeMs);
-      const purged = current.job.step();
+      const { deletedRows, done: purged } = current.job.step();
+      if (deletedRows > 0) send({ type: "wrote", rows: deletedRows });
       if (purged === undefined) return;
       purges.shift();
       send({ type: "purged", result: { ok: true, purged } });
