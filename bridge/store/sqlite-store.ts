@@ -69,7 +69,6 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     throw asStoreError(error, `cannot create the directory of ${path}`);
   }
 
-  // The writer creates and migrates the file, so it exists before the reader opens it.
   // Commits and purge steps both fill the WAL; every CHECKPOINT_EVERY_ROWS rows of either
   // ask the checkpointer to copy it.
   let rowsSinceCheckpoint = 0;
@@ -80,6 +79,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     rowsSinceCheckpoint = 0;
     checkpointer?.request();
   };
+  // The writer creates and migrates the file, so it exists before the reader opens it.
   const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs }, wrote);
   let opened: BetterSqlite3.Database | undefined;
   let reader: SqliteReader;
