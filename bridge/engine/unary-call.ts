@@ -161,6 +161,14 @@ function accept(
     // restart re-queues what was never answered, in journal order (S10).
     outboxAdd: [{ sessionId: session.id, messageId, index: request.index }],
   });
+  if (control.seq !== undefined) {
+    // S7: a number whose message was not recorded is free again, so a retry is not
+    // mistaken for a duplicate (later numbers failed with it: their entries would gap).
+    const seqTaken = control.seq;
+    accepted.catch(() => {
+      session.nextSeq = Math.min(session.nextSeq, seqTaken);
+    });
+  }
   const sessionCall = new SessionCall(ctx, session, {
     operation: op.path,
     access: op.access,
