@@ -16,7 +16,13 @@ import type { LiveSession } from "./live-session.js";
 import { replayEndedSeq, replayIdempotent, replayMessage, replaySeq } from "./recorded-replies.js";
 import { outcomeNotRecorded } from "./replay.js";
 import { SessionCall } from "./session-call.js";
-import { abortedBySessionEnd, deadlineExceeded, waitAborted, withSession } from "./session-errors.js";
+import {
+  abortedBySessionEnd,
+  callerFault,
+  deadlineExceeded,
+  waitAborted,
+  withSession,
+} from "./session-errors.js";
 import {
   endedError,
   fullCorrelation,
@@ -192,7 +198,11 @@ function accept(
     reply = accepted.then(
       () => ({ payload: EMPTY, sessionId: session.id, messageId, headers: {}, trailers: {} }),
       (error: unknown) => {
-        throw withSession(BridgeError.from(error, Code.UNAVAILABLE, Reason.STORE_FAILURE), session.id);
+        throw withSession(
+          BridgeError.from(error, Code.UNAVAILABLE, Reason.STORE_FAILURE),
+          session.id,
+          messageId,
+        );
       },
     );
   } else {
@@ -281,17 +291,7 @@ export async function runUnary(
   }
   if (failure !== undefined || reply === undefined) {
     const error = failure ?? outcomeNotRecorded(sessionCall.messageId);
-    throw withSession(
-      new BridgeError(error.code, error.reason, error.message, {
-        metadata: error.metadata,
-        details: error.details,
-        headers: forwardable(error.headers),
-        trailers: forwardable(error.trailers),
-        cause: error.cause ?? error,
-      }),
-      session.id,
-      sessionCall.messageId,
-    );
+    throw callerFault(error, session.id, sessionCall.messageId);
   }
   return {
     payload: reply.payload,
@@ -330,17 +330,7 @@ export async function passthroughUnary(
     };
   } catch (error) {
     const failure = BridgeError.from(error);
-    throw withSession(
-      new BridgeError(failure.code, failure.reason, failure.message, {
-        metadata: failure.metadata,
-        details: failure.details,
-        headers: forwardable(failure.headers),
-        trailers: forwardable(failure.trailers),
-        cause: failure.cause ?? failure,
-      }),
-      undefined,
-      messageId,
-    );
+    throw callerFault(failure, undefined, messageId);
   }
 }
 
