@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
-import { isHopByHop } from "../../bridge/call/metadata.js";
+import { isBridgeOwned } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -24,7 +24,7 @@ export function putMetadata(
 ): void {
   for (const key of Object.keys(metadata)) {
     // Transport-owned fields are this hop's to set (S15), never the caller's.
-    if (Object.hasOwn(extra, key) || isHopByHop(key)) continue;
+    if (Object.hasOwn(extra, key) || isBridgeOwned(key) || GRPC_TRANSPORT_FIELDS.has(key)) continue;
     const values = metadata[key] as readonly string[];
     if (values.length === 0) continue;
     checkName(key);
@@ -90,15 +90,47 @@ export function grpcTimeout(remainingMs: number): string {
 }
 
 /**
+ * Header fields that belong to one HTTP/2 hop of gRPC, never to the call's metadata
+ * (S15): HTTP's connection-specific fields (illegal in HTTP/2 anyway), the framing and
+ * content fields, and gRPC's own protocol fields, which each hop sets for itself. The
+ * gRPC adapter strips them at its edge in both directions; the engine never sees them.
+ * (grpc-status-details-bin is read as the status where it belongs, and dropped elsewhere.)
+ */
+export const GRPC_TRANSPORT_FIELDS: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "trailer",
+  "host",
+  "content-length",
+  "content-type",
+  "accept-encoding",
+  "user-agent",
+  "grpc-timeout",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "grpc-status",
+  "grpc-message",
+  "grpc-status-details-bin",
+  "grpc-previous-rpc-attempts",
+]);
+
+/**
  * Response headers or trailers as Metadata: pseudo-headers dropped, "-bin" values as
  * (padded) base64 text, `drop` left out. Node joins repeated fields with ", ": "-bin"
  * values are split apart again (base64 has no comma), others stay joined, as grpc-js
  * reads them.
  */
-export function metadataOf(headers: IncomingHttpHeaders, drop?: ReadonlySet<string>): Metadata {
+export function metadataOf(
+  headers: IncomingHttpHeaders,
+  drop: ReadonlySet<string> = GRPC_TRANSPORT_FIELDS,
+): Metadata {
   const out: Record<string, string[]> = {};
   for (const key of Object.keys(headers)) {
-    if (key.charCodeAt(0) === 58 /* ":" */ || drop?.has(key)) continue;
+    if (key.charCodeAt(0) === 58 /* ":" */ || drop.has(key)) continue;
     const value = headers[key];
     if (value === undefined) continue;
     const values = typeof value === "string" ? [value] : value;

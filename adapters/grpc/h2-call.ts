@@ -7,7 +7,7 @@ import { Reason } from "../../bridge/errors/reason.js";
 import { decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
 import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
-import { decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
+import { decodeGrpcMessage, GRPC_TRANSPORT_FIELDS, metadataOf } from "./grpc-wire-headers.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
 
@@ -55,7 +55,9 @@ const MAX_UNSEEN_ATTEMPTS = 3;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Trailer fields that are the status itself, not metadata. */
-const STATUS_FIELDS: ReadonlySet<string> = new Set(["grpc-status", "grpc-message"]);
+const STATUS_FIELDS: ReadonlySet<string> = new Set(
+  [...GRPC_TRANSPORT_FIELDS].filter((key) => key !== "grpc-status-details-bin"),
+);
 
 /**
  * One gRPC call on one HTTP/2 stream (PROTOCOL-HTTP2.md): opens the stream on a pooled
@@ -361,12 +363,13 @@ export class H2Call {
       );
       return;
     }
-    const trailers = metadataOf(status, STATUS_FIELDS);
     const number = Number(code);
     if (code === "0") {
-      this.#settle(undefined, trailers);
+      this.#settle(undefined, metadataOf(status));
       return;
     }
+    // A failure's trailers keep grpc-status-details-bin: fromGrpcStatus reads the status there.
+    const trailers = metadataOf(status, STATUS_FIELDS);
     const message = status["grpc-message"];
     this.#settle(
       fromGrpcStatus(

@@ -32,16 +32,6 @@ export interface GrpcServer {
   drain(graceMs: number): Promise<void>;
 }
 
-/** Request headers that are the transport's own, not metadata (S15). */
-const TRANSPORT_FIELDS: ReadonlySet<string> = new Set([
-  "content-type",
-  "te",
-  "grpc-timeout",
-  "grpc-encoding",
-  "grpc-accept-encoding",
-  "user-agent",
-]);
-
 /**
  * Concurrent streams one client connection may open (SETTINGS_MAX_CONCURRENT_STREAMS).
  * Each stream may hold up to its flow-control window (64 KiB) of unread request data and
@@ -169,7 +159,7 @@ function dispatch(
   const call = new GrpcServerCall(
     stream,
     path,
-    metadataOf(headers, TRANSPORT_FIELDS),
+    metadataOf(headers),
     parseGrpcTimeout(headers["grpc-timeout"] as string | undefined, Date.now()),
     typeof encoding === "string" && encoding !== "identity" ? encoding : undefined,
     acceptedEncodings(headers["grpc-accept-encoding"]),
