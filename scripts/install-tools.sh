@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the tests drive, into .tools/bin:
-# grpcurl (reflection and calls from a client that knows nothing but the wire).
+# grpcurl (reflection and calls from a client that knows nothing but the wire), nats-server
+# (the tests' NATS fixture starts it; Debian's 2.9 is too old) and the nats CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +23,18 @@ if [ "$(cat .tools/bin/sb-grpc-go-client.version 2>/dev/null)" != "$GRPC_GO_CLIE
   echo "building sb-grpc-go-client"
   go build -C "$GRPC_GO_CLIENT_DIR" -trimpath -o "$PWD/.tools/bin/sb-grpc-go-client" .
   echo "$GRPC_GO_CLIENT_STAMP" >.tools/bin/sb-grpc-go-client.version
+fi
+
+# nats-server and the nats CLI, built from their Go modules at pinned versions.
+NATS_SERVER_VERSION=v2.15.3
+if [ "$(cat .tools/bin/nats-server.version 2>/dev/null)" != "$NATS_SERVER_VERSION" ] || [ ! -x .tools/bin/nats-server ]; then
+  echo "installing nats-server $NATS_SERVER_VERSION"
+  go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+  echo "$NATS_SERVER_VERSION" >.tools/bin/nats-server.version
+fi
+NATS_CLI_VERSION=v0.5.1
+if [ "$(cat .tools/bin/nats.version 2>/dev/null)" != "$NATS_CLI_VERSION" ] || [ ! -x .tools/bin/nats ]; then
+  echo "installing nats $NATS_CLI_VERSION"
+  go install "github.com/nats-io/natscli/nats@$NATS_CLI_VERSION"
+  echo "$NATS_CLI_VERSION" >.tools/bin/nats.version
 fi
