@@ -12,7 +12,7 @@ import {
   encodeErrorInfo,
   encodeStatus,
 } from "../../bridge/errors/rich-status.js";
-import { NatsHeader, toNatsHeaders } from "./nats-headers.js";
+import { lowerKey, NatsHeader, toNatsHeaders } from "./nats-headers.js";
 
 /** Longest message put in Nats-Service-Error: a header line, not a document. */
 const MAX_ERROR_TEXT = 1024;
@@ -72,10 +72,10 @@ export function faultOf(metadata: Metadata, passed: Metadata): BridgeError | und
       // Undecodable: fall back on the services API's headers below.
     }
   }
-  const httpText = metadata[NatsHeader.serviceErrorCode]?.[0];
+  const httpText = metadata[lowerKey(NatsHeader.serviceErrorCode)]?.[0];
   if (httpText === undefined) return undefined;
   const code = codeFromHttpStatus(Number(httpText));
-  const message = metadata[NatsHeader.serviceError]?.[0] ?? `process failed with ${httpText}`;
+  const message = metadata[lowerKey(NatsHeader.serviceError)]?.[0] ?? `process failed with ${httpText}`;
   return new BridgeError(code, defaultReason(code), message, options);
 }
 

@@ -13,9 +13,12 @@ export const NatsHeader = {
   /** Remaining time of the caller's deadline in milliseconds, a positive integer (S15). */
   timeoutMs: "sb-timeout-ms",
   contentType: "content-type",
-  /** The services API's error headers (DESIGN §3): the HTTP number of the code, and the message. */
-  serviceErrorCode: "nats-service-error-code",
-  serviceError: "nats-service-error",
+  /**
+   * The services API's error headers (DESIGN §3): the HTTP number of the code, and the
+   * message. Written in this exact case, which NATS clients look up verbatim.
+   */
+  serviceErrorCode: "Nats-Service-Error-Code",
+  serviceError: "Nats-Service-Error",
   /**
    * The exact fault (S14): a google.rpc.Status, base64, with the gRPC code, the message and
    * every detail, an ErrorInfo with the reason among them, so a round trip loses nothing.
@@ -33,6 +36,11 @@ export const PROTO_CONTENT_TYPE = "application/protobuf";
 /** Longest deadline a caller may give: a year, far beyond any real call, so the sum stays exact. */
 const MAX_TIMEOUT_MS = 365 * 24 * 3600 * 1000;
 const TIMEOUT = /^[0-9]{1,12}$/;
+
+/** A header's key as metadataOf() gives it. */
+export function lowerKey(key: string): string {
+  return key.toLowerCase();
+}
 
 /** NATS headers in the bridge's neutral form: lower-case keys, values in order. */
 export function metadataOf(hdrs: MsgHdrs | undefined): Record<string, string[]> {

@@ -1,0 +1,117 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, type Msg, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { encodeErrorInfo, encodeStatus } from "../../bridge/errors/rich-status.js";
+import type { LabOp } from "./lab-process.js";
+import { loadLabDefinition } from "./lab-process.js";
+
+/** What the NATS lab process saw of one request. */
+export interface NatsLabDelivery {
+  readonly subject: string;
+  readonly key: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** A detail the process attaches to its faults, to check that details pass through unchanged (S14). */
+export const LAB_DETAIL = {
+  typeUrl: "type.googleapis.com/test.lab.v1.Op",
+  value: new Uint8Array([10, 3, 120, 121, 122]),
+};
+
+/**
+ * A process of the lab Counter contract reached over NATS (`nats://<prefix>`): it answers
+ * `<prefix>.<Method>` with a Result naming the session facts it received, fails with the
+ * code an Op asks for (sb-status-bin with reason LAB_FAULT and LAB_DETAIL, as the
+ * adapter's own faults travel) and, for fail_code 404 with text "foreign", answers as a
+ * foreign services-API service would: only Nats-Service-Error-Code and Nats-Service-Error.
+ */
+export interface NatsLabProcess {
+  readonly deliveries: NatsLabDelivery[];
+  close(): Promise<void>;
+}
+
+type Codec = {
+  requestDeserialize(bytes: Buffer): LabOp;
+  responseSerialize(value: object): Buffer;
+};
+
+export async function startNatsLabProcess(url: string, prefix: string): Promise<NatsLabProcess> {
+  const connection: NatsConnection = await connect({ servers: url, name: "nats-lab-process" });
+  const definition = loadLabDefinition() as unknown as Record<string, Record<string, Codec>>;
+  const counter = definition["test.lab.v1.Counter"] ?? {};
+  const deliveries: NatsLabDelivery[] = [];
+  const logs = new Map<string, string[]>();
+  const subscription = connection.subscribe(`${prefix}.*`, {
+    callback: (error, msg) => {
+      if (error === null) void answer(msg).catch(() => undefined);
+    },
+  });
+
+  async function answer(msg: Msg): Promise<void> {
+    const method = msg.subject.slice(prefix.length + 1);
+    const codec = counter[method];
+    if (codec === undefined) return;
+    const headers: Record<string, string> = {};
+    for (const [key, values] of msg.headers ?? []) headers[key.toLowerCase()] = values.join(", ");
+    const op = codec.requestDeserialize(Buffer.from(msg.data));
+    deliveries.push({ subject: msg.subject, key: op.key ?? "", headers });
+    if ((op.delay_ms ?? 0) > 0) await sleep(op.delay_ms);
+    const failCode = op.fail_code ?? 0;
+    if (failCode !== 0) {
+      const hdrs = natsHeaders();
+      if (failCode === 404 && op.text === "foreign") {
+        hdrs.set("Nats-Service-Error-Code", "404");
+        hdrs.set("Nats-Service-Error", "no such thing here");
+      } else {
+        const message = `lab fault ${failCode}`;
+        const details = [
+          encodeErrorInfo({ reason: "LAB_FAULT", domain: "lab.test", metadata: { key: op.key ?? "" } }),
+          LAB_DETAIL,
+        ];
+        hdrs.set("Nats-Service-Error-Code", "500");
+        hdrs.set("Nats-Service-Error", message);
+        hdrs.set(
+          "sb-status-bin",
+          Buffer.from(encodeStatus({ code: failCode, message, details })).toString("base64"),
+        );
+        hdrs.set("x-fault-note", "from-the-process");
+      }
+      msg.respond(new Uint8Array(0), { headers: hdrs });
+      return;
+    }
+    const sessionId = headers["sb-session-id"] ?? "";
+    const messageId = headers["sb-message-id"] ?? "";
+    const log = logs.get(sessionId) ?? [];
+    if (op.text !== undefined && op.text !== "") log.push(op.text);
+    logs.set(sessionId, log);
+    const metadata: Record<string, string> = {};
+    for (const [key, value] of Object.entries(headers)) if (key.startsWith("x-")) metadata[key] = value;
+    const timeout = headers["sb-timeout-ms"];
+    const reply =
+      method === "Fire"
+        ? Buffer.alloc(0)
+        : codec.responseSerialize({
+            key: op.key,
+            text: op.text,
+            session_id: sessionId,
+            message_id: messageId,
+            seq: headers["sb-seq"] ?? "",
+            principal: headers["sb-principal"] ?? "",
+            traceparent: headers.traceparent ?? "",
+            deadline_ms: timeout === undefined ? -1 : Number(timeout),
+            metadata_keys: Object.keys(headers).sort(),
+            metadata,
+            log,
+          });
+    const hdrs = natsHeaders();
+    hdrs.set("x-process-header", "nats-lab");
+    msg.respond(reply, { headers: hdrs });
+  }
+
+  return {
+    deliveries,
+    async close() {
+      subscription.unsubscribe();
+      await connection.close();
+    },
+  };
+}
