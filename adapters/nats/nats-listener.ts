@@ -97,7 +97,17 @@ export async function startNatsListener(
           const asJson = wantsJson(msg);
           const work = serveUnary(inbound, op, msg).then(
             (reply) => respondOk(msg, reply, asJson, op, json),
-            (failure: unknown) => respondFault(msg, BridgeError.from(failure)),
+            (failure: unknown) => {
+              const error = BridgeError.from(failure);
+              if (msg.reply === undefined || msg.reply === "") {
+                // A publish without a reply subject has nobody to tell: the fault is logged.
+                context.logger.warn(
+                  { subject: msg.subject, code: error.code, reason: error.reason, message: error.message },
+                  "NATS message without a reply subject was refused",
+                );
+              }
+              respondFault(msg, error);
+            },
           );
           // Every promise observed: a reply that cannot be sent (connection gone) is dropped.
           const tracked = work.catch(() => undefined);

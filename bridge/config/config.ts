@@ -25,7 +25,7 @@ export interface ListenersConfig {
   /** host:port of the inbound gRPC listener; port 0 picks a free port. */
   readonly grpc: string;
   /** The NATS connection: inbound on `<prefix>.<package.Service>.<Method>` and nats:// processes. */
-  readonly nats: NatsConfig | undefined;
+  readonly nats?: NatsConfig;
 }
 
 export interface NatsConfig {

@@ -59,7 +59,7 @@ export function resolveConfig(
     })),
     listeners: {
       grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS,
-      nats: resolveNats(file.listeners?.nats, overrides.nats, dir),
+      ...natsListener(resolveNats(file.listeners?.nats, overrides.nats, dir)),
     },
     store,
     defaults,
@@ -91,6 +91,10 @@ function resolveNats(
         ? undefined
         : { caFile: at(file.tls.caFile), certFile: at(file.tls.certFile), keyFile: at(file.tls.keyFile) },
   };
+}
+
+function natsListener(nats: NatsConfig | undefined): { nats?: NatsConfig } {
+  return nats === undefined ? {} : { nats };
 }
 
 /** The defaults with every value the file sets (keys set to undefined keep the default). */
