@@ -37,7 +37,7 @@ export interface InboundContext {
 export async function serveUnary(
   context: InboundContext,
   op: OperationContract,
-  msg: Pick<Msg, "data" | "headers" | "reply">,
+  msg: { readonly data: Uint8Array; readonly headers?: Msg["headers"] | undefined },
   extraMetadata: Readonly<Record<string, readonly string[]>> = {},
 ): Promise<UnaryReply> {
   const { listener } = context;

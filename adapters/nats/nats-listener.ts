@@ -7,6 +7,7 @@ import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
+import { type JetStreamIntake, startJetStreamIntake } from "./jetstream-intake.js";
 import { type InboundContext, respondFault, respondOk, serveUnary, wantsJson } from "./nats-inbound.js";
 
 /** The name the bridge registers under with the NATS services API ($SRV.*). */
@@ -17,7 +18,7 @@ const DEFAULT_MAX_INFLIGHT = 10_000;
 
 export interface NatsListenerOptions {
   readonly connection: NatsConnection;
-  readonly config: Pick<NatsConfig, "prefix" | "queue">;
+  readonly config: Pick<NatsConfig, "prefix" | "queue"> & Partial<Pick<NatsConfig, "intake">>;
   readonly maxInflight?: number;
 }
 
@@ -118,10 +119,22 @@ export async function startNatsListener(
     }
   }
 
+  let intake: JetStreamIntake | undefined;
+  if (config.intake !== undefined && config.intake.length > 0) {
+    try {
+      intake = await startJetStreamIntake(connection, inbound, config.intake, context.logger);
+    } catch (error) {
+      await service.stop().catch(() => undefined);
+      throw error;
+    }
+  }
+
   let draining: Promise<void> | undefined;
   const drain = (graceMs: number): Promise<void> => {
     draining ??= (async () => {
       accepting = false;
+      // Unacknowledged intake messages stay in the stream for the next start (S10).
+      await intake?.stop();
       // Unsubscribes the endpoints (the queue group's other members take new requests);
       // replies of calls in flight still go out on the open connection.
       await service.stop().catch(() => undefined);

@@ -119,6 +119,19 @@ export const configFileSchema = mapping({
         certFile: text("a client certificate file path").optional(),
         keyFile: text("a client key file path").optional(),
       }).optional(),
+      intake: list(
+        mapping({
+          operation: matching(
+            /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$/,
+            "invalid operation name",
+            "a full method name such as examples.orders.v1.Orders.Note",
+          ),
+          stream: matching(/^[A-Za-z0-9_-]+$/, "invalid stream name", "letters, digits, '_' and '-'"),
+          durable: matching(/^[A-Za-z0-9_-]+$/, "invalid consumer name", "letters, digits, '_' and '-'"),
+          filterSubject: text("a subject").optional(),
+        }),
+        "a list of intakes",
+      ).optional(),
     }).optional(),
   }).optional(),
   store: checked('"memory" or "sqlite:PATH"', checkStore).optional(),

@@ -43,6 +43,20 @@ export interface NatsConfig {
   /** A file holding an NKey seed, absolute. */
   readonly nkeyFile: string | undefined;
   readonly tls: NatsTlsConfig | undefined;
+  /** Durable one-way intake from JetStream, per operation (S9, S10). */
+  readonly intake: readonly NatsIntakeConfig[];
+}
+
+/** One one-way operation fed from a JetStream stream through a durable consumer. */
+export interface NatsIntakeConfig {
+  /** Full method name: "examples.orders.v1.Orders.Note". */
+  readonly operation: string;
+  /** The stream to consume; it must exist. */
+  readonly stream: string;
+  /** The durable consumer's name, created if missing; replicas share it. */
+  readonly durable: string;
+  /** Only messages on this subject of the stream, when set. */
+  readonly filterSubject: string | undefined;
 }
 
 export interface NatsTlsConfig {

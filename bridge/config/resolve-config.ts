@@ -90,6 +90,12 @@ function resolveNats(
       file?.tls === undefined
         ? undefined
         : { caFile: at(file.tls.caFile), certFile: at(file.tls.certFile), keyFile: at(file.tls.keyFile) },
+    intake: (file?.intake ?? []).map((i) => ({
+      operation: i.operation,
+      stream: i.stream,
+      durable: i.durable,
+      filterSubject: i.filterSubject,
+    })),
   };
 }
 

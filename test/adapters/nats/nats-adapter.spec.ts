@@ -28,6 +28,7 @@ function natsSettings(url: string): NatsConfig {
     credsFile: undefined,
     nkeyFile: undefined,
     tls: undefined,
+    intake: [],
   };
 }
 

@@ -27,6 +27,7 @@ const NONE: NatsConfig = {
   credsFile: undefined,
   nkeyFile: undefined,
   tls: undefined,
+  intake: [],
 };
 
 function withNats(nats: NatsConfig) {
