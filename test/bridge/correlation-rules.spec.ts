@@ -6,6 +6,7 @@ import { expectFault } from "../support/lab-client.js";
 import {
   type LabHarness,
   labTargets,
+  RULE_CLIENT_KINDS,
   reasonOf,
   STORE_KINDS,
   startLabHarness,
@@ -13,7 +14,7 @@ import {
 } from "../support/lab-harness.js";
 
 /** S1–S5 through the bridge, against every store and every client library. */
-for (const target of labTargets()) {
+for (const target of labTargets(RULE_CLIENT_KINDS)) {
   describe(`session identity and correlation (S1–S5), ${target.title}`, () => {
     const harness = useLabHarness(target);
 

@@ -1,14 +1,14 @@
 import { expect } from "chai";
 import { Code } from "../../bridge/errors/code.js";
 import { expectFault, headerOf } from "../support/lab-client.js";
-import { labTargets, useLabHarness } from "../support/lab-harness.js";
+import { labTargets, RULE_CLIENT_KINDS, useLabHarness } from "../support/lab-harness.js";
 
 /**
  * Session facts on every path, through grpc-js and grpc-go alike: resume by id alone
  * (S1), both ids on faults and on replayed faults (S1, S7), and what a process sends
  * with a fault (S14, S15).
  */
-for (const target of labTargets()) {
+for (const target of labTargets(RULE_CLIENT_KINDS)) {
   describe(`session facts on every answer, ${target.title}`, () => {
     const h = useLabHarness(target);
 

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadBridgeSetup } from "../../bridge/config/check-config.js";
-import type { BridgeConfig } from "../../bridge/config/config.js";
+import type { BridgeConfig, NatsConfig } from "../../bridge/config/config.js";
 import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
 import type { Clock } from "../../bridge/util/clock.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../cli/bridge-runtime.js";
@@ -15,6 +15,8 @@ import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
 import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
 import { type LabProcess, loadLabPackage, startLabProcess } from "./lab-process.js";
+import { type NatsServerFixture, startNatsServer } from "./nats-server.js";
+import { startNatsLabTransport } from "./nats-transport.js";
 import { repoRoot } from "./repo-root.js";
 
 export type StoreKind = "memory" | "sqlite";
@@ -22,8 +24,15 @@ export type StoreKind = "memory" | "sqlite";
 /** Every scenario runs against each store (DESIGN §5). */
 export const STORE_KINDS: readonly StoreKind[] = ["memory", "sqlite"];
 
-/** Every client library the scenarios run through; HTTP and NATS clients join here. */
+/** Every gRPC client library the scenarios run through; HTTP clients join here. */
 export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go"];
+
+/**
+ * The gRPC clients plus a NATS client: the rule suites run with NATS inbound too (the
+ * harness then starts a nats-server and the bridge's NATS listener). Streams and the
+ * SessionService, which NATS does not carry, go through grpc-js.
+ */
+export const RULE_CLIENT_KINDS: readonly ClientKind[] = [...CLIENT_KINDS, "nats"];
 
 export const LAB_CONFIG = path.join(repoRoot(), "test/fixtures/lab/sessionbridge.yaml");
 
@@ -55,13 +64,17 @@ export interface HarnessOptions {
   readonly adjust?: (config: BridgeConfig) => BridgeConfig;
 }
 
-/** A LabClient of the given kind for a bridge at `address`. */
+/** A LabClient of the given gRPC kind for a bridge at `address`. */
 export function openLabClient(kind: ClientKind, address: string): LabClient {
+  if (kind === "nats")
+    throw new Error("a NATS lab client needs the harness's NATS server: use startLabHarness");
   return createLabClient(kind === "grpc-go" ? startGrpcGoTransport(address) : createGrpcJsTransport(address));
 }
 
 export async function startLabHarness(store: StoreKind, options: HarnessOptions = {}): Promise<LabHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sb-lab-"));
+  const kind = options.client ?? "grpc-js";
+  const nats: NatsServerFixture | undefined = kind === "nats" ? await startNatsServer() : undefined;
   const lab = await startLabProcess();
   const setup = loadBridgeSetup({
     file: LAB_CONFIG,
@@ -74,8 +87,20 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     ...setup.config,
     processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${lab.port}` })),
   };
+  if (nats !== undefined) {
+    config = { ...config, listeners: { ...config.listeners, nats: labNatsConfig(nats.url) } };
+  }
   if (options.adjust !== undefined) config = options.adjust(config);
-  const kind = options.client ?? "grpc-js";
+  const open = async (address: string): Promise<LabClient> =>
+    nats === undefined
+      ? openLabClient(kind, address)
+      : createLabClient(
+          await startNatsLabTransport({
+            url: nats.url,
+            prefix: "sb",
+            fallback: createGrpcJsTransport(address),
+          }),
+        );
   const start = () =>
     startBridgeRuntime({
       config,
@@ -83,7 +108,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
   let runtime = await start();
-  let client = openLabClient(kind, runtime.grpc.address);
+  let client = await open(runtime.grpc.address);
   let native = openGrpcJsClients(runtime.grpc.address);
 
   return {
@@ -111,7 +136,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     },
     async restartBridge() {
       runtime = await start();
-      client = openLabClient(kind, runtime.grpc.address);
+      client = await open(runtime.grpc.address);
       native = openGrpcJsClients(runtime.grpc.address);
     },
     async close() {
@@ -119,8 +144,25 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       await client.close();
       await runtime.stop(1000);
       await lab.close();
+      await nats?.stop();
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** The bridge's NATS settings in the lab: the harness's server, prefix "sb". */
+export function labNatsConfig(url: string): NatsConfig {
+  return {
+    url,
+    prefix: "sb",
+    queue: "sessionbridge",
+    token: undefined,
+    user: undefined,
+    password: undefined,
+    credsFile: undefined,
+    nkeyFile: undefined,
+    tls: undefined,
+    intake: [],
   };
 }
 
@@ -161,7 +203,7 @@ export interface LabTarget {
   readonly title: string;
 }
 
-/** Every store × every given client, for suites that loop their scenarios over both. */
+/** Every store × every given client, for suites that loop their scenarios over them. */
 export function labTargets(clients: readonly ClientKind[] = CLIENT_KINDS): LabTarget[] {
   return STORE_KINDS.flatMap((store) =>
     clients.map((client) => ({ store, client, title: `${store} store, ${client} client` })),

@@ -13,7 +13,8 @@ export interface NatsLabTarget {
 }
 
 /**
- * Lab calls as a NATS client makes them: a request on `<prefix>.<package.Service>.<Method>`
+ * Lab calls as a NATS client makes them (a reply has one header block: the process's
+ * headers and trailers arrive together, so the outcome reports that block as both): a request on `<prefix>.<package.Service>.<Method>`
  * with the metadata as headers and the deadline in sb-timeout-ms (S15); the outcome read
  * back from the reply's headers (sb-status-bin carries the exact fault, S14).
  */
@@ -58,11 +59,11 @@ async function natsCall(connection: NatsConnection, prefix: string, call: RawCal
         message: decoded.message,
         statusDetails: bytes,
         headers,
-        trailers: {},
+        trailers: headers,
       };
     }
     call.onMessage(reply.data);
-    return { code: Code.OK, message: "", statusDetails: undefined, headers, trailers: {} };
+    return { code: Code.OK, message: "", statusDetails: undefined, headers, trailers: headers };
   } catch (error) {
     const text = error instanceof Error ? `${error.message} ${String(error.cause ?? "")}` : String(error);
     const code = /no responders/i.test(text)
