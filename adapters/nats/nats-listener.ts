@@ -95,10 +95,25 @@ export async function startNatsListener(
             );
             return;
           }
-          const asJson = wantsJson(msg);
-          const work = serveUnary(inbound, op, msg).then(
-            (reply) => respondOk(msg, reply, asJson, op, json),
-            (failure: unknown) => {
+          const work = (async () => {
+            let asJson = false;
+            try {
+              asJson = wantsJson(msg);
+              const reply = await serveUnary(inbound, op, msg);
+              try {
+                respondOk(msg, reply, asJson, op, json);
+              } catch (failure) {
+                // Accepted and answered by the process, but its reply cannot be sent in the
+                // caller's form: the caller still gets an answer, never silence.
+                const error = BridgeError.from(failure);
+                throw new BridgeError(
+                  Code.INTERNAL,
+                  Reason.PROCESS_FAULT,
+                  `the process's reply cannot be sent: ${error.message}`,
+                  { cause: failure, metadata: sessionMetadata(reply.sessionId, reply.messageId) },
+                );
+              }
+            } catch (failure) {
               const error = BridgeError.from(failure);
               if (msg.reply === undefined || msg.reply === "") {
                 // A publish without a reply subject has nobody to tell: the fault is logged.
@@ -108,8 +123,8 @@ export async function startNatsListener(
                 );
               }
               respondFault(msg, error);
-            },
-          );
+            }
+          })();
           // Every promise observed: a reply that cannot be sent (connection gone) is dropped.
           const tracked = work.catch(() => undefined);
           inflight.add(tracked);
@@ -158,6 +173,17 @@ export async function startNatsListener(
     drain,
     close: () => drain(0),
   };
+}
+
+/** The session facts a fault carries (S1), as BridgeError metadata. */
+function sessionMetadata(
+  sessionId: string | undefined,
+  messageId: string | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (sessionId !== undefined) out.session_id = sessionId;
+  if (messageId !== undefined) out.message_id = messageId;
+  return out;
 }
 
 /** Endpoint names allow letters, digits, '-' and '_': the full method name with '.' and '/' as '_'. */

@@ -1,4 +1,5 @@
 import { errors, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { MAX_METADATA_VALUE_BYTES } from "../../bridge/call/metadata.js";
 import { createJsonCodec, type JsonCodec } from "../../bridge/codec/json-codec.js";
 import type { ContractSet } from "../../bridge/contracts/contract.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
@@ -121,15 +122,28 @@ function createNatsProcessClient(
   };
 }
 
-/** Reply headers a caller may see: not NATS's own, not the fault headers, not sb-* (S13, S15). */
+/**
+ * Reply headers a caller may see: not NATS's own, not the fault headers, not sb-* (S13,
+ * S15), and only what every inbound transport can carry (gRPC's key and value rules): a
+ * NATS header may hold any UTF-8, which an HTTP/2 caller could not be sent.
+ */
 function replyHeaders(metadata: Record<string, string[]>): Record<string, readonly string[]> {
   const out: Record<string, readonly string[]> = {};
   for (const [key, values] of Object.entries(metadata)) {
     if (key.startsWith("nats-") || key.startsWith("sb-") || key === NatsHeader.contentType) continue;
-    out[key] = values;
+    if (!HEADER_NAME.test(key)) continue;
+    const binary = key.endsWith("-bin");
+    const kept = values.filter(
+      (v) => v.length <= MAX_METADATA_VALUE_BYTES && (binary ? BASE64.test(v) : ASCII_VALUE.test(v)),
+    );
+    if (kept.length > 0) out[key] = kept;
   }
   return out;
 }
+
+const HEADER_NAME = /^[0-9a-z_.-]+$/;
+const ASCII_VALUE = /^[\x20-\x7e]*$/;
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
 /** NATS client failures in the fault model (S14): no responders and closed connections are retryable. */
 function requestFailure(error: unknown, name: string, subject: string): BridgeError {

@@ -23,6 +23,7 @@ export const LAB_DETAIL = {
  * code an Op asks for (sb-status-bin with reason LAB_FAULT and LAB_DETAIL, as the
  * adapter's own faults travel) and, for fail_code 404 with text "foreign", answers as a
  * foreign services-API service would: only Nats-Service-Error-Code and Nats-Service-Error.
+ * An Op with text "garbage" gets a reply that does not decode as a Result.
  */
 export interface NatsLabProcess {
   readonly deliveries: NatsLabDelivery[];
@@ -104,7 +105,12 @@ export async function startNatsLabProcess(url: string, prefix: string): Promise<
           });
     const hdrs = natsHeaders();
     hdrs.set("x-process-header", "nats-lab");
-    msg.respond(reply, { headers: hdrs });
+    // "odd-headers": headers no gRPC caller could receive as they are.
+    if (op.text === "odd-headers") {
+      hdrs.set("x-utf8", "naïve ✓");
+    }
+    // "garbage": a reply that is no Result at all (a truncated length-delimited field).
+    msg.respond(op.text === "garbage" ? new Uint8Array([0x12, 0x7f, 0x41]) : reply, { headers: hdrs });
   }
 
   return {

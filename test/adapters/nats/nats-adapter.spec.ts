@@ -383,6 +383,26 @@ describe("NATS adapter", function () {
       });
     }
 
+    it("a reply the bridge cannot write as JSON still answers the NATS caller, with a fault", async () => {
+      const reply = await raw.request(
+        "sb.test.lab.v1.Counter.Start",
+        new TextEncoder().encode('{"key":"garbage-1","text":"garbage"}'),
+        { timeout: 10_000, headers: jsonHeaders() },
+      );
+      expect(reply.headers?.get("Nats-Service-Error-Code")).to.equal("500");
+      expect(reply.headers?.get("sb-reason")).to.equal("PROCESS_FAULT");
+    });
+
+    it("reply headers a gRPC caller cannot carry are dropped, the reply still arrives", async () => {
+      const reply = await (clients[0] as LabClient).unary<LabResult>("Counter", "Start", {
+        key: "odd-1",
+        text: "odd-headers",
+      });
+      expect(reply.response.key).to.equal("odd-1");
+      expect(headerOf(reply.headers, "x-process-header")).to.equal("nats-lab");
+      expect(headerOf(reply.headers, "x-utf8")).to.equal(undefined);
+    });
+
     it("no responders on the process subject is UNAVAILABLE (retryable)", async () => {
       const lonely = await startLabHarness("memory", {
         adjust: withNats(server.url, (c) => ({
