@@ -295,6 +295,36 @@ describe("NATS adapter", function () {
     });
   });
 
+  describe("two bridges in one queue group", () => {
+    it("each request reaches one of them, never both", async () => {
+      const first = await startLabHarness("memory", { adjust: withNats(server.url) });
+      try {
+        const second = await startLabHarness("memory", { adjust: withNats(server.url) });
+        try {
+          const sent = 40;
+          for (let i = 0; i < sent; i++) {
+            const reply = await raw.request(
+              "sb.test.lab.v1.Plain.Echo",
+              new TextEncoder().encode(`{"key":"q-${i}"}`),
+              { timeout: 10_000, headers: jsonHeaders() },
+            );
+            expect(reply.headers?.get("Nats-Service-Error-Code")).to.equal("");
+          }
+          const seen = (h: LabHarness): number =>
+            h.lab.deliveries.filter((d) => d.key.startsWith("q-")).length;
+          expect(seen(first) + seen(second)).to.equal(sent);
+          // Both instances answer discovery: `nats micro ls` shows two of service sessionbridge.
+          const listed = JSON.parse(await natsCli(server, ["micro", "ls", "--json"])) as { name: string }[];
+          expect(listed.filter((s) => s.name === "sessionbridge")).to.have.length(2);
+        } finally {
+          await second.close();
+        }
+      } finally {
+        await first.close();
+      }
+    });
+  });
+
   describe("outbound: bridge → nats:// process", () => {
     let harness: LabHarness;
     let process: NatsLabProcess;
