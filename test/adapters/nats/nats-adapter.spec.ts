@@ -433,6 +433,37 @@ describe("NATS adapter", function () {
       expect(headerOf(reply.headers, "x-utf8")).to.equal(undefined);
     });
 
+    it("a process at nats://…?codec=json gets protobuf JSON and its JSON reply reaches a gRPC caller as binary", async () => {
+      const jsonProcess = await startNatsLabProcess(server.url, "lab.json");
+      const bridge = await startLabHarness("memory", {
+        adjust: withNats(server.url, (c) => ({
+          ...c,
+          listeners: { ...c.listeners, nats: { ...natsSettings(server.url), prefix: "json-bridge" } },
+          processes: [
+            {
+              name: "json-counter",
+              services: ["test.lab.v1.Counter"],
+              location: "nats://lab.json?codec=json",
+              envelope: false,
+            },
+          ],
+        })),
+      });
+      const client = createLabClient(createGrpcJsTransport(bridge.address));
+      try {
+        const reply = await client.unary<LabResult>("Counter", "Start", { key: "json-1", text: "j" });
+        expect(reply.response.key).to.equal("json-1");
+        expect(reply.response.session_id).to.equal(reply.sessionId);
+        expect(reply.response.log).to.deep.equal(["j"]);
+        const seen = jsonProcess.deliveries.find((d) => d.key === "json-1");
+        expect(seen?.headers["content-type"]).to.equal("application/json");
+      } finally {
+        await client.close();
+        await bridge.close();
+        await jsonProcess.close();
+      }
+    });
+
     it("no responders on the process subject is UNAVAILABLE (retryable)", async () => {
       const lonely = await startLabHarness("memory", {
         adjust: withNats(server.url, (c) => ({
