@@ -15,6 +15,7 @@ import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
 import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
 import { type LabProcess, loadLabPackage, startLabProcess } from "./lab-process.js";
+import { startNatsRelay } from "./nats-relay.js";
 import { type NatsServerFixture, startNatsServer } from "./nats-server.js";
 import { startNatsLabTransport } from "./nats-transport.js";
 import { repoRoot } from "./repo-root.js";
@@ -55,9 +56,14 @@ export interface LabHarness {
   close(): Promise<void>;
 }
 
+/** How the bridge reaches the lab process: gRPC, or NATS (through a relay to the same process). */
+export type OutboundKind = "grpc" | "nats";
+
 export interface HarnessOptions {
   /** The client library the harness's client uses; grpc-js by default. */
   readonly client?: ClientKind;
+  /** How the bridge reaches the lab process; gRPC by default. */
+  readonly outbound?: OutboundKind;
   /** Session time for the engine (S12): a ManualClock lets tests move it. */
   readonly clock?: Clock;
   /** Adjusts the loaded configuration (for example shorter retry delays). */
@@ -74,8 +80,12 @@ export function openLabClient(kind: ClientKind, address: string): LabClient {
 export async function startLabHarness(store: StoreKind, options: HarnessOptions = {}): Promise<LabHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sb-lab-"));
   const kind = options.client ?? "grpc-js";
-  const nats: NatsServerFixture | undefined = kind === "nats" ? await startNatsServer() : undefined;
+  const outbound = options.outbound ?? "grpc";
+  const nats: NatsServerFixture | undefined =
+    kind === "nats" || outbound === "nats" ? await startNatsServer() : undefined;
   const lab = await startLabProcess();
+  const relay =
+    outbound === "nats" && nats !== undefined ? await startNatsRelay(nats.url, "lab", lab.port) : undefined;
   const setup = loadBridgeSetup({
     file: LAB_CONFIG,
     overrides: {
@@ -89,6 +99,20 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
   };
   if (nats !== undefined) {
     config = { ...config, listeners: { ...config.listeners, nats: labNatsConfig(nats.url) } };
+  }
+  if (relay !== undefined) {
+    // One nats:// process per service, each on its own subject prefix (docs/nats.md).
+    config = {
+      ...config,
+      processes: config.processes.flatMap((p) =>
+        p.services.map((service) => ({
+          ...p,
+          name: `${p.name}-${service.slice(service.lastIndexOf(".") + 1)}`,
+          services: [service],
+          location: `nats://lab.${service.slice(service.lastIndexOf(".") + 1)}`,
+        })),
+      ),
+    };
   }
   if (options.adjust !== undefined) config = options.adjust(config);
   const open = async (address: string): Promise<LabClient> =>
@@ -143,6 +167,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       closeGrpcJsClients(native);
       await client.close();
       await runtime.stop(1000);
+      await relay?.close();
       await lab.close();
       await nats?.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -195,10 +220,11 @@ function closeGrpcJsClients(opened: { clients: GrpcJsClients; sessions: SessionC
   opened.sessions.close();
 }
 
-/** One run of a suite: a store and a client library. */
+/** One run of a suite: a store, a client library and how the bridge reaches the process. */
 export interface LabTarget {
   readonly store: StoreKind;
   readonly client: ClientKind;
+  readonly outbound?: OutboundKind;
   /** ", sqlite store, grpc-go client", for suite titles. */
   readonly title: string;
 }
@@ -211,6 +237,22 @@ export function labTargets(clients: readonly ClientKind[] = CLIENT_KINDS): LabTa
 }
 
 /**
+ * The rule suites' targets: every client with gRPC outbound, plus a gRPC client with the
+ * lab process reached over NATS (the NATS outbound adapter in front of it).
+ */
+export function ruleTargets(): LabTarget[] {
+  return [
+    ...labTargets(RULE_CLIENT_KINDS),
+    ...STORE_KINDS.map((store) => ({
+      store,
+      client: "grpc-js" as const,
+      outbound: "nats" as const,
+      title: `${store} store, grpc-js client, NATS outbound`,
+    })),
+  ];
+}
+
+/**
  * Starts a harness for the enclosing describe() and closes it after; the getter returns
  * it inside tests.
  */
@@ -220,7 +262,11 @@ export function useLabHarness(
 ): () => LabHarness {
   let harness: LabHarness | undefined;
   before(async () => {
-    harness = await startLabHarness(target.store, { ...options, client: target.client });
+    harness = await startLabHarness(target.store, {
+      ...options,
+      client: target.client,
+      ...(target.outbound === undefined ? {} : { outbound: target.outbound }),
+    });
   });
   after(async () => {
     await harness?.close();
