@@ -5,7 +5,6 @@ import { failure } from "../support/grpc-call.js";
 import { expectFault } from "../support/lab-client.js";
 import {
   type LabHarness,
-  labTargets,
   reasonOf,
   ruleTargets,
   STORE_KINDS,

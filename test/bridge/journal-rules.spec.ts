@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { EnvelopeKind } from "../../sdk/gen/sessionbridge/v1/envelope.js";
 import type { JournalEntry } from "../../sdk/gen/sessionbridge/v1/session.js";
-import { labTargets, ruleTargets, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import { kindsOf, readJournal } from "../support/lab-journal.js";
 import { waitFor } from "../support/wait.js";
 

@@ -3,7 +3,7 @@ import { Code } from "../../bridge/errors/code.js";
 import { ManualClock } from "../../bridge/util/clock.js";
 import { EndReason, SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { expectFault } from "../support/lab-client.js";
-import { labTargets, ruleTargets, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import { waitForAccepted } from "../support/lab-journal.js";
 import { waitFor } from "../support/wait.js";
 

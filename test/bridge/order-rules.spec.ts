@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { expectFault } from "../support/lab-client.js";
-import { labTargets, ruleTargets, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import { waitForAccepted } from "../support/lab-journal.js";
 import { waitFor } from "../support/wait.js";
 

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { Code } from "../../bridge/errors/code.js";
 import { expectFault, type LabCallOptions, type LabReply } from "../support/lab-client.js";
-import { labTargets, ruleTargets, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import type { LabResult } from "../support/lab-process.js";
 
 /** S7 (sequence numbers) and S8 (idempotency keys) through the bridge, against every store and client. */

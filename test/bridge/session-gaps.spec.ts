@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { Code } from "../../bridge/errors/code.js";
 import { expectFault, headerOf } from "../support/lab-client.js";
-import { labTargets, ruleTargets, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 
 /**
  * Session facts on every path, through grpc-js and grpc-go alike: resume by id alone
