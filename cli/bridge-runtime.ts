@@ -47,7 +47,9 @@ export interface BridgeRuntime {
 export async function startBridgeRuntime(options: RuntimeOptions): Promise<BridgeRuntime> {
   const { config, contracts } = options;
   const logger = options.logger ?? silentLogger;
-  const transports: ProcessTransport[] = [createGrpcTransport()];
+  const transports: ProcessTransport[] = [
+    createGrpcTransport({ maxReplyBytes: config.defaults.maxPayloadBytes }),
+  ];
   // One NATS connection serves the listener and nats:// processes; closed last.
   const natsConfig = config.listeners.nats;
   const connection: NatsConnection | undefined =
