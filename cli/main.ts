@@ -60,16 +60,22 @@ function program(): Command {
     )
     .option("--grpc <addr>", `gRPC listen address host:port (default: ${DEFAULT_GRPC_ADDRESS})`)
     .option("--store <store>", "memory, or sqlite:PATH (default: sqlite:./.sessionbridge/sessions.db)")
+    .option(
+      "--nats <url>",
+      "NATS server URL(s), comma-separated: serve the contracts on NATS too and reach nats:// processes",
+    )
     .addOption(
       new Option("--drain-ms <ms>", "how long calls in flight may take to finish on shutdown")
         .argParser(positiveInteger("--drain-ms", 0))
         .default(10_000),
     )
     .addHelpText("after", EXIT_CODES)
-    .action(async (options: { config?: string; grpc?: string; store?: string; drainMs: number }) => {
-      const { startCommand } = await import("./start-command.js");
-      process.exitCode = await startCommand(options, io.err);
-    });
+    .action(
+      async (options: { config?: string; grpc?: string; store?: string; nats?: string; drainMs: number }) => {
+        const { startCommand } = await import("./start-command.js");
+        process.exitCode = await startCommand(options, io.err);
+      },
+    );
 
   root
     .command("validate")

@@ -12,6 +12,7 @@ export interface StartOptions {
   readonly config?: string;
   readonly grpc?: string;
   readonly store?: string;
+  readonly nats?: string;
   readonly drainMs: number;
 }
 
@@ -26,6 +27,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   const overrides: ConfigOverrides = {
     ...(options.grpc === undefined ? {} : { grpc: options.grpc }),
     ...(options.store === undefined ? {} : { store: options.store }),
+    ...(options.nats === undefined ? {} : { nats: options.nats }),
   };
   let setup: ReturnType<typeof loadBridgeSetup>;
   try {
@@ -45,6 +47,9 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   logger.info(
     {
       grpc: runtime.grpc.address,
+      ...(runtime.nats === undefined
+        ? {}
+        : { nats: { url: config.listeners.nats?.url, prefix: runtime.nats.address } }),
       store: describeStore(config.store),
       config: config.source ?? "embedded defaults",
       services: [...contracts.services.keys()],

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the tests drive, into .tools/bin:
-# grpcurl (reflection and calls from a client that knows nothing but the wire), and the
-# gRPC interop client and server (below).
+# grpcurl (reflection and calls from a client that knows nothing but the wire), the
+# gRPC interop client and server (below), nats-server (the tests' NATS fixture starts it;
+# Debian's 2.9 is too old) and the nats CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,4 +44,18 @@ if [ "$(cat .tools/bin/interop.version 2>/dev/null)" != "$INTEROP_STAMP" ] ||
     go build -o "$GOBIN/interop-compression" ./compression
   )
   echo "$INTEROP_STAMP" >.tools/bin/interop.version
+fi
+
+# nats-server and the nats CLI, built from their Go modules at pinned versions.
+NATS_SERVER_VERSION=v2.15.3
+if [ "$(cat .tools/bin/nats-server.version 2>/dev/null)" != "$NATS_SERVER_VERSION" ] || [ ! -x .tools/bin/nats-server ]; then
+  echo "installing nats-server $NATS_SERVER_VERSION"
+  go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+  echo "$NATS_SERVER_VERSION" >.tools/bin/nats-server.version
+fi
+NATS_CLI_VERSION=v0.5.1
+if [ "$(cat .tools/bin/nats.version 2>/dev/null)" != "$NATS_CLI_VERSION" ] || [ ! -x .tools/bin/nats ]; then
+  echo "installing nats $NATS_CLI_VERSION"
+  go install "github.com/nats-io/natscli/nats@$NATS_CLI_VERSION"
+  echo "$NATS_CLI_VERSION" >.tools/bin/nats.version
 fi

@@ -33,16 +33,26 @@ describe("addresses", () => {
     expect(checkListenAddress("127.0.0.1:50051")).to.equal(undefined);
   });
 
-  it("accepts grpc://host:port locations and names the accepted forms otherwise", () => {
-    expect(Object.keys(LOCATION_SCHEMES)).to.deep.equal(["grpc"]);
+  it("accepts grpc://host:port and nats://subject.prefix locations and names the accepted forms otherwise", () => {
+    expect(Object.keys(LOCATION_SCHEMES)).to.deep.equal(["grpc", "nats"]);
     expect(checkLocation("grpc://127.0.0.1:50061")).to.equal(undefined);
     expect(checkLocation("grpc://[::1]:1")).to.equal(undefined);
-    expect(checkLocation("nats://orders")).to.equal(
-      'unsupported location scheme nats (expected grpc://host:port, got "nats://orders")',
+    expect(checkLocation("nats://orders")).to.equal(undefined);
+    expect(checkLocation("nats://orders.v1_x-y")).to.equal(undefined);
+    expect(checkLocation("nats://orders.*")).to.equal(
+      'invalid subject prefix (expected nats://subject.prefix, got "nats://orders.*")',
+    );
+    expect(checkLocation("nats://orders..v1")).to.equal(
+      'invalid subject prefix (expected nats://subject.prefix, got "nats://orders..v1")',
+    );
+    expect(checkLocation("http://x:1")).to.equal(
+      'unsupported location scheme http (expected grpc://host:port or nats://subject.prefix, got "http://x:1")',
     );
     expect(checkLocation("grpc://host:1/path")).to.equal(
       'invalid port (expected grpc://host:port, got "grpc://host:1/path")',
     );
-    expect(checkLocation("host:1")).to.equal('not a location URL (expected grpc://host:port, got "host:1")');
+    expect(checkLocation("host:1")).to.equal(
+      'not a location URL (expected grpc://host:port or nats://subject.prefix, got "host:1")',
+    );
   });
 });
