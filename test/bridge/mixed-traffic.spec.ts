@@ -220,7 +220,7 @@ for (const store of STORE_KINDS) {
         }
       }
       expect(restartCount, "process restarts during the traffic").to.be.at.least(MIN_RESTARTS);
-      expect(checked, "journal outcomes checked").to.be.greaterThan(WORKERS * ROUNDS_PER_WORKER * 2);
+      expect(checked, `journal outcomes checked in ${sessionIds.size} sessions`).to.be.at.least(100);
     });
   });
 }
