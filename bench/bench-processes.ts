@@ -3,17 +3,29 @@ import os from "node:os";
 import path from "node:path";
 import { benchModule } from "./bench-paths.js";
 import { JsonLineChild } from "./children.js";
+import { buildGoEcho } from "./go-echo.js";
 
-export interface Server {
-  readonly child: JsonLineChild;
+/** A process serving gRPC on 127.0.0.1: an echo server, nginx, a bridge. */
+export interface Peer {
   readonly pid: number;
   readonly address: string;
   stop(): Promise<void>;
 }
 
+export interface Server extends Peer {
+  readonly child: JsonLineChild;
+}
+
 /** Starts the echo process on a random port. */
 export async function startEcho(): Promise<Server> {
   const child = new JsonLineChild("echo", benchModule("echo-process.js"), []);
+  const ready = await child.next("ready");
+  return { child, pid: child.pid, address: `127.0.0.1:${String(ready.port)}`, stop: () => child.stop() };
+}
+
+/** Starts the grpc-go echo server (built first when its sources changed) on a random port. */
+export async function startGoEcho(): Promise<Server> {
+  const child = new JsonLineChild("echo-go", buildGoEcho(), [], [], true);
   const ready = await child.next("ready");
   return { child, pid: child.pid, address: `127.0.0.1:${String(ready.port)}`, stop: () => child.stop() };
 }
@@ -35,7 +47,7 @@ export interface BridgeOptions {
 
 /** Starts a bridge child in front of the echo process, on a fresh store and a random port. */
 export async function startBridge(
-  echo: Server,
+  echo: Peer,
   store: StoreKind,
   options: BridgeOptions = {},
 ): Promise<Server> {

@@ -7,8 +7,10 @@
  *
  * stdin: a line "memory" prints {"type":"memory",…} (after a full GC when the child runs
  * with --expose-gc, so heap figures are what is retained); closing stdin stops the bridge
- * cleanly, which is also when a --cpu-prof profile is written.
+ * cleanly, which is also when a --cpu-prof profile is written. "gc-reset" and "gc" tally
+ * garbage collection pauses over a window.
  */
+import { PerformanceObserver } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import { startBridgeRuntime } from "../cli/bridge-runtime.js";
@@ -31,12 +33,28 @@ const print = (message: object): void => {
 };
 print({ type: "ready", address: runtime.grpc.address, port: runtime.grpc.port, pid: process.pid });
 
+// Garbage collection pauses, from perf_hooks: the bench resets the tally when its window
+// opens ("gc-reset") and reads it when the window closes ("gc").
+let gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+const gcObserver = new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gcPauses.count += 1;
+    gcPauses.totalMs += entry.duration;
+    if (entry.duration > gcPauses.maxMs) gcPauses.maxMs = entry.duration;
+  }
+});
+gcObserver.observe({ entryTypes: ["gc"] });
+
 const gc = (globalThis as { gc?: () => void }).gc;
 const commands = createInterface({ input: process.stdin });
 commands.on("line", (line) => {
-  if (line.trim() !== "memory") return;
-  gc?.();
-  print({ type: "memory", gc: gc !== undefined, ...process.memoryUsage() });
+  const command = line.trim();
+  if (command === "gc-reset") gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+  else if (command === "gc") print({ type: "gc", ...gcPauses });
+  else if (command === "memory") {
+    gc?.();
+    print({ type: "memory", gc: gc !== undefined, ...process.memoryUsage() });
+  }
 });
 commands.on("close", () => {
   runtime.stop(2000).then(

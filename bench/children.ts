@@ -47,11 +47,18 @@ export class JsonLineChild {
   #exit: Promise<void>;
   #exited = false;
 
-  constructor(name: string, module: string, args: readonly string[], nodeArgs: readonly string[] = []) {
+  /** `module` is a Node module, run with `nodeArgs`, or with `binary` set an executable of its own. */
+  constructor(
+    name: string,
+    module: string,
+    args: readonly string[],
+    nodeArgs: readonly string[] = [],
+    binary = false,
+  ) {
     this.name = name;
-    this.process = spawn(process.execPath, [...nodeArgs, module, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    this.process = binary
+      ? spawn(module, [...args], { stdio: ["pipe", "pipe", "pipe"] })
+      : spawn(process.execPath, [...nodeArgs, module, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     this.#stderr = track(this.process, name).stderrTail;
     this.#exit = new Promise((resolve) =>
       this.process.once("exit", () => {

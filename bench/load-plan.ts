@@ -28,6 +28,8 @@ export interface ClosedLoopSpec {
 
 export interface LoadSpec {
   readonly shape: FixedRateSpec | ClosedLoopSpec;
+  /** The gRPC method called, e.g. /bench.v1.Echo/Call. */
+  readonly callPath: string;
   /** Calls go round-robin over these (already open) sessions. */
   readonly keys: KeyRange;
   readonly payloadBytes: number;
