@@ -14,6 +14,8 @@ export interface Peer {
 
 export interface Server extends Peer {
   readonly child: JsonLineChild;
+  /** A bridge on SQLite: its database file. */
+  readonly storePath?: string;
 }
 
 /** Starts the echo process on a random port. */
@@ -43,6 +45,8 @@ export interface BridgeOptions {
   readonly cpuProfileDir?: string;
   /** Run with --expose-gc, so memory queries report retained heap. */
   readonly exposeGc?: boolean;
+  /** Another bridge config than bench/sessionbridge.yaml (the soak's). */
+  readonly configFile?: string;
 }
 
 /** Starts a bridge child in front of the echo process, on a fresh store and a random port. */
@@ -63,7 +67,7 @@ export async function startBridge(
   const child = new JsonLineChild(
     `bridge-${store}`,
     benchModule("bridge-child.js"),
-    [port, storeArg],
+    options.configFile === undefined ? [port, storeArg] : [port, storeArg, options.configFile],
     nodeArgs,
   );
   const cleanup = (): void => {
@@ -77,6 +81,7 @@ export async function startBridge(
       child,
       pid: child.pid,
       address: String(ready.address),
+      ...(dir === undefined ? {} : { storePath: path.join(dir, "sessions.db") }),
       stop: async () => {
         await child.stop();
         cleanup();

@@ -3,7 +3,7 @@
  * bench/sessionbridge.yaml, points the echo process entry at the real echo port, starts
  * the runtime on a random port and prints {"type":"ready","address":…,"port":…}.
  *
- *   node dist/bench/bridge-child.js <echo-port> <memory|sqlite:/abs/path.db>
+ *   node dist/bench/bridge-child.js <echo-port> <memory|sqlite:/abs/path.db> [config.yaml]
  *
  * stdin: a line "memory" prints {"type":"memory",…} (after a full GC when the child runs
  * with --expose-gc, so heap figures are what is retained); closing stdin stops the bridge
@@ -12,22 +12,37 @@
  */
 import { PerformanceObserver } from "node:perf_hooks";
 import { createInterface } from "node:readline";
+import { pino } from "pino";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
+import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "../cli/bridge-runtime.js";
 import { benchConfigFile } from "./bench-paths.js";
 
-const [echoPort, store] = process.argv.slice(2);
+const [echoPort, store, configFile] = process.argv.slice(2);
 if (echoPort === undefined || store === undefined) {
   process.stderr.write("usage: bridge-child <echo-port> <memory|sqlite:/abs/path.db>\n");
   process.exit(2);
 }
 
-const setup = loadBridgeSetup({ file: benchConfigFile(), overrides: { grpc: "127.0.0.1:0", store } });
+const setup = loadBridgeSetup({
+  file: configFile ?? benchConfigFile(),
+  overrides: { grpc: "127.0.0.1:0", store },
+});
 const config = {
   ...setup.config,
   processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${echoPort}` })),
 };
-const runtime = await startBridgeRuntime({ config, contracts: setup.contracts });
+// BENCH_BRIDGE_LOG=1: the bridge's info logs as JSON lines of type "log" on stdout (the
+// soak reads when purges finished); otherwise silent.
+const logger =
+  process.env.BENCH_BRIDGE_LOG === "1"
+    ? (pino({ level: "info", base: { type: "log" } }) as unknown as Logger)
+    : undefined;
+const runtime = await startBridgeRuntime({
+  config,
+  contracts: setup.contracts,
+  ...(logger === undefined ? {} : { logger }),
+});
 const print = (message: object): void => {
   process.stdout.write(`${JSON.stringify(message)}\n`);
 };

@@ -44,6 +44,7 @@ export class JsonLineChild {
   readonly process: ChildProcess;
   readonly #stderr: () => string;
   readonly #waiting = new Map<string, ((message: Record<string, unknown>) => void)[]>();
+  readonly #listeners = new Map<string, ((message: Record<string, unknown>) => void)[]>();
   #exit: Promise<void>;
   #exited = false;
 
@@ -74,8 +75,10 @@ export class JsonLineChild {
       } catch {
         return;
       }
-      const waiter = this.#waiting.get(String(message.type))?.shift();
+      const type = String(message.type);
+      const waiter = this.#waiting.get(type)?.shift();
       waiter?.(message);
+      for (const listener of this.#listeners.get(type) ?? []) listener(message);
     });
   }
 
@@ -101,6 +104,11 @@ export class JsonLineChild {
       this.#waiting.set(type, list);
       void this.#exit.then(() => fail("exited"));
     });
+  }
+
+  /** Every line of the given type, as it arrives (next() still sees them too). */
+  onLine(type: string, listener: (message: Record<string, unknown>) => void): void {
+    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
   }
 
   send(line: string): void {

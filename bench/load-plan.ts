@@ -11,6 +11,8 @@ export interface KeyRange {
 export interface OpenSpec {
   readonly keys: KeyRange;
   readonly concurrency: number;
+  /** The starter called; /bench.v1.Echo/Open unless given. */
+  readonly path?: string;
 }
 
 /** Open loop: `ratePerSec` calls on a fixed schedule, at most `maxInFlight` outstanding. */

@@ -100,6 +100,28 @@ var serviceDesc = grpc.ServiceDesc{
 	Metadata: "bench/v1/bench.proto",
 }
 
+// ack answers a one-way delivery with google.protobuf.Empty.
+func ack(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+	var in []byte
+	if err := dec(&in); err != nil {
+		return nil, err
+	}
+	out := []byte{}
+	return &out, nil
+}
+
+var soakDesc = grpc.ServiceDesc{
+	ServiceName: "bench.v1.Soak",
+	HandlerType: (*echoServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Open", Handler: echo},
+		{MethodName: "Call", Handler: echo},
+		{MethodName: "Notify", Handler: ack},
+		{MethodName: "End", Handler: echo},
+	},
+	Metadata: "bench/v1/soak.proto",
+}
+
 var plainDesc = grpc.ServiceDesc{
 	ServiceName: "bench.v1.Plain",
 	HandlerType: (*echoServer)(nil),
@@ -117,6 +139,7 @@ func main() {
 	server := grpc.NewServer()
 	server.RegisterService(&serviceDesc, struct{}{})
 	server.RegisterService(&plainDesc, struct{}{})
+	server.RegisterService(&soakDesc, struct{}{})
 	ready, _ := json.Marshal(map[string]any{
 		"type": "ready",
 		"port": listener.Addr().(*net.TCPAddr).Port,
