@@ -2,6 +2,7 @@ import type { GrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { startGrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { createGrpcTransport } from "../adapters/grpc/h2-outbound.js";
 import { reflectionDescriptors } from "../adapters/grpc/reflection-root.js";
+import { type HttpListener, startHttpListener } from "../adapters/http/http-listener.js";
 import type { BridgeConfig } from "../bridge/config/config.js";
 import type { ContractSet } from "../bridge/contracts/contract.js";
 import { type Bridge, createBridge } from "../bridge/engine/bridge-engine.js";
@@ -27,6 +28,8 @@ export interface RuntimeOptions {
 export interface BridgeRuntime {
   readonly bridge: Bridge;
   readonly grpc: GrpcListener;
+  /** The HTTP listener, when listeners.http is configured. */
+  readonly http: HttpListener | undefined;
   /** Every inbound adapter started, gRPC first. */
   readonly listeners: readonly Listener[];
   /** Stops listening, lets calls in flight finish (up to graceMs), then closes everything. */
@@ -88,12 +91,17 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   };
   const listeners: Listener[] = [];
   let grpc: GrpcListener;
+  let http: HttpListener | undefined;
   try {
     grpc = await startGrpcListener(context, {
       address: config.listeners.grpc,
       descriptors: reflectionDescriptors(contracts),
     });
     listeners.push(grpc);
+    if (config.listeners.http !== undefined) {
+      http = await startHttpListener(context, { address: config.listeners.http });
+      listeners.push(http);
+    }
   } catch (error) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await bridge.close();
@@ -110,5 +118,5 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     })();
     return stopping;
   };
-  return { bridge, grpc, listeners, stop, [Symbol.asyncDispose]: () => stop() };
+  return { bridge, grpc, http, listeners, stop, [Symbol.asyncDispose]: () => stop() };
 }

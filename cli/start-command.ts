@@ -11,6 +11,7 @@ import { describeStore } from "./validate-command.js";
 export interface StartOptions {
   readonly config?: string;
   readonly grpc?: string;
+  readonly http?: string;
   readonly store?: string;
   readonly drainMs: number;
 }
@@ -25,6 +26,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   const logger = pino({ name: "sessionbridge" });
   const overrides: ConfigOverrides = {
     ...(options.grpc === undefined ? {} : { grpc: options.grpc }),
+    ...(options.http === undefined ? {} : { http: options.http }),
     ...(options.store === undefined ? {} : { store: options.store }),
   };
   let setup: ReturnType<typeof loadBridgeSetup>;
@@ -45,6 +47,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   logger.info(
     {
       grpc: runtime.grpc.address,
+      ...(runtime.http === undefined ? {} : { http: runtime.http.address }),
       store: describeStore(config.store),
       config: config.source ?? "embedded defaults",
       services: [...contracts.services.keys()],

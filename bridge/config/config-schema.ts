@@ -83,6 +83,7 @@ export const configFileSchema = mapping({
   ).optional(),
   listeners: mapping({
     grpc: checked("host:port", checkListenAddress).optional(),
+    http: checked("host:port", checkListenAddress).optional(),
   }).optional(),
   store: checked('"memory" or "sqlite:PATH"', checkStore).optional(),
   storeOptions: mapping({

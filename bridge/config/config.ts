@@ -24,6 +24,8 @@ export interface ProcessConfig {
 export interface ListenersConfig {
   /** host:port of the inbound gRPC listener; port 0 picks a free port. */
   readonly grpc: string;
+  /** host:port of the inbound HTTP listener (Connect, HTTP/1.1 and h2c); absent: not started. */
+  readonly http?: string;
 }
 
 export type StoreConfig =
@@ -75,6 +77,8 @@ export interface BridgeConfig {
 }
 
 export const DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051";
+/** The HTTP listener's usual address (the example's config and `--http` docs use it). */
+export const DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080";
 export const DEFAULT_SQLITE_PATH = ".sessionbridge/sessions.db";
 
 export const DEFAULTS: DefaultsConfig = {

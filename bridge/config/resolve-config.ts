@@ -12,6 +12,8 @@ import type { ConfigFile } from "./config-schema.js";
 export interface ConfigOverrides {
   /** --grpc ADDR */
   readonly grpc?: string;
+  /** --http ADDR */
+  readonly http?: string;
   /** --store memory|sqlite:PATH; a sqlite path is relative to the working directory. */
   readonly store?: string;
 }
@@ -33,6 +35,7 @@ export function resolveConfig(
     overrides.store !== undefined
       ? resolveStore(overrides.store, cwd, cwd, synchronous)
       : resolveStore(file.store ?? "sqlite", dir, cwd, synchronous);
+  const http = overrides.http ?? file.listeners?.http;
   const { oneWay, ...limits } = file.defaults ?? {};
   const defaults: DefaultsConfig = {
     ...withDefaults(DEFAULTS, limits),
@@ -52,7 +55,10 @@ export function resolveConfig(
       location: p.location,
       envelope: p.envelope ?? false,
     })),
-    listeners: { grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS },
+    listeners: {
+      grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS,
+      ...(http === undefined ? {} : { http }),
+    },
     store,
     defaults,
   };

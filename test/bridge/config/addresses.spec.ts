@@ -33,16 +33,26 @@ describe("addresses", () => {
     expect(checkListenAddress("127.0.0.1:50051")).to.equal(undefined);
   });
 
-  it("accepts grpc://host:port locations and names the accepted forms otherwise", () => {
-    expect(Object.keys(LOCATION_SCHEMES)).to.deep.equal(["grpc"]);
+  it("accepts grpc://host:port and http://host:port[/prefix] locations and names the accepted forms otherwise", () => {
+    expect(Object.keys(LOCATION_SCHEMES)).to.deep.equal(["grpc", "http"]);
+    expect(checkLocation("http://127.0.0.1:8081")).to.equal(undefined);
+    expect(checkLocation("http://127.0.0.1:8081/api/v1?codec=json")).to.equal(undefined);
+    expect(checkLocation("http://127.0.0.1:0")).to.equal(
+      'invalid port (expected http://host:port[/prefix][?codec=json|proto], got "http://127.0.0.1:0")',
+    );
+    expect(checkLocation("http://h:1/p?codec=xml")).to.equal(
+      'not host:port, an optional /prefix and an optional ?codec=json|proto (expected http://host:port[/prefix][?codec=json|proto], got "http://h:1/p?codec=xml")',
+    );
     expect(checkLocation("grpc://127.0.0.1:50061")).to.equal(undefined);
     expect(checkLocation("grpc://[::1]:1")).to.equal(undefined);
     expect(checkLocation("nats://orders")).to.equal(
-      'unsupported location scheme nats (expected grpc://host:port, got "nats://orders")',
+      'unsupported location scheme nats (expected grpc://host:port or http://host:port[/prefix][?codec=json|proto], got "nats://orders")',
     );
     expect(checkLocation("grpc://host:1/path")).to.equal(
       'invalid port (expected grpc://host:port, got "grpc://host:1/path")',
     );
-    expect(checkLocation("host:1")).to.equal('not a location URL (expected grpc://host:port, got "host:1")');
+    expect(checkLocation("host:1")).to.equal(
+      'not a location URL (expected grpc://host:port or http://host:port[/prefix][?codec=json|proto], got "host:1")',
+    );
   });
 });

@@ -1,0 +1,94 @@
+import { createJsonCodec } from "../../bridge/codec/json-codec.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
+import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
+import { type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
+import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
+
+export interface HttpListenerOptions {
+  /** host:port; port 0 picks a free one. */
+  readonly address: string;
+}
+
+export interface HttpListener extends Listener {
+  /** The real port bound. */
+  readonly port: number;
+}
+
+/**
+ * The inbound HTTP port (HTTP/1.1 and h2c on one port): every operation of the
+ * configured contracts over the Connect protocol at /<package.Service>/<Method>.
+ */
+export async function startHttpListener(
+  context: ListenerContext,
+  options: HttpListenerOptions,
+): Promise<HttpListener> {
+  const serving: ConnectServing = {
+    context,
+    json: createJsonCodec(context.contracts, { maxInputBytes: context.maxPayloadBytes }),
+  };
+  let draining = (): boolean => false;
+  const handler = (request: HttpRequest, response: HttpResponse): void => {
+    // A broken client connection must not crash the bridge.
+    request.on("error", () => {});
+    response.on("error", () => {});
+    handle(serving, request, response, draining()).catch((error: unknown) => {
+      context.logger.error({ err: error }, "http request failed");
+      replyError(response, BridgeError.from(error));
+    });
+  };
+  const server = await startHttpServer({ address: options.address, handler });
+  draining = () => server.draining;
+  return {
+    transport: "http",
+    address: server.address,
+    port: server.port,
+    drain: (graceMs) => server.drain(graceMs),
+    close: () => server.drain(0),
+  };
+}
+
+async function handle(
+  serving: ConnectServing,
+  request: HttpRequest,
+  response: HttpResponse,
+  draining: boolean,
+): Promise<void> {
+  if (draining) {
+    return replyError(
+      response,
+      new BridgeError(Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "the bridge is shutting down"),
+    );
+  }
+  const path = (request.url ?? "/").split("?")[0] ?? "/";
+  const op = serving.context.contracts.operations.get(path);
+  if (op === undefined) {
+    // Connect answers an unknown procedure with unimplemented, HTTP 404.
+    return replyError(
+      response,
+      new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.UNKNOWN_OPERATION,
+        `no operation ${path} in the configured contracts`,
+        {
+          metadata: { operation: path.slice(0, 256) },
+        },
+      ),
+      404,
+    );
+  }
+  if (request.method !== "POST" && request.method !== "GET") {
+    return replyError(
+      response,
+      new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.INVALID_REQUEST,
+        `method ${request.method} is not allowed: use POST`,
+      ),
+      405,
+      { allow: "POST, GET" },
+    );
+  }
+  await serveConnect(serving, op, request, response);
+}
