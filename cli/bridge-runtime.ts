@@ -2,6 +2,7 @@ import type { GrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { startGrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { createGrpcTransport } from "../adapters/grpc/h2-outbound.js";
 import { reflectionDescriptors } from "../adapters/grpc/reflection-root.js";
+import { createHttpTransport } from "../adapters/http/connect-outbound.js";
 import { type HttpListener, startHttpListener } from "../adapters/http/http-listener.js";
 import type { BridgeConfig } from "../bridge/config/config.js";
 import type { ContractSet } from "../bridge/contracts/contract.js";
@@ -44,7 +45,10 @@ export interface BridgeRuntime {
 export async function startBridgeRuntime(options: RuntimeOptions): Promise<BridgeRuntime> {
   const { config, contracts } = options;
   const logger = options.logger ?? silentLogger;
-  const transports: ProcessTransport[] = [createGrpcTransport()];
+  const transports: ProcessTransport[] = [
+    createGrpcTransport(),
+    createHttpTransport({ contracts, maxResponseBytes: config.defaults.maxPayloadBytes }),
+  ];
   const clients: ProcessClient[] = [];
   const processes = new Map<string, ProcessClient>();
   for (const process of config.processes) {
