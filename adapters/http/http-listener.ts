@@ -5,6 +5,7 @@ import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
 import { type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
+import { type SessionsRest, serveSessions } from "./sessions-rest.js";
 
 export interface HttpListenerOptions {
   /** host:port; port 0 picks a free one. */
@@ -18,7 +19,8 @@ export interface HttpListener extends Listener {
 
 /**
  * The inbound HTTP port (HTTP/1.1 and h2c on one port): every operation of the
- * configured contracts over the Connect protocol at /<package.Service>/<Method>.
+ * configured contracts over the Connect protocol at /<package.Service>/<Method>, and the
+ * sessions API at /sessions (JSON and Server-Sent Events).
  */
 export async function startHttpListener(
   context: ListenerContext,
@@ -28,12 +30,17 @@ export async function startHttpListener(
     context,
     json: createJsonCodec(context.contracts, { maxInputBytes: context.maxPayloadBytes }),
   };
+  const sessions: SessionsRest = {
+    api: context.bridge.sessions,
+    json: serving.json,
+    principals: context.principals,
+  };
   let draining = (): boolean => false;
   const handler = (request: HttpRequest, response: HttpResponse): void => {
     // A broken client connection must not crash the bridge.
     request.on("error", () => {});
     response.on("error", () => {});
-    handle(serving, request, response, draining()).catch((error: unknown) => {
+    handle(serving, sessions, request, response, draining()).catch((error: unknown) => {
       context.logger.error({ err: error }, "http request failed");
       replyError(response, BridgeError.from(error));
     });
@@ -51,6 +58,7 @@ export async function startHttpListener(
 
 async function handle(
   serving: ConnectServing,
+  sessions: SessionsRest,
   request: HttpRequest,
   response: HttpResponse,
   draining: boolean,
@@ -62,6 +70,9 @@ async function handle(
     );
   }
   const path = (request.url ?? "/").split("?")[0] ?? "/";
+  if (path === "/sessions" || path.startsWith("/sessions/")) {
+    if (serveSessions(sessions, request, response)) return;
+  }
   const op = serving.context.contracts.operations.get(path);
   if (op === undefined) {
     // Connect answers an unknown procedure with unimplemented, HTTP 404.
