@@ -10,6 +10,7 @@ import { Reason } from "../../bridge/errors/reason.js";
 import type { ListenerContext } from "../../bridge/listener/listener.js";
 import { connectErrorJson, faultSessionHeaders } from "./connect-error.js";
 import { END_STREAM_FLAG, frameEnvelope, readEnvelopes } from "./connect-framing.js";
+import { grpcWebMode, serveGrpcWeb } from "./grpc-web-inbound.js";
 import { gunzipBounded, readBody } from "./http-body.js";
 import { headerValue, parseConnectTimeout, putResponseMetadata, requestMetadata } from "./http-metadata.js";
 import type { HttpRequest, HttpResponse } from "./http-server.js";
@@ -64,6 +65,8 @@ export async function serveConnect(
     }
     return serveServerStream(serving, op, streamCodec, request, response);
   }
+  const web = grpcWebMode(type);
+  if (web !== undefined) return serveGrpcWeb(serving.context, op, web, request, response);
   if (request.method === "GET") return serveGet(serving, op, request, response);
   const codec = UNARY_TYPES[type];
   if (codec === undefined) {
