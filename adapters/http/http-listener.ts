@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { createJsonCodec } from "../../bridge/codec/json-codec.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
@@ -5,6 +6,7 @@ import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
 import { type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
+import { openApiDocument } from "./openapi.js";
 import { type SessionsRest, serveSessions } from "./sessions-rest.js";
 
 export interface HttpListenerOptions {
@@ -20,7 +22,7 @@ export interface HttpListener extends Listener {
 /**
  * The inbound HTTP port (HTTP/1.1 and h2c on one port): every operation of the
  * configured contracts over the Connect protocol at /<package.Service>/<Method>, and the
- * sessions API at /sessions (JSON and Server-Sent Events).
+ * sessions API at /sessions (JSON and Server-Sent Events), described at /openapi.json.
  */
 export async function startHttpListener(
   context: ListenerContext,
@@ -35,11 +37,18 @@ export async function startHttpListener(
     json: serving.json,
     principals: context.principals,
   };
+  // Generated once: the contracts do not change while the bridge runs.
+  const openapi = Buffer.from(JSON.stringify(openApiDocument(context.contracts, packageVersion())), "utf8");
   let draining = (): boolean => false;
   const handler = (request: HttpRequest, response: HttpResponse): void => {
     // A broken client connection must not crash the bridge.
     request.on("error", () => {});
     response.on("error", () => {});
+    if (request.method === "GET" && (request.url ?? "").split("?")[0] === "/openapi.json") {
+      response.writeHead(200, { "content-type": "application/json", "content-length": openapi.length });
+      response.end(openapi);
+      return;
+    }
     handle(serving, sessions, request, response, draining()).catch((error: unknown) => {
       context.logger.error({ err: error }, "http request failed");
       replyError(response, BridgeError.from(error));
@@ -102,4 +111,14 @@ async function handle(
     );
   }
   await serveConnect(serving, op, request, response);
+}
+
+/** The package version (dist/adapters/http → the package root). */
+function packageVersion(): string {
+  try {
+    const file = new URL("../../../package.json", import.meta.url);
+    return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+  } catch {
+    return "0.0.0";
+  }
 }
