@@ -3,6 +3,7 @@ import type { CallContext } from "../../bridge/call/call.js";
 import { Header, type Metadata } from "../../bridge/call/metadata.js";
 import type { JsonCodec } from "../../bridge/codec/json-codec.js";
 import type { OperationContract } from "../../bridge/contracts/contract.js";
+import type { Bridge } from "../../bridge/engine/bridge-engine.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { httpStatusOf } from "../../bridge/errors/http-status.js";
@@ -16,6 +17,9 @@ import { headerValue, parseConnectTimeout, putResponseMetadata, requestMetadata 
 import type { HttpRequest, HttpResponse } from "./http-server.js";
 
 export type Codec = "json" | "proto";
+
+/** What serves the calls: the engine, or the bridge's own SessionService. */
+export type CallTarget = Pick<Bridge, "unary" | "stream">;
 
 /** What the Connect handlers need besides the listener context. */
 export interface ConnectServing {
@@ -49,6 +53,7 @@ export async function serveConnect(
   op: OperationContract,
   request: HttpRequest,
   response: HttpResponse,
+  target: CallTarget = serving.context.bridge,
 ): Promise<void> {
   const type = mediaType(request.headers["content-type"]);
   const streamCodec = STREAM_TYPES[type];
@@ -63,11 +68,11 @@ export async function serveConnect(
         ),
       );
     }
-    return serveServerStream(serving, op, streamCodec, request, response);
+    return serveServerStream(serving, op, streamCodec, request, response, target);
   }
   const web = grpcWebMode(type);
-  if (web !== undefined) return serveGrpcWeb(serving.context, op, web, request, response);
-  if (request.method === "GET") return serveGet(serving, op, request, response);
+  if (web !== undefined) return serveGrpcWeb(serving.context, op, web, request, response, target);
+  if (request.method === "GET") return serveGet(serving, op, request, response, target);
   const codec = UNARY_TYPES[type];
   if (codec === undefined) {
     return replyError(
@@ -105,7 +110,7 @@ export async function serveConnect(
   } catch (error) {
     return replyError(response, BridgeError.from(error));
   }
-  await unaryCall(serving, op, codec, { ...call, payload }, response);
+  await unaryCall(serving, op, codec, { ...call, payload }, response, target);
 }
 
 /**
@@ -118,6 +123,7 @@ async function serveGet(
   op: OperationContract,
   request: HttpRequest,
   response: HttpResponse,
+  target: CallTarget,
 ): Promise<void> {
   if (op.access !== "shared" || op.requestStream || op.responseStream) {
     return replyError(
@@ -154,7 +160,7 @@ async function serveGet(
     }
     const payload = codec === "json" ? serving.json.toBinary(op.requestType, body.toString("utf8")) : body;
     const call = callContext(serving.context, op, request, response, codec);
-    await unaryCall(serving, op, codec, { ...call, payload }, response);
+    await unaryCall(serving, op, codec, { ...call, payload }, response, target);
   } catch (error) {
     replyError(response, BridgeError.from(error));
   }
@@ -166,9 +172,10 @@ async function unaryCall(
   codec: Codec,
   call: CallContext & { readonly payload: Uint8Array },
   response: HttpResponse,
+  target: CallTarget,
 ): Promise<void> {
   try {
-    const reply = await serving.context.bridge.unary(call);
+    const reply = await target.unary(call);
     const body =
       codec === "json"
         ? Buffer.from(serving.json.toJson(op.responseType, reply.payload), "utf8")
@@ -199,6 +206,7 @@ async function serveServerStream(
   codec: Codec,
   request: HttpRequest,
   response: HttpResponse,
+  target: CallTarget,
 ): Promise<void> {
   let started = false;
   const start = (extra: OutgoingHttpHeaders): void => {
@@ -224,7 +232,7 @@ async function serveServerStream(
     }
     const data = (envelopes[0] as { data: Buffer }).data;
     const payload = codec === "json" ? serving.json.toBinary(op.requestType, data.toString("utf8")) : data;
-    for await (const event of serving.context.bridge.stream({ ...call, messages: single(payload) })) {
+    for await (const event of target.stream({ ...call, messages: single(payload) })) {
       if (event.type === "session") session = sessionHeaders(event.sessionId, event.messageId);
       else if (event.type === "headers") {
         const headers: OutgoingHttpHeaders = { ...session };

@@ -8,7 +8,7 @@ import type { ListenerContext } from "../../bridge/listener/listener.js";
 import { statusTrailers } from "../grpc/grpc-error.js";
 import { parseGrpcTimeout } from "../grpc/grpc-wire-headers.js";
 import { frameEnvelope, readEnvelopes } from "./connect-framing.js";
-import { drained, sessionHeaders, writeChunk } from "./connect-inbound.js";
+import { type CallTarget, drained, sessionHeaders, writeChunk } from "./connect-inbound.js";
 import { readBody } from "./http-body.js";
 import { headerValue, putResponseMetadata, requestMetadata } from "./http-metadata.js";
 import type { HttpRequest, HttpResponse } from "./http-server.js";
@@ -35,6 +35,7 @@ export async function serveGrpcWeb(
   mode: "binary" | "text",
   request: HttpRequest,
   response: HttpResponse,
+  target: CallTarget,
 ): Promise<void> {
   const type = mode === "text" ? "application/grpc-web-text+proto" : "application/grpc-web+proto";
   let started = false;
@@ -83,14 +84,14 @@ export async function serveGrpcWeb(
     };
     let trailers: Metadata = {};
     if (!op.responseStream) {
-      const reply = await context.bridge.unary({ ...call, payload });
+      const reply = await target.unary({ ...call, payload });
       const headers: OutgoingHttpHeaders = {};
       putResponseMetadata(headers, reply.headers);
       start({ ...headers, ...sessionHeaders(reply.sessionId, reply.messageId) });
       await send(frameEnvelope(0, reply.payload));
       trailers = reply.trailers;
     } else {
-      for await (const event of context.bridge.stream({ ...call, messages: single(payload) })) {
+      for await (const event of target.stream({ ...call, messages: single(payload) })) {
         if (event.type === "session") session = sessionHeaders(event.sessionId, event.messageId);
         else if (event.type === "headers") {
           const headers: OutgoingHttpHeaders = {};

@@ -1,12 +1,14 @@
 import { readFileSync } from "node:fs";
 import { createJsonCodec } from "../../bridge/codec/json-codec.js";
+import type { OperationContract } from "../../bridge/contracts/contract.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
-import { type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
+import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
 import { openApiDocument } from "./openapi.js";
+import { sessionServiceOperations, sessionServiceTarget } from "./session-service-target.js";
 import { type SessionsRest, serveSessions } from "./sessions-rest.js";
 
 export interface HttpListenerOptions {
@@ -32,6 +34,10 @@ export async function startHttpListener(
     context,
     json: createJsonCodec(context.contracts, { maxInputBytes: context.maxPayloadBytes }),
   };
+  const own = {
+    operations: sessionServiceOperations(),
+    target: sessionServiceTarget(context.bridge.sessions),
+  };
   const sessions: SessionsRest = {
     api: context.bridge.sessions,
     json: serving.json,
@@ -49,7 +55,7 @@ export async function startHttpListener(
       response.end(openapi);
       return;
     }
-    handle(serving, sessions, request, response, draining()).catch((error: unknown) => {
+    handle(serving, sessions, own, request, response, draining()).catch((error: unknown) => {
       context.logger.error({ err: error }, "http request failed");
       replyError(response, BridgeError.from(error));
     });
@@ -68,6 +74,7 @@ export async function startHttpListener(
 async function handle(
   serving: ConnectServing,
   sessions: SessionsRest,
+  own: { operations: ReadonlyMap<string, OperationContract>; target: CallTarget },
   request: HttpRequest,
   response: HttpResponse,
   draining: boolean,
@@ -82,7 +89,8 @@ async function handle(
   if (path === "/sessions" || path.startsWith("/sessions/")) {
     if (serveSessions(sessions, request, response)) return;
   }
-  const op = serving.context.contracts.operations.get(path);
+  const ownOp = own.operations.get(path);
+  const op = ownOp ?? serving.context.contracts.operations.get(path);
   if (op === undefined) {
     // Connect answers an unknown procedure with unimplemented, HTTP 404.
     return replyError(
@@ -110,7 +118,13 @@ async function handle(
       { allow: "POST, GET" },
     );
   }
-  await serveConnect(serving, op, request, response);
+  await serveConnect(
+    serving,
+    op,
+    request,
+    response,
+    ownOp === undefined ? serving.context.bridge : own.target,
+  );
 }
 
 /** The package version (dist/adapters/http → the package root). */

@@ -11,6 +11,7 @@ import {
   createSessionServiceClient,
   type SessionServiceClient as SessionClient,
 } from "../../sdk/ts/session-service-client.js";
+import { createConnectTransport } from "./connect-transport.js";
 import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
 import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
@@ -22,8 +23,8 @@ export type StoreKind = "memory" | "sqlite";
 /** Every scenario runs against each store (DESIGN §5). */
 export const STORE_KINDS: readonly StoreKind[] = ["memory", "sqlite"];
 
-/** Every client library the scenarios run through; HTTP and NATS clients join here. */
-export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go"];
+/** Every client the scenarios run through (gRPC libraries, Connect over HTTP); NATS joins here. */
+export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go", "connect"];
 
 export const LAB_CONFIG = path.join(repoRoot(), "test/fixtures/lab/sessionbridge.yaml");
 
@@ -55,8 +56,12 @@ export interface HarnessOptions {
   readonly adjust?: (config: BridgeConfig) => BridgeConfig;
 }
 
-/** A LabClient of the given kind for a bridge at `address`. */
-export function openLabClient(kind: ClientKind, address: string): LabClient {
+/** A LabClient of the given kind for a bridge; Connect goes to its HTTP listener at `httpAddress`. */
+export function openLabClient(kind: ClientKind, address: string, httpAddress?: string): LabClient {
+  if (kind === "connect") {
+    if (httpAddress === undefined) throw new Error("the connect lab client needs the bridge's HTTP address");
+    return createLabClient(createConnectTransport(httpAddress));
+  }
   return createLabClient(kind === "grpc-go" ? startGrpcGoTransport(address) : createGrpcJsTransport(address));
 }
 
@@ -73,6 +78,8 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
   let config: BridgeConfig = {
     ...setup.config,
     processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${lab.port}` })),
+    // The HTTP listener too, for the Connect client and the HTTP tests.
+    listeners: { ...setup.config.listeners, http: "127.0.0.1:0" },
   };
   if (options.adjust !== undefined) config = options.adjust(config);
   const kind = options.client ?? "grpc-js";
@@ -83,7 +90,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
   let runtime = await start();
-  let client = openLabClient(kind, runtime.grpc.address);
+  let client = openLabClient(kind, runtime.grpc.address, runtime.http?.address);
   let native = openGrpcJsClients(runtime.grpc.address);
 
   return {
@@ -111,7 +118,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     },
     async restartBridge() {
       runtime = await start();
-      client = openLabClient(kind, runtime.grpc.address);
+      client = openLabClient(kind, runtime.grpc.address, runtime.http?.address);
       native = openGrpcJsClients(runtime.grpc.address);
     },
     async close() {

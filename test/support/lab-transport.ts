@@ -1,8 +1,8 @@
 import type { Metadata } from "../../bridge/call/metadata.js";
 import type { Code } from "../../bridge/errors/code.js";
 
-/** The gRPC clients the rule suites run through; HTTP and NATS clients join this list. */
-export type ClientKind = "grpc-js" | "grpc-go";
+/** The clients the rule suites run through: two gRPC libraries and Connect over HTTP; NATS joins this list. */
+export type ClientKind = "grpc-js" | "grpc-go" | "connect";
 
 export type CallKind = "unary" | "server_stream" | "client_stream" | "bidi";
 
