@@ -103,7 +103,10 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     });
     listeners.push(grpc);
     if (config.listeners.http !== undefined) {
-      http = await startHttpListener(context, { address: config.listeners.http });
+      http = await startHttpListener(context, {
+        address: config.listeners.http,
+        cookies: config.listeners.httpCookies,
+      });
       listeners.push(http);
     }
   } catch (error) {

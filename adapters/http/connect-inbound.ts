@@ -11,6 +11,7 @@ import { Reason } from "../../bridge/errors/reason.js";
 import type { ListenerContext } from "../../bridge/listener/listener.js";
 import { connectErrorJson, faultSessionHeaders } from "./connect-error.js";
 import { END_STREAM_FLAG, frameEnvelope, readEnvelopes } from "./connect-framing.js";
+import type { CookieRules } from "./cookie-binding.js";
 import { grpcWebMode, serveGrpcWeb } from "./grpc-web-inbound.js";
 import { gunzipBounded, readBody } from "./http-body.js";
 import { headerValue, parseConnectTimeout, putResponseMetadata, requestMetadata } from "./http-metadata.js";
@@ -25,6 +26,8 @@ export type CallTarget = Pick<Bridge, "unary" | "stream">;
 export interface ConnectServing {
   readonly context: ListenerContext;
   readonly json: JsonCodec;
+  /** Configured cookie bindings, if any (listeners.httpCookies). */
+  readonly cookies?: CookieRules | undefined;
 }
 
 /** The Connect protocol's unary and streaming content types (connectrpc.com/docs/protocol). */
@@ -110,7 +113,7 @@ export async function serveConnect(
   } catch (error) {
     return replyError(response, BridgeError.from(error));
   }
-  await unaryCall(serving, op, codec, { ...call, payload }, response, target);
+  await unaryCall(serving, op, codec, { ...call, payload }, request, response, target);
 }
 
 /**
@@ -160,7 +163,7 @@ async function serveGet(
     }
     const payload = codec === "json" ? serving.json.toBinary(op.requestType, body.toString("utf8")) : body;
     const call = callContext(serving.context, op, request, response, codec);
-    await unaryCall(serving, op, codec, { ...call, payload }, response, target);
+    await unaryCall(serving, op, codec, { ...call, payload }, request, response, target);
   } catch (error) {
     replyError(response, BridgeError.from(error));
   }
@@ -170,11 +173,21 @@ async function unaryCall(
   serving: ConnectServing,
   op: OperationContract,
   codec: Codec,
-  call: CallContext & { readonly payload: Uint8Array },
+  given: CallContext & { readonly payload: Uint8Array },
+  request: HttpRequest,
   response: HttpResponse,
   target: CallTarget,
 ): Promise<void> {
   try {
+    // Cookies apply to contract operations only, never to the bridge's own API.
+    const cookies = target === serving.context.bridge ? serving.cookies : undefined;
+    const call =
+      cookies === undefined
+        ? given
+        : {
+            ...given,
+            ...cookies.apply(op, given.metadata, headerValue(request.headers, "cookie"), given.payload),
+          };
     const reply = await target.unary(call);
     const body =
       codec === "json"
@@ -186,6 +199,8 @@ async function unaryCall(
     Object.assign(headers, sessionHeaders(reply.sessionId, reply.messageId));
     headers["content-type"] = `application/${codec}`;
     headers["content-length"] = body.length;
+    const setCookie = cookies?.setCookies(op, reply.sessionId, call.payload) ?? [];
+    if (setCookie.length > 0) headers["set-cookie"] = setCookie;
     if (response.headersSent || response.writableEnded) return;
     response.writeHead(200, headers);
     response.end(body);

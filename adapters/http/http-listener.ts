@@ -1,11 +1,13 @@
 import { readFileSync } from "node:fs";
 import { createJsonCodec } from "../../bridge/codec/json-codec.js";
+import type { CookieBinding } from "../../bridge/config/config.js";
 import type { OperationContract } from "../../bridge/contracts/contract.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
 import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
+import { createCookieRules } from "./cookie-binding.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
 import { openApiDocument } from "./openapi.js";
 import { sessionServiceOperations, sessionServiceTarget } from "./session-service-target.js";
@@ -14,6 +16,8 @@ import { type SessionsRest, serveSessions } from "./sessions-rest.js";
 export interface HttpListenerOptions {
   /** host:port; port 0 picks a free one. */
   readonly address: string;
+  /** Cookie bindings (listeners.httpCookies). */
+  readonly cookies?: readonly CookieBinding[] | undefined;
 }
 
 export interface HttpListener extends Listener {
@@ -33,6 +37,8 @@ export async function startHttpListener(
   const serving: ConnectServing = {
     context,
     json: createJsonCodec(context.contracts, { maxInputBytes: context.maxPayloadBytes }),
+    // No TLS on this listener yet, so cookies are not marked Secure.
+    cookies: createCookieRules(options.cookies ?? [], context.contracts, { secure: false }),
   };
   const own = {
     operations: sessionServiceOperations(),

@@ -26,6 +26,17 @@ export interface ListenersConfig {
   readonly grpc: string;
   /** host:port of the inbound HTTP listener (Connect, HTTP/1.1 and h2c); absent: not started. */
   readonly http?: string;
+  /**
+   * Cookies the HTTP listener maps (as Jolie's HTTP protocol does): `bind: session` binds
+   * the cookie to the session id, any other value to that correlation variable.
+   */
+  readonly httpCookies?: readonly CookieBinding[];
+}
+
+export interface CookieBinding {
+  readonly name: string;
+  /** "session", or the name of a correlation variable. */
+  readonly bind: string;
 }
 
 export type StoreConfig =

@@ -58,6 +58,7 @@ export function resolveConfig(
     listeners: {
       grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS,
       ...(http === undefined ? {} : { http }),
+      ...(file.listeners?.httpCookies === undefined ? {} : { httpCookies: file.listeners.httpCookies }),
     },
     store,
     defaults,
