@@ -178,7 +178,7 @@ describe("loadConfig", () => {
         `${f}:16:11: processes[3].name: invalid process name (expected a name of letters, digits, '.', '_' and '-', got "bad name")`,
         `${f}:18:15: processes[3].location: not a location URL (expected grpc://host:port or http://host:port[/prefix][?codec=json|proto], got "127.0.0.1:50063")`,
         `${f}:20:9: listeners.grpc: IPv6 address not in brackets (expected host:port with port 0-65535, IPv6 in brackets, got "::1:50051")`,
-        `${f}:21:3: listeners.htttp: unknown key, did you mean http? (expected one of grpc, http)`,
+        `${f}:21:3: listeners.htttp: unknown key, did you mean http? (expected one of grpc, http, httpCookies)`,
         `${f}:22:8: store: unknown store (expected "memory" or "sqlite:PATH", got "postgres://db")`,
         `${f}:23:30: storeOptions.synchronous: unknown value (expected "full" or "normal", got "always")`,
         `${f}:25:18: defaults.idleTimeoutMs: not positive (expected a positive integer, got -5)`,
