@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
+import { gzipSync } from "node:zlib";
 import { expect } from "chai";
 import { frameEnvelope, readEnvelopes } from "../../../adapters/http/connect-framing.js";
 import { createJsonCodec, type JsonCodec } from "../../../bridge/codec/json-codec.js";
@@ -202,6 +203,31 @@ describe("HTTP inbound: the Connect protocol", function () {
 
     const fine = await post(base, `${COUNTER}/Start`, '{"key":"h6"}');
     expect(fine.status).to.equal(200);
+  });
+
+  it("gzip request bodies are decoded, and one that inflates past the limit is RESOURCE_EXHAUSTED", async () => {
+    const small = await fetch(`${base}${COUNTER}/Start`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      body: gzipSync('{"key":"gz-1","text":"zipped"}'),
+    });
+    expect(small.status).to.equal(200);
+    expect(((await small.json()) as { text: string }).text).to.equal("zipped");
+    // A few hundred bytes on the wire, megabytes once inflated: refused while inflating.
+    const bomb = gzipSync(JSON.stringify({ key: "gz-2", text: "x".repeat(4 * 1024 * 1024) }));
+    expect(bomb.length).to.be.lessThan(64 * 1024);
+    const refused = await fetch(`${base}${COUNTER}/Start`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      body: bomb,
+    });
+    expect(refused.status).to.equal(429);
+    const unknown = await fetch(`${base}${COUNTER}/Start`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "br" },
+      body: "{}",
+    });
+    expect(unknown.status).to.equal(501);
   });
 
   it("GET serves shared operations and refuses exclusive ones", async () => {
