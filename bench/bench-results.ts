@@ -1,6 +1,7 @@
 import type { BenchSettings } from "./bench-settings.js";
 import type { MachineInfo } from "./machine-info.js";
 import type { MachineLoad } from "./measure-job.js";
+import type { NatsBenchResult } from "./nats-bench.js";
 import type { RoutingE2eResult } from "./routing-e2e.js";
 import type { RoutingMicroResult } from "./routing-micro.js";
 import type { ModeKind, PathKind, ScenarioResult } from "./scenarios.js";
@@ -34,6 +35,8 @@ export interface BenchResults {
     readonly e2e: RoutingE2eResult | undefined;
   };
   readonly targets: readonly TargetCheck[];
+  /** NATS request-reply, direct and through the bridge; undefined when not run. */
+  readonly nats?: NatsBenchResult | undefined;
   /** Why the run failed (errors over 0.1%, a fixed rate not reached); empty when it passed. */
   readonly problems: readonly string[];
   /** Windows that other work on the machine disturbed; they do not fail the run. */

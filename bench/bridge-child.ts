@@ -4,6 +4,10 @@
  * the runtime on a random port and prints {"type":"ready","address":…,"port":…}.
  *
  *   node dist/bench/bridge-child.js <echo-port> <memory|sqlite:/abs/path.db>
+ *   node dist/bench/bridge-child.js nats://… <memory|sqlite:/abs/path.db>
+ *
+ * With a NATS URL instead of a port, the bridge serves NATS (prefix sb) and reaches the
+ * echo process at nats://bench.echo.
  *
  * stdin: a line "memory" prints {"type":"memory",…} (after a full GC when the child runs
  * with --expose-gc, so heap figures are what is retained); closing stdin stops the bridge
@@ -20,10 +24,17 @@ if (echoPort === undefined || store === undefined) {
   process.exit(2);
 }
 
-const setup = loadBridgeSetup({ file: benchConfigFile(), overrides: { grpc: "127.0.0.1:0", store } });
+const nats = echoPort.startsWith("nats://") ? echoPort : undefined;
+const setup = loadBridgeSetup({
+  file: benchConfigFile(),
+  overrides: { grpc: "127.0.0.1:0", store, ...(nats === undefined ? {} : { nats }) },
+});
 const config = {
   ...setup.config,
-  processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${echoPort}` })),
+  processes: setup.config.processes.map((p) => ({
+    ...p,
+    location: nats === undefined ? `grpc://127.0.0.1:${echoPort}` : "nats://bench.echo",
+  })),
 };
 const runtime = await startBridgeRuntime({ config, contracts: setup.contracts });
 const print = (message: object): void => {

@@ -255,6 +255,39 @@ export function renderMarkdown(r: BenchResults): string {
     out.push("");
     for (const w of r.warnings) out.push(`- ${w}`);
   }
+  if (r.nats !== undefined) {
+    out.push("");
+    out.push("## NATS request-reply");
+    out.push("");
+    out.push(
+      `One nats-server; the echo process is a NATS service. direct: client → echo; bridged: client → bridge ` +
+        `(NATS inbound, memory store, a session per key) → echo over nats://. ${r.nats.payloadBytes} B payload, ` +
+        `${r.nats.measureSeconds} s per window; the client runs in the bench process.`,
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "path",
+          "fixed rate (req/s)",
+          "p50 / p99 at that rate (ms)",
+          "closed loop (req/s)",
+          "concurrency",
+          "p50 / p99 closed loop (ms)",
+          "errors",
+        ],
+        r.nats.paths.map((p) => [
+          `nats/${p.path}`,
+          String(p.fixedRate.ratePerSec),
+          pair(p.fixedRate.latency),
+          String(p.closedLoop.throughputPerSec),
+          String(p.closedLoop.concurrency),
+          pair(p.closedLoop.latency),
+          String(p.fixedRate.errors + p.closedLoop.errors),
+        ]),
+      ),
+    );
+  }
   out.push("");
   if (r.problems.length === 0)
     out.push("Run passed: no scenario over 0.1% errors, every fixed rate reached.");

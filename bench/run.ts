@@ -10,6 +10,7 @@ import { type BenchResults, checkTargets, compare, disturbance } from "./bench-r
 import { benchSettings } from "./bench-settings.js";
 import { installChildCleanup } from "./children.js";
 import { machineInfo } from "./machine-info.js";
+import { type NatsBenchResult, runNatsBench } from "./nats-bench.js";
 import { renderMarkdown } from "./report-markdown.js";
 import { writeResults } from "./results-files.js";
 import { type RoutingE2eResult, routingProblems, runRoutingE2e } from "./routing-e2e.js";
@@ -70,6 +71,20 @@ try {
   await echo.stop();
 }
 
+let nats: NatsBenchResult | undefined;
+if (wanted("nats")) {
+  progress("nats (direct request-reply and through the bridge)");
+  try {
+    nats = await runNatsBench(settings);
+    for (const p of nats.paths) {
+      const errors = p.fixedRate.errors + p.closedLoop.errors;
+      if (errors > 0) problems.push(`nats/${p.path}: ${errors} requests failed`);
+    }
+  } catch (error) {
+    problems.push(`nats: crashed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 const comparisons = compare(scenarios);
 const results: BenchResults = {
   machine,
@@ -77,6 +92,7 @@ const results: BenchResults = {
   scenarios,
   comparisons,
   routing: { micro, e2e },
+  nats,
   targets: checkTargets(scenarios, comparisons, micro, e2e),
   problems,
   warnings,

@@ -1,9 +1,13 @@
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { GrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { startGrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { createGrpcTransport } from "../adapters/grpc/h2-outbound.js";
 import { reflectionDescriptors } from "../adapters/grpc/reflection-root.js";
 import { createHttpTransport } from "../adapters/http/connect-outbound.js";
 import { type HttpListener, startHttpListener } from "../adapters/http/http-listener.js";
+import { connectNats } from "../adapters/nats/nats-connection.js";
+import { type NatsListener, startNatsListener } from "../adapters/nats/nats-listener.js";
+import { createNatsTransport } from "../adapters/nats/nats-outbound.js";
 import type { BridgeConfig } from "../bridge/config/config.js";
 import type { ContractSet } from "../bridge/contracts/contract.js";
 import { type Bridge, createBridge } from "../bridge/engine/bridge-engine.js";
@@ -31,6 +35,8 @@ export interface BridgeRuntime {
   readonly grpc: GrpcListener;
   /** The HTTP listener, when listeners.http is configured. */
   readonly http: HttpListener | undefined;
+  /** The NATS listener, when listeners.nats (or --nats) is configured. */
+  readonly nats: NatsListener | undefined;
   /** Every inbound adapter started, gRPC first. */
   readonly listeners: readonly Listener[];
   /** Stops listening, lets calls in flight finish (up to graceMs), then closes everything. */
@@ -46,28 +52,56 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   const { config, contracts } = options;
   const logger = options.logger ?? silentLogger;
   const transports: ProcessTransport[] = [
-    createGrpcTransport(),
+    createGrpcTransport({ maxReplyBytes: config.defaults.maxPayloadBytes }),
     createHttpTransport({ contracts, maxResponseBytes: config.defaults.maxPayloadBytes }),
   ];
+  // One NATS connection serves the listener and nats:// processes; closed last.
+  const natsConfig = config.listeners.nats;
+  const connection: NatsConnection | undefined =
+    natsConfig === undefined ? undefined : await connectNats(natsConfig);
+  if (connection !== undefined) {
+    transports.push(
+      createNatsTransport({ connection, contracts, maxPayloadBytes: config.defaults.maxPayloadBytes }),
+    );
+  }
+  const closeNats = async (): Promise<void> => {
+    if (connection !== undefined && !connection.isClosed()) await connection.drain().catch(() => undefined);
+  };
   const clients: ProcessClient[] = [];
   const processes = new Map<string, ProcessClient>();
-  for (const process of config.processes) {
-    const location = new URL(process.location);
-    const scheme = location.protocol.replace(/:$/, "");
-    const transport = transports.find((t) => t.schemes.includes(scheme));
-    if (transport === undefined) {
-      throw new BridgeError(
-        Code.INVALID_ARGUMENT,
-        Reason.INVALID_CONFIG,
-        `process ${process.name}: no transport for ${scheme}:// locations`,
-      );
+  try {
+    connectProcesses();
+  } catch (error) {
+    await closeNats();
+    throw error;
+  }
+  function connectProcesses(): void {
+    for (const process of config.processes) {
+      const location = new URL(process.location);
+      const scheme = location.protocol.replace(/:$/, "");
+      const transport = transports.find((t) => t.schemes.includes(scheme));
+      if (transport === undefined) {
+        throw new BridgeError(
+          Code.INVALID_ARGUMENT,
+          Reason.INVALID_CONFIG,
+          scheme === "nats"
+            ? `process ${process.name}: nats:// locations need a NATS connection (listeners.nats or --nats)`
+            : `process ${process.name}: no transport for ${scheme}:// locations`,
+        );
+      }
+      const client = transport.connect({ name: process.name, location, envelope: process.envelope });
+      clients.push(client);
+      for (const service of process.services) processes.set(service, client);
     }
-    const client = transport.connect({ name: process.name, location, envelope: process.envelope });
-    clients.push(client);
-    for (const service of process.services) processes.set(service, client);
   }
 
-  const store = await createStore(config.store);
+  let store: Awaited<ReturnType<typeof createStore>>;
+  try {
+    store = await createStore(config.store);
+  } catch (error) {
+    await closeNats();
+    throw error;
+  }
   const bridge = createBridge({
     contracts,
     store,
@@ -82,6 +116,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     await bridge.start();
   } catch (error) {
     await bridge.close();
+    await closeNats();
     throw error;
   }
   // Every inbound adapter gets the same context: the engine, the contracts, principal
@@ -96,6 +131,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   const listeners: Listener[] = [];
   let grpc: GrpcListener;
   let http: HttpListener | undefined;
+  let nats: NatsListener | undefined;
   try {
     grpc = await startGrpcListener(context, {
       address: config.listeners.grpc,
@@ -109,9 +145,14 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
       });
       listeners.push(http);
     }
+    if (connection !== undefined && natsConfig !== undefined) {
+      nats = await startNatsListener(context, { connection, config: natsConfig });
+      listeners.push(nats);
+    }
   } catch (error) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await bridge.close();
+    await closeNats();
     throw error;
   }
 
@@ -122,8 +163,9 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
       await bridge.drain(graceMs);
       await bridge.close();
       await Promise.allSettled(clients.map((c) => c.close()));
+      await closeNats();
     })();
     return stopping;
   };
-  return { bridge, grpc, http, listeners, stop, [Symbol.asyncDispose]: () => stop() };
+  return { bridge, grpc, http, nats, listeners, stop, [Symbol.asyncDispose]: () => stop() };
 }

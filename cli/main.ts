@@ -64,6 +64,10 @@ function program(): Command {
       `HTTP listen address host:port for Connect and HTTP/JSON calls (off unless given here or as listeners.http; usually ${DEFAULT_HTTP_ADDRESS})`,
     )
     .option("--store <store>", "memory, or sqlite:PATH (default: sqlite:./.sessionbridge/sessions.db)")
+    .option(
+      "--nats <url>",
+      "NATS server URL(s), comma-separated: serve the contracts on NATS too and reach nats:// processes",
+    )
     .addOption(
       new Option("--drain-ms <ms>", "how long calls in flight may take to finish on shutdown")
         .argParser(positiveInteger("--drain-ms", 0))
@@ -71,7 +75,14 @@ function program(): Command {
     )
     .addHelpText("after", EXIT_CODES)
     .action(
-      async (options: { config?: string; grpc?: string; http?: string; store?: string; drainMs: number }) => {
+      async (options: {
+        config?: string;
+        grpc?: string;
+        http?: string;
+        store?: string;
+        nats?: string;
+        drainMs: number;
+      }) => {
         const { startCommand } = await import("./start-command.js");
         process.exitCode = await startCommand(options, io.err);
       },

@@ -13,6 +13,7 @@ export interface StartOptions {
   readonly grpc?: string;
   readonly http?: string;
   readonly store?: string;
+  readonly nats?: string;
   readonly drainMs: number;
 }
 
@@ -28,6 +29,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     ...(options.grpc === undefined ? {} : { grpc: options.grpc }),
     ...(options.http === undefined ? {} : { http: options.http }),
     ...(options.store === undefined ? {} : { store: options.store }),
+    ...(options.nats === undefined ? {} : { nats: options.nats }),
   };
   let setup: ReturnType<typeof loadBridgeSetup>;
   try {
@@ -48,6 +50,9 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     {
       grpc: runtime.grpc.address,
       ...(runtime.http === undefined ? {} : { http: runtime.http.address }),
+      ...(runtime.nats === undefined
+        ? {}
+        : { nats: { url: config.listeners.nats?.url, prefix: runtime.nats.address } }),
       store: describeStore(config.store),
       config: config.source ?? "embedded defaults",
       services: [...contracts.services.keys()],

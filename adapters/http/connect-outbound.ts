@@ -1,5 +1,5 @@
 import http from "node:http";
-import type { Metadata } from "../../bridge/call/metadata.js";
+import { isBridgeOwned, type Metadata } from "../../bridge/call/metadata.js";
 import { createJsonCodec, type JsonCodec } from "../../bridge/codec/json-codec.js";
 import { DEFAULTS } from "../../bridge/config/config.js";
 import type { ContractSet } from "../../bridge/contracts/contract.js";
@@ -19,7 +19,7 @@ import type {
 } from "../../bridge/process/process-client.js";
 import { fromConnectError } from "./connect-error.js";
 import { END_STREAM_FLAG, EnvelopeReader, frameEnvelope } from "./connect-framing.js";
-import { putResponseMetadata } from "./http-metadata.js";
+import { isProtocolHeader, putResponseMetadata } from "./http-metadata.js";
 
 export interface HttpTransportOptions {
   /** The contracts, for processes that speak JSON (`?codec=json`). */
@@ -243,7 +243,7 @@ function splitTrailers(raw: http.IncomingHttpHeaders): { headers: Metadata; trai
   const trailers: Record<string, readonly string[]> = {};
   for (const [key, value] of Object.entries(raw)) {
     if (value === undefined || RESPONSE_PROTOCOL_HEADERS.has(key)) continue;
-    if (key.startsWith("content-") || key.startsWith("connect-") || key === "connection") continue;
+    if (isProtocolHeader(key) || isBridgeOwned(key)) continue;
     const values = typeof value === "string" ? [value] : value;
     if (key.startsWith("trailer-")) trailers[key.slice(8)] = values;
     else headers[key] = values;

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import { isHopByHop, type Metadata } from "../../bridge/call/metadata.js";
+import { isBridgeOwned, type Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -7,8 +7,7 @@ import { Reason } from "../../bridge/errors/reason.js";
 /**
  * Which HTTP request headers become call metadata (S15), the documented rule
  * (docs/http.md): every header does, under its lower-case name, except
- *   - hop-by-hop and transport headers (Connection, Host, TE, Content-Length, …), which the
- *     engine never forwards anyway;
+ *   - hop-by-hop and transport headers (Connection, Host, TE, Content-Length, …);
  *   - the headers of the HTTP and Connect protocols themselves: `connect-*`, `content-*`,
  *     `accept*`, `grpc-*`, `cookie`, `origin`, `referer`, `sec-*`, `cache-control`,
  *     `pragma`, `priority`, `x-user-agent`, `x-grpc-web`: they describe this hop.
@@ -45,9 +44,12 @@ const PROTOCOL_HEADERS: ReadonlySet<string> = new Set([
   "transfer-encoding",
   "upgrade",
   "http2-settings",
+  "proxy-connection",
+  "trailer",
 ]);
 
-function isProtocolHeader(key: string): boolean {
+/** HTTP's and Connect's own fields, hop-by-hop included: this adapter strips them at its edge both ways (S15). */
+export function isProtocolHeader(key: string): boolean {
   return PROTOCOL_HEADERS.has(key) || PROTOCOL_PREFIXES.some((p) => key.startsWith(p));
 }
 
@@ -58,7 +60,7 @@ function isProtocolHeader(key: string): boolean {
  */
 export function putResponseMetadata(headers: OutgoingHttpHeaders, metadata: Metadata, prefix = ""): void {
   for (const key of Object.keys(metadata)) {
-    if (isHopByHop(key) || isProtocolHeader(key)) continue;
+    if (isBridgeOwned(key) || isProtocolHeader(key)) continue;
     const values = metadata[key] ?? [];
     if (values.length === 0 || !HEADER_NAME.test(key)) continue;
     const valid = values.filter((v) => FIELD_VALUE.test(v));

@@ -50,7 +50,10 @@ export interface LocationScheme {
   check(rest: string): string | undefined;
 }
 
-/** The accepted location schemes (Jolie-style locations). nats comes with its adapter. */
+/** A NATS subject of literal tokens: no wildcards, no empty tokens. */
+const NATS_SUBJECT = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
+
+/** The accepted location schemes (Jolie-style locations). */
 export const LOCATION_SCHEMES: Readonly<Record<string, LocationScheme>> = {
   grpc: {
     form: "grpc://host:port",
@@ -70,7 +73,18 @@ export const LOCATION_SCHEMES: Readonly<Record<string, LocationScheme>> = {
       return "problem" in parsed ? parsed.problem : undefined;
     },
   },
+  nats: {
+    form: "nats://subject.prefix",
+    check(rest) {
+      return NATS_SUBJECT.test(rest) ? undefined : "invalid subject prefix";
+    },
+  },
 };
+
+/** True for a NATS subject token sequence without wildcards ("sb", "orders.v1"). */
+export function isNatsSubject(text: string): boolean {
+  return NATS_SUBJECT.test(text);
+}
 
 /** A message for an invalid process location, undefined when it is valid. */
 export function checkLocation(text: string): string | undefined {

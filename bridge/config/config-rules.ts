@@ -1,7 +1,7 @@
 import { checkListenAddress } from "./addresses.js";
 import { DEFAULTS } from "./config.js";
 import { COMMAND_LINE, type ConfigProblem, expectedGot } from "./config-error.js";
-import { checkStore } from "./config-schema.js";
+import { checkNatsUrls, checkStore } from "./config-schema.js";
 import type { ConfigOverrides } from "./resolve-config.js";
 import type { KeyPath } from "./yaml-places.js";
 
@@ -59,6 +59,8 @@ export function checkOverrides(overrides: ConfigOverrides): ConfigProblem[] {
   if (grpc !== undefined) problems.push({ file: COMMAND_LINE, path: "--grpc", message: grpc });
   const http = overrides.http === undefined ? undefined : checkListenAddress(overrides.http);
   if (http !== undefined) problems.push({ file: COMMAND_LINE, path: "--http", message: http });
+  const nats = overrides.nats === undefined ? undefined : checkNatsUrls(overrides.nats);
+  if (nats !== undefined) problems.push({ file: COMMAND_LINE, path: "--nats", message: nats });
   const store = overrides.store === undefined ? undefined : checkStore(overrides.store);
   if (store !== undefined) problems.push({ file: COMMAND_LINE, path: "--store", message: store });
   return problems;

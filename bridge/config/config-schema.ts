@@ -1,6 +1,6 @@
 import path from "node:path";
 import * as z from "zod";
-import { checkListenAddress, checkLocation } from "./addresses.js";
+import { checkListenAddress, checkLocation, isNatsSubject } from "./addresses.js";
 import { expectedGot } from "./config-error.js";
 
 /** The error of a schema: "what is wrong (expected …, got …)", or a missing key. */
@@ -55,6 +55,24 @@ export function checkStore(value: string): string | undefined {
   return expectedGot("unknown store", '"memory" or "sqlite:PATH"', value);
 }
 
+/** One or more nats:// or tls:// server URLs, comma-separated. */
+export function checkNatsUrls(value: string): string | undefined {
+  const expected = "nats://host:port, comma-separated for several";
+  for (const part of value.split(",")) {
+    const match = /^(nats|tls):\/\/(.+)$/.exec(part.trim());
+    if (match === null) return expectedGot("not a NATS URL", expected, value);
+    try {
+      const url = new URL(part.trim());
+      if (url.hostname === "" || (url.port !== "" && Number(url.port) < 1)) {
+        return expectedGot("not a NATS URL", expected, value);
+      }
+    } catch {
+      return expectedGot("not a NATS URL", expected, value);
+    }
+  }
+  return undefined;
+}
+
 export const configFileSchema = mapping({
   contracts: mapping({
     importPaths: list(text("a directory path"), "a list of directories").optional(),
@@ -97,6 +115,38 @@ export const configFileSchema = mapping({
       }),
       "a list of cookie bindings",
     ).optional(),
+    nats: mapping({
+      url: checked("nats://host:port, comma-separated for several", checkNatsUrls),
+      prefix: checked("a subject prefix such as sb", (value) =>
+        isNatsSubject(value)
+          ? undefined
+          : expectedGot("invalid subject prefix", "a subject prefix such as sb", value),
+      ).optional(),
+      queue: matching(/^[A-Za-z0-9_-]+$/, "invalid queue group", "letters, digits, '_' and '-'").optional(),
+      token: text("a token").optional(),
+      user: text("a user name").optional(),
+      password: text("a password").optional(),
+      credsFile: text("a credentials file path").optional(),
+      nkeyFile: text("an NKey seed file path").optional(),
+      tls: mapping({
+        caFile: text("a CA certificate file path").optional(),
+        certFile: text("a client certificate file path").optional(),
+        keyFile: text("a client key file path").optional(),
+      }).optional(),
+      intake: list(
+        mapping({
+          operation: matching(
+            /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$/,
+            "invalid operation name",
+            "a full method name such as examples.orders.v1.Orders.Note",
+          ),
+          stream: matching(/^[A-Za-z0-9_-]+$/, "invalid stream name", "letters, digits, '_' and '-'"),
+          durable: matching(/^[A-Za-z0-9_-]+$/, "invalid consumer name", "letters, digits, '_' and '-'"),
+          filterSubject: text("a subject").optional(),
+        }),
+        "a list of intakes",
+      ).optional(),
+    }).optional(),
   }).optional(),
   store: checked('"memory" or "sqlite:PATH"', checkStore).optional(),
   storeOptions: mapping({

@@ -31,6 +31,8 @@ export interface ListenersConfig {
    * the cookie to the session id, any other value to that correlation variable.
    */
   readonly httpCookies?: readonly CookieBinding[];
+  /** The NATS connection: inbound on `<prefix>.<package.Service>.<Method>` and nats:// processes. */
+  readonly nats?: NatsConfig;
 }
 
 export interface CookieBinding {
@@ -38,6 +40,47 @@ export interface CookieBinding {
   /** "session", or the name of a correlation variable. */
   readonly bind: string;
 }
+
+export interface NatsConfig {
+  /** Server URLs, comma-separated: "nats://127.0.0.1:4222". */
+  readonly url: string;
+  /** First token of every inbound subject; default "sb". */
+  readonly prefix: string;
+  /** Queue group the replicas share, so each call reaches one bridge; default "sessionbridge". */
+  readonly queue: string;
+  readonly token: string | undefined;
+  readonly user: string | undefined;
+  readonly password: string | undefined;
+  /** A credentials file (user JWT and NKey seed), absolute. */
+  readonly credsFile: string | undefined;
+  /** A file holding an NKey seed, absolute. */
+  readonly nkeyFile: string | undefined;
+  readonly tls: NatsTlsConfig | undefined;
+  /** Durable one-way intake from JetStream, per operation (S9, S10). */
+  readonly intake: readonly NatsIntakeConfig[];
+}
+
+/** One one-way operation fed from a JetStream stream through a durable consumer. */
+export interface NatsIntakeConfig {
+  /** Full method name: "examples.orders.v1.Orders.Note". */
+  readonly operation: string;
+  /** The stream to consume; it must exist. */
+  readonly stream: string;
+  /** The durable consumer's name, created if missing; replicas share it. */
+  readonly durable: string;
+  /** Only messages on this subject of the stream, when set. */
+  readonly filterSubject: string | undefined;
+}
+
+export interface NatsTlsConfig {
+  /** Absolute paths. */
+  readonly caFile: string | undefined;
+  readonly certFile: string | undefined;
+  readonly keyFile: string | undefined;
+}
+
+export const DEFAULT_NATS_PREFIX = "sb";
+export const DEFAULT_NATS_QUEUE = "sessionbridge";
 
 export type StoreConfig =
   | { readonly kind: "memory" }

@@ -2,9 +2,12 @@ import path from "node:path";
 import {
   type BridgeConfig,
   DEFAULT_GRPC_ADDRESS,
+  DEFAULT_NATS_PREFIX,
+  DEFAULT_NATS_QUEUE,
   DEFAULT_SQLITE_PATH,
   DEFAULTS,
   type DefaultsConfig,
+  type NatsConfig,
   type StoreConfig,
 } from "./config.js";
 import type { ConfigFile } from "./config-schema.js";
@@ -14,6 +17,8 @@ export interface ConfigOverrides {
   readonly grpc?: string;
   /** --http ADDR */
   readonly http?: string;
+  /** --nats URL: the NATS listener and nats:// processes on that server. */
+  readonly nats?: string;
   /** --store memory|sqlite:PATH; a sqlite path is relative to the working directory. */
   readonly store?: string;
 }
@@ -59,10 +64,48 @@ export function resolveConfig(
       grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS,
       ...(http === undefined ? {} : { http }),
       ...(file.listeners?.httpCookies === undefined ? {} : { httpCookies: file.listeners.httpCookies }),
+      ...natsListener(resolveNats(file.listeners?.nats, overrides.nats, dir)),
     },
     store,
     defaults,
   };
+}
+
+type NatsFile = NonNullable<NonNullable<ConfigFile["listeners"]>["nats"]>;
+
+/** The NATS settings: --nats replaces the file's URL and keeps its other settings; files are relative to the config. */
+function resolveNats(
+  file: NatsFile | undefined,
+  url: string | undefined,
+  dir: string,
+): NatsConfig | undefined {
+  if (file === undefined && url === undefined) return undefined;
+  const at = (p: string | undefined): string | undefined =>
+    p === undefined ? undefined : path.resolve(dir, p);
+  return {
+    url: url ?? file?.url ?? "",
+    prefix: file?.prefix ?? DEFAULT_NATS_PREFIX,
+    queue: file?.queue ?? DEFAULT_NATS_QUEUE,
+    token: file?.token,
+    user: file?.user,
+    password: file?.password,
+    credsFile: at(file?.credsFile),
+    nkeyFile: at(file?.nkeyFile),
+    tls:
+      file?.tls === undefined
+        ? undefined
+        : { caFile: at(file.tls.caFile), certFile: at(file.tls.certFile), keyFile: at(file.tls.keyFile) },
+    intake: (file?.intake ?? []).map((i) => ({
+      operation: i.operation,
+      stream: i.stream,
+      durable: i.durable,
+      filterSubject: i.filterSubject,
+    })),
+  };
+}
+
+function natsListener(nats: NatsConfig | undefined): { nats?: NatsConfig } {
+  return nats === undefined ? {} : { nats };
 }
 
 /** The defaults with every value the file sets (keys set to undefined keep the default). */

@@ -10,7 +10,9 @@ import { packageRoot } from "../../bridge/util/package-root.js";
  * on its embedded defaults (gRPC 127.0.0.1:50051, SQLite at .sessionbridge/sessions.db),
  * each its own process. Once both are ready it prints what to try. Ctrl-C stops both: the
  * bridge drains first (a second Ctrl-C is ignored, a third forces it), then the process
- * stops, and npm start exits with the bridge's exit status.
+ * stops, and npm start exits with the bridge's exit status. `npm start -- --nats
+ * nats://HOST:PORT` serves the example on that NATS server as well (subjects
+ * sb.examples.orders.v1.Orders.<Method>).
  *
  * The children run in their own process groups, so the terminal's Ctrl-C reaches only
  * this launcher, which forwards every signal to the bridge; the process is stopped only
@@ -22,6 +24,12 @@ const PROCESS_ADDRESS = "127.0.0.1:50061";
 const BRIDGE_ADDRESS = "127.0.0.1:50051";
 const HTTP_ADDRESS = "127.0.0.1:8080";
 const children: ChildProcess[] = [];
+const natsAt = process.argv.indexOf("--nats");
+const NATS_URL = natsAt === -1 ? undefined : process.argv[natsAt + 1];
+if (natsAt !== -1 && (NATS_URL === undefined || NATS_URL.startsWith("-"))) {
+  process.stderr.write("npm start: --nats needs a URL, e.g. npm start -- --nats nats://127.0.0.1:4222\n");
+  process.exit(2);
+}
 
 /** Starts a child, echoes its output, and resolves when a stdout line matches `ready`. */
 function launch(
@@ -91,11 +99,20 @@ try {
   );
   const started = await launch(
     "bridge",
-    ["dist/cli/main.js", "start", "--config", "examples/orders/sessionbridge.yaml", "--grpc", BRIDGE_ADDRESS],
+    [
+      "dist/cli/main.js",
+      "start",
+      "--config",
+      "examples/orders/sessionbridge.yaml",
+      "--grpc",
+      BRIDGE_ADDRESS,
+      ...(NATS_URL === undefined ? [] : ["--nats", NATS_URL]),
+    ],
     (l) => messageOf(l) === "sessionbridge ready",
   );
   bridge = started;
   const grpcurl = existsSync(path.join(root, ".tools/bin/grpcurl")) ? ".tools/bin/grpcurl" : "grpcurl";
+  const natsCli = existsSync(path.join(root, ".tools/bin/nats")) ? ".tools/bin/nats" : "nats";
   const call = (method: string, body: string) =>
     `  ${grpcurl} -plaintext -d '${body}' ${BRIDGE_ADDRESS} examples.orders.v1.Orders/${method}`;
   process.stdout.write(
@@ -115,6 +132,15 @@ try {
       `  curl -i -H 'Content-Type: application/json' -d '{"orderId":"A-2","customer":"ada"}' http://${HTTP_ADDRESS}/examples.orders.v1.Orders/Open`,
       `  curl -H 'Content-Type: application/json' -d '{"orderId":"A-2"}' http://${HTTP_ADDRESS}/examples.orders.v1.Orders/Get`,
       "",
+      ...(NATS_URL === undefined
+        ? []
+        : [
+            "",
+            `On NATS (${NATS_URL}; the nats CLI is in .tools/bin too):`,
+            `  ${natsCli} -s ${NATS_URL} req sb.examples.orders.v1.Orders.Open '{"orderId":"A-2","customer":"ada"}' -H Content-Type:application/json`,
+            `  ${natsCli} -s ${NATS_URL} micro info sessionbridge`,
+            "",
+          ]),
       "  node dist/cli/main.js sessions list",
       "  node dist/cli/main.js sessions history <SESSION_ID>     (the id is in the sb-session-id header: grpcurl -v)",
       "",

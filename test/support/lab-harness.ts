@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadBridgeSetup } from "../../bridge/config/check-config.js";
-import type { BridgeConfig } from "../../bridge/config/config.js";
+import type { BridgeConfig, NatsConfig } from "../../bridge/config/config.js";
 import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
 import type { Clock } from "../../bridge/util/clock.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../cli/bridge-runtime.js";
@@ -16,6 +16,9 @@ import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
 import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
 import { type LabProcess, loadLabPackage, startLabProcess } from "./lab-process.js";
+import { startNatsRelay } from "./nats-relay.js";
+import { type NatsServerFixture, startNatsServer } from "./nats-server.js";
+import { startNatsLabTransport } from "./nats-transport.js";
 import { repoRoot } from "./repo-root.js";
 
 export type StoreKind = "memory" | "sqlite";
@@ -23,8 +26,15 @@ export type StoreKind = "memory" | "sqlite";
 /** Every scenario runs against each store (DESIGN §5). */
 export const STORE_KINDS: readonly StoreKind[] = ["memory", "sqlite"];
 
-/** Every client the scenarios run through (gRPC libraries, Connect over HTTP); NATS joins here. */
+/** Every client the scenarios run through: gRPC libraries and Connect over HTTP. */
 export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go", "connect"];
+
+/**
+ * The gRPC clients plus a NATS client: the rule suites run with NATS inbound too (the
+ * harness then starts a nats-server and the bridge's NATS listener). Streams and the
+ * SessionService, which NATS does not carry, go through grpc-js.
+ */
+export const RULE_CLIENT_KINDS: readonly ClientKind[] = [...CLIENT_KINDS, "nats"];
 
 export const LAB_CONFIG = path.join(repoRoot(), "test/fixtures/lab/sessionbridge.yaml");
 
@@ -47,9 +57,14 @@ export interface LabHarness {
   close(): Promise<void>;
 }
 
+/** How the bridge reaches the lab process: gRPC, or NATS (through a relay to the same process). */
+export type OutboundKind = "grpc" | "nats";
+
 export interface HarnessOptions {
   /** The client library the harness's client uses; grpc-js by default. */
   readonly client?: ClientKind;
+  /** How the bridge reaches the lab process; gRPC by default. */
+  readonly outbound?: OutboundKind;
   /** Session time for the engine (S12): a ManualClock lets tests move it. */
   readonly clock?: Clock;
   /** Adjusts the loaded configuration (for example shorter retry delays). */
@@ -58,6 +73,8 @@ export interface HarnessOptions {
 
 /** A LabClient of the given kind for a bridge; Connect goes to its HTTP listener at `httpAddress`. */
 export function openLabClient(kind: ClientKind, address: string, httpAddress?: string): LabClient {
+  if (kind === "nats")
+    throw new Error("a NATS lab client needs the harness's NATS server: use startLabHarness");
   if (kind === "connect") {
     if (httpAddress === undefined) throw new Error("the connect lab client needs the bridge's HTTP address");
     return createLabClient(createConnectTransport(httpAddress));
@@ -67,7 +84,13 @@ export function openLabClient(kind: ClientKind, address: string, httpAddress?: s
 
 export async function startLabHarness(store: StoreKind, options: HarnessOptions = {}): Promise<LabHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sb-lab-"));
+  const kind = options.client ?? "grpc-js";
+  const outbound = options.outbound ?? "grpc";
+  const nats: NatsServerFixture | undefined =
+    kind === "nats" || outbound === "nats" ? await startNatsServer() : undefined;
   const lab = await startLabProcess();
+  const relay =
+    outbound === "nats" && nats !== undefined ? await startNatsRelay(nats.url, "lab", lab.port) : undefined;
   const setup = loadBridgeSetup({
     file: LAB_CONFIG,
     overrides: {
@@ -81,8 +104,34 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     // The HTTP listener too, for the Connect client and the HTTP tests.
     listeners: { ...setup.config.listeners, http: "127.0.0.1:0" },
   };
+  if (nats !== undefined) {
+    config = { ...config, listeners: { ...config.listeners, nats: labNatsConfig(nats.url) } };
+  }
+  if (relay !== undefined) {
+    // One nats:// process per service, each on its own subject prefix (docs/nats.md).
+    config = {
+      ...config,
+      processes: config.processes.flatMap((p) =>
+        p.services.map((service) => ({
+          ...p,
+          name: `${p.name}-${service.slice(service.lastIndexOf(".") + 1)}`,
+          services: [service],
+          location: `nats://lab.${service.slice(service.lastIndexOf(".") + 1)}`,
+        })),
+      ),
+    };
+  }
   if (options.adjust !== undefined) config = options.adjust(config);
-  const kind = options.client ?? "grpc-js";
+  const open = async (address: string, httpAddress?: string): Promise<LabClient> =>
+    nats === undefined
+      ? openLabClient(kind, address, httpAddress)
+      : createLabClient(
+          await startNatsLabTransport({
+            url: nats.url,
+            prefix: "sb",
+            fallback: createGrpcJsTransport(address),
+          }),
+        );
   const start = () =>
     startBridgeRuntime({
       config,
@@ -90,7 +139,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
   let runtime = await start();
-  let client = openLabClient(kind, runtime.grpc.address, runtime.http?.address);
+  let client = await open(runtime.grpc.address, runtime.http?.address);
   let native = openGrpcJsClients(runtime.grpc.address);
 
   return {
@@ -118,16 +167,34 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     },
     async restartBridge() {
       runtime = await start();
-      client = openLabClient(kind, runtime.grpc.address, runtime.http?.address);
+      client = await open(runtime.grpc.address, runtime.http?.address);
       native = openGrpcJsClients(runtime.grpc.address);
     },
     async close() {
       closeGrpcJsClients(native);
       await client.close();
       await runtime.stop(1000);
+      await relay?.close();
       await lab.close();
+      await nats?.stop();
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** The bridge's NATS settings in the lab: the harness's server, prefix "sb". */
+export function labNatsConfig(url: string): NatsConfig {
+  return {
+    url,
+    prefix: "sb",
+    queue: "sessionbridge",
+    token: undefined,
+    user: undefined,
+    password: undefined,
+    credsFile: undefined,
+    nkeyFile: undefined,
+    tls: undefined,
+    intake: [],
   };
 }
 
@@ -160,19 +227,36 @@ function closeGrpcJsClients(opened: { clients: GrpcJsClients; sessions: SessionC
   opened.sessions.close();
 }
 
-/** One run of a suite: a store and a client library. */
+/** One run of a suite: a store, a client library and how the bridge reaches the process. */
 export interface LabTarget {
   readonly store: StoreKind;
   readonly client: ClientKind;
+  readonly outbound?: OutboundKind;
   /** ", sqlite store, grpc-go client", for suite titles. */
   readonly title: string;
 }
 
-/** Every store × every given client, for suites that loop their scenarios over both. */
+/** Every store × every given client, for suites that loop their scenarios over them. */
 export function labTargets(clients: readonly ClientKind[] = CLIENT_KINDS): LabTarget[] {
   return STORE_KINDS.flatMap((store) =>
     clients.map((client) => ({ store, client, title: `${store} store, ${client} client` })),
   );
+}
+
+/**
+ * The rule suites' targets: every client with gRPC outbound, plus a gRPC client with the
+ * lab process reached over NATS (the NATS outbound adapter in front of it).
+ */
+export function ruleTargets(): LabTarget[] {
+  return [
+    ...labTargets(RULE_CLIENT_KINDS),
+    ...STORE_KINDS.map((store) => ({
+      store,
+      client: "grpc-js" as const,
+      outbound: "nats" as const,
+      title: `${store} store, grpc-js client, NATS outbound`,
+    })),
+  ];
 }
 
 /**
@@ -185,7 +269,11 @@ export function useLabHarness(
 ): () => LabHarness {
   let harness: LabHarness | undefined;
   before(async () => {
-    harness = await startLabHarness(target.store, { ...options, client: target.client });
+    harness = await startLabHarness(target.store, {
+      ...options,
+      client: target.client,
+      ...(target.outbound === undefined ? {} : { outbound: target.outbound }),
+    });
   });
   after(async () => {
     await harness?.close();

@@ -1,8 +1,8 @@
 import type { Metadata } from "../../bridge/call/metadata.js";
 import type { Code } from "../../bridge/errors/code.js";
 
-/** The clients the rule suites run through: two gRPC libraries and Connect over HTTP; NATS joins this list. */
-export type ClientKind = "grpc-js" | "grpc-go" | "connect";
+/** The clients the rule suites run through: gRPC libraries, Connect over HTTP and NATS. */
+export type ClientKind = "grpc-js" | "grpc-go" | "connect" | "nats";
 
 export type CallKind = "unary" | "server_stream" | "client_stream" | "bidi";
 
