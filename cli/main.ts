@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { DEFAULT_GRPC_ADDRESS } from "../bridge/config/config.js";
+import { DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS } from "../bridge/config/config.js";
 import { packageRoot } from "../bridge/util/package-root.js";
 import { ExitCode } from "./exit-codes.js";
 
@@ -59,6 +59,10 @@ function program(): Command {
       "configuration file (default: ./sessionbridge.yaml if present, else embedded defaults)",
     )
     .option("--grpc <addr>", `gRPC listen address host:port (default: ${DEFAULT_GRPC_ADDRESS})`)
+    .option(
+      "--http <addr>",
+      `HTTP listen address host:port for Connect and HTTP/JSON calls (off unless given here or as listeners.http; usually ${DEFAULT_HTTP_ADDRESS})`,
+    )
     .option("--store <store>", "memory, or sqlite:PATH (default: sqlite:./.sessionbridge/sessions.db)")
     .option(
       "--nats <url>",
@@ -71,7 +75,14 @@ function program(): Command {
     )
     .addHelpText("after", EXIT_CODES)
     .action(
-      async (options: { config?: string; grpc?: string; store?: string; nats?: string; drainMs: number }) => {
+      async (options: {
+        config?: string;
+        grpc?: string;
+        http?: string;
+        store?: string;
+        nats?: string;
+        drainMs: number;
+      }) => {
         const { startCommand } = await import("./start-command.js");
         process.exitCode = await startCommand(options, io.err);
       },

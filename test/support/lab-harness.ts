@@ -11,6 +11,7 @@ import {
   createSessionServiceClient,
   type SessionServiceClient as SessionClient,
 } from "../../sdk/ts/session-service-client.js";
+import { createConnectTransport } from "./connect-transport.js";
 import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
 import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
@@ -25,8 +26,8 @@ export type StoreKind = "memory" | "sqlite";
 /** Every scenario runs against each store (DESIGN §5). */
 export const STORE_KINDS: readonly StoreKind[] = ["memory", "sqlite"];
 
-/** Every gRPC client library the scenarios run through; HTTP clients join here. */
-export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go"];
+/** Every client the scenarios run through: gRPC libraries and Connect over HTTP. */
+export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go", "connect"];
 
 /**
  * The gRPC clients plus a NATS client: the rule suites run with NATS inbound too (the
@@ -70,10 +71,14 @@ export interface HarnessOptions {
   readonly adjust?: (config: BridgeConfig) => BridgeConfig;
 }
 
-/** A LabClient of the given gRPC kind for a bridge at `address`. */
-export function openLabClient(kind: ClientKind, address: string): LabClient {
+/** A LabClient of the given kind for a bridge; Connect goes to its HTTP listener at `httpAddress`. */
+export function openLabClient(kind: ClientKind, address: string, httpAddress?: string): LabClient {
   if (kind === "nats")
     throw new Error("a NATS lab client needs the harness's NATS server: use startLabHarness");
+  if (kind === "connect") {
+    if (httpAddress === undefined) throw new Error("the connect lab client needs the bridge's HTTP address");
+    return createLabClient(createConnectTransport(httpAddress));
+  }
   return createLabClient(kind === "grpc-go" ? startGrpcGoTransport(address) : createGrpcJsTransport(address));
 }
 
@@ -96,6 +101,8 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
   let config: BridgeConfig = {
     ...setup.config,
     processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${lab.port}` })),
+    // The HTTP listener too, for the Connect client and the HTTP tests.
+    listeners: { ...setup.config.listeners, http: "127.0.0.1:0" },
   };
   if (nats !== undefined) {
     config = { ...config, listeners: { ...config.listeners, nats: labNatsConfig(nats.url) } };
@@ -115,9 +122,9 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     };
   }
   if (options.adjust !== undefined) config = options.adjust(config);
-  const open = async (address: string): Promise<LabClient> =>
+  const open = async (address: string, httpAddress?: string): Promise<LabClient> =>
     nats === undefined
-      ? openLabClient(kind, address)
+      ? openLabClient(kind, address, httpAddress)
       : createLabClient(
           await startNatsLabTransport({
             url: nats.url,
@@ -132,7 +139,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
   let runtime = await start();
-  let client = await open(runtime.grpc.address);
+  let client = await open(runtime.grpc.address, runtime.http?.address);
   let native = openGrpcJsClients(runtime.grpc.address);
 
   return {
@@ -160,7 +167,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     },
     async restartBridge() {
       runtime = await start();
-      client = await open(runtime.grpc.address);
+      client = await open(runtime.grpc.address, runtime.http?.address);
       native = openGrpcJsClients(runtime.grpc.address);
     },
     async close() {
