@@ -1,73 +1,22 @@
-import { decodeEnvelope, toTimestamp } from "../../bridge/engine/envelope-codec.js";
+import { decodeEnvelope } from "../../bridge/engine/envelope-codec.js";
+import { listOptionsOf, sessionToProto } from "../../bridge/engine/session-messages.js";
 import type { SessionsApi } from "../../bridge/engine/sessions-api.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import type { PrincipalResolver } from "../../bridge/security/principal.js";
-import type {
-  SessionRecord,
-  EndReason as StoreEndReason,
-  SessionState as StoreState,
-} from "../../bridge/store/records.js";
-import type { Timestamp } from "../../sdk/gen/google/protobuf/timestamp.js";
 import {
   type CloseRequest,
   type CloseResponse,
-  EndReason,
   type GetRequest,
   type GetResponse,
   type ListRequest,
   type ListResponse,
-  type Session,
   SessionServiceService,
-  SessionState,
 } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { principalOf } from "./grpc-inbound.js";
 import type { GrpcHandler } from "./h2-server.js";
 import type { GrpcServerCall } from "./h2-server-call.js";
-
-const STATE_TO_PROTO: Record<StoreState, SessionState> = {
-  active: SessionState.SESSION_STATE_ACTIVE,
-  closed: SessionState.SESSION_STATE_CLOSED,
-  expired: SessionState.SESSION_STATE_EXPIRED,
-};
-
-const STATE_FROM_PROTO = new Map<SessionState, StoreState>([
-  [SessionState.SESSION_STATE_ACTIVE, "active"],
-  [SessionState.SESSION_STATE_CLOSED, "closed"],
-  [SessionState.SESSION_STATE_EXPIRED, "expired"],
-]);
-
-const END_REASON_TO_PROTO: Record<StoreEndReason, EndReason> = {
-  "end-operation": EndReason.END_REASON_END_OPERATION,
-  closed: EndReason.END_REASON_CLOSED,
-  "idle-timeout": EndReason.END_REASON_IDLE_TIMEOUT,
-  "max-lifetime": EndReason.END_REASON_MAX_LIFETIME,
-};
-
-export function sessionToProto(record: SessionRecord): Session {
-  return {
-    id: record.id,
-    service: record.service,
-    state: STATE_TO_PROTO[record.state],
-    endReason:
-      record.endReason === undefined
-        ? EndReason.END_REASON_UNSPECIFIED
-        : END_REASON_TO_PROTO[record.endReason],
-    correlationSet: record.correlationSet ?? "",
-    correlation: { ...record.correlation },
-    principal: record.principal,
-    createdAt: toTimestamp(record.createdAtMs),
-    lastActiveAt: toTimestamp(record.lastActiveAtMs),
-    endedAt: optionalTimestamp(record.endedAtMs),
-    nextSeq: record.nextSeq,
-    journalLength: record.journalLength,
-  };
-}
-
-function optionalTimestamp(ms: number | undefined): Timestamp | undefined {
-  return ms === undefined ? undefined : toTimestamp(ms);
-}
 
 /** sessionbridge.v1.SessionService over gRPC, on top of the engine's SessionsApi. */
 export function sessionServiceHandlers(
@@ -93,25 +42,7 @@ export function sessionServiceHandlers(
     [
       d.list.path,
       unary(d.list, async (request: ListRequest, principal): Promise<ListResponse> => {
-        const { service, state, pageSize, pageToken } = request;
-        const storeState =
-          state === SessionState.SESSION_STATE_UNSPECIFIED ? undefined : STATE_FROM_PROTO.get(state);
-        if (state !== SessionState.SESSION_STATE_UNSPECIFIED && storeState === undefined) {
-          throw new BridgeError(
-            Code.INVALID_ARGUMENT,
-            Reason.INVALID_REQUEST,
-            `unknown session state ${state}`,
-          );
-        }
-        const page = await api.list(
-          {
-            pageSize,
-            ...(service ? { service } : {}),
-            ...(storeState === undefined ? {} : { state: storeState }),
-            ...(pageToken ? { pageToken } : {}),
-          },
-          principal,
-        );
+        const page = await api.list(listOptionsOf(request), principal);
         return { sessions: page.sessions.map(sessionToProto), nextPageToken: page.nextPageToken ?? "" };
       }),
     ],

@@ -1,23 +1,16 @@
 import type { StreamCall, StreamEvent, UnaryCall, UnaryReply } from "../../bridge/call/call.js";
 import type { OperationContract } from "../../bridge/contracts/contract.js";
 import { decodeEnvelope } from "../../bridge/engine/envelope-codec.js";
+import { listOptionsOf, sessionToProto } from "../../bridge/engine/session-messages.js";
 import type { SessionsApi } from "../../bridge/engine/sessions-api.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
-import type { SessionState as StoreState } from "../../bridge/store/records.js";
-import { SessionServiceService, SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
-import { sessionToProto } from "../grpc/session-service.js";
+import { SessionServiceService } from "../../sdk/gen/sessionbridge/v1/session.js";
 import type { CallTarget } from "./connect-inbound.js";
 
 const SERVICE = "sessionbridge.v1.SessionService";
 const d = SessionServiceService;
-
-const STATE_FROM_PROTO = new Map<SessionState, StoreState>([
-  [SessionState.SESSION_STATE_ACTIVE, "active"],
-  [SessionState.SESSION_STATE_CLOSED, "closed"],
-  [SessionState.SESSION_STATE_EXPIRED, "expired"],
-]);
 
 /**
  * sessionbridge.v1.SessionService over Connect and gRPC-Web, as the gRPC listener serves
@@ -63,24 +56,7 @@ export function sessionServiceTarget(api: SessionsApi): CallTarget {
           break;
         }
         case "List": {
-          const { service, state, pageSize, pageToken } = d.list.requestDeserialize(bytes);
-          const storeState = STATE_FROM_PROTO.get(state);
-          if (state !== SessionState.SESSION_STATE_UNSPECIFIED && storeState === undefined) {
-            throw new BridgeError(
-              Code.INVALID_ARGUMENT,
-              Reason.INVALID_REQUEST,
-              `unknown session state ${state}`,
-            );
-          }
-          const page = await api.list(
-            {
-              pageSize,
-              ...(service ? { service } : {}),
-              ...(storeState === undefined ? {} : { state: storeState }),
-              ...(pageToken ? { pageToken } : {}),
-            },
-            call.principal,
-          );
+          const page = await api.list(listOptionsOf(d.list.requestDeserialize(bytes)), call.principal);
           payload = d.list.responseSerialize({
             sessions: page.sessions.map(sessionToProto),
             nextPageToken: page.nextPageToken ?? "",

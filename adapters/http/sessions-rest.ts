@@ -1,6 +1,7 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import type { JsonCodec } from "../../bridge/codec/json-codec.js";
 import { decodeEnvelope } from "../../bridge/engine/envelope-codec.js";
+import { sessionToProto } from "../../bridge/engine/session-messages.js";
 import type { SessionsApi } from "../../bridge/engine/sessions-api.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
@@ -8,7 +9,6 @@ import { Reason } from "../../bridge/errors/reason.js";
 import type { PrincipalResolver } from "../../bridge/security/principal.js";
 import type { SessionState } from "../../bridge/store/records.js";
 import { SessionServiceService } from "../../sdk/gen/sessionbridge/v1/session.js";
-import { sessionToProto } from "../grpc/session-service.js";
 import { connectErrorJson } from "./connect-error.js";
 import { replyError } from "./connect-inbound.js";
 import { headerValue } from "./http-metadata.js";
