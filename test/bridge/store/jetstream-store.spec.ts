@@ -1,0 +1,18 @@
+import { type NatsServerFixture, startNatsServer } from "../../support/nats-server.js";
+import { openJetStreamStore } from "./jetstream-fixture.js";
+import { describeSessionStore } from "./session-store.suite.js";
+
+describe("JetStream store on one server (R1)", function () {
+  this.timeout(60_000);
+  let server: NatsServerFixture;
+
+  before(async () => {
+    server = await startNatsServer({ jetstream: true });
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  describeSessionStore("jetstream R1", () => openJetStreamStore([server.url], 1));
+});
