@@ -11,9 +11,15 @@ import type { RecordedExchange } from "./session-store.js";
  * `<session>.<index>`, so a retried publish is stored once.
  */
 export interface JetStreamJournals {
-  /** Indexes the session's journal already holds (for the batch checks before the commit point). */
+  /**
+   * Indexes the session's journal holds now (for the batch checks before the commit
+   * point): the cached set, read again when the subject's last sequence moved.
+   */
   indexes(sessionId: string): Promise<ReadonlySet<number>>;
-  /** Appends entries of one session in order; an index already present is skipped (replay). */
+  /**
+   * Appends entries of one session; an index already holding the same message is skipped
+   * (a replayed batch), one holding another message rejects (another writer won it).
+   */
   append(sessionId: string, entries: readonly JournalRecord[]): Promise<void>;
   read(sessionId: string, fromIndex: number, limit: number): Promise<JournalRecord[]>;
   findBy(sessionId: string, match: (entry: JournalRecord) => boolean): Promise<RecordedExchange | undefined>;
@@ -25,7 +31,8 @@ export interface JetStreamJournals {
 interface Head {
   /** Stream sequence of the subject's last message; 0 when it has none. */
   lastSeq: number;
-  indexes: Set<number>;
+  /** Message id at each index. */
+  indexes: Map<number, string>;
 }
 
 /** How many sessions' heads are kept; older ones are read from the stream again when used. */
@@ -69,9 +76,9 @@ export function createJetStreamJournals(
       heads.set(sessionId, cached);
       return cached;
     }
-    const indexes = new Set<number>();
+    const indexes = new Map<number, string>();
     const lastSeq = await scan(sessionId, (entry) => {
-      indexes.add(entry.index);
+      indexes.set(entry.index, entry.messageId);
     });
     const head = { lastSeq, indexes };
     heads.set(sessionId, head);
@@ -92,21 +99,31 @@ export function createJetStreamJournals(
 
   return {
     async indexes(sessionId) {
-      return (await headOf(sessionId)).indexes;
+      const cached = heads.get(sessionId);
+      if (cached !== undefined) {
+        // Another writer may have appended since: one cheap read of the subject's last message.
+        const last = await jsm.streams.getMessage(stream, { last_by_subj: subjectOf(sessionId) });
+        if ((last?.seq ?? 0) !== cached.lastSeq) heads.delete(sessionId);
+      }
+      return new Set((await headOf(sessionId)).indexes.keys());
     },
 
     async append(sessionId, entries) {
       const head = await headOf(sessionId);
       try {
         for (const entry of entries) {
-          if (head.indexes.has(entry.index)) continue;
+          const held = head.indexes.get(entry.index);
+          if (held === entry.messageId) continue;
+          if (held !== undefined) {
+            throw new Error(`journal entry ${entry.index} of session ${sessionId} holds another message`);
+          }
           const ack = await js.publish(subjectOf(sessionId), encodeJson(entryToJson(entry)), {
             msgID: `${token(sessionId)}.${entry.index}`,
             expect: { lastSubjectSequence: head.lastSeq },
           });
           if (ack.duplicate) throw new Error(`journal entry ${entry.index} was already published`);
           head.lastSeq = ack.seq;
-          head.indexes.add(entry.index);
+          head.indexes.set(entry.index, entry.messageId);
         }
       } catch (error) {
         // The head may no longer match the stream: read it again next time.
