@@ -59,7 +59,10 @@ function program(): Command {
       "configuration file (default: ./sessionbridge.yaml if present, else embedded defaults)",
     )
     .option("--grpc <addr>", `gRPC listen address host:port (default: ${DEFAULT_GRPC_ADDRESS})`)
-    .option("--store <store>", "memory, or sqlite:PATH (default: sqlite:./.sessionbridge/sessions.db)")
+    .option(
+      "--store <store>",
+      "memory, sqlite:PATH or jetstream[:PREFIX] (default: sqlite:./.sessionbridge/sessions.db)",
+    )
     .option(
       "--nats <url>",
       "NATS server URL(s), comma-separated: serve the contracts on NATS too and reach nats:// processes",
