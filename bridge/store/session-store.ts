@@ -58,7 +58,8 @@ export interface RecordedExchange {
 
 /**
  * Durable home of sessions, journals, idempotency records and the one-way outbox.
- * Implementations: memory (tests), sqlite (embedded default). All of them pass the
+ * Implementations: memory (tests), sqlite (embedded default), jetstream (NATS, shared
+ * and replicated; see jetstream-store.ts). All of them pass the
  * shared suite in test/bridge/store/session-store.suite.ts. Invalid query arguments (a
  * page token the store did not issue, a negative limit) reject with INVALID_ARGUMENT
  * (INVALID_REQUEST).
