@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -321,12 +322,25 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
     }
   };
 
+  /**
+   * Step (4). Every store on a prefix replays the write-ahead messages it finds at open,
+   * so another store may have applied and deleted this one already: that is done too.
+   */
+  const deleteWriteAhead = async (seq: number): Promise<void> => {
+    try {
+      await jsm.streams.deleteMessage(walStream, seq, false);
+    } catch (error) {
+      if (isAlreadyDeleted(error)) return;
+      throw error;
+    }
+  };
+
   const applyCommitted = async (batch: StoreBatch, walSeq: number): Promise<void> => {
     let lastError: unknown;
     for (let attempt = 0; attempt < APPLY_ATTEMPTS; attempt++) {
       try {
         await apply(batch);
-        await jsm.streams.deleteMessage(walStream, walSeq, false);
+        await deleteWriteAhead(walSeq);
         return;
       } catch (error) {
         lastError = error;
@@ -522,4 +536,11 @@ function claimKeyOf(record: SessionRecord | undefined): string | undefined {
 /** JetStream's "wrong last sequence" (10071): the CAS lost to another writer. */
 function isCasFailure(error: unknown): boolean {
   return error instanceof Error && /wrong last sequence|10071|key exists/i.test(error.message);
+}
+
+/** The server's answer to deleting a message no longer there (10057, "no message found"). */
+function isAlreadyDeleted(error: unknown): boolean {
+  return (
+    error instanceof JetStreamApiError && error.code === 10057 && /no message found/i.test(error.message)
+  );
 }

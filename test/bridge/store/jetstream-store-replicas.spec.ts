@@ -70,6 +70,24 @@ describe("JetStream store: shared by two stores, and restarted mid-commit", func
     }
   });
 
+  it("opens two stores at once over one write-ahead message, both applying it, neither failing", async () => {
+    await (await openStore()).close();
+    const nc = await connect({ servers: server.url });
+    try {
+      for (let i = 1; i <= 20; i++) {
+        const batch = { sessions: [session(`s${i}`, { journalLength: 1 })], entries: [entry(`s${i}`, 1)] };
+        await jetstream(nc).publish(`${prefix}.wal`, encodeJson(batchToJson(batch)));
+      }
+    } finally {
+      await nc.close();
+    }
+    const [a, b] = await Promise.all([openStore(), openStore()]);
+    expect((await a.recover()).sessions).to.have.length(20);
+    expect(await b.readJournal("s20", 1, 10)).to.deep.equal([entry("s20", 1)]);
+    await a.commit({ entries: [entry("s1", 2)] });
+    await b.commit({ entries: [entry("s2", 2)] });
+  });
+
   it("binds a correlation key to one live session across two stores (S5)", async () => {
     const a = await openStore();
     const b = await openStore();
