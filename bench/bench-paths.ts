@@ -18,3 +18,5 @@ export function benchModule(name: string): string {
 export const ECHO_SERVICE = "bench.v1.Echo";
 export const OPEN_PATH = `/${ECHO_SERVICE}/Open`;
 export const CALL_PATH = `/${ECHO_SERVICE}/Call`;
+export const READ_PATH = `/${ECHO_SERVICE}/Read`;
+export const PLAIN_CALL_PATH = "/bench.v1.Plain/Call";

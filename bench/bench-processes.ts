@@ -3,17 +3,31 @@ import os from "node:os";
 import path from "node:path";
 import { benchModule } from "./bench-paths.js";
 import { JsonLineChild } from "./children.js";
+import { buildGoEcho } from "./go-echo.js";
 
-export interface Server {
-  readonly child: JsonLineChild;
+/** A process serving gRPC on 127.0.0.1: an echo server, nginx, a bridge. */
+export interface Peer {
   readonly pid: number;
   readonly address: string;
   stop(): Promise<void>;
 }
 
+export interface Server extends Peer {
+  readonly child: JsonLineChild;
+  /** A bridge on SQLite: its database file. */
+  readonly storePath?: string;
+}
+
 /** Starts the echo process on a random port. */
 export async function startEcho(): Promise<Server> {
   const child = new JsonLineChild("echo", benchModule("echo-process.js"), []);
+  const ready = await child.next("ready");
+  return { child, pid: child.pid, address: `127.0.0.1:${String(ready.port)}`, stop: () => child.stop() };
+}
+
+/** Starts the grpc-go echo server (built first when its sources changed) on a random port. */
+export async function startGoEcho(): Promise<Server> {
+  const child = new JsonLineChild("echo-go", buildGoEcho(), [], [], true);
   const ready = await child.next("ready");
   return { child, pid: child.pid, address: `127.0.0.1:${String(ready.port)}`, stop: () => child.stop() };
 }
@@ -31,11 +45,13 @@ export interface BridgeOptions {
   readonly cpuProfileDir?: string;
   /** Run with --expose-gc, so memory queries report retained heap. */
   readonly exposeGc?: boolean;
+  /** Another bridge config than bench/sessionbridge.yaml (the soak's). */
+  readonly configFile?: string;
 }
 
 /** Starts a bridge child in front of the echo process, on a fresh store and a random port. */
 export async function startBridge(
-  echo: Server,
+  echo: Peer,
   store: StoreKind,
   options: BridgeOptions = {},
 ): Promise<Server> {
@@ -51,7 +67,7 @@ export async function startBridge(
   const child = new JsonLineChild(
     `bridge-${store}`,
     benchModule("bridge-child.js"),
-    [port, storeArg],
+    options.configFile === undefined ? [port, storeArg] : [port, storeArg, options.configFile],
     nodeArgs,
   );
   const cleanup = (): void => {
@@ -65,6 +81,7 @@ export async function startBridge(
       child,
       pid: child.pid,
       address: String(ready.address),
+      ...(dir === undefined ? {} : { storePath: path.join(dir, "sessions.db") }),
       stop: async () => {
         await child.stop();
         cleanup();

@@ -1,6 +1,7 @@
 import type { BenchSettings } from "./bench-settings.js";
 import type { MachineInfo } from "./machine-info.js";
 import type { MachineLoad } from "./measure-job.js";
+import type { NatsBenchResult } from "./nats-bench.js";
 import type { RoutingE2eResult } from "./routing-e2e.js";
 import type { RoutingMicroResult } from "./routing-micro.js";
 import type { ModeKind, PathKind, ScenarioResult } from "./scenarios.js";
@@ -15,6 +16,8 @@ export interface Comparison {
   readonly addedServiceP50Us: number | undefined;
   readonly addedServiceP99Us: number | undefined;
   readonly throughputRatio: number;
+  /** Throughput against nginx grpc_pass in the same mode; undefined when nginx did not run. */
+  readonly throughputRatioToNginx: number | undefined;
 }
 
 /** One DESIGN §6 goal next to what this run measured. Informational: the run never fails on these. */
@@ -34,6 +37,8 @@ export interface BenchResults {
     readonly e2e: RoutingE2eResult | undefined;
   };
   readonly targets: readonly TargetCheck[];
+  /** NATS request-reply, direct and through the bridge; undefined when not run. */
+  readonly nats?: NatsBenchResult | undefined;
   /** Why the run failed (errors over 0.1%, a fixed rate not reached); empty when it passed. */
   readonly problems: readonly string[];
   /** Windows that other work on the machine disturbed; they do not fail the run. */
@@ -47,6 +52,7 @@ export function compare(scenarios: readonly ScenarioResult[]): Comparison[] {
     if (s.path === "direct") continue;
     const direct = scenarios.find((d) => d.path === "direct" && d.mode === s.mode);
     if (direct === undefined) continue;
+    const nginx = scenarios.find((d) => d.path === "nginx" && d.mode === s.mode);
     const service = s.load.serviceLatency;
     const directService = direct.load.serviceLatency;
     out.push({
@@ -57,6 +63,8 @@ export function compare(scenarios: readonly ScenarioResult[]): Comparison[] {
       addedServiceP50Us: service && directService ? service.p50Us - directService.p50Us : undefined,
       addedServiceP99Us: service && directService ? service.p99Us - directService.p99Us : undefined,
       throughputRatio: s.load.throughputPerSec / direct.load.throughputPerSec,
+      throughputRatioToNginx:
+        nginx === undefined ? undefined : s.load.throughputPerSec / nginx.load.throughputPerSec,
     });
   }
   return out;
@@ -73,37 +81,64 @@ export function checkTargets(
   const checks: TargetCheck[] = [];
   const find = (p: PathKind, mode: ModeKind): ScenarioResult | undefined =>
     scenarios.find((s) => s.path === p && s.mode === mode);
-  for (const c of comparisons.filter((c) => c.mode === "fixed")) {
+  const isMemory = (p: PathKind): boolean => p === "bridged-memory" || p === "bridged-memory-shared";
+  const isSqlite = (p: PathKind): boolean => p === "bridged-sqlite" || p === "bridged-sqlite-shared";
+  for (const c of comparisons.filter(
+    (c) => c.mode === "unthrottled" && c.throughputRatioToNginx !== undefined,
+  )) {
+    if (c.path === "bridged-passthrough") {
+      checks.push({
+        goal: "sessionless passthrough beats nginx grpc_pass, unthrottled",
+        measured: `${(c.throughputRatioToNginx as number).toFixed(2)}× nginx`,
+        met: (c.throughputRatioToNginx as number) > 1,
+      });
+    } else if (isMemory(c.path)) {
+      checks.push({
+        goal: `${c.path}: a sessionful call keeps up with nginx grpc_pass, unthrottled`,
+        measured: `${(c.throughputRatioToNginx as number).toFixed(2)}× nginx`,
+        met: (c.throughputRatioToNginx as number) >= 1,
+      });
+    }
+  }
+  for (const c of comparisons.filter((c) => c.mode === "fixed" && c.path.startsWith("bridged"))) {
+    const limitUs = isSqlite(c.path) ? 5000 : 3000;
     checks.push({
-      goal: `${c.path}: a bridge hop adds ≤ 0.5 ms p50 and ≤ 1.5 ms p99 at the fixed rate`,
+      goal: `${c.path}: added p99 ≤ ${limitUs / 1000} ms at the fixed rate`,
       measured: `+${ms(c.addedP50Us)} p50, +${ms(c.addedP99Us)} p99`,
-      met: c.addedP50Us <= 500 && c.addedP99Us <= 1500,
+      met: c.addedP99Us <= limitUs,
     });
   }
-  for (const s of scenarios.filter((s) => s.bridge !== undefined && s.mode === "fixed")) {
+  for (const s of scenarios.filter((s) => s.path.startsWith("bridged") && s.mode === "fixed")) {
     const per1000 = s.bridge?.cpuSecondsPer1000 ?? Number.NaN;
-    checks.push({
-      goal: `${s.path}: ≤ 0.1 CPU core per 1000 req/s (0.1 CPU s per 1000 calls)`,
-      measured: `${per1000.toFixed(3)} CPU s per 1000 calls`,
-      met: per1000 <= 0.1,
-    });
+    const limit = isSqlite(s.path) ? 0.12 : 0.08;
+    if (s.path !== "bridged-passthrough") {
+      checks.push({
+        goal: `${s.path}: bridge CPU ≤ ${limit} s per 1000 sessionful calls`,
+        measured: `${per1000.toFixed(3)} CPU s per 1000 calls`,
+        met: per1000 <= limit,
+      });
+    }
+    if (s.bridgeGc !== undefined) {
+      checks.push({
+        goal: `${s.path}: no GC pause above 5 ms in the fixed-rate window`,
+        measured: `longest ${s.bridgeGc.maxPauseMs.toFixed(1)} ms (${s.bridgeGc.count} collections)`,
+        met: s.bridgeGc.maxPauseMs <= 5,
+      });
+    }
   }
   const memory = find("bridged-memory", "unthrottled");
-  const sqlite = find("bridged-sqlite", "unthrottled");
-  if (memory !== undefined && sqlite !== undefined) {
-    const ratio = sqlite.load.throughputPerSec / memory.load.throughputPerSec;
+  for (const [m, q] of [
+    ["bridged-memory", "bridged-sqlite"],
+    ["bridged-memory-shared", "bridged-sqlite-shared"],
+  ] as const) {
+    const mem = find(m, "unthrottled");
+    const sql = find(q, "unthrottled");
+    if (mem === undefined || sql === undefined) continue;
+    const ratio = sql.load.throughputPerSec / mem.load.throughputPerSec;
     checks.push({
-      goal: "durable (SQLite) throughput ≥ 70% of in-memory, unthrottled",
-      measured: `${(ratio * 100).toFixed(0)}%`,
+      goal: `${q}: SQLite throughput ≥ 0.7× the memory store's, unthrottled`,
+      measured: `${ratio.toFixed(2)}×`,
       met: ratio >= 0.7,
-    });
-  }
-  const memoryRatio = comparisons.find((c) => c.path === "bridged-memory" && c.mode === "unthrottled");
-  if (memoryRatio !== undefined) {
-    checks.push({
-      goal: "keep up with nginx grpc_pass (≈ 0.45× direct on the reference machine; nginx is not run here)",
-      measured: `${memoryRatio.throughputRatio.toFixed(2)}× direct (memory store)`,
-      met: undefined,
     });
   }
   if (micro !== undefined) {

@@ -10,6 +10,8 @@ export interface BenchSettings {
   readonly warmupSeconds: number;
   /** Fixed-rate scenarios (BENCH_RATE), req/s. */
   readonly ratePerSec: number;
+  /** Connections of the fixed-rate scenarios (BENCH_FIXED_CONNECTIONS). */
+  readonly fixedConnections: number;
   /** Bound on calls outstanding at the fixed rate (BENCH_MAX_IN_FLIGHT). */
   readonly maxInFlight: number;
   /** Sessions opened before the load and used round-robin (BENCH_SESSIONS). */
@@ -48,6 +50,7 @@ export function benchSettings(): BenchSettings {
     measureSeconds: positive("BENCH_SECONDS", 10),
     warmupSeconds: positive("BENCH_WARMUP_SECONDS", 2),
     ratePerSec: positive("BENCH_RATE", 1000),
+    fixedConnections: positive("BENCH_FIXED_CONNECTIONS", 64),
     maxInFlight: positive("BENCH_MAX_IN_FLIGHT", 256),
     sessions: positive("BENCH_SESSIONS", 64),
     connections: positive("BENCH_CONNECTIONS", 4),

@@ -3,40 +3,81 @@
  * bench/sessionbridge.yaml, points the echo process entry at the real echo port, starts
  * the runtime on a random port and prints {"type":"ready","address":…,"port":…}.
  *
- *   node dist/bench/bridge-child.js <echo-port> <memory|sqlite:/abs/path.db>
+ *   node dist/bench/bridge-child.js <echo-port> <memory|sqlite:/abs/path.db> [config.yaml]
+ *   node dist/bench/bridge-child.js nats://… <memory|sqlite:/abs/path.db> [config.yaml]
+ *
+ * With a NATS URL instead of a port, the bridge serves NATS (prefix sb) and reaches the
+ * echo process at nats://bench.echo.
  *
  * stdin: a line "memory" prints {"type":"memory",…} (after a full GC when the child runs
  * with --expose-gc, so heap figures are what is retained); closing stdin stops the bridge
- * cleanly, which is also when a --cpu-prof profile is written.
+ * cleanly, which is also when a --cpu-prof profile is written. "gc-reset" and "gc" tally
+ * garbage collection pauses over a window.
  */
+import { PerformanceObserver } from "node:perf_hooks";
 import { createInterface } from "node:readline";
+import { pino } from "pino";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
+import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "../cli/bridge-runtime.js";
 import { benchConfigFile } from "./bench-paths.js";
 
-const [echoPort, store] = process.argv.slice(2);
+const [echoPort, store, configFile] = process.argv.slice(2);
 if (echoPort === undefined || store === undefined) {
   process.stderr.write("usage: bridge-child <echo-port> <memory|sqlite:/abs/path.db>\n");
   process.exit(2);
 }
 
-const setup = loadBridgeSetup({ file: benchConfigFile(), overrides: { grpc: "127.0.0.1:0", store } });
+const nats = echoPort.startsWith("nats://") ? echoPort : undefined;
+const setup = loadBridgeSetup({
+  file: configFile ?? benchConfigFile(),
+  overrides: { grpc: "127.0.0.1:0", store, ...(nats === undefined ? {} : { nats }) },
+});
 const config = {
   ...setup.config,
-  processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${echoPort}` })),
+  processes: setup.config.processes.map((p) => ({
+    ...p,
+    location: nats === undefined ? `grpc://127.0.0.1:${echoPort}` : "nats://bench.echo",
+  })),
 };
-const runtime = await startBridgeRuntime({ config, contracts: setup.contracts });
+// BENCH_BRIDGE_LOG=1: the bridge's info logs as JSON lines of type "log" on stdout (the
+// soak reads when purges finished); otherwise silent.
+const logger =
+  process.env.BENCH_BRIDGE_LOG === "1"
+    ? (pino({ level: "info", base: { type: "log" } }) as unknown as Logger)
+    : undefined;
+const runtime = await startBridgeRuntime({
+  config,
+  contracts: setup.contracts,
+  ...(logger === undefined ? {} : { logger }),
+});
 const print = (message: object): void => {
   process.stdout.write(`${JSON.stringify(message)}\n`);
 };
 print({ type: "ready", address: runtime.grpc.address, port: runtime.grpc.port, pid: process.pid });
 
+// Garbage collection pauses, from perf_hooks: the bench resets the tally when its window
+// opens ("gc-reset") and reads it when the window closes ("gc").
+let gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+const gcObserver = new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gcPauses.count += 1;
+    gcPauses.totalMs += entry.duration;
+    if (entry.duration > gcPauses.maxMs) gcPauses.maxMs = entry.duration;
+  }
+});
+gcObserver.observe({ entryTypes: ["gc"] });
+
 const gc = (globalThis as { gc?: () => void }).gc;
 const commands = createInterface({ input: process.stdin });
 commands.on("line", (line) => {
-  if (line.trim() !== "memory") return;
-  gc?.();
-  print({ type: "memory", gc: gc !== undefined, ...process.memoryUsage() });
+  const command = line.trim();
+  if (command === "gc-reset") gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+  else if (command === "gc") print({ type: "gc", ...gcPauses });
+  else if (command === "memory") {
+    gc?.();
+    print({ type: "memory", gc: gc !== undefined, ...process.memoryUsage() });
+  }
 });
 commands.on("close", () => {
   runtime.stop(2000).then(

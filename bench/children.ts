@@ -44,14 +44,22 @@ export class JsonLineChild {
   readonly process: ChildProcess;
   readonly #stderr: () => string;
   readonly #waiting = new Map<string, ((message: Record<string, unknown>) => void)[]>();
+  readonly #listeners = new Map<string, ((message: Record<string, unknown>) => void)[]>();
   #exit: Promise<void>;
   #exited = false;
 
-  constructor(name: string, module: string, args: readonly string[], nodeArgs: readonly string[] = []) {
+  /** `module` is a Node module, run with `nodeArgs`, or with `binary` set an executable of its own. */
+  constructor(
+    name: string,
+    module: string,
+    args: readonly string[],
+    nodeArgs: readonly string[] = [],
+    binary = false,
+  ) {
     this.name = name;
-    this.process = spawn(process.execPath, [...nodeArgs, module, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    this.process = binary
+      ? spawn(module, [...args], { stdio: ["pipe", "pipe", "pipe"] })
+      : spawn(process.execPath, [...nodeArgs, module, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     this.#stderr = track(this.process, name).stderrTail;
     this.#exit = new Promise((resolve) =>
       this.process.once("exit", () => {
@@ -67,8 +75,10 @@ export class JsonLineChild {
       } catch {
         return;
       }
-      const waiter = this.#waiting.get(String(message.type))?.shift();
+      const type = String(message.type);
+      const waiter = this.#waiting.get(type)?.shift();
       waiter?.(message);
+      for (const listener of this.#listeners.get(type) ?? []) listener(message);
     });
   }
 
@@ -94,6 +104,11 @@ export class JsonLineChild {
       this.#waiting.set(type, list);
       void this.#exit.then(() => fail("exited"));
     });
+  }
+
+  /** Every line of the given type, as it arrives (next() still sees them too). */
+  onLine(type: string, listener: (message: Record<string, unknown>) => void): void {
+    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
   }
 
   send(line: string): void {

@@ -1,4 +1,3 @@
-import { CALL_PATH } from "./bench-paths.js";
 import { ErrorTally } from "./error-tally.js";
 import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import type { H2Pool } from "./h2-client.js";
@@ -68,7 +67,7 @@ export function runClosedLoop(
       const frame = requestFrame(keyOf(spec.keys, next++), payload);
       const sentAt = performance.now();
       inflight += 1;
-      pool.unary(connection, CALL_PATH, frame, expected, (failure) => {
+      pool.unary(connection, spec.callPath, frame, expected, (failure) => {
         inflight -= 1;
         // Failures count whenever they happen, warm-up included: any is worth knowing.
         if (failure !== undefined) errors.add(failure);

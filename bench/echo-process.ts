@@ -23,11 +23,12 @@ const definition = protoLoader.loadSync("bench/v1/bench.proto", {
   keepCase: true,
 });
 const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-  bench: { v1: { Echo: grpc.ServiceClientConstructor } };
+  bench: { v1: { Echo: grpc.ServiceClientConstructor; Plain: grpc.ServiceClientConstructor } };
 };
 
 const server = new grpc.Server();
-server.addService(pkg.bench.v1.Echo.service, { Open: echo, Call: echo });
+server.addService(pkg.bench.v1.Echo.service, { Open: echo, Call: echo, Read: echo });
+server.addService(pkg.bench.v1.Plain.service, { Call: echo });
 server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, port) => {
   if (error !== null) {
     process.stderr.write(`${error.message}\n`);

@@ -1,4 +1,3 @@
-import { CALL_PATH } from "./bench-paths.js";
 import { ErrorTally } from "./error-tally.js";
 import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import type { H2Pool } from "./h2-client.js";
@@ -94,7 +93,7 @@ export function runFixedRate(
       inflight += 1;
       if (inWindow) lag.recordMs(now - dueAt);
       const sentAt = performance.now();
-      pool.unary(next % pool.connections, CALL_PATH, frame, expected, (failure) => {
+      pool.unary(next % pool.connections, spec.callPath, frame, expected, (failure) => {
         inflight -= 1;
         const end = performance.now();
         if (failure !== undefined) errors.add(failure);

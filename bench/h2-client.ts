@@ -12,7 +12,15 @@ export type CallDone = (failure: string | undefined) => void;
  */
 export interface H2Pool {
   readonly connections: number;
-  unary(connection: number, path: string, frame: Buffer, expectedBytes: number, done: CallDone): void;
+  /** `headers`: extra request headers (e.g. idempotency-key); the common case passes none. */
+  unary(
+    connection: number,
+    path: string,
+    frame: Buffer,
+    expectedBytes: number,
+    done: CallDone,
+    headers?: http2.OutgoingHttpHeaders,
+  ): void;
   close(): Promise<void>;
 }
 
@@ -37,12 +45,15 @@ export async function connectPool(target: string, connections: number): Promise<
 
   return {
     connections,
-    unary(connection, path, frame, expectedBytes, done) {
+    unary(connection, path, frame, expectedBytes, done, headers) {
       const session = sessions[connection % connections] as http2.ClientHttp2Session;
       let received = 0;
       let status: string | undefined;
       let failure: string | undefined;
-      const stream = session.request(headersFor(path), { endStream: false });
+      const base = headersFor(path);
+      const stream = session.request(headers === undefined ? base : { ...base, ...headers }, {
+        endStream: false,
+      });
       stream.on("response", (headers) => {
         const code = headers[HTTP2_HEADER_STATUS];
         if (Number(code) !== 200) failure = `HTTP ${String(code)}`;

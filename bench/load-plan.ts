@@ -11,6 +11,8 @@ export interface KeyRange {
 export interface OpenSpec {
   readonly keys: KeyRange;
   readonly concurrency: number;
+  /** The starter called; /bench.v1.Echo/Open unless given. */
+  readonly path?: string;
 }
 
 /** Open loop: `ratePerSec` calls on a fixed schedule, at most `maxInFlight` outstanding. */
@@ -28,6 +30,8 @@ export interface ClosedLoopSpec {
 
 export interface LoadSpec {
   readonly shape: FixedRateSpec | ClosedLoopSpec;
+  /** The gRPC method called, e.g. /bench.v1.Echo/Call. */
+  readonly callPath: string;
   /** Calls go round-robin over these (already open) sessions. */
   readonly keys: KeyRange;
   readonly payloadBytes: number;

@@ -1,6 +1,7 @@
 import { runGenerator } from "./generator-runner.js";
 import type { GeneratorJob, GeneratorResult } from "./load-plan.js";
-import { cpuSeconds, machineCpuSeconds, RssSampler } from "./proc-stats.js";
+import type { WindowHooks } from "./load-window.js";
+import { cpuSeconds, machineCpuSeconds, RssSampler, writtenBytes } from "./proc-stats.js";
 
 /** What one process used during a measured window. */
 export interface ProcessFigures {
@@ -12,6 +13,9 @@ export interface ProcessFigures {
   /** Highest sampled RSS over the whole job (warm-up included) and RSS at the window's end. */
   readonly rssPeakBytes: number | undefined;
   readonly rssEndBytes: number | undefined;
+  /** Bytes written to storage in the window (/proc/<pid>/io), and per successful call. */
+  readonly writtenBytes: number | undefined;
+  readonly writtenBytesPerCall: number | undefined;
 }
 
 /** The whole machine over the same window, in cores (CPU seconds per wall second). */
@@ -38,6 +42,7 @@ export async function measureJob(
   job: GeneratorJob,
   watch: Readonly<Record<string, number>>,
   rss: readonly string[] = [],
+  hooks: Partial<WindowHooks> = {},
 ): Promise<MeasuredJob> {
   const samplers = new Map(rss.map((name) => [name, new RssSampler(watch[name] as number)]));
   const pids: Record<string, number> = { ...watch, bench: process.pid };
@@ -46,16 +51,23 @@ export async function measureJob(
   const rssEnd: Record<string, number> = {};
   let machineBefore = { busy: 0, steal: 0 };
   let machineAfter = { busy: 0, steal: 0 };
-  const snapshot = (into: Record<string, number>): void => {
-    for (const [name, pid] of Object.entries(pids)) into[name] = cpuSeconds(pid);
+  const writtenBefore: Record<string, number | undefined> = {};
+  const writtenAfter: Record<string, number | undefined> = {};
+  const snapshot = (into: Record<string, number>, written: Record<string, number | undefined>): void => {
+    for (const [name, pid] of Object.entries(pids)) {
+      into[name] = cpuSeconds(pid);
+      written[name] = writtenBytes(pid);
+    }
   };
   const run = runGenerator(job, {
     onMeasureStart: () => {
       machineBefore = machineCpuSeconds();
-      snapshot(before);
+      snapshot(before, writtenBefore);
+      hooks.onMeasureStart?.();
     },
     onMeasureEnd: () => {
-      snapshot(after);
+      snapshot(after, writtenAfter);
+      hooks.onMeasureEnd?.();
       machineAfter = machineCpuSeconds();
       for (const [name, sampler] of samplers) rssEnd[name] = sampler.sample();
     },
@@ -70,12 +82,17 @@ export async function measureJob(
       const windowSeconds = load.windowMs / 1000;
       for (const name of Object.keys(pids)) {
         const used = (after[name] ?? 0) - (before[name] ?? 0);
+        const wb = writtenBefore[name];
+        const wa = writtenAfter[name];
+        const written = wb === undefined || wa === undefined ? undefined : wa - wb;
         processes[name] = {
           cpuSeconds: used,
           cpuCores: used / windowSeconds,
           cpuSecondsPer1000: load.ok === 0 ? Number.NaN : used / (load.ok / 1000),
           rssPeakBytes: samplers.get(name)?.peakBytes,
           rssEndBytes: rssEnd[name],
+          writtenBytes: written,
+          writtenBytesPerCall: written === undefined || load.ok === 0 ? undefined : written / load.ok,
         };
       }
       const ours = Object.values(processes).reduce((sum, p) => sum + p.cpuSeconds, 0);

@@ -31,7 +31,7 @@ export function openSessions(pool: H2Pool, spec: OpenSpec): Promise<OpenResult> 
     const send = (slot: number): void => {
       if (next >= spec.keys.count) return;
       const key = keyOf(spec.keys, next++);
-      pool.unary(slot, OPEN_PATH, requestFrame(key, EMPTY), expected, (failure) => {
+      pool.unary(slot, spec.path ?? OPEN_PATH, requestFrame(key, EMPTY), expected, (failure) => {
         if (failure !== undefined) errors.add(`Open ${key}: ${failure}`);
         done += 1;
         if (done === spec.keys.count) finish();

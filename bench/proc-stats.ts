@@ -46,6 +46,20 @@ export function memory(pid: number): { rssBytes: number; peakRssBytes: number } 
   return { rssBytes: kb("VmRSS") * 1024, peakRssBytes: kb("VmHWM") * 1024 };
 }
 
+/**
+ * Bytes a process (all its threads) has caused to be written to storage so far
+ * (/proc/<pid>/io write_bytes); undefined where /proc does not say.
+ */
+export function writtenBytes(pid: number): number | undefined {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, "utf8");
+    const match = /^write_bytes:\s+(\d+)/m.exec(io);
+    return match === null ? undefined : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Keeps the busy loop below from being optimised away. */
 let sink = 0;
 

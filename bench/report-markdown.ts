@@ -27,7 +27,7 @@ export function renderMarkdown(r: BenchResults): string {
   );
   out.push("");
   out.push(
-    `Unary gRPC, ${s.payloadBytes} B payload each way, ${s.sessions} sessions round-robin. Fixed rate: ${s.ratePerSec} req/s open loop ` +
+    `Unary gRPC, ${s.payloadBytes} B payload each way; exclusive rows over ${s.sessions} sessions round-robin, shared rows on one session. Fixed rate: ${s.ratePerSec} req/s open loop over ${s.fixedConnections} connections ` +
       `(latency from the scheduled send), ≤ ${s.maxInFlight} in flight. Unthrottled: ${s.connections} connections × ` +
       `${s.streamsPerConnection} streams closed loop. ${s.warmupSeconds} s warm-up, ${s.measureSeconds} s measured. Every ` +
       "process (generator, bridge, echo) is its own child; CPU from /proc over the measured window only. " +
@@ -45,9 +45,11 @@ export function renderMarkdown(r: BenchResults): string {
         "p50 (ms)",
         "p99 (ms)",
         "errors",
-        "bridge CPU s / 1000 calls",
-        "bridge cores",
-        "bridge RSS peak / end (MB)",
+        "proxy CPU s / 1000 calls",
+        "proxy cores",
+        "proxy RSS peak / end (MB)",
+        "bridge longest GC pause (ms)",
+        "proxy bytes written / call",
         "echo CPU s / 1000",
         "generator CPU s / 1000",
         "other load (cores)",
@@ -62,6 +64,8 @@ export function renderMarkdown(r: BenchResults): string {
         fixed(x.bridge?.cpuSecondsPer1000, 3),
         fixed(x.bridge?.cpuCores, 2),
         x.bridge === undefined ? "–" : `${mb(x.bridge.rssPeakBytes)} / ${mb(x.bridge.rssEndBytes)}`,
+        fixed(x.bridgeGc?.maxPauseMs, 1),
+        fixed(x.bridge?.writtenBytesPerCall, 0),
         fixed(x.echo.cpuSecondsPer1000, 3),
         fixed(x.generator.cpuSecondsPer1000, 3),
         fixed(x.machine?.otherCores, 2),
@@ -71,10 +75,12 @@ export function renderMarkdown(r: BenchResults): string {
   out.push("");
   out.push(
     "Other load: busy cores of the whole machine (/proc/stat) minus those of the bench's own processes, " +
-      "over the same window. Anything well above 0 means other work shared the 2 cores and the row is disturbed.",
+      "over the same window. Anything well above 0 means other work shared the 2 cores and the row is disturbed. " +
+      "Proxy: the bridge, or nginx on the nginx row. GC pauses from perf_hooks in the bridge over the window. " +
+      "Bytes written from /proc/<pid>/io (all the proxy's threads, WAL and checkpoints included).",
   );
   out.push("");
-  out.push("## Bridged against direct (same run)");
+  out.push("## Against direct (grpc-go echo) and nginx grpc_pass (same run)");
   out.push("");
   out.push(
     table(
@@ -85,6 +91,7 @@ export function renderMarkdown(r: BenchResults): string {
         "added p99 (ms)",
         "added p50 / p99 from send (ms)",
         "throughput ÷ direct",
+        "throughput ÷ nginx",
       ],
       r.comparisons.map((c) => [
         c.path,
@@ -95,6 +102,7 @@ export function renderMarkdown(r: BenchResults): string {
           ? "–"
           : `${signedMs(c.addedServiceP50Us)} / ${signedMs(c.addedServiceP99Us)}`,
         fixed(c.throughputRatio, 2),
+        fixed(c.throughputRatioToNginx, 2),
       ]),
     ),
   );
@@ -254,6 +262,39 @@ export function renderMarkdown(r: BenchResults): string {
     out.push("## Disturbed windows");
     out.push("");
     for (const w of r.warnings) out.push(`- ${w}`);
+  }
+  if (r.nats !== undefined) {
+    out.push("");
+    out.push("## NATS request-reply");
+    out.push("");
+    out.push(
+      `One nats-server; the echo process is a NATS service. direct: client → echo; bridged: client → bridge ` +
+        `(NATS inbound, memory store, a session per key) → echo over nats://. ${r.nats.payloadBytes} B payload, ` +
+        `${r.nats.measureSeconds} s per window; the client runs in the bench process.`,
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "path",
+          "fixed rate (req/s)",
+          "p50 / p99 at that rate (ms)",
+          "closed loop (req/s)",
+          "concurrency",
+          "p50 / p99 closed loop (ms)",
+          "errors",
+        ],
+        r.nats.paths.map((p) => [
+          `nats/${p.path}`,
+          String(p.fixedRate.ratePerSec),
+          pair(p.fixedRate.latency),
+          String(p.closedLoop.throughputPerSec),
+          String(p.closedLoop.concurrency),
+          pair(p.closedLoop.latency),
+          String(p.fixedRate.errors + p.closedLoop.errors),
+        ]),
+      ),
+    );
   }
   out.push("");
   if (r.problems.length === 0)

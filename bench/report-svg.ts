@@ -1,5 +1,5 @@
 import type { BenchResults } from "./bench-results.js";
-import type { ModeKind, PathKind, ScenarioResult } from "./scenarios.js";
+import { type ModeKind, PATHS, type PathKind, type ScenarioResult } from "./scenarios.js";
 
 interface Bar {
   readonly label: string;
@@ -79,7 +79,7 @@ function panel(p: Panel, top: number): string {
 
 /** A plain SVG bar chart of throughput and p50/p99 per scenario; no chart library. */
 export function renderSvg(r: BenchResults): string {
-  const paths: PathKind[] = ["direct", "bridged-memory", "bridged-sqlite"];
+  const paths: readonly PathKind[] = PATHS;
   const find = (p: PathKind, mode: ModeKind): ScenarioResult | undefined =>
     r.scenarios.find((s) => s.path === p && s.mode === mode);
   const present = paths.filter((p) => find(p, "fixed") !== undefined || find(p, "unthrottled") !== undefined);

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Server, startBridge } from "./bench-processes.js";
+import { CALL_PATH } from "./bench-paths.js";
+import { type Peer, type Server, startBridge } from "./bench-processes.js";
 import type { BenchSettings } from "./bench-settings.js";
 import { runGenerator } from "./generator-runner.js";
 import type { KeyRange, LoadResult, LoadSpec, OpenResult } from "./load-plan.js";
@@ -46,12 +47,13 @@ export interface RoutingE2eResult {
  * (--expose-gc), before and after the mass open, so the difference is what idle sessions
  * retain (each with the journal of its Open exchange).
  */
-export async function runRoutingE2e(echo: Server, settings: BenchSettings): Promise<RoutingE2eResult> {
+export async function runRoutingE2e(echo: Peer, settings: BenchSettings): Promise<RoutingE2eResult> {
   const bridge = await startBridge(echo, "memory", { exposeGc: true });
   try {
     const key = (from: number, count: number): KeyRange => ({ prefix: "r", from, count });
     const load = (sessions: number): LoadSpec => ({
       shape: { mode: "fixed", ratePerSec: settings.routingRatePerSec, maxInFlight: settings.maxInFlight },
+      callPath: CALL_PATH,
       keys: key(0, sessions),
       payloadBytes: settings.payloadBytes,
       warmupMs: settings.warmupSeconds * 1000,
@@ -68,6 +70,7 @@ export async function runRoutingE2e(echo: Server, settings: BenchSettings): Prom
       open: { keys: key(0, settings.routingSmall), concurrency },
       load: {
         shape: { mode: "closed", streamsPerConnection: settings.streamsPerConnection },
+        callPath: CALL_PATH,
         keys: key(0, settings.routingSmall),
         payloadBytes: settings.payloadBytes,
         warmupMs: settings.warmupSeconds * 1000,

@@ -5,11 +5,13 @@
  * one had more than 0.1% errors or could not hold its fixed rate. See bench-settings.ts for
  * the BENCH_* variables.
  */
-import { startEcho } from "./bench-processes.js";
+import { startEcho, startGoEcho } from "./bench-processes.js";
 import { type BenchResults, checkTargets, compare, disturbance } from "./bench-results.js";
 import { benchSettings } from "./bench-settings.js";
 import { installChildCleanup } from "./children.js";
 import { machineInfo } from "./machine-info.js";
+import { type NatsBenchResult, runNatsBench } from "./nats-bench.js";
+import { startNginx } from "./nginx-proxy.js";
 import { renderMarkdown } from "./report-markdown.js";
 import { writeResults } from "./results-files.js";
 import { type RoutingE2eResult, routingProblems, runRoutingE2e } from "./routing-e2e.js";
@@ -38,15 +40,20 @@ if (wanted("routing/micro")) {
   micro = runRoutingMicro([settings.routingSmall, settings.routingLarge], settings.payloadBytes);
 }
 
-const echo = await startEcho();
+const echo = await startGoEcho();
+const nodeEcho = await startEcho();
+const nginx = await startNginx(echo.address);
+if (!("address" in nginx)) warnings.push(`nginx row skipped: ${nginx.skipped}`);
+const servers = { goEcho: echo, nodeEcho, nginx };
 try {
   for (const p of PATHS) {
     for (const mode of MODES) {
       const id = scenarioId(p, mode);
       if (!wanted(id)) continue;
+      if (p === "nginx" && !("address" in nginx)) continue;
       progress(id);
       try {
-        const result = await runScenario(echo, p, mode, settings);
+        const result = await runScenario(servers, p, mode, settings);
         scenarios.push(result);
         problems.push(...scenarioProblems(result));
         warnings.push(...disturbance(id, result.machine));
@@ -68,6 +75,22 @@ try {
   }
 } finally {
   await echo.stop();
+  await nodeEcho.stop();
+  if ("address" in nginx) await nginx.stop();
+}
+
+let nats: NatsBenchResult | undefined;
+if (wanted("nats")) {
+  progress("nats (direct request-reply and through the bridge)");
+  try {
+    nats = await runNatsBench(settings);
+    for (const p of nats.paths) {
+      const errors = p.fixedRate.errors + p.closedLoop.errors;
+      if (errors > 0) problems.push(`nats/${p.path}: ${errors} requests failed`);
+    }
+  } catch (error) {
+    problems.push(`nats: crashed: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
 
 const comparisons = compare(scenarios);
@@ -77,6 +100,7 @@ const results: BenchResults = {
   scenarios,
   comparisons,
   routing: { micro, e2e },
+  nats,
   targets: checkTargets(scenarios, comparisons, micro, e2e),
   problems,
   warnings,

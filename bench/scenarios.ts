@@ -1,15 +1,65 @@
 import path from "node:path";
-import { resultsDir } from "./bench-paths.js";
-import { type Server, startBridge } from "./bench-processes.js";
+import { CALL_PATH, PLAIN_CALL_PATH, READ_PATH, resultsDir } from "./bench-paths.js";
+import { type Peer, type Server, type StoreKind, startBridge } from "./bench-processes.js";
 import type { BenchSettings } from "./bench-settings.js";
 import type { GeneratorJob, LoadResult, OpenResult } from "./load-plan.js";
 import { type MachineLoad, measureJob, type ProcessFigures } from "./measure-job.js";
 
-export type PathKind = "direct" | "bridged-memory" | "bridged-sqlite";
+/**
+ * What a scenario measures. "direct" is the grpc-go echo server called straight (the
+ * reference every ratio divides by); "direct-node" the grpc-js one; "nginx" is nginx
+ * grpc_pass in front of the grpc-go server (the peer a bridge is compared with); the
+ * bridged paths put a bridge in front of the grpc-go server: sessionless passthrough, a
+ * shared operation on one session, and an exclusive one spread over BENCH_SESSIONS
+ * sessions, on the memory and the SQLite store.
+ */
+export type PathKind =
+  | "direct"
+  | "direct-node"
+  | "nginx"
+  | "bridged-passthrough"
+  | "bridged-memory-shared"
+  | "bridged-memory"
+  | "bridged-sqlite-shared"
+  | "bridged-sqlite";
 export type ModeKind = "fixed" | "unthrottled";
 
-export const PATHS: readonly PathKind[] = ["direct", "bridged-memory", "bridged-sqlite"];
+export const PATHS: readonly PathKind[] = [
+  "direct",
+  "direct-node",
+  "nginx",
+  "bridged-passthrough",
+  "bridged-memory-shared",
+  "bridged-memory",
+  "bridged-sqlite-shared",
+  "bridged-sqlite",
+];
 export const MODES: readonly ModeKind[] = ["fixed", "unthrottled"];
+
+interface PathPlan {
+  readonly store: StoreKind | undefined;
+  readonly callPath: string;
+  /** Sessions opened first: 0 for sessionless calls, 1 for the shared operation. */
+  readonly sessions: (settings: BenchSettings) => number;
+}
+
+const PLANS: Readonly<Record<PathKind, PathPlan>> = {
+  direct: { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
+  "direct-node": { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
+  nginx: { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
+  "bridged-passthrough": { store: "memory", callPath: PLAIN_CALL_PATH, sessions: () => 0 },
+  "bridged-memory-shared": { store: "memory", callPath: READ_PATH, sessions: () => 1 },
+  "bridged-memory": { store: "memory", callPath: CALL_PATH, sessions: (s) => s.sessions },
+  "bridged-sqlite-shared": { store: "sqlite", callPath: READ_PATH, sessions: () => 1 },
+  "bridged-sqlite": { store: "sqlite", callPath: CALL_PATH, sessions: (s) => s.sessions },
+};
+
+/** Garbage collection in the bridge over the window (perf_hooks). */
+export interface GcFigures {
+  readonly count: number;
+  readonly totalMs: number;
+  readonly maxPauseMs: number;
+}
 
 export interface ScenarioResult {
   readonly id: string;
@@ -19,8 +69,9 @@ export interface ScenarioResult {
   readonly connections: number;
   readonly open: OpenResult | undefined;
   readonly load: LoadResult;
-  /** Undefined on the direct path. */
+  /** The bridge, or nginx on the nginx path; undefined on the direct paths. */
   readonly bridge: ProcessFigures | undefined;
+  readonly bridgeGc: GcFigures | undefined;
   readonly echo: ProcessFigures;
   readonly generator: ProcessFigures;
   /** How busy the whole machine was in the window, and how much of that was other work. */
@@ -32,34 +83,53 @@ export const scenarioId = (p: PathKind, mode: ModeKind): string => `${p}/${mode}
 /** Where --cpu-prof writes (a .tmp directory: ignored by git). */
 export const profileDir = (): string => path.join(resultsDir(), "profile.tmp");
 
+/** The servers every scenario reuses; nginx may be missing (with the reason). */
+export interface Servers {
+  readonly goEcho: Peer;
+  readonly nodeEcho: Peer;
+  readonly nginx: Peer | { readonly skipped: string };
+}
+
 /**
  * One load scenario: a fresh bridge (for the bridged paths) so no scenario inherits
- * another's sessions or journal, `sessions` sessions opened first, then the measured load.
+ * another's sessions or journal, the sessions its plan needs opened first, then the
+ * measured load. The fixed rate runs over BENCH_FIXED_CONNECTIONS connections.
  */
 export async function runScenario(
-  echo: Server,
+  servers: Servers,
   p: PathKind,
   mode: ModeKind,
   settings: BenchSettings,
 ): Promise<ScenarioResult> {
   const id = scenarioId(p, mode);
-  const bridge =
-    p === "direct"
-      ? undefined
-      : await startBridge(echo, p === "bridged-memory" ? "memory" : "sqlite", {
-          ...(settings.cpuProfile === id ? { cpuProfileDir: profileDir() } : {}),
-        });
+  const plan = PLANS[p];
+  const echo = p === "direct-node" ? servers.nodeEcho : servers.goEcho;
+  let front: Peer | undefined;
+  let bridge: Server | undefined;
+  if (p === "nginx") {
+    if (!("address" in servers.nginx)) throw new Error(`nginx skipped: ${servers.nginx.skipped}`);
+    front = servers.nginx;
+  } else if (plan.store !== undefined) {
+    bridge = await startBridge(echo, plan.store, {
+      ...(settings.cpuProfile === id ? { cpuProfileDir: profileDir() } : {}),
+    });
+    front = bridge;
+  }
   try {
-    const keys = { prefix: "s", from: 0, count: settings.sessions };
+    const sessions = plan.sessions(settings);
+    // Sessionless paths still send a key (ignored); sessionful ones call the opened sessions.
+    const keys = { prefix: "s", from: 0, count: Math.max(1, sessions) };
+    const connections = mode === "fixed" ? settings.fixedConnections : settings.connections;
     const job: GeneratorJob = {
-      target: bridge?.address ?? echo.address,
-      connections: settings.connections,
-      open: { keys, concurrency: Math.min(settings.sessions, 16) },
+      target: front?.address ?? echo.address,
+      connections,
+      ...(sessions > 0 ? { open: { keys, concurrency: Math.min(sessions, 16) } } : {}),
       load: {
         shape:
           mode === "fixed"
             ? { mode: "fixed", ratePerSec: settings.ratePerSec, maxInFlight: settings.maxInFlight }
             : { mode: "closed", streamsPerConnection: settings.streamsPerConnection },
+        callPath: plan.callPath,
         keys,
         payloadBytes: settings.payloadBytes,
         warmupMs: settings.warmupSeconds * 1000,
@@ -67,22 +137,41 @@ export async function runScenario(
       },
     };
     const watch: Record<string, number> = { echo: echo.pid };
-    if (bridge !== undefined) watch.bridge = bridge.pid;
+    if (front !== undefined) watch.bridge = front.pid;
+    // The tally's answer is waited for from the moment it is asked for: a line nobody waits
+    // for is dropped.
+    let gcReply: Promise<Record<string, unknown>> | undefined;
     const { result, processes, machine } = await measureJob(
       job,
       watch,
-      bridge === undefined ? [] : ["bridge"],
+      front === undefined ? [] : ["bridge"],
+      bridge === undefined
+        ? {}
+        : {
+            onMeasureStart: () => bridge?.child.send("gc-reset"),
+            onMeasureEnd: () => {
+              gcReply = bridge?.child.next("gc");
+              gcReply?.catch(() => undefined);
+              bridge?.child.send("gc");
+            },
+          },
     );
+    let bridgeGc: GcFigures | undefined;
+    if (gcReply !== undefined) {
+      const gc = await gcReply;
+      bridgeGc = { count: Number(gc.count), totalMs: Number(gc.totalMs), maxPauseMs: Number(gc.maxMs) };
+    }
     if (result.load === undefined) throw new Error(`${id}: the generator returned no load result`);
     return {
       id,
       path: p,
       mode,
-      sessions: settings.sessions,
-      connections: settings.connections,
+      sessions,
+      connections,
       open: result.open,
       load: result.load,
       bridge: processes.bridge,
+      bridgeGc,
       echo: processes.echo as ProcessFigures,
       generator: processes.generator as ProcessFigures,
       machine,

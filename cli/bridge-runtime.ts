@@ -3,6 +3,8 @@ import type { GrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { startGrpcListener } from "../adapters/grpc/grpc-listener.js";
 import { createGrpcTransport } from "../adapters/grpc/h2-outbound.js";
 import { reflectionDescriptors } from "../adapters/grpc/reflection-root.js";
+import { createHttpTransport } from "../adapters/http/connect-outbound.js";
+import { type HttpListener, startHttpListener } from "../adapters/http/http-listener.js";
 import { connectNats } from "../adapters/nats/nats-connection.js";
 import { type NatsListener, startNatsListener } from "../adapters/nats/nats-listener.js";
 import { createNatsTransport } from "../adapters/nats/nats-outbound.js";
@@ -31,6 +33,8 @@ export interface RuntimeOptions {
 export interface BridgeRuntime {
   readonly bridge: Bridge;
   readonly grpc: GrpcListener;
+  /** The HTTP listener, when listeners.http is configured. */
+  readonly http: HttpListener | undefined;
   /** The NATS listener, when listeners.nats (or --nats) is configured. */
   readonly nats: NatsListener | undefined;
   /** Every inbound adapter started, gRPC first. */
@@ -47,7 +51,10 @@ export interface BridgeRuntime {
 export async function startBridgeRuntime(options: RuntimeOptions): Promise<BridgeRuntime> {
   const { config, contracts } = options;
   const logger = options.logger ?? silentLogger;
-  const transports: ProcessTransport[] = [createGrpcTransport()];
+  const transports: ProcessTransport[] = [
+    createGrpcTransport({ maxReplyBytes: config.defaults.maxPayloadBytes }),
+    createHttpTransport({ contracts, maxResponseBytes: config.defaults.maxPayloadBytes }),
+  ];
   // One NATS connection serves the listener and nats:// processes; closed last.
   const natsConfig = config.listeners.nats;
   const connection: NatsConnection | undefined =
@@ -123,6 +130,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   };
   const listeners: Listener[] = [];
   let grpc: GrpcListener;
+  let http: HttpListener | undefined;
   let nats: NatsListener | undefined;
   try {
     grpc = await startGrpcListener(context, {
@@ -130,6 +138,13 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
       descriptors: reflectionDescriptors(contracts),
     });
     listeners.push(grpc);
+    if (config.listeners.http !== undefined) {
+      http = await startHttpListener(context, {
+        address: config.listeners.http,
+        cookies: config.listeners.httpCookies,
+      });
+      listeners.push(http);
+    }
     if (connection !== undefined && natsConfig !== undefined) {
       nats = await startNatsListener(context, { connection, config: natsConfig });
       listeners.push(nats);
@@ -152,5 +167,5 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     })();
     return stopping;
   };
-  return { bridge, grpc, nats, listeners, stop, [Symbol.asyncDispose]: () => stop() };
+  return { bridge, grpc, http, nats, listeners, stop, [Symbol.asyncDispose]: () => stop() };
 }

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { DEFAULT_GRPC_ADDRESS } from "../bridge/config/config.js";
+import { DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS } from "../bridge/config/config.js";
 import { packageRoot } from "../bridge/util/package-root.js";
 import { ExitCode } from "./exit-codes.js";
 
@@ -60,6 +60,10 @@ function program(): Command {
     )
     .option("--grpc <addr>", `gRPC listen address host:port (default: ${DEFAULT_GRPC_ADDRESS})`)
     .option(
+      "--http <addr>",
+      `HTTP listen address host:port for Connect and HTTP/JSON calls (off unless given here or as listeners.http; usually ${DEFAULT_HTTP_ADDRESS})`,
+    )
+    .option(
       "--store <store>",
       "memory, sqlite:PATH or jetstream[:PREFIX] (default: sqlite:./.sessionbridge/sessions.db)",
     )
@@ -74,7 +78,14 @@ function program(): Command {
     )
     .addHelpText("after", EXIT_CODES)
     .action(
-      async (options: { config?: string; grpc?: string; store?: string; nats?: string; drainMs: number }) => {
+      async (options: {
+        config?: string;
+        grpc?: string;
+        http?: string;
+        store?: string;
+        nats?: string;
+        drainMs: number;
+      }) => {
         const { startCommand } = await import("./start-command.js");
         process.exitCode = await startCommand(options, io.err);
       },

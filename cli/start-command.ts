@@ -11,6 +11,7 @@ import { describeStore } from "./validate-command.js";
 export interface StartOptions {
   readonly config?: string;
   readonly grpc?: string;
+  readonly http?: string;
   readonly store?: string;
   readonly nats?: string;
   readonly drainMs: number;
@@ -26,6 +27,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   const logger = pino({ name: "sessionbridge" });
   const overrides: ConfigOverrides = {
     ...(options.grpc === undefined ? {} : { grpc: options.grpc }),
+    ...(options.http === undefined ? {} : { http: options.http }),
     ...(options.store === undefined ? {} : { store: options.store }),
     ...(options.nats === undefined ? {} : { nats: options.nats }),
   };
@@ -47,6 +49,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   logger.info(
     {
       grpc: runtime.grpc.address,
+      ...(runtime.http === undefined ? {} : { http: runtime.http.address }),
       ...(runtime.nats === undefined
         ? {}
         : { nats: { url: config.listeners.nats?.url, prefix: runtime.nats.address } }),

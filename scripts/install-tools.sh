@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the tests drive, into .tools/bin:
-# grpcurl (reflection and calls from a client that knows nothing but the wire), nats-server
-# (the tests' NATS fixture starts it; Debian's 2.9 is too old) and the nats CLI.
+# grpcurl (reflection and calls from a client that knows nothing but the wire), the
+# gRPC interop client and server (below), nats-server (the tests' NATS fixture starts it;
+# Debian's 2.9 is too old) and the nats CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,26 @@ if [ "$(cat .tools/bin/sb-grpc-go-client.version 2>/dev/null)" != "$GRPC_GO_CLIE
   echo "building sb-grpc-go-client"
   go build -C "$GRPC_GO_CLIENT_DIR" -trimpath -o "$PWD/.tools/bin/sb-grpc-go-client" .
   echo "$GRPC_GO_CLIENT_STAMP" >.tools/bin/sb-grpc-go-client.version
+fi
+
+# gRPC interop: grpc-go's interop client (pinned in test/go/interop/go.mod); a tool that
+# serves grpc-go's TestService on 127.0.0.1 and runs the compression cases grpc-go's
+# interop client lacks; a dump of the interop .proto sources compiled into grpc-go. The
+# stamp holds the pinned version and a hash of the module's sources, so edits rebuild.
+INTEROP_DIR=test/go/interop
+INTEROP_VERSION="$(cd "$INTEROP_DIR" && go list -m -f '{{.Version}}' google.golang.org/grpc)"
+INTEROP_STAMP="$INTEROP_VERSION $(cd "$INTEROP_DIR" && cat go.mod go.sum ./*/*.go | sha256sum | cut -c1-16)"
+if [ "$(cat .tools/bin/interop.version 2>/dev/null)" != "$INTEROP_STAMP" ] ||
+  [ ! -x .tools/bin/interop-client ] || [ ! -x .tools/bin/interop-protodump ] ||
+  [ ! -x .tools/bin/interop-compression ]; then
+  echo "building gRPC interop tools (grpc-go $INTEROP_VERSION)"
+  (
+    cd "$INTEROP_DIR"
+    go build -o "$GOBIN/interop-client" google.golang.org/grpc/interop/client
+    go build -o "$GOBIN/interop-protodump" ./protodump
+    go build -o "$GOBIN/interop-compression" ./compression
+  )
+  echo "$INTEROP_STAMP" >.tools/bin/interop.version
 fi
 
 # nats-server and the nats CLI, built from their Go modules at pinned versions.

@@ -91,6 +91,7 @@ export function fromGrpcStatus(
 function defaultReason(code: Code): string {
   if (code === Code.UNAVAILABLE) return Reason.PROCESS_UNAVAILABLE;
   if (code === Code.DEADLINE_EXCEEDED) return Reason.DEADLINE_EXCEEDED;
-  if (code === Code.CANCELLED) return Reason.CANCELLED;
+  // CANCELLED from the process's side keeps PROCESS_FAULT: the reason CANCELLED says the
+  // caller left before delivery, which the journal must never claim of a delivered call.
   return Reason.PROCESS_FAULT;
 }

@@ -11,19 +11,21 @@ const COPY_LIMIT_BYTES = 16 * 1024;
 
 /**
  * The message as the chunks to write: one buffer for small messages, otherwise the
- * prefix and the message itself, so a large payload is never copied.
+ * prefix and the message itself, so a large payload is never copied. `compressed` sets
+ * the flag: the bytes are already in the call's grpc-encoding.
  */
-export function frameMessage(message: Uint8Array): Buffer[] {
+export function frameMessage(message: Uint8Array, compressed = false): Buffer[] {
   const length = message.byteLength;
+  const flag = compressed ? 1 : 0;
   if (length <= COPY_LIMIT_BYTES) {
     const frame = Buffer.allocUnsafe(PREFIX_BYTES + length);
-    frame[0] = 0;
+    frame[0] = flag;
     frame.writeUInt32BE(length, 1);
     frame.set(message, PREFIX_BYTES);
     return [frame];
   }
   const prefix = Buffer.allocUnsafe(PREFIX_BYTES);
-  prefix[0] = 0;
+  prefix[0] = flag;
   prefix.writeUInt32BE(length, 1);
   return [prefix, asBuffer(message)];
 }
@@ -36,12 +38,31 @@ export function asBuffer(bytes: Uint8Array): Buffer {
 /** Receives each complete message: its compressed flag (0 or 1 when valid) and its bytes. */
 export type MessageSink = (flag: number, message: Buffer) => void;
 
+/** Thrown by MessageDecoder.push for a prefix that announces more than the limit. */
+export class MessageTooLargeError extends Error {
+  readonly announcedBytes: number;
+  readonly limitBytes: number;
+
+  constructor(announcedBytes: number, limitBytes: number) {
+    super(`a message of ${announcedBytes} bytes exceeds the limit of ${limitBytes}`);
+    this.name = "MessageTooLargeError";
+    this.announcedBytes = announcedBytes;
+    this.limitBytes = limitBytes;
+  }
+}
+
 /**
  * Reassembles messages from DATA chunks. A message that lies whole inside one chunk is
  * handed on as a view of that chunk (no copy); one split across chunks is copied once
  * into a buffer of its announced length.
+ *
+ * The announced length is checked against `maxMessageBytes` before anything is
+ * allocated: the prefix is the sender's word, and a 5-byte prefix announcing 2 GiB must
+ * not cost 2 GiB. Past such a prefix the decoder is broken and ignores further input.
  */
 export class MessageDecoder {
+  readonly #maxMessageBytes: number;
+  #broken = false;
   /** Holds a prefix split across chunks (rare), allocated when first needed. */
   #prefix: Buffer | undefined;
   #flag = 0;
@@ -50,19 +71,25 @@ export class MessageDecoder {
   #body: Buffer | undefined;
   #bodyFill = 0;
 
+  constructor(maxMessageBytes: number) {
+    this.#maxMessageBytes = maxMessageBytes;
+  }
+
   /** True when the bytes seen so far end inside a message. */
   get partial(): boolean {
     return this.#prefixFill > 0;
   }
 
+  /** Throws MessageTooLargeError for a message over the limit; ignores input from then on. */
   push(chunk: Buffer, sink: MessageSink): void {
+    if (this.#broken) return;
     let pos = 0;
     const end = chunk.length;
     while (pos < end) {
       if (this.#prefixFill === 0 && end - pos >= PREFIX_BYTES) {
         // The common case: a whole prefix at hand.
         const flag = chunk[pos] as number;
-        const length = chunk.readUInt32BE(pos + 1);
+        const length = this.#checked(chunk.readUInt32BE(pos + 1));
         pos += PREFIX_BYTES;
         if (end - pos >= length) {
           sink(flag, chunk.subarray(pos, pos + length));
@@ -81,7 +108,7 @@ export class MessageDecoder {
         pos += take;
         if (this.#prefixFill < PREFIX_BYTES) return;
         this.#flag = prefix[0] as number;
-        this.#startBody(prefix.readUInt32BE(1));
+        this.#startBody(this.#checked(prefix.readUInt32BE(1)));
       }
       const body = this.#body as Buffer;
       const take = Math.min(body.length - this.#bodyFill, end - pos);
@@ -95,6 +122,14 @@ export class MessageDecoder {
         sink(this.#flag, body);
       }
     }
+  }
+
+  #checked(length: number): number {
+    if (length > this.#maxMessageBytes) {
+      this.#broken = true;
+      throw new MessageTooLargeError(length, this.#maxMessageBytes);
+    }
+    return length;
   }
 
   #startBody(length: number): void {

@@ -1,14 +1,18 @@
 import type { CallContext } from "../../bridge/call/call.js";
-import { Header } from "../../bridge/call/metadata.js";
+import { Header, type Metadata } from "../../bridge/call/metadata.js";
 import type { OperationContract, ServiceContract } from "../../bridge/contracts/contract.js";
 import type { Bridge } from "../../bridge/engine/bridge-engine.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import type { ListenerContext } from "../../bridge/listener/listener.js";
-import { ANONYMOUS as ANONYMOUS_PRINCIPAL, type PrincipalResolver } from "../../bridge/security/principal.js";
+import type { PrincipalResolver } from "../../bridge/security/principal.js";
 import type { GrpcHandler } from "./h2-server.js";
 import type { GrpcServerCall } from "./h2-server-call.js";
 
-export const ANONYMOUS = ANONYMOUS_PRINCIPAL;
+/** The caller's principal (S13): the bridge resolves it from what the call carried. */
+export function principalOf(principals: PrincipalResolver, metadata: Metadata): string {
+  const bearer = metadata.authorization?.[0]?.match(/^Bearer\s+(.+)$/i)?.[1];
+  return principals.resolve(bearer === undefined ? {} : { bearerToken: bearer });
+}
 
 /**
  * Handlers for every method of a contract service, built from its descriptors: no
@@ -40,14 +44,12 @@ function handlerFor(listener: ListenerContext, op: OperationContract): GrpcHandl
 
 /** The internal form of the call (DESIGN §5); the principal is the bridge's to resolve (S13). */
 function context(principals: PrincipalResolver, op: OperationContract, call: GrpcServerCall): CallContext {
-  const authorization = call.metadata.authorization?.[0];
-  const bearer = authorization?.match(/^Bearer\s+(.+)$/i)?.[1];
   return {
     operation: op,
     metadata: call.metadata,
     deadlineMs: call.deadlineMs,
     signal: call.signal,
-    principal: principals.resolve(bearer === undefined ? {} : { bearerToken: bearer }),
+    principal: principalOf(principals, call.metadata),
     codec: "proto",
   };
 }
@@ -61,7 +63,7 @@ async function unary(
   try {
     const payload = await call.message();
     const reply = await bridge.unary({ ...context(principals, op, call), payload });
-    call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId));
+    call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId), reply.payload);
     await call.write(reply.payload);
     call.end(reply.trailers);
   } catch (error) {

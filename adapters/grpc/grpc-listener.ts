@@ -36,7 +36,7 @@ export async function startGrpcListener(
     for (const [path, handler] of inboundHandlers(context, service)) handlers.set(path, handler);
   }
   const others = [
-    sessionServiceHandlers(bridge.sessions),
+    sessionServiceHandlers(bridge.sessions, context.principals),
     health.handlers,
     reflectionHandlers(options.descriptors, [...contractServices, SESSION_SERVICE, HEALTH_SERVICE]),
   ];

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
-import { isHopByHop } from "../../bridge/call/metadata.js";
+import { isBridgeOwned } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -24,7 +24,7 @@ export function putMetadata(
 ): void {
   for (const key of Object.keys(metadata)) {
     // Transport-owned fields are this hop's to set (S15), never the caller's.
-    if (Object.hasOwn(extra, key) || isHopByHop(key)) continue;
+    if (Object.hasOwn(extra, key) || isBridgeOwned(key) || GRPC_TRANSPORT_FIELDS.has(key)) continue;
     const values = metadata[key] as readonly string[];
     if (values.length === 0) continue;
     checkName(key);
@@ -90,15 +90,47 @@ export function grpcTimeout(remainingMs: number): string {
 }
 
 /**
+ * Header fields that belong to one HTTP/2 hop of gRPC, never to the call's metadata
+ * (S15): HTTP's connection-specific fields (illegal in HTTP/2 anyway), the framing and
+ * content fields, and gRPC's own protocol fields, which each hop sets for itself. The
+ * gRPC adapter strips them at its edge in both directions; the engine never sees them.
+ * (grpc-status-details-bin is read as the status where it belongs, and dropped elsewhere.)
+ */
+export const GRPC_TRANSPORT_FIELDS: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "trailer",
+  "host",
+  "content-length",
+  "content-type",
+  "accept-encoding",
+  "user-agent",
+  "grpc-timeout",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "grpc-status",
+  "grpc-message",
+  "grpc-status-details-bin",
+  "grpc-previous-rpc-attempts",
+]);
+
+/**
  * Response headers or trailers as Metadata: pseudo-headers dropped, "-bin" values as
  * (padded) base64 text, `drop` left out. Node joins repeated fields with ", ": "-bin"
  * values are split apart again (base64 has no comma), others stay joined, as grpc-js
  * reads them.
  */
-export function metadataOf(headers: IncomingHttpHeaders, drop?: ReadonlySet<string>): Metadata {
+export function metadataOf(
+  headers: IncomingHttpHeaders,
+  drop: ReadonlySet<string> = GRPC_TRANSPORT_FIELDS,
+): Metadata {
   const out: Record<string, string[]> = {};
   for (const key of Object.keys(headers)) {
-    if (key.charCodeAt(0) === 58 /* ":" */ || drop?.has(key)) continue;
+    if (key.charCodeAt(0) === 58 /* ":" */ || drop.has(key)) continue;
     const value = headers[key];
     if (value === undefined) continue;
     const values = typeof value === "string" ? [value] : value;
@@ -139,22 +171,43 @@ export function encodeGrpcMessage(text: string): string {
   return out;
 }
 
-const TIMEOUT_UNITS_MS: Readonly<Record<string, number>> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000_001,
-};
+/** Longest timer Node keeps (about 24.8 days); a deadline further away is no practical deadline. */
+export const MAX_DEADLINE_MS = 2 ** 31 - 1;
 
 /**
- * grpc-timeout ("1234m", at most 8 digits and a unit) as an absolute deadline from `now`;
- * undefined when absent. A malformed value is ignored, as grpc-js servers do.
+ * grpc-timeout ("1234m", at most 8 digits and a unit) as an absolute deadline from `now`,
+ * in whole milliseconds (S15): rounded up, so the bridge and the process never see less
+ * time than the caller gave, and never below 1 ms (grpc-go sends microseconds "u" or
+ * nanoseconds "n" for short deadlines). A timeout longer than MAX_DEADLINE_MS (up to
+ * 99 999 999 hours can be written) is no practical deadline: undefined, as when absent,
+ * so no timer downstream is ever asked for more than it can hold. A malformed value is
+ * ignored, as grpc-js servers do.
  */
 export function parseGrpcTimeout(value: string | undefined, now: number): number | undefined {
   if (value === undefined) return undefined;
   const match = /^(\d{1,8})([HMSmun])$/.exec(value);
   if (match === null) return undefined;
-  return now + Number(match[1]) * (TIMEOUT_UNITS_MS[match[2] as string] as number);
+  const amount = Number(match[1]);
+  let ms: number;
+  switch (match[2]) {
+    case "H":
+      ms = amount * 3_600_000;
+      break;
+    case "M":
+      ms = amount * 60_000;
+      break;
+    case "S":
+      ms = amount * 1000;
+      break;
+    case "m":
+      ms = amount;
+      break;
+    case "u":
+      ms = Math.ceil(amount / 1000);
+      break;
+    default:
+      ms = Math.ceil(amount / 1_000_000);
+  }
+  if (ms > MAX_DEADLINE_MS) return undefined;
+  return Math.floor(now) + Math.max(1, ms);
 }

@@ -1,13 +1,13 @@
 import http2 from "node:http2";
-import zlib from "node:zlib";
 import type { Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
-import { frameMessage, MessageDecoder } from "./grpc-framing.js";
-import { decodeGrpcMessage, metadataOf } from "./grpc-wire-headers.js";
+import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
+import { decodeGrpcMessage, GRPC_TRANSPORT_FIELDS, metadataOf } from "./grpc-wire-headers.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
 
@@ -35,6 +35,10 @@ export interface CallStart {
   readonly headers: () => http2.OutgoingHttpHeaders;
   readonly deadlineMs: number | undefined;
   readonly signal: AbortSignal;
+  /** Largest response message taken from the process, in bytes, compressed or inflated. */
+  readonly maxReplyBytes: number;
+  /** The request's grpc-encoding, for messages written one by one (write()). */
+  readonly encoding?: string;
   readonly listener: CallListener;
   /**
    * The whole request, for a unary call: it is sent at once, and sent again on a new
@@ -51,7 +55,9 @@ const MAX_UNSEEN_ATTEMPTS = 3;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Trailer fields that are the status itself, not metadata. */
-const STATUS_FIELDS: ReadonlySet<string> = new Set(["grpc-status", "grpc-message"]);
+const STATUS_FIELDS: ReadonlySet<string> = new Set(
+  [...GRPC_TRANSPORT_FIELDS].filter((key) => key !== "grpc-status-details-bin"),
+);
 
 /**
  * One gRPC call on one HTTP/2 stream (PROTOCOL-HTTP2.md): opens the stream on a pooled
@@ -115,7 +121,7 @@ export class H2Call {
     const stream = this.#stream ?? (await this.#opened());
     if (stream === undefined || this.#done) return false;
     let more = true;
-    for (const chunk of frameMessage(message)) more = stream.write(chunk);
+    for (const chunk of framePassing(message, this.#start.encoding)) more = stream.write(chunk);
     if (!more) await drained(stream);
     return !this.#done;
   }
@@ -209,11 +215,13 @@ export class H2Call {
 
   #listen(stream: http2.ClientHttp2Stream, connection: H2Connection): void {
     const listener = this.#start.listener;
-    const decoder = new MessageDecoder();
+    const decoder = new MessageDecoder(this.#start.maxReplyBytes);
     let responded = false;
     let encoding: string | undefined;
     let status: http2.IncomingHttpHeaders | undefined;
     let streamError: (Error & { code?: string }) | undefined;
+    /** Why the response ended unfinished (no status, or inside a message), decided on close. */
+    let unfinished: string | undefined;
     const current = (): boolean => stream === this.#stream && !this.#done;
     const onMessage = (flag: number, bytes: Buffer): void => {
       if (!current()) return;
@@ -224,6 +232,7 @@ export class H2Call {
     stream.on("response", (headers, flags) => {
       if (!current()) return;
       responded = true;
+      this.#start.pool.learnAccepts(headers["grpc-accept-encoding"]);
       if (headers["grpc-status"] !== undefined || (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
         // Trailers-only: the status came in the headers (or the stream ended without one).
         status = headers;
@@ -253,7 +262,17 @@ export class H2Call {
       try {
         decoder.push(chunk, onMessage);
       } catch (error) {
-        this.cancel(BridgeError.from(error, Code.RESOURCE_EXHAUSTED, Reason.PROCESS_FAULT));
+        // Checked on the prefix, before the body is buffered: a process cannot make the
+        // bridge hold more than the limit for one reply.
+        this.cancel(
+          error instanceof MessageTooLargeError
+            ? new BridgeError(
+                Code.RESOURCE_EXHAUSTED,
+                Reason.PROCESS_FAULT,
+                `the process answered with a message of ${error.announcedBytes} bytes, over the limit of ${error.limitBytes}`,
+              )
+            : BridgeError.from(error, Code.INTERNAL, Reason.PROCESS_FAULT),
+        );
       }
     });
     stream.on("trailers", (trailers) => {
@@ -261,9 +280,11 @@ export class H2Call {
     });
     stream.on("end", () => {
       if (!current()) return;
-      if (decoder.partial) {
-        this.#settle(fromGrpcStatus(Code.INTERNAL, "the response ended inside a message", {}));
-      } else this.#finish(status);
+      if (decoder.partial) unfinished = "the response ended inside a message";
+      else if (!isFinal(status)) unfinished = "the process ended the call without a grpc-status";
+      // An unfinished response is settled on close, when it is known whether the
+      // connection went with it: a dying connection ends its streams this way.
+      else this.#finish(status);
       // The process has answered: whatever we still had to send is no longer wanted.
       if (!stream.writableEnded && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
     });
@@ -273,6 +294,10 @@ export class H2Call {
     stream.on("close", () => {
       connection.release();
       if (!current()) return;
+      if (unfinished !== undefined) {
+        this.#settleUnlessLost(connection, streamError, fromGrpcStatus(Code.INTERNAL, unfinished, {}));
+        return;
+      }
       // Every stream id of the session is used up (2^31 - 1 of them): Node fails the
       // stream before sending it, and the session would fail all the next ones.
       if (streamError?.code === "ERR_HTTP2_OUT_OF_STREAMS") connection.retire();
@@ -287,8 +312,43 @@ export class H2Call {
         this.#open();
         return;
       }
-      this.#settle(closedWithoutStatus(stream.rstCode, streamError, connection));
+      if (stream.rstCode === NGHTTP2_NO_ERROR) {
+        this.#settleUnlessLost(
+          connection,
+          streamError,
+          fromGrpcStatus(Code.INTERNAL, "the process closed the stream without a grpc-status", {}),
+        );
+      } else this.#settle(closedWithoutStatus(stream.rstCode, streamError, connection));
     });
+  }
+
+  /**
+   * Settles a stream that ended without a status: UNAVAILABLE if the connection went
+   * with it, else `otherwise`. A process that dies may end or reset (NO_ERROR) its streams
+   * before its connection visibly closes, so while the connection still looks sound a
+   * PING asks: no answer because the connection closed means it was lost.
+   */
+  #settleUnlessLost(
+    connection: H2Connection,
+    error: (Error & { code?: string }) | undefined,
+    otherwise: BridgeError,
+  ): void {
+    const lost = connectionLost(error, connection);
+    if (lost !== undefined) {
+      this.#settle(lost);
+      return;
+    }
+    const unavailable = (cause: unknown): BridgeError =>
+      fromGrpcStatus(Code.UNAVAILABLE, "lost the connection to the process", {}, cause);
+    try {
+      const sent = connection.session.ping((pingError) => {
+        this.#settle(pingError !== null || !connection.usable ? unavailable(pingError) : otherwise);
+      });
+      // Too many PINGs already outstanding: the connection is busy, so alive.
+      if (!sent) this.#settle(otherwise);
+    } catch (pingError) {
+      this.#settle(unavailable(pingError));
+    }
   }
 
   /** The final status, from trailers or a trailers-only response. */
@@ -303,12 +363,13 @@ export class H2Call {
       );
       return;
     }
-    const trailers = metadataOf(status, STATUS_FIELDS);
     const number = Number(code);
     if (code === "0") {
-      this.#settle(undefined, trailers);
+      this.#settle(undefined, metadataOf(status));
       return;
     }
+    // A failure's trailers keep grpc-status-details-bin: fromGrpcStatus reads the status there.
+    const trailers = metadataOf(status, STATUS_FIELDS);
     const message = status["grpc-message"];
     this.#settle(
       fromGrpcStatus(
@@ -322,15 +383,18 @@ export class H2Call {
   #compressed(flag: number, bytes: Buffer, encoding: string | undefined): void {
     let message: Buffer;
     try {
-      if (flag !== 1) throw new Error(`message flag ${flag} is not 0 or 1`);
-      if (encoding === "gzip") message = zlib.gunzipSync(bytes);
-      else if (encoding === "deflate") message = zlib.inflateSync(bytes);
-      else throw new Error(`compressed message with grpc-encoding ${encoding ?? "(none)"}`);
+      if (flag !== 1) {
+        throw new BridgeError(Code.INTERNAL, Reason.PROCESS_FAULT, `message flag ${flag} is not 0 or 1`);
+      }
+      // Inflated under the same limit: a small reply that inflates to gigabytes fails the
+      // call (RESOURCE_EXHAUSTED) after at most the limit's worth of memory.
+      message = decompressKeepingForm(encoding, bytes, this.#start.maxReplyBytes, Reason.PROCESS_FAULT);
     } catch (error) {
+      const failure = BridgeError.from(error, Code.INTERNAL, Reason.PROCESS_FAULT);
       this.cancel(
         fromGrpcStatus(
-          Code.INTERNAL,
-          `cannot read the process's response: ${error instanceof Error ? error.message : String(error)}`,
+          failure.code === Code.RESOURCE_EXHAUSTED ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
+          `cannot read the process's response: ${failure.message}`,
           {},
           error,
         ),
@@ -374,6 +438,27 @@ function httpFailure(httpStatus: number): BridgeError {
   );
 }
 
+/** True when these headers or trailers end the call: a grpc-status, or an HTTP failure. */
+function isFinal(status: http2.IncomingHttpHeaders | undefined): boolean {
+  if (status === undefined) return false;
+  return typeof status["grpc-status"] === "string" || Number(status[":status"] ?? 200) !== 200;
+}
+
+/**
+ * UNAVAILABLE when the connection to the process broke under the call (it closed, failed
+ * with a socket error such as ECONNRESET, or is going away after GOAWAY): a connection
+ * that breaks after the request was sent is UNAVAILABLE in gRPC's status guide, and the
+ * caller may retry (DESIGN §7). Undefined while the connection is sound.
+ */
+function connectionLost(
+  error: (Error & { code?: string }) | undefined,
+  connection: H2Connection,
+): BridgeError | undefined {
+  if (connection.usable && (error === undefined || error.code === "ERR_HTTP2_STREAM_ERROR")) return undefined;
+  const why = error?.message ?? "the connection closed";
+  return fromGrpcStatus(Code.UNAVAILABLE, `lost the connection to the process: ${why}`, {}, error);
+}
+
 /**
  * A stream that closed before its status arrived. A dead connection is UNAVAILABLE (the
  * call may be retried elsewhere); otherwise the RST_STREAM code maps as in gRPC's
@@ -384,13 +469,9 @@ function closedWithoutStatus(
   error: (Error & { code?: string }) | undefined,
   connection: H2Connection,
 ): BridgeError {
-  if (!connection.usable || (error !== undefined && error.code !== "ERR_HTTP2_STREAM_ERROR")) {
-    const why = error?.message ?? "the connection closed";
-    return fromGrpcStatus(Code.UNAVAILABLE, `lost the connection to the process: ${why}`, {}, error);
-  }
+  const lost = connectionLost(error, connection);
+  if (lost !== undefined) return lost;
   switch (rstCode) {
-    case NGHTTP2_NO_ERROR:
-      return fromGrpcStatus(Code.INTERNAL, "the process closed the stream without a grpc-status", {});
     case NGHTTP2_REFUSED_STREAM:
       return fromGrpcStatus(Code.UNAVAILABLE, "the process refused the stream", {});
     case NGHTTP2_CANCEL:

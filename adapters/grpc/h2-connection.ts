@@ -2,6 +2,7 @@ import http2 from "node:http2";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { acceptedEncodings } from "./grpc-compression.js";
 
 /**
  * More sessions than this to one process only when each is at the process's
@@ -161,6 +162,23 @@ export class H2ConnectionPool {
   readonly #connectTimeoutMs: number;
   #connections: H2Connection[] = [];
   #closed = false;
+  /**
+   * The encodings the process said it reads (grpc-accept-encoding of its last response),
+   * identity aside; undefined while it has said nothing (grpc-go servers never do).
+   */
+  #accepts: ReadonlySet<string> | undefined;
+  #acceptHeader: string | undefined;
+
+  get accepts(): ReadonlySet<string> | undefined {
+    return this.#accepts;
+  }
+
+  /** Notes the process's grpc-accept-encoding, from the headers of one of its responses. */
+  learnAccepts(header: string | string[] | undefined): void {
+    if (typeof header !== "string" || header === this.#acceptHeader) return;
+    this.#acceptHeader = header;
+    this.#accepts = acceptedEncodings(header);
+  }
 
   constructor(authority: string, connectTimeoutMs: number) {
     this.#authority = authority;

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { OutgoingHttpHeaders } from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
+import { streamEncodingOf, wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -16,8 +17,8 @@ import type {
   UnaryDelivery,
 } from "../../bridge/process/process-client.js";
 import { envelopeReply, toEnvelopeBytes } from "./envelope-delivery.js";
+import { ACCEPT_ENCODING, COMPRESSIONS, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
-import { frameMessage } from "./grpc-framing.js";
 import { grpcTimeout, putMetadata } from "./grpc-wire-headers.js";
 import { H2Call } from "./h2-call.js";
 import { H2ConnectionPool } from "./h2-connection.js";
@@ -32,6 +33,12 @@ export interface GrpcTransportOptions {
    * Default 20 000, grpc-js's minimum connect timeout.
    */
   readonly connectTimeoutMs?: number;
+  /**
+   * Largest response message accepted from a process, in bytes, checked on its length
+   * prefix before it is buffered and again after decompression. Default 4 MiB, gRPC's
+   * default receive limit; the bridge passes its maxPayloadBytes.
+   */
+  readonly maxReplyBytes?: number;
 }
 
 /**
@@ -47,6 +54,14 @@ export function createGrpcTransport(options: GrpcTransportOptions = {}): Process
       Code.INVALID_ARGUMENT,
       Reason.INVALID_CONFIG,
       `connectTimeoutMs must be a positive number of milliseconds, got ${connectTimeoutMs}`,
+    );
+  }
+  const maxReplyBytes = options.maxReplyBytes ?? 4 * 1024 * 1024;
+  if (!Number.isSafeInteger(maxReplyBytes) || maxReplyBytes <= 0) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_CONFIG,
+      `maxReplyBytes must be a positive whole number of bytes, got ${maxReplyBytes}`,
     );
   }
   const pools = new Map<string, { readonly pool: H2ConnectionPool; users: number }>();
@@ -70,7 +85,7 @@ export function createGrpcTransport(options: GrpcTransportOptions = {}): Process
   };
   return {
     schemes: ["grpc"],
-    connect: (target) => new H2ProcessClient(target, lease(target.location.host)),
+    connect: (target) => new H2ProcessClient(target, lease(target.location.host), maxReplyBytes),
   };
 }
 
@@ -85,10 +100,12 @@ class H2ProcessClient implements ProcessClient {
   readonly #authority: string;
   readonly #lease: PoolLease;
   readonly #pool: H2ConnectionPool;
+  readonly #maxReplyBytes: number;
   #closed = false;
 
-  constructor(target: ProcessTarget, lease: PoolLease) {
+  constructor(target: ProcessTarget, lease: PoolLease, maxReplyBytes: number) {
     this.#target = target;
+    this.#maxReplyBytes = maxReplyBytes;
     this.#authority = target.location.host;
     this.#lease = lease;
     this.#pool = lease.pool;
@@ -132,12 +149,16 @@ class H2ProcessClient implements ProcessClient {
       let headers: Metadata = {};
       let reply: Buffer | undefined;
       let count = 0;
+      // A message that came compressed goes on in the same bytes (bridge/call/wire-form.ts)
+      // unless the process said it does not read that encoding.
+      const encoding = passedEncoding(wireFormOf(payload)?.encoding, this.#pool.accepts);
       H2Call.start({
         pool: this.#pool,
-        headers: () => this.#headers(path, delivery),
+        headers: () => this.#headers(path, delivery, encoding),
         deadlineMs: delivery.deadlineMs,
         signal: delivery.signal,
-        request: frameMessage(payload),
+        maxReplyBytes: this.#maxReplyBytes,
+        request: framePassing(payload, encoding),
         listener: {
           onHeaders: (metadata) => {
             headers = metadata;
@@ -165,11 +186,20 @@ class H2ProcessClient implements ProcessClient {
       () => call.pause(),
       () => call.resume(),
     );
+    // The messages are not known yet when the stream opens: it declares the client's
+    // encoding when the stream is passed through as it came, else one the process said
+    // it reads; each message that came in the declared encoding goes on compressed.
+    const accepts = this.#pool.accepts;
+    const encoding =
+      passedEncoding(streamEncodingOf(delivery.messages), accepts) ??
+      COMPRESSIONS.find((e) => accepts?.has(e) === true);
     const call = H2Call.start({
       pool: this.#pool,
-      headers: () => this.#headers(delivery.operation.path, delivery),
+      headers: () => this.#headers(delivery.operation.path, delivery, encoding),
       deadlineMs: delivery.deadlineMs,
       signal: delivery.signal,
+      maxReplyBytes: this.#maxReplyBytes,
+      ...(encoding === undefined ? {} : { encoding }),
       listener: {
         onHeaders: (metadata) => events.push({ type: "headers", metadata }),
         onMessage: (payload) => events.push({ type: "message", payload }),
@@ -193,7 +223,7 @@ class H2ProcessClient implements ProcessClient {
     return envelopeReply(await this.#unary(DELIVER_PATH, toEnvelopeBytes(delivery), delivery));
   }
 
-  #headers(path: string, delivery: Delivery): OutgoingHttpHeaders {
+  #headers(path: string, delivery: Delivery, encoding: string | undefined): OutgoingHttpHeaders {
     const headers: OutgoingHttpHeaders = {
       ":method": "POST",
       ":scheme": "http",
@@ -201,10 +231,12 @@ class H2ProcessClient implements ProcessClient {
       ":authority": this.#authority,
       "content-type": "application/grpc",
       te: "trailers",
-      // Only identity: compressing costs both sides CPU on what is usually a local hop.
-      "grpc-accept-encoding": "identity",
+      // What the bridge really reads: a process that compresses its replies has them
+      // passed on compressed to clients that read them (bridge/call/wire-form.ts).
+      "grpc-accept-encoding": ACCEPT_ENCODING,
       "user-agent": userAgent(),
     };
+    if (encoding !== undefined) headers["grpc-encoding"] = encoding;
     // S15: the deadline travels as the time remaining when the stream opens.
     if (delivery.deadlineMs !== undefined)
       headers["grpc-timeout"] = grpcTimeout(delivery.deadlineMs - Date.now());
@@ -222,6 +254,20 @@ function withHeaders(error: BridgeError, headers: Metadata): BridgeError {
     trailers: error.trailers,
     cause: error.cause ?? error,
   });
+}
+
+/**
+ * The encoding a message that arrived in `encoding` goes on in: the same, as a
+ * transparent proxy would, unless the process's grpc-accept-encoding leaves it out. A
+ * process that never said what it reads (grpc-go servers do not) gets what the client
+ * chose, which is what the client's call would have sent it directly.
+ */
+function passedEncoding(
+  encoding: string | undefined,
+  accepts: ReadonlySet<string> | undefined,
+): string | undefined {
+  if (encoding === undefined) return undefined;
+  return accepts === undefined || accepts.has(encoding) ? encoding : undefined;
 }
 
 /** Sends the request messages as the stream takes them (write backpressure), then half-closes. */

@@ -1,19 +1,17 @@
 import http2 from "node:http2";
-import zlib from "node:zlib";
 import type { Metadata } from "../../bridge/call/metadata.js";
+import { setStreamEncoding, wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { ACCEPT_ENCODING, COMPRESSIONS, decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { statusTrailers } from "./grpc-error.js";
-import { frameMessage, MessageDecoder } from "./grpc-framing.js";
+import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
 import { putMetadata } from "./grpc-wire-headers.js";
 import { drained } from "./h2-drained.js";
 import { PullQueue } from "./pull-queue.js";
 
-const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE } = http2.constants;
-
-/** What the bridge accepts in compressed request messages; it never compresses replies. */
-export const ACCEPT_ENCODING = "identity,deflate,gzip";
+const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_NO_ERROR } = http2.constants;
 
 /**
  * One inbound gRPC call on one HTTP/2 stream, as the handlers see it: the request's
@@ -28,11 +26,17 @@ export class GrpcServerCall {
   readonly signal: AbortSignal;
   readonly #stream: http2.ServerHttp2Stream;
   readonly #encoding: string | undefined;
+  /** What the client reads in replies (its grpc-accept-encoding), identity aside. */
+  readonly #accepts: ReadonlySet<string>;
+  /** The grpc-encoding of the response, once its headers went out. */
+  #responseEncoding: string | undefined;
   readonly #maxMessageBytes: number;
   readonly #controller = new AbortController();
   #headersSent = false;
   #finished = false;
   #reading = false;
+  /** Set when the request broke a limit: nothing more of it is read (RST_STREAM after the status). */
+  #refused = false;
 
   constructor(
     stream: http2.ServerHttp2Stream,
@@ -40,9 +44,11 @@ export class GrpcServerCall {
     metadata: Metadata,
     deadlineMs: number | undefined,
     encoding: string | undefined,
+    accepts: ReadonlySet<string>,
     maxMessageBytes: number,
   ) {
     this.#stream = stream;
+    this.#accepts = accepts;
     this.path = path;
     this.metadata = metadata;
     this.deadlineMs = deadlineMs;
@@ -67,20 +73,25 @@ export class GrpcServerCall {
   message(): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const messages: Buffer[] = [];
-      const decoder = new MessageDecoder();
-      let failure: BridgeError | undefined;
+      const decoder = new MessageDecoder(this.#maxMessageBytes);
+      let failed = false;
       this.#reading = true;
-      this.#stream.on("data", (chunk: Buffer) => {
-        if (failure !== undefined) return;
+      const onData = (chunk: Buffer): void => {
         try {
           decoder.push(chunk, (flag, body) => messages.push(this.#decoded(flag, body)));
         } catch (error) {
-          failure = BridgeError.from(error);
+          // Answer at once: waiting for the end of a request that broke a limit would
+          // let the client decide how long (and how much) the bridge reads.
+          failed = true;
+          this.#stream.off("data", onData);
+          this.#refuse();
+          reject(this.#failure(error));
         }
-      });
+      };
+      this.#stream.on("data", onData);
       this.#stream.once("end", () => {
-        if (failure !== undefined) reject(failure);
-        else if (decoder.partial) reject(invalid("the request ends inside a message"));
+        if (failed) return;
+        if (decoder.partial) reject(invalid("the request ends inside a message"));
         else if (messages.length !== 1)
           reject(invalid(`expected one request message, got ${messages.length}`));
         else resolve(messages[0] as Buffer);
@@ -95,16 +106,19 @@ export class GrpcServerCall {
       () => stream.pause(),
       () => stream.resume(),
     );
-    const decoder = new MessageDecoder();
+    if (this.#encoding !== undefined) setStreamEncoding(queue, this.#encoding);
+    const decoder = new MessageDecoder(this.#maxMessageBytes);
     this.#reading = true;
-    stream.on("data", (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       try {
         decoder.push(chunk, (flag, body) => queue.push(this.#decoded(flag, body)));
       } catch (error) {
-        queue.fail(BridgeError.from(error));
-        stream.pause();
+        stream.off("data", onData);
+        this.#refuse();
+        queue.fail(this.#failure(error));
       }
-    });
+    };
+    stream.on("data", onData);
     stream.once("end", () => {
       if (decoder.partial) queue.fail(invalid("the request stream ends inside a message"));
       else queue.end();
@@ -116,15 +130,25 @@ export class GrpcServerCall {
   /**
    * Response headers; only the first call sends anything. `own` holds the bridge's own
    * fields (sb-session-id, sb-message-id), which metadata from elsewhere may never set.
+   * `first`, when known, is the first response message: if it came compressed from the
+   * process in an encoding the client reads, the response declares that encoding so the
+   * message passes on compressed; otherwise the response mirrors the request's encoding,
+   * as gRPC servers do, when the client reads it. Without `first` (a stream whose
+   * messages are still to come) it declares an encoding the client reads, so compressed
+   * messages can pass in it; declaring one obliges nothing, each message has its flag.
    */
-  sendHeaders(metadata: Metadata, own: Readonly<Record<string, string>> = {}): void {
+  sendHeaders(metadata: Metadata, own: Readonly<Record<string, string>> = {}, first?: Uint8Array): void {
     if (this.#headersSent || this.#finished) return;
     this.#headersSent = true;
+    const candidates =
+      first === undefined ? [this.#encoding, ...COMPRESSIONS] : [wireFormOf(first)?.encoding, this.#encoding];
+    this.#responseEncoding = candidates.find((e) => e !== undefined && this.#accepts.has(e));
     const headers: http2.OutgoingHttpHeaders = {
       [HTTP2_HEADER_STATUS]: 200,
       [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
       "grpc-accept-encoding": ACCEPT_ENCODING,
     };
+    if (this.#responseEncoding !== undefined) headers["grpc-encoding"] = this.#responseEncoding;
     putMetadata(headers, metadata, own);
     this.#stream.respond(headers, { waitForTrailers: true });
   }
@@ -132,9 +156,9 @@ export class GrpcServerCall {
   /** Writes one response message; resolves once the stream can take more. */
   async write(message: Uint8Array): Promise<void> {
     if (this.#finished) return;
-    this.sendHeaders({});
+    this.sendHeaders({}, {}, message);
     let more = true;
-    for (const chunk of frameMessage(message)) more = this.#stream.write(chunk);
+    for (const chunk of framePassing(message, this.#responseEncoding)) more = this.#stream.write(chunk);
     if (!more) await drained(this.#stream);
   }
 
@@ -169,32 +193,39 @@ export class GrpcServerCall {
       stream.once("wantTrailers", () => stream.sendTrailers(trailers));
       stream.end();
     }
+    if (this.#refused) {
+      // gRPC (PROTOCOL-HTTP2.md): a server that answers before the request ended resets
+      // the stream with NO_ERROR after the status, so the client stops sending.
+      if (!stream.readableEnded) stream.close(NGHTTP2_NO_ERROR);
+      return;
+    }
     // The request side may still be open (the client has not half-closed): drain it.
     if (!this.#reading) stream.resume();
   }
 
-  #decoded(flag: number, body: Buffer): Buffer {
-    if (body.length > this.#maxMessageBytes) {
-      throw new BridgeError(
+  /** Stops reading a request that broke a limit; what arrives from now on is dropped unread. */
+  #refuse(): void {
+    this.#refused = true;
+    this.#stream.pause();
+  }
+
+  #failure(error: unknown): BridgeError {
+    if (error instanceof MessageTooLargeError) {
+      return new BridgeError(
         Code.RESOURCE_EXHAUSTED,
         Reason.INVALID_REQUEST,
-        `request message of ${body.length} bytes exceeds the limit of ${this.#maxMessageBytes}`,
+        `request message of ${error.announcedBytes} bytes exceeds the limit of ${error.limitBytes}`,
       );
     }
+    return BridgeError.from(error);
+  }
+
+  #decoded(flag: number, body: Buffer): Buffer {
     if (flag === 0) return body;
     if (flag !== 1) throw invalid(`invalid compressed flag ${flag}`);
-    switch (this.#encoding) {
-      case "gzip":
-        return zlib.gunzipSync(body, { maxOutputLength: this.#maxMessageBytes });
-      case "deflate":
-        return zlib.inflateSync(body, { maxOutputLength: this.#maxMessageBytes });
-      default:
-        throw new BridgeError(
-          Code.UNIMPLEMENTED,
-          Reason.INVALID_REQUEST,
-          `compressed message with grpc-encoding ${JSON.stringify(this.#encoding ?? "identity")}; accepted: ${ACCEPT_ENCODING}`,
-        );
-    }
+    // The limit holds for the inflated message too (a small gzip bomb is refused). The
+    // compressed bytes stay beside it, to go on to the process as they came.
+    return decompressKeepingForm(this.#encoding, body, this.#maxMessageBytes, Reason.INVALID_REQUEST);
   }
 }
 

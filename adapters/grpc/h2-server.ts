@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { acceptedEncodings } from "./grpc-compression.js";
 import { metadataOf, parseGrpcTimeout } from "./grpc-wire-headers.js";
 import { GrpcServerCall } from "./h2-server-call.js";
 
@@ -31,15 +32,42 @@ export interface GrpcServer {
   drain(graceMs: number): Promise<void>;
 }
 
-/** Request headers that are the transport's own, not metadata (S15). */
-const TRANSPORT_FIELDS: ReadonlySet<string> = new Set([
-  "content-type",
-  "te",
-  "grpc-timeout",
-  "grpc-encoding",
-  "grpc-accept-encoding",
-  "user-agent",
-]);
+/**
+ * Concurrent streams one client connection may open (SETTINGS_MAX_CONCURRENT_STREAMS).
+ * Each stream may hold up to its flow-control window (64 KiB) of unread request data and
+ * one response message being written, so the cap bounds what one connection can make
+ * the bridge hold; gRPC clients queue calls past it rather than fail them.
+ */
+export const MAX_STREAMS_PER_CONNECTION = 256;
+
+/**
+ * Node's cap on one session's own memory (nghttp2 state, header tables, frames queued to
+ * send), in MB. Past it Node refuses new streams with ENHANCE_YOUR_CALM instead of
+ * growing. Node's default (10 MB) refuses ordinary load from a busy client; a few
+ * hundred streams of small messages need far less than this.
+ */
+const MAX_SESSION_MEMORY_MB = 64;
+
+/**
+ * Request header limits, the bridge's own (README, "What the bridge serves"): fields in
+ * one request's header block and their size, counted as HTTP/2 does (name + value + 32
+ * per field, RFC 9113 §6.5.2). gRPC's C core and grpc-java default to 8 KiB of metadata.
+ * A request over them gets RESOURCE_EXHAUSTED with a message.
+ */
+export const MAX_HEADER_FIELDS = 100;
+export const MAX_HEADER_LIST_BYTES = 16 * 1024;
+
+/**
+ * Node's own limits sit above the bridge's, so a request over the bridge's limits still
+ * reaches dispatch and gets a status; past Node's, Node resets the stream
+ * (ENHANCE_YOUR_CALM) before the bridge sees it. The list size is also advertised in
+ * SETTINGS_MAX_HEADER_LIST_SIZE, which careful clients check before sending.
+ */
+const NODE_MAX_HEADER_PAIRS = 4 * MAX_HEADER_FIELDS;
+const NODE_MAX_HEADER_LIST_BYTES = 4 * MAX_HEADER_LIST_BYTES;
+
+/** The content types of gRPC with protobuf messages, the only ones the bridge reads. */
+const GRPC_CONTENT_TYPES: ReadonlySet<string> = new Set(["application/grpc", "application/grpc+proto"]);
 
 /**
  * A gRPC server written directly on node:http2 (PROTOCOL-HTTP2.md): it routes each stream
@@ -49,10 +77,13 @@ const TRANSPORT_FIELDS: ReadonlySet<string> = new Set([
  */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const server = http2.createServer({
-    // Same reasoning as the outbound side: flow control bounds memory, Node's own
-    // session memory cap would refuse ordinary load.
-    maxSessionMemory: Number.MAX_SAFE_INTEGER,
-    settings: { enablePush: false },
+    maxSessionMemory: MAX_SESSION_MEMORY_MB,
+    maxHeaderListPairs: NODE_MAX_HEADER_PAIRS,
+    settings: {
+      enablePush: false,
+      maxConcurrentStreams: MAX_STREAMS_PER_CONNECTION,
+      maxHeaderListSize: NODE_MAX_HEADER_LIST_BYTES,
+    },
   });
   const sessions = new Set<http2.ServerHttp2Session>();
   const sockets = new Set<Socket>();
@@ -66,7 +97,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // A broken connection is the client's problem; it must not crash the bridge.
     session.on("error", () => {});
   });
-  server.on("stream", (stream, headers) => dispatch(stream, headers, options));
+  server.on(
+    "stream",
+    (
+      stream: http2.ServerHttp2Stream,
+      headers: http2.IncomingHttpHeaders,
+      _flags: number,
+      rawHeaders: string[],
+    ) => dispatch(stream, headers, rawHeaders, options),
+  );
 
   const { host, port } = splitAddress(options.address);
   await new Promise<void>((resolve, reject) => {
@@ -100,6 +139,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 function dispatch(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
+  rawHeaders: readonly string[],
   options: GrpcServerOptions,
 ): void {
   stream.on("error", () => {
@@ -109,21 +149,26 @@ function dispatch(
     plainResponse(stream, 405);
     return;
   }
-  const contentType = headers[HTTP2_HEADER_CONTENT_TYPE];
-  if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) {
+  if (!isGrpcProto(headers[HTTP2_HEADER_CONTENT_TYPE])) {
     plainResponse(stream, 415);
     return;
   }
   const path = String(headers[HTTP2_HEADER_PATH] ?? "");
+  const overLimit = headerLimitBroken(rawHeaders);
   const encoding = headers["grpc-encoding"];
   const call = new GrpcServerCall(
     stream,
     path,
-    metadataOf(headers, TRANSPORT_FIELDS),
+    metadataOf(headers),
     parseGrpcTimeout(headers["grpc-timeout"] as string | undefined, Date.now()),
     typeof encoding === "string" && encoding !== "identity" ? encoding : undefined,
+    acceptedEncodings(headers["grpc-accept-encoding"]),
     options.maxMessageBytes,
   );
+  if (overLimit !== undefined) {
+    call.fail(new BridgeError(Code.RESOURCE_EXHAUSTED, Reason.INVALID_REQUEST, overLimit));
+    return;
+  }
   const handler = options.handlers.get(path);
   if (handler === undefined) {
     call.fail(new BridgeError(Code.UNIMPLEMENTED, Reason.UNKNOWN_OPERATION, `unknown method ${path}`));
@@ -134,6 +179,34 @@ function dispatch(
   } catch (error) {
     call.fail(BridgeError.from(error));
   }
+}
+
+/**
+ * application/grpc or application/grpc+proto, any case, parameters (";charset=…") allowed
+ * as media types allow them; anything else (+json, a custom codec) the bridge cannot read.
+ */
+function isGrpcProto(contentType: string | string[] | undefined): boolean {
+  if (typeof contentType !== "string") return false;
+  const semicolon = contentType.indexOf(";");
+  const type = (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
+  return GRPC_CONTENT_TYPES.has(type);
+}
+
+/** Why the request's header block breaks the bridge's limits, or undefined. */
+function headerLimitBroken(rawHeaders: readonly string[]): string | undefined {
+  const fields = rawHeaders.length / 2;
+  if (fields > MAX_HEADER_FIELDS) {
+    return `the request has ${fields} header fields, over the limit of ${MAX_HEADER_FIELDS}`;
+  }
+  let bytes = 0;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    // Header strings come from Node as latin1: one character per byte.
+    bytes += (rawHeaders[i] as string).length + (rawHeaders[i + 1] as string).length + 32;
+  }
+  if (bytes > MAX_HEADER_LIST_BYTES) {
+    return `the request headers take ${bytes} bytes, over the limit of ${MAX_HEADER_LIST_BYTES}`;
+  }
+  return undefined;
 }
 
 /** A non-gRPC answer for a request that is not gRPC at all. */

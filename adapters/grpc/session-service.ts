@@ -3,6 +3,7 @@ import type { SessionsApi } from "../../bridge/engine/sessions-api.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import type { PrincipalResolver } from "../../bridge/security/principal.js";
 import type {
   SessionRecord,
   EndReason as StoreEndReason,
@@ -21,7 +22,7 @@ import {
   SessionServiceService,
   SessionState,
 } from "../../sdk/gen/sessionbridge/v1/session.js";
-import { ANONYMOUS } from "./grpc-inbound.js";
+import { principalOf } from "./grpc-inbound.js";
 import type { GrpcHandler } from "./h2-server.js";
 import type { GrpcServerCall } from "./h2-server-call.js";
 
@@ -69,21 +70,29 @@ function optionalTimestamp(ms: number | undefined): Timestamp | undefined {
 }
 
 /** sessionbridge.v1.SessionService over gRPC, on top of the engine's SessionsApi. */
-export function sessionServiceHandlers(api: SessionsApi): Map<string, GrpcHandler> {
+export function sessionServiceHandlers(
+  api: SessionsApi,
+  principals: PrincipalResolver,
+): Map<string, GrpcHandler> {
   const d = SessionServiceService;
+  const unary = <Req, Res>(
+    method: { requestDeserialize(value: Buffer): Req; responseSerialize(value: Res): Buffer },
+    work: (request: Req, principal: string) => Promise<Res>,
+  ): GrpcHandler =>
+    unaryHandler(method, (request, call) => work(request, principalOf(principals, call.metadata)));
   return new Map<string, GrpcHandler>([
     [
       d.get.path,
       unary(
         d.get,
-        async (request: GetRequest): Promise<GetResponse> => ({
-          session: sessionToProto(await api.get(requireId(request.sessionId), ANONYMOUS)),
+        async (request: GetRequest, principal): Promise<GetResponse> => ({
+          session: sessionToProto(await api.get(requireId(request.sessionId), principal)),
         }),
       ),
     ],
     [
       d.list.path,
-      unary(d.list, async (request: ListRequest): Promise<ListResponse> => {
+      unary(d.list, async (request: ListRequest, principal): Promise<ListResponse> => {
         const { service, state, pageSize, pageToken } = request;
         const storeState =
           state === SessionState.SESSION_STATE_UNSPECIFIED ? undefined : STATE_FROM_PROTO.get(state);
@@ -101,29 +110,37 @@ export function sessionServiceHandlers(api: SessionsApi): Map<string, GrpcHandle
             ...(storeState === undefined ? {} : { state: storeState }),
             ...(pageToken ? { pageToken } : {}),
           },
-          ANONYMOUS,
+          principal,
         );
         return { sessions: page.sessions.map(sessionToProto), nextPageToken: page.nextPageToken ?? "" };
       }),
     ],
-    [d.history.path, (call) => void streamHistory(api, call)],
+    [d.history.path, (call) => void streamHistory(api, call, principals)],
     [
       d.close.path,
       unary(
         d.close,
-        async (request: CloseRequest): Promise<CloseResponse> => ({
-          session: sessionToProto(await api.close(requireId(request.sessionId), ANONYMOUS)),
+        async (request: CloseRequest, principal): Promise<CloseResponse> => ({
+          session: sessionToProto(await api.close(requireId(request.sessionId), principal)),
         }),
       ),
     ],
   ]);
 }
 
-async function streamHistory(api: SessionsApi, call: GrpcServerCall): Promise<void> {
+async function streamHistory(
+  api: SessionsApi,
+  call: GrpcServerCall,
+  principals: PrincipalResolver,
+): Promise<void> {
   try {
-    const request = SessionServiceService.history.requestDeserialize(await call.message());
+    const request = decodeRequest(SessionServiceService.history, await call.message());
     const { sessionId, follow, fromIndex } = request;
-    const entries = api.history(requireId(sessionId), { follow, fromIndex, signal: call.signal }, ANONYMOUS);
+    const entries = api.history(
+      requireId(sessionId),
+      { follow, fromIndex, signal: call.signal },
+      principalOf(principals, call.metadata),
+    );
     for await (const entry of entries) {
       if (call.finished) break;
       await call.write(
@@ -144,15 +161,33 @@ function requireId(id: string): string {
   return id;
 }
 
+/**
+ * The request decoded, or INVALID_ARGUMENT: bytes that are not the request message, or a
+ * uint64 beyond 2^53 (the generated code reads those into numbers and refuses what it
+ * cannot hold exactly), are the caller's mistake, not the bridge's (S4).
+ */
+function decodeRequest<Req>(method: { requestDeserialize(value: Buffer): Req }, bytes: Buffer): Req {
+  try {
+    return method.requestDeserialize(bytes);
+  } catch (error) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_REQUEST,
+      `cannot decode the request: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+}
+
 /** A unary method: decode the request with the generated codec, run, encode the answer. */
-function unary<Req, Res>(
+function unaryHandler<Req, Res>(
   method: { requestDeserialize(value: Buffer): Req; responseSerialize(value: Res): Buffer },
-  work: (request: Req) => Promise<Res>,
+  work: (request: Req, call: GrpcServerCall) => Promise<Res>,
 ): GrpcHandler {
   return (call) =>
     void (async () => {
       try {
-        const response = await work(method.requestDeserialize(await call.message()));
+        const response = await work(decodeRequest(method, await call.message()), call);
         await call.write(method.responseSerialize(response));
         call.end({});
       } catch (error) {

@@ -1,5 +1,5 @@
 import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
-import { isHopByHop, type Metadata } from "../../bridge/call/metadata.js";
+import { isBridgeOwned, type Metadata } from "../../bridge/call/metadata.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
@@ -55,11 +55,21 @@ export function metadataOf(hdrs: MsgHdrs | undefined): Record<string, string[]> 
   return out;
 }
 
-/** What a caller's headers may forward: NATS's own (Nats-*) belong to this hop only (S15). */
+/**
+ * Header fields that belong to one NATS hop, never to the call's metadata (S15): NATS's
+ * own (Nats-*: the services API's errors, JetStream's ids and expectations) and the
+ * payload's Content-Type, which each hop sets for itself. The adapter strips them at its
+ * edge in both directions (DESIGN §7).
+ */
+export function isNatsTransportField(key: string): boolean {
+  return key.startsWith("nats-") || key === NatsHeader.contentType;
+}
+
+/** What a caller's headers may forward: without this hop's own fields (S15). */
 export function withoutNatsHeaders(metadata: Metadata): Record<string, readonly string[]> {
   const out: Record<string, readonly string[]> = {};
   for (const [key, values] of Object.entries(metadata)) {
-    if (!key.startsWith("nats-")) out[key] = values;
+    if (!isNatsTransportField(key)) out[key] = values;
   }
   return out;
 }
@@ -89,7 +99,7 @@ export function isJson(metadata: Metadata): boolean {
 export function toNatsHeaders(metadata: Metadata, own: Readonly<Record<string, string>> = {}): MsgHdrs {
   const hdrs = natsHeaders();
   for (const [key, values] of Object.entries(metadata)) {
-    if (isHopByHop(key) || key.startsWith("nats-") || key in own) continue;
+    if (isBridgeOwned(key) || isNatsTransportField(key) || key in own) continue;
     for (const value of values) hdrs.append(key, value);
   }
   for (const [key, value] of Object.entries(own)) hdrs.set(key, value);

@@ -1,5 +1,5 @@
 import { errors, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { MAX_METADATA_VALUE_BYTES } from "../../bridge/call/metadata.js";
+import { isBridgeOwned } from "../../bridge/call/metadata.js";
 import { createJsonCodec, type JsonCodec } from "../../bridge/codec/json-codec.js";
 import type { ContractSet } from "../../bridge/contracts/contract.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
@@ -18,6 +18,7 @@ import type {
 import { faultOf } from "./nats-error.js";
 import {
   isJson,
+  isNatsTransportField,
   JSON_CONTENT_TYPE,
   metadataOf,
   NatsHeader,
@@ -130,7 +131,7 @@ function createNatsProcessClient(
 function replyHeaders(metadata: Record<string, string[]>): Record<string, readonly string[]> {
   const out: Record<string, readonly string[]> = {};
   for (const [key, values] of Object.entries(metadata)) {
-    if (key.startsWith("nats-") || key.startsWith("sb-") || key === NatsHeader.contentType) continue;
+    if (isNatsTransportField(key) || isBridgeOwned(key)) continue;
     if (!HEADER_NAME.test(key)) continue;
     const binary = key.endsWith("-bin");
     const kept = values.filter(
@@ -141,7 +142,9 @@ function replyHeaders(metadata: Record<string, string[]>): Record<string, readon
   return out;
 }
 
+/** gRPC's key and value rules, which every inbound transport can carry. */
 const HEADER_NAME = /^[0-9a-z_.-]+$/;
+const MAX_METADATA_VALUE_BYTES = 8192;
 const ASCII_VALUE = /^[\x20-\x7e]*$/;
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 

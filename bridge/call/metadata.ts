@@ -23,42 +23,19 @@ export const Header = {
 } as const;
 
 /**
- * Hop-by-hop and transport-owned headers (S15): they describe one connection and never
- * cross the bridge. Includes HTTP/1.1 hop-by-hop headers, HTTP/2 pseudo-headers'
- * neighbours, and gRPC's own protocol headers, which each hop sets for itself.
+ * True for keys the bridge owns (S13: client-sent sb-* is never trusted) and HTTP/2
+ * pseudo-headers. Transport fields (HTTP hop-by-hop, gRPC's protocol headers, …) are not
+ * known here: each adapter strips its own at its edge (DESIGN §7).
  */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "te",
-  "trailer",
-  "host",
-  "content-length",
-  "content-type",
-  "accept-encoding",
-  "user-agent",
-  "grpc-timeout",
-  "grpc-encoding",
-  "grpc-accept-encoding",
-  "grpc-status",
-  "grpc-message",
-  "grpc-status-details-bin",
-  "grpc-previous-rpc-attempts",
-]);
-
-/** True for keys that must not be forwarded to the next hop. */
-export function isHopByHop(key: string): boolean {
-  return HOP_BY_HOP.has(key) || key.startsWith(":") || key.startsWith(SB_PREFIX);
+export function isBridgeOwned(key: string): boolean {
+  return key.startsWith(SB_PREFIX) || key.startsWith(":");
 }
 
-/** The metadata minus hop-by-hop, sb-* and the bridge's control headers. */
+/** The metadata minus sb-* and the bridge's control headers: what may travel on (S13, S15). */
 export function forwardable(metadata: Metadata, drop: ReadonlySet<string> = CONTROL_KEYS): Metadata {
   const out: Record<string, readonly string[]> = {};
   for (const [key, values] of Object.entries(metadata)) {
-    if (isHopByHop(key) || drop.has(key)) continue;
+    if (isBridgeOwned(key) || drop.has(key)) continue;
     out[key] = values;
   }
   return out;
@@ -85,8 +62,6 @@ const HEADER_NAME = /^[0-9a-z_.-]+$/;
 const ASCII_VALUE = /^[\x20-\x7e]*$/;
 /** Standard or URL-safe base64, padded or not. */
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
-/** Room for one value; longer ones are refused at admission rather than failing a delivery later. */
-export const MAX_METADATA_VALUE_BYTES = 8192;
 
 /**
  * Checks metadata that will travel on to a process, at admission: a message the bridge
@@ -101,9 +76,6 @@ export function checkForwardable(metadata: Metadata): void {
     }
     const binary = key.endsWith("-bin");
     for (const value of metadata[key] ?? []) {
-      if (value.length > MAX_METADATA_VALUE_BYTES) {
-        throw invalidMetadata(key, `has a value longer than ${MAX_METADATA_VALUE_BYTES} bytes`);
-      }
       if (binary ? !BASE64.test(value) : !ASCII_VALUE.test(value)) {
         throw invalidMetadata(
           key,

@@ -53,12 +53,23 @@ export interface LocationScheme {
 /** A NATS subject of literal tokens: no wildcards, no empty tokens. */
 const NATS_SUBJECT = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
 
-/** The accepted location schemes (Jolie-style locations). http comes with its adapter. */
+/** The accepted location schemes (Jolie-style locations). */
 export const LOCATION_SCHEMES: Readonly<Record<string, LocationScheme>> = {
   grpc: {
     form: "grpc://host:port",
     check(rest) {
       const parsed = parseHostPort(rest, 1);
+      return "problem" in parsed ? parsed.problem : undefined;
+    },
+  },
+  // Connect protocol to an HTTP server (adapters/http): an optional path prefix, and
+  // ?codec=json for handlers that speak only JSON.
+  http: {
+    form: "http://host:port[/prefix][?codec=json|proto]",
+    check(rest) {
+      const match = /^([^/?#]*)(\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(\?codec=(?:json|proto))?$/.exec(rest);
+      if (match === null) return "not host:port, an optional /prefix and an optional ?codec=json|proto";
+      const parsed = parseHostPort(match[1] ?? "", 1);
       return "problem" in parsed ? parsed.problem : undefined;
     },
   },

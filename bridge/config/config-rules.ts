@@ -57,6 +57,8 @@ export function checkOverrides(overrides: ConfigOverrides): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const grpc = overrides.grpc === undefined ? undefined : checkListenAddress(overrides.grpc);
   if (grpc !== undefined) problems.push({ file: COMMAND_LINE, path: "--grpc", message: grpc });
+  const http = overrides.http === undefined ? undefined : checkListenAddress(overrides.http);
+  if (http !== undefined) problems.push({ file: COMMAND_LINE, path: "--http", message: http });
   const nats = overrides.nats === undefined ? undefined : checkNatsUrls(overrides.nats);
   if (nats !== undefined) problems.push({ file: COMMAND_LINE, path: "--nats", message: nats });
   const store = overrides.store === undefined ? undefined : checkStore(overrides.store);

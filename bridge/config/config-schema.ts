@@ -45,6 +45,8 @@ const positiveInteger = z
 /** A full service name, or a package followed by `.*`: every service of that package (not sub-packages). */
 const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\.\*)?$/;
 const PROCESS_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const COOKIE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const BIND_TARGET = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
 /** "memory", "sqlite" (the default path), "sqlite:PATH", "jetstream" or "jetstream:PREFIX". */
 export function checkStore(value: string): string | undefined {
@@ -106,6 +108,18 @@ export const configFileSchema = mapping({
   ).optional(),
   listeners: mapping({
     grpc: checked("host:port", checkListenAddress).optional(),
+    http: checked("host:port", checkListenAddress).optional(),
+    httpCookies: list(
+      mapping({
+        name: matching(COOKIE_NAME, "invalid cookie name", "a cookie name of letters, digits, '_' and '-'"),
+        bind: matching(
+          BIND_TARGET,
+          "invalid binding",
+          '"session" (the session id) or the name of a correlation variable',
+        ),
+      }),
+      "a list of cookie bindings",
+    ).optional(),
     nats: mapping({
       url: checked("nats://host:port, comma-separated for several", checkNatsUrls),
       prefix: checked("a subject prefix such as sb", (value) =>

@@ -24,8 +24,21 @@ export interface ProcessConfig {
 export interface ListenersConfig {
   /** host:port of the inbound gRPC listener; port 0 picks a free port. */
   readonly grpc: string;
+  /** host:port of the inbound HTTP listener (Connect, HTTP/1.1 and h2c); absent: not started. */
+  readonly http?: string;
+  /**
+   * Cookies the HTTP listener maps (as Jolie's HTTP protocol does): `bind: session` binds
+   * the cookie to the session id, any other value to that correlation variable.
+   */
+  readonly httpCookies?: readonly CookieBinding[];
   /** The NATS connection: inbound on `<prefix>.<package.Service>.<Method>` and nats:// processes. */
   readonly nats?: NatsConfig;
+}
+
+export interface CookieBinding {
+  readonly name: string;
+  /** "session", or the name of a correlation variable. */
+  readonly bind: string;
 }
 
 export interface NatsConfig {
@@ -129,6 +142,8 @@ export interface BridgeConfig {
 }
 
 export const DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051";
+/** The HTTP listener's usual address (the example's config and `--http` docs use it). */
+export const DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080";
 export const DEFAULT_SQLITE_PATH = ".sessionbridge/sessions.db";
 
 export const DEFAULTS: DefaultsConfig = {

@@ -13,6 +13,7 @@
  *     envelope: false               # optional; true = implements sessionbridge.v1.Process
  * listeners:
  *   grpc: 127.0.0.1:50051           # host:port, port 0 picks a free one; IPv6 as [::1]:50051
+ *   http: 127.0.0.1:8080            # optional: the HTTP listener (Connect); absent = not started
  *   nats:                           # optional: NATS inbound and nats:// processes (docs/nats.md)
  *     url: nats://127.0.0.1:4222    # comma-separated for several servers; tls:// for TLS
  *     prefix: sb                    # inbound subjects <prefix>.<package.Service>.<Method>
@@ -36,7 +37,7 @@
  * Without a file, ./sessionbridge.yaml is used when it exists, otherwise the embedded
  * defaults: no contracts, no processes, gRPC on 127.0.0.1:50051 and the SQLite store at
  * .sessionbridge/sessions.db under the working directory. A file that names no store
- * (or just `sqlite`) gets that same database under the working directory. Command-line overrides (`--grpc`, `--nats URL`,
+ * (or just `sqlite`) gets that same database under the working directory. Command-line overrides (`--grpc`, `--http`, `--nats URL`,
  * `--store memory|sqlite:PATH`, a path relative to the working directory) win over the
  * file. Every problem is reported, each as `FILE:LINE:COL: path.to.key: what is wrong
  * (expected …, got …)`, together in one ConfigError.

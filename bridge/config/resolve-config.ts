@@ -16,6 +16,8 @@ import type { ConfigFile } from "./config-schema.js";
 export interface ConfigOverrides {
   /** --grpc ADDR */
   readonly grpc?: string;
+  /** --http ADDR */
+  readonly http?: string;
   /** --nats URL: the NATS listener and nats:// processes on that server. */
   readonly nats?: string;
   /** --store memory|sqlite:PATH; a sqlite path is relative to the working directory. */
@@ -43,6 +45,7 @@ export function resolveConfig(
     overrides.store !== undefined
       ? resolveStore(overrides.store, cwd, cwd, storeOptions)
       : resolveStore(file.store ?? "sqlite", dir, cwd, storeOptions);
+  const http = overrides.http ?? file.listeners?.http;
   const { oneWay, ...limits } = file.defaults ?? {};
   const defaults: DefaultsConfig = {
     ...withDefaults(DEFAULTS, limits),
@@ -64,6 +67,8 @@ export function resolveConfig(
     })),
     listeners: {
       grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS,
+      ...(http === undefined ? {} : { http }),
+      ...(file.listeners?.httpCookies === undefined ? {} : { httpCookies: file.listeners.httpCookies }),
       ...natsListener(resolveNats(file.listeners?.nats, overrides.nats, dir)),
     },
     store,

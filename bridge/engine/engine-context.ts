@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { DefaultsConfig } from "../config/config.js";
 import type { ContractSet, OperationContract } from "../contracts/contract.js";
 import { BridgeError } from "../errors/bridge-error.js";
@@ -49,3 +50,6 @@ export function processFor(ctx: EngineContext, op: OperationContract): ProcessCl
  * records (S9). The caller's deadline still bounds the delivery (S15).
  */
 export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+// Every delivery in flight listens on it (and stops listening when it ends): many at once
+// is normal, not a leak.
+setMaxListeners(0, NEVER_ABORTED);

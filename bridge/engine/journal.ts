@@ -44,8 +44,32 @@ export class Journal {
   /** Commits the change with a snapshot of the session; resolves once durable. */
   commit(session: LiveSession, change: JournalChange): Promise<void> {
     const batch: StoreBatch = { ...change, sessions: [session.toRecord()] };
-    return this.#store.commit(batch).then(() => {
-      if (change.entries !== undefined) this.#feed.publish(change.entries);
-    });
+    return this.#store.commit(batch).then(
+      () => {
+        if (change.entries !== undefined) this.#feed.publish(change.entries);
+      },
+      (error: unknown) => {
+        if (change.entries !== undefined && change.entries.length > 0) this.#relearnEnd(session);
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * A commit with entries failed: its indexes are not in the journal, so every entry made
+   * after it would leave a gap and the store refuses it (JOURNAL_CONFLICT). The session
+   * takes its journal length from the store again; entries made meanwhile fail the same
+   * way and re-learn it too, so it converges on the store's end and the session carries
+   * on (S9: nothing unrecorded was acknowledged).
+   */
+  #relearnEnd(session: LiveSession): void {
+    this.#store.getSession(session.id).then(
+      (record) => {
+        if (record !== undefined) session.journalLength = record.journalLength;
+      },
+      () => {
+        // The store cannot be read either: the next commit fails and tries again.
+      },
+    );
   }
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { OneWayConfig } from "../config/config.js";
 import { BridgeError } from "../errors/bridge-error.js";
@@ -39,6 +40,8 @@ export class OneWayDispatcher {
   readonly #running = new Set<Promise<void>>();
 
   constructor(policy: OneWayConfig, logger: Logger) {
+    // Every attempt in flight listens on the stop signal until it ends: many is normal.
+    setMaxListeners(0, this.#stopping.signal);
     this.#policy = policy;
     this.#logger = logger;
   }

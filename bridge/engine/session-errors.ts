@@ -1,3 +1,4 @@
+import { forwardable, type Metadata } from "../call/metadata.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
@@ -62,6 +63,29 @@ export function withSession(
     trailers: error.trailers,
     cause: error.cause ?? error,
   });
+}
+
+/**
+ * The fault a caller gets (S14, S15): the process's headers and trailers filtered as on
+ * success, and the session and message ids it belongs to (S1, S7).
+ */
+export function callerFault(
+  error: BridgeError,
+  sessionId: string | undefined,
+  messageId: string,
+  trailers: Metadata = forwardable(error.trailers),
+): BridgeError {
+  return withSession(
+    new BridgeError(error.code, error.reason, error.message, {
+      metadata: error.metadata,
+      details: error.details,
+      headers: forwardable(error.headers),
+      trailers,
+      cause: error.cause ?? error,
+    }),
+    sessionId,
+    messageId,
+  );
 }
 
 /** Turns an abort of a wait (caller gone, deadline passed) into the matching fault. */

@@ -13,7 +13,7 @@ import { type EngineContext, processFor } from "./engine-context.js";
 import { EnvelopeKind, faultOf } from "./envelope-codec.js";
 import type { LiveSession } from "./live-session.js";
 import { SessionCall } from "./session-call.js";
-import { abortedBySessionEnd, deadlineExceeded, waitAborted, withSession } from "./session-errors.js";
+import { abortedBySessionEnd, callerFault, deadlineExceeded, waitAborted } from "./session-errors.js";
 import { endedError, routeCall, routingValues } from "./session-router.js";
 import { laneOf, placeOf } from "./unary-call.js";
 
@@ -167,17 +167,7 @@ export async function* runStream(
       failure ??= BridgeError.from(commitError, Code.UNAVAILABLE, Reason.STORE_FAILURE);
     }
     if (failure !== undefined) {
-      throw withSession(
-        new BridgeError(failure.code, failure.reason, failure.message, {
-          metadata: failure.metadata,
-          details: failure.details,
-          headers: forwardable(failure.headers),
-          trailers,
-          cause: failure.cause ?? failure,
-        }),
-        session.id,
-        messageId,
-      );
+      throw callerFault(failure, session.id, messageId, trailers);
     }
     yield { type: "trailers", metadata: trailers };
   } finally {

@@ -16,7 +16,13 @@ import type { LiveSession } from "./live-session.js";
 import { replayEndedSeq, replayIdempotent, replayMessage, replaySeq } from "./recorded-replies.js";
 import { outcomeNotRecorded } from "./replay.js";
 import { SessionCall } from "./session-call.js";
-import { abortedBySessionEnd, deadlineExceeded, waitAborted, withSession } from "./session-errors.js";
+import {
+  abortedBySessionEnd,
+  callerFault,
+  deadlineExceeded,
+  waitAborted,
+  withSession,
+} from "./session-errors.js";
 import {
   endedError,
   fullCorrelation,
@@ -161,6 +167,14 @@ function accept(
     // restart re-queues what was never answered, in journal order (S10).
     outboxAdd: [{ sessionId: session.id, messageId, index: request.index }],
   });
+  if (control.seq !== undefined) {
+    // S7: a number whose message was not recorded is free again, so a retry is not
+    // mistaken for a duplicate (later numbers failed with it: their entries would gap).
+    const seqTaken = control.seq;
+    accepted.catch(() => {
+      session.nextSeq = Math.min(session.nextSeq, seqTaken);
+    });
+  }
   const sessionCall = new SessionCall(ctx, session, {
     operation: op.path,
     access: op.access,
@@ -184,7 +198,11 @@ function accept(
     reply = accepted.then(
       () => ({ payload: EMPTY, sessionId: session.id, messageId, headers: {}, trailers: {} }),
       (error: unknown) => {
-        throw withSession(BridgeError.from(error, Code.UNAVAILABLE, Reason.STORE_FAILURE), session.id);
+        throw withSession(
+          BridgeError.from(error, Code.UNAVAILABLE, Reason.STORE_FAILURE),
+          session.id,
+          messageId,
+        );
       },
     );
   } else {
@@ -273,17 +291,7 @@ export async function runUnary(
   }
   if (failure !== undefined || reply === undefined) {
     const error = failure ?? outcomeNotRecorded(sessionCall.messageId);
-    throw withSession(
-      new BridgeError(error.code, error.reason, error.message, {
-        metadata: error.metadata,
-        details: error.details,
-        headers: forwardable(error.headers),
-        trailers: forwardable(error.trailers),
-        cause: error.cause ?? error,
-      }),
-      session.id,
-      sessionCall.messageId,
-    );
+    throw callerFault(error, session.id, sessionCall.messageId);
   }
   return {
     payload: reply.payload,
@@ -322,17 +330,7 @@ export async function passthroughUnary(
     };
   } catch (error) {
     const failure = BridgeError.from(error);
-    throw withSession(
-      new BridgeError(failure.code, failure.reason, failure.message, {
-        metadata: failure.metadata,
-        details: failure.details,
-        headers: forwardable(failure.headers),
-        trailers: forwardable(failure.trailers),
-        cause: failure.cause ?? failure,
-      }),
-      undefined,
-      messageId,
-    );
+    throw callerFault(failure, undefined, messageId);
   }
 }
 

@@ -61,6 +61,12 @@ export const Reason = {
   UNSUPPORTED_ON_STREAM: "UNSUPPORTED_ON_STREAM",
   /** The store failed to record the message; nothing was delivered. */
   STORE_FAILURE: "STORE_FAILURE",
+  /**
+   * S9: a journal append did not continue the session's stored journal (another writer
+   * appended first, or an index was skipped or repeated); nothing of the batch was
+   * recorded. Metadata `expected_index` says which index the journal takes next.
+   */
+  JOURNAL_CONFLICT: "JOURNAL_CONFLICT",
   /** An unexpected failure inside the bridge. */
   INTERNAL: "INTERNAL",
 } as const;

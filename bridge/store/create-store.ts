@@ -16,7 +16,12 @@ export interface CreateStoreOptions {
   readonly natsConnection?: NatsConnection;
 }
 
-/** The store a resolved configuration asks for. */
+/**
+ * The store a resolved configuration asks for. "memory" is for tests and benchmarks: it
+ * keeps nothing across a restart (no S10) and holds everything in the process, bounded
+ * only by the same retention and purge as SQLite. "sqlite" is the durable default;
+ * "jetstream" is shared by several bridge replicas and replicated by NATS.
+ */
 export async function createStore(
   config: StoreConfig,
   options: CreateStoreOptions = {},

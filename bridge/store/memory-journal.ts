@@ -7,8 +7,9 @@ import type { RecordedExchange } from "./session-store.js";
  * index, by sb-seq (S7), by message id and by the request an outcome answers.
  */
 export interface MemoryJournal {
-  has(index: number): boolean;
-  /** Adds an entry; the caller has checked that its index is free. */
+  /** The highest index held, 0 when empty. */
+  lastIndex(): number;
+  /** Adds an entry; the caller has checked that it continues the journal (checkJournalAppend). */
   add(entry: JournalRecord): void;
   read(fromIndex: number, limit: number): JournalRecord[];
   findBySeq(seq: number): RecordedExchange | undefined;
@@ -16,9 +17,8 @@ export interface MemoryJournal {
 }
 
 export function createMemoryJournal(): MemoryJournal {
-  // Kept sorted by index; entries may arrive out of order across batches.
+  // Kept sorted by index; appends are contiguous, so each new entry goes at the end.
   const entries: JournalRecord[] = [];
-  const byIndex = new Map<number, JournalRecord>();
   // Each lookup keeps the lowest index, as SQLite's ORDER BY idx LIMIT 1 does.
   const bySeq = new Map<number, JournalRecord>();
   const byMessageId = new Map<string, JournalRecord>();
@@ -30,13 +30,13 @@ export function createMemoryJournal(): MemoryJournal {
   });
 
   return {
-    has: (index) => byIndex.has(index),
+    lastIndex: () => entries[entries.length - 1]?.index ?? 0,
 
     add(entry) {
       insertSorted(entries, entry);
-      byIndex.set(entry.index, entry);
       if (entry.seq > 0) keepLowest(bySeq, entry.seq, entry);
-      keepLowest(byMessageId, entry.messageId, entry);
+      // Only requests (entries that answer none) are found by their own message id.
+      if (entry.inReplyTo === "") keepLowest(byMessageId, entry.messageId, entry);
       if (entry.inReplyTo !== "") {
         const list = replies.get(entry.inReplyTo);
         if (list === undefined) replies.set(entry.inReplyTo, [entry]);

@@ -1,23 +1,52 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { checkJournalAppend } from "./journal-append.js";
+import { followStoredJournal } from "./journal-follow.js";
+import { createJournalWakeups } from "./journal-wakeups.js";
 import { createMemoryJournal, type MemoryJournal } from "./memory-journal.js";
 import { copyEntry, copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
 import type { IdempotencyRecord, OutboxRecord, SessionRecord } from "./records.js";
 import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
-import type { SessionStore, StoreBatch } from "./session-store.js";
-import { correlationTaken, storeClosed, storeFailure } from "./store-errors.js";
+import type { SessionStore } from "./session-store.js";
+import { correlationTaken, storeClosed } from "./store-errors.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
+/** What the memory store holds, to check that purged records leave nothing behind. */
+export interface MemoryStoreSizes {
+  readonly sessions: number;
+  /** Sessions with journal entries. */
+  readonly journals: number;
+  /** Sessions with undelivered one-way messages. */
+  readonly outboxSessions: number;
+  readonly idempotency: number;
+  /** Correlation keys bound to live sessions (S5). */
+  readonly liveKeys: number;
+  /** Journal followers registered now. */
+  readonly followers: number;
+}
+
+export interface MemorySessionStore extends SessionStore {
+  sizes(): MemoryStoreSizes;
+}
+
+/** Records a purge step looks at before it lets other work run (sessions or idempotency records). */
+const PURGE_STEP_RECORDS = 256;
+
 /**
- * The in-memory store: plain Maps, nothing durable. It answers every query exactly as the
- * SQLite store does (same order, paging, tokens, errors), so tests written against it hold
- * for the durable store; the shared suite checks both.
+ * The in-memory store, for tests and benchmarks: plain Maps, nothing durable, so a bridge
+ * on it forgets everything when it stops (no S10). It answers every query exactly as the
+ * SQLite store does (same order, paging, tokens, errors) and applies the same retention:
+ * purge() removes ended sessions with their journals and outbox items, and old
+ * idempotency records, and keeps no entry for them in any map. Tests written against it
+ * hold for the durable store; the shared suite checks both.
  */
-export function createMemoryStore(): SessionStore {
+export function createMemoryStore(): MemorySessionStore {
   const sessions = new Map<string, SessionRecord>();
   const journals = new Map<string, MemoryJournal>();
   const outbox = new Map<string, Map<string, OutboxRecord>>();
   const idempotency = new Map<string, IdempotencyRecord>();
   // S5: correlation key of each live session → its id, the role of SQLite's partial unique index.
   const liveKeys = new Map<string, string>();
+  const wakeups = createJournalWakeups();
   let closed = false;
 
   const checkOpen = (): void => {
@@ -46,15 +75,23 @@ export function createMemoryStore(): SessionStore {
     return claims;
   };
 
-  const checkEntries = (batch: StoreBatch): void => {
-    const seen = new Set<string>();
-    for (const entry of batch.entries ?? []) {
-      const key = `${entry.sessionId}\n${entry.index}`;
-      if (seen.has(key) || journals.get(entry.sessionId)?.has(entry.index)) {
-        throw storeFailure(`journal entry ${entry.index} of session ${entry.sessionId} already exists`);
-      }
-      seen.add(key);
-    }
+  const readJournal = async (sessionId: string, fromIndex: number, limit: number) => {
+    checkOpen();
+    checkJournalRange(fromIndex, limit);
+    return journals.get(sessionId)?.read(fromIndex, limit) ?? [];
+  };
+
+  /** Removes one ended session and everything of it; false if it is gone or live again. */
+  const purgeSession = (id: string, endedBeforeMs: number): boolean => {
+    const s = sessions.get(id);
+    if (s === undefined || !isPurgeable(s, endedBeforeMs)) return false;
+    sessions.delete(id);
+    journals.delete(id);
+    outbox.delete(id);
+    // An ended session holds no key, but a map entry pointing at it must not outlive it.
+    const key = `${s.service}\n${s.correlationKey ?? ""}`;
+    if (s.correlationKey !== undefined && liveKeys.get(key) === id) liveKeys.delete(key);
+    return true;
   };
 
   return {
@@ -64,7 +101,7 @@ export function createMemoryStore(): SessionStore {
       checkOpen();
       // Every check comes before the first change, so a rejected batch leaves nothing behind.
       const claims = planSessions(batch.sessions ?? []);
-      checkEntries(batch);
+      checkJournalAppend(batch.entries ?? [], (id) => journals.get(id)?.lastIndex() ?? 0);
       for (const [key, id] of claims) {
         if (id === undefined) liveKeys.delete(key);
         else liveKeys.set(key, id);
@@ -94,6 +131,7 @@ export function createMemoryStore(): SessionStore {
         items?.delete(item.messageId);
         if (items?.size === 0) outbox.delete(item.sessionId);
       }
+      if (batch.entries !== undefined) wakeups.notify(new Set(batch.entries.map((e) => e.sessionId)));
     },
 
     async recover() {
@@ -106,6 +144,13 @@ export function createMemoryStore(): SessionStore {
     async getSession(id) {
       checkOpen();
       const record = sessions.get(id);
+      return record === undefined ? undefined : copySession(record);
+    },
+
+    async findSessionByCorrelation(service, correlationKey) {
+      checkOpen();
+      const id = liveKeys.get(`${service}\n${correlationKey}`);
+      const record = id === undefined ? undefined : sessions.get(id);
       return record === undefined ? undefined : copySession(record);
     },
 
@@ -131,11 +176,10 @@ export function createMemoryStore(): SessionStore {
       };
     },
 
-    async readJournal(sessionId, fromIndex, limit) {
-      checkOpen();
-      checkJournalRange(fromIndex, limit);
-      return journals.get(sessionId)?.read(fromIndex, limit) ?? [];
-    },
+    readJournal,
+
+    followJournal: (sessionId, fromIndex, signal) =>
+      followStoredJournal({ readJournal, wakeups }, sessionId, fromIndex, signal),
 
     async findBySeq(sessionId, seq) {
       checkOpen();
@@ -155,26 +199,48 @@ export function createMemoryStore(): SessionStore {
 
     async purge(endedBeforeMs, idempotencyBeforeMs) {
       checkOpen();
+      // Bounded steps with a turn of the event loop between them, as the SQLite store
+      // purges between commits: a large backlog never stalls calls.
       let purgedSessions = 0;
-      for (const s of sessions.values()) {
-        if (s.state === "active" || s.endedAtMs === undefined || !(s.endedAtMs < endedBeforeMs)) continue;
-        sessions.delete(s.id);
-        journals.delete(s.id);
-        outbox.delete(s.id);
-        purgedSessions++;
+      const due: string[] = [];
+      for (const s of sessions.values()) if (isPurgeable(s, endedBeforeMs)) due.push(s.id);
+      for (let at = 0; at < due.length; at += PURGE_STEP_RECORDS) {
+        for (const id of due.slice(at, at + PURGE_STEP_RECORDS)) {
+          if (purgeSession(id, endedBeforeMs)) purgedSessions++;
+        }
+        await nextTurn();
+        checkOpen();
       }
       let purgedIdempotency = 0;
-      for (const [key, record] of idempotency) {
-        if (!(record.createdAtMs < idempotencyBeforeMs)) continue;
-        idempotency.delete(key);
-        purgedIdempotency++;
+      const oldKeys: string[] = [];
+      for (const [key, record] of idempotency)
+        if (record.createdAtMs < idempotencyBeforeMs) oldKeys.push(key);
+      for (let at = 0; at < oldKeys.length; at += PURGE_STEP_RECORDS) {
+        for (const key of oldKeys.slice(at, at + PURGE_STEP_RECORDS)) {
+          const record = idempotency.get(key);
+          if (record === undefined || !(record.createdAtMs < idempotencyBeforeMs)) continue;
+          idempotency.delete(key);
+          purgedIdempotency++;
+        }
+        await nextTurn();
+        checkOpen();
       }
       return { sessions: purgedSessions, idempotency: purgedIdempotency };
     },
 
+    sizes: () => ({
+      sessions: sessions.size,
+      journals: journals.size,
+      outboxSessions: outbox.size,
+      idempotency: idempotency.size,
+      liveKeys: liveKeys.size,
+      followers: wakeups.followers(),
+    }),
+
     async close() {
       if (closed) return;
       closed = true;
+      wakeups.close();
       sessions.clear();
       journals.clear();
       outbox.clear();
@@ -186,6 +252,11 @@ export function createMemoryStore(): SessionStore {
       return this.close();
     },
   };
+}
+
+/** Not live and ended before the cut-off: due for purge (the SQLite store's condition). */
+function isPurgeable(s: SessionRecord, endedBeforeMs: number): boolean {
+  return s.state !== "active" && s.endedAtMs !== undefined && s.endedAtMs < endedBeforeMs;
 }
 
 /** The S5 index key of a session while it is live; undefined when it holds none. */

@@ -1,21 +1,26 @@
 import type BetterSqlite3 from "better-sqlite3";
+import { checkJournalAppend } from "./journal-append.js";
 import type { StoreBatch } from "./session-store.js";
-import type { PurgeCounts, WriterRequest, WriterResult } from "./sqlite-protocol.js";
+import type { WriterRequest, WriterResult } from "./sqlite-protocol.js";
 import { toWireError } from "./sqlite-protocol.js";
 import { entryToRow, idempotencyToRow, outboxToRow, sessionToRow } from "./sqlite-rows.js";
 import { correlationTaken } from "./store-errors.js";
 
-/** Applies a group of requests in one write transaction: the writer thread's only job. */
+export type CommitRequest = Extract<WriterRequest, { type: "commit" }>;
+
+/** Applies a group of commits in one write transaction: the writer thread's main job. */
 export interface GroupApplier {
   /** One result per request, in order. */
-  apply(requests: readonly Exclude<WriterRequest, { type: "close" }>[]): WriterResult[];
+  apply(requests: readonly CommitRequest[]): WriterResult[];
 }
 
 /**
  * Group commit (S9): every request queued while the previous transaction was being made
  * durable goes into one transaction, so one fsync covers them all. Each request runs in
  * its own SAVEPOINT: one that fails (S5 conflict, duplicate journal index) is rolled back
- * alone and its neighbours still commit. If the transaction itself fails, nothing in it
+ * alone and its neighbours still commit. Journal appends are checked against the stored
+ * last index of each session (checkJournalAppend), inside the same transaction, so a
+ * conflicting batch is refused before it writes anything. If the transaction itself fails, nothing in it
  * happened and every request in it fails.
  */
 export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
@@ -66,16 +71,13 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     INSERT INTO outbox (session_id, message_id, idx) VALUES (@session_id, @message_id, @idx)
     ON CONFLICT (session_id, message_id) DO UPDATE SET idx = excluded.idx`);
   const deleteOutbox = db.prepare("DELETE FROM outbox WHERE session_id = ? AND message_id = ?");
-
-  const endedSessions = "SELECT id FROM sessions WHERE state <> 'active' AND ended_at_ms < @endedBeforeMs";
-  const purgeJournal = db.prepare(`DELETE FROM journal WHERE session_id IN (${endedSessions})`);
-  const purgeOutbox = db.prepare(`DELETE FROM outbox WHERE session_id IN (${endedSessions})`);
-  const purgeSessions = db.prepare(
-    "DELETE FROM sessions WHERE state <> 'active' AND ended_at_ms < @endedBeforeMs",
-  );
-  const purgeIdempotency = db.prepare("DELETE FROM idempotency WHERE created_at_ms < @idempotencyBeforeMs");
+  // One seek on the journal's key (session_id, idx).
+  const lastIndex = db
+    .prepare<[string], number | null>("SELECT max(idx) FROM journal WHERE session_id = ?")
+    .pluck();
 
   const applyBatch = (batch: StoreBatch): void => {
+    checkJournalAppend(batch.entries ?? [], (sessionId) => lastIndex.get(sessionId) ?? 0);
     for (const record of batch.sessions ?? []) {
       const row = sessionToRow(record);
       if (touchSession.run(row).changes === 1) continue;
@@ -95,15 +97,6 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);
   };
 
-  const purge = (endedBeforeMs: number, idempotencyBeforeMs: number): PurgeCounts => {
-    purgeJournal.run({ endedBeforeMs });
-    purgeOutbox.run({ endedBeforeMs });
-    return {
-      sessions: purgeSessions.run({ endedBeforeMs }).changes,
-      idempotency: purgeIdempotency.run({ idempotencyBeforeMs }).changes,
-    };
-  };
-
   return {
     apply(requests) {
       const results: WriterResult[] = [];
@@ -112,12 +105,8 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         for (const request of requests) {
           savepoint.run();
           try {
-            if (request.type === "commit") {
-              applyBatch(request.batch);
-              results.push({ ok: true });
-            } else {
-              results.push({ ok: true, purged: purge(request.endedBeforeMs, request.idempotencyBeforeMs) });
-            }
+            applyBatch(request.batch);
+            results.push({ ok: true });
             release.run();
           } catch (error) {
             // Some errors (disk full, I/O) make SQLite roll back the whole transaction:

@@ -2,6 +2,25 @@ import Database from "better-sqlite3";
 import { storeFailure } from "./store-errors.js";
 
 /**
+ * Page size of a new database. Each commit appends every page it changed to the WAL, so
+ * the page is the unit of write amplification: a call changes a handful of pages (the
+ * session row, the journal's tail, one leaf per index), and with 4 KiB pages it wrote
+ * ~80 KiB per call for ~3 KiB stored (bench/store-write-amplification.ts). An existing
+ * database keeps the page size it was created with (changing it takes a VACUUM).
+ */
+const NEW_DATABASE_PAGE_BYTES = 1024;
+
+/**
+ * WAL pages after which the writer checkpoints inline, in the commit that crosses it (64
+ * MiB at 1 KiB pages). Normally the checkpointer thread copies the WAL long before
+ * (sqlite-checkpointer.ts), off the commit path; this bounds the WAL if it cannot keep
+ * up. The WAL file is kept (not truncated) up to WAL_SIZE_LIMIT_BYTES, so it is rewritten
+ * in place instead of growing again.
+ */
+const WAL_AUTOCHECKPOINT_PAGES = 65_536;
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/**
  * The one writing connection (it lives in the writer thread). WAL lets the reader on the
  * main thread go on reading while this one commits. synchronous=FULL fsyncs the WAL on
  * every commit, so a resolved commit survives power loss (S9, S10); NORMAL survives a
@@ -15,9 +34,13 @@ export function openWriterConnection(
   const db = new Database(path);
   try {
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    // Only a database without any page yet takes it; before WAL mode, which writes the header.
+    db.pragma(`page_size = ${NEW_DATABASE_PAGE_BYTES}`);
     const mode = String(db.pragma("journal_mode = WAL", { simple: true }));
     if (mode.toLowerCase() !== "wal") throw storeFailure(`SQLite refused WAL mode for ${path} (got ${mode})`);
     db.pragma(`synchronous = ${synchronous === "full" ? "FULL" : "NORMAL"}`);
+    db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     return db;
   } catch (error) {
     db.close();

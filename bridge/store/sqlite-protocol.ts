@@ -4,9 +4,10 @@ import type { StoreBatch } from "./session-store.js";
 import { asStoreError } from "./store-errors.js";
 
 /**
- * Messages between the store (main thread) and its writer thread. Requests are answered
+ * Messages between the store (main thread) and its writer thread. Commits are answered
  * strictly in order, so they carry no ids: one `applied` reply per transaction lists one
- * result per request it contained.
+ * result per commit it contained. Purges run in steps between commits and are answered,
+ * in the order they were sent, by one `purged` reply each when they finish.
  */
 
 export interface WriterOptions {
@@ -31,30 +32,38 @@ export interface WireError {
   readonly code: number;
   readonly reason: string;
   readonly message: string;
+  readonly metadata?: Readonly<Record<string, string>>;
   /** What SQLite said, when it said something. */
   readonly cause?: { readonly message: string; readonly code?: string };
 }
 
-export type WriterResult =
-  | { readonly ok: true; readonly purged?: PurgeCounts }
+export type WriterResult = { readonly ok: true } | { readonly ok: false; readonly error: WireError };
+
+export type PurgeResult =
+  | { readonly ok: true; readonly purged: PurgeCounts }
   | { readonly ok: false; readonly error: WireError };
 
 export type WriterReply =
   | { readonly type: "ready" }
   | { readonly type: "failed"; readonly error: WireError }
   | { readonly type: "applied"; readonly results: readonly WriterResult[] }
+  | { readonly type: "purged"; readonly result: PurgeResult }
+  /** Rows a purge step changed, so the store can account for the WAL it wrote. */
+  | { readonly type: "wrote"; readonly rows: number }
   | { readonly type: "closed" };
 
 /** Flattens anything thrown in the writer; what is not a BridgeError becomes STORE_FAILURE. */
 export function toWireError(error: unknown, doing: string): WireError {
   const e = asStoreError(error, doing);
   const cause = e.cause;
-  if (!(cause instanceof Error)) return { code: e.code, reason: e.reason, message: e.message };
+  const metadata = Object.keys(e.metadata).length === 0 ? {} : { metadata: { ...e.metadata } };
+  if (!(cause instanceof Error)) return { code: e.code, reason: e.reason, message: e.message, ...metadata };
   const sqliteCode = (cause as { code?: unknown }).code;
   return {
     code: e.code,
     reason: e.reason,
     message: e.message,
+    ...metadata,
     cause:
       typeof sqliteCode === "string"
         ? { message: cause.message, code: sqliteCode }
@@ -64,10 +73,13 @@ export function toWireError(error: unknown, doing: string): WireError {
 
 /** The BridgeError a WireError stands for, with SQLite's own error as its cause. */
 export function fromWireError(wire: WireError): BridgeError {
-  if (wire.cause === undefined) return new BridgeError(codeFromNumber(wire.code), wire.reason, wire.message);
+  const metadata = wire.metadata === undefined ? {} : { metadata: wire.metadata };
+  if (wire.cause === undefined) {
+    return new BridgeError(codeFromNumber(wire.code), wire.reason, wire.message, metadata);
+  }
   const cause = Object.assign(
     new Error(wire.cause.message),
     wire.cause.code === undefined ? {} : { code: wire.cause.code },
   );
-  return new BridgeError(codeFromNumber(wire.code), wire.reason, wire.message, { cause });
+  return new BridgeError(codeFromNumber(wire.code), wire.reason, wire.message, { ...metadata, cause });
 }

@@ -3,6 +3,7 @@ import type { IdempotencyRecord, JournalRecord, SessionRecord } from "./records.
 import type { RecordedExchange, RecoveredState, SessionPage, SessionQuery } from "./session-store.js";
 import type { IdempotencyRow, JournalRow, OutboxRow, SessionRow } from "./sqlite-rows.js";
 import { rowToEntry, rowToIdempotency, rowToOutbox, rowToSession } from "./sqlite-rows.js";
+import { EXCHANGE_KEY } from "./sqlite-schema.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
 /**
@@ -13,6 +14,7 @@ import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } fr
 export interface SqliteReader {
   recover(): RecoveredState;
   getSession(id: string): SessionRecord | undefined;
+  findSessionByCorrelation(service: string, correlationKey: string): SessionRecord | undefined;
   listSessions(query: SessionQuery): SessionPage;
   readJournal(sessionId: string, fromIndex: number, limit: number): JournalRecord[];
   findBySeq(sessionId: string, seq: number): RecordedExchange | undefined;
@@ -26,6 +28,11 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
   );
   const allOutbox = db.prepare<[], OutboxRow>("SELECT * FROM outbox ORDER BY session_id, idx, message_id");
   const sessionById = db.prepare<[string], SessionRow>("SELECT * FROM sessions WHERE id = ?");
+  // S5: the literal `state = 'active'` lets SQLite use the partial unique index
+  // sessions_live_correlation, whose condition this query implies.
+  const liveByCorrelation = db.prepare<[string, string], SessionRow>(
+    "SELECT * FROM sessions WHERE service = ? AND correlation_key = ? AND state = 'active'",
+  );
   const journalFrom = db.prepare<[string, number, number], JournalRow>(
     "SELECT * FROM journal WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
   );
@@ -33,11 +40,13 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
   const requestBySeq = db.prepare<[string, number], JournalRow>(
     "SELECT * FROM journal WHERE session_id = ? AND seq = ? AND seq > 0 ORDER BY idx LIMIT 1",
   );
+  // Both on journal_exchange: a request (an entry that answers none) by its message id, and
+  // the outcomes that answer it.
   const requestByMessageId = db.prepare<[string, string], JournalRow>(
-    "SELECT * FROM journal WHERE session_id = ? AND message_id = ? ORDER BY idx LIMIT 1",
+    `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to = '' ORDER BY idx LIMIT 1`,
   );
   const outcomesOf = db.prepare<[string, string], JournalRow>(
-    "SELECT * FROM journal WHERE session_id = ? AND in_reply_to = ? AND in_reply_to <> '' ORDER BY idx",
+    `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to <> '' ORDER BY idx`,
   );
   const idempotencyByKey = db.prepare<[string, string], IdempotencyRow>(
     "SELECT * FROM idempotency WHERE principal = ? AND key = ?",
@@ -88,6 +97,11 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
 
     getSession(id) {
       const row = sessionById.get(id);
+      return row === undefined ? undefined : rowToSession(row);
+    },
+
+    findSessionByCorrelation(service, correlationKey) {
+      const row = liveByCorrelation.get(service, correlationKey);
       return row === undefined ? undefined : rowToSession(row);
     },
 

@@ -76,17 +76,33 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX idempotency_created ON idempotency (created_at_ms);
   `,
+  // 2: one index for exchanges instead of two. Every commit journals a request or an
+  // outcome, and each index it touches is one more page the commit writes to the WAL. A
+  // request is keyed by its own message id and an outcome by the message id it answers,
+  // so one range scan finds a request and all its outcomes (S7, S8, S10).
+  `
+  DROP INDEX journal_message;
+  DROP INDEX journal_reply;
+  CREATE INDEX journal_exchange ON journal
+    (session_id, (CASE WHEN in_reply_to <> '' THEN in_reply_to ELSE message_id END), idx);
+  `,
 ];
+
+/**
+ * The key of journal_exchange, written exactly as in the index so that SQLite uses the
+ * index for queries that compare it.
+ */
+export const EXCHANGE_KEY = "(CASE WHEN in_reply_to <> '' THEN in_reply_to ELSE message_id END)";
 
 /** The user_version a fully migrated database has. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
- * Brings the database up to SCHEMA_VERSION, one migration per transaction. The version is
- * read inside the write transaction, so two processes opening the same file at once
- * cannot both run a migration.
+ * Brings the database up to `toVersion` (SCHEMA_VERSION unless a test wants an older
+ * one), one migration per transaction. The version is read inside the write transaction,
+ * so two processes opening the same file at once cannot both run a migration.
  */
-export function migrate(db: BetterSqlite3.Database): void {
+export function migrate(db: BetterSqlite3.Database, toVersion: number = SCHEMA_VERSION): void {
   for (;;) {
     const done = db
       .transaction(() => {
@@ -96,7 +112,7 @@ export function migrate(db: BetterSqlite3.Database): void {
             `the database has schema version ${version}; this bridge knows versions up to ${SCHEMA_VERSION}`,
           );
         }
-        const migration = MIGRATIONS[version];
+        const migration = version < toVersion ? MIGRATIONS[version] : undefined;
         if (migration === undefined) return true;
         db.exec(migration);
         db.pragma(`user_version = ${version + 1}`);

@@ -4,7 +4,10 @@ import type BetterSqlite3 from "better-sqlite3";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import { followStoredJournal } from "./journal-follow.js";
+import { createJournalWakeups } from "./journal-wakeups.js";
 import type { SessionStore } from "./session-store.js";
+import { type SqliteCheckpointer, startSqliteCheckpointer } from "./sqlite-checkpointer-client.js";
 import { openReaderConnection } from "./sqlite-connection.js";
 import { createSqliteReader, type SqliteReader } from "./sqlite-reader.js";
 import { startSqliteWriter, type WriterStats } from "./sqlite-writer-client.js";
@@ -24,10 +27,22 @@ export interface SqliteStoreOptions {
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
+/**
+ * Rows committed (sessions, entries, idempotency and outbox rows) between two requests to
+ * the checkpointer: about 16 MiB of WAL for the engine's commit shapes. A page changed
+ * many times in that window (a session row, an index leaf) reaches the database once.
+ */
+const CHECKPOINT_EVERY_ROWS = 4096;
+
 /** The SQLite store, plus what it can tell about its writer. */
 export interface SqliteSessionStore extends SessionStore {
-  /** Batches and write transactions so far: fewer transactions than batches is group commit at work. */
-  stats(): WriterStats;
+  /**
+   * Batches and write transactions so far (fewer transactions than batches is group commit
+   * at work), and checkpoints run by the checkpointer thread.
+   */
+  stats(): WriterStats & { readonly checkpoints: number };
+  /** Journal followers registered now. */
+  followers(): number;
 }
 
 /**
@@ -54,8 +69,18 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     throw asStoreError(error, `cannot create the directory of ${path}`);
   }
 
+  // Commits and purge steps both fill the WAL; every CHECKPOINT_EVERY_ROWS rows of either
+  // ask the checkpointer to copy it.
+  let rowsSinceCheckpoint = 0;
+  let checkpointer: SqliteCheckpointer | undefined;
+  const wrote = (rows: number): void => {
+    rowsSinceCheckpoint += rows;
+    if (rowsSinceCheckpoint < CHECKPOINT_EVERY_ROWS) return;
+    rowsSinceCheckpoint = 0;
+    checkpointer?.request();
+  };
   // The writer creates and migrates the file, so it exists before the reader opens it.
-  const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs });
+  const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs }, wrote);
   let opened: BetterSqlite3.Database | undefined;
   let reader: SqliteReader;
   try {
@@ -67,7 +92,18 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     throw asStoreError(error, `cannot open ${path} for reading`);
   }
 
+  let started: SqliteCheckpointer;
+  try {
+    started = await startSqliteCheckpointer({ path, busyTimeoutMs });
+  } catch (error) {
+    opened.close();
+    await writer.close();
+    throw asStoreError(error, `cannot open ${path} to checkpoint`);
+  }
+
+  checkpointer = started;
   const connection = opened;
+  const wakeups = createJournalWakeups();
   let closing: Promise<void> | undefined;
 
   /** Runs a read on the reader connection; fails once close() has begun. */
@@ -80,18 +116,37 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     }
   };
 
+  function readJournal(sessionId: string, fromIndex: number, limit: number) {
+    return read((r) => r.readJournal(sessionId, fromIndex, limit));
+  }
+
   return {
     kind: "sqlite",
 
     async commit(batch) {
       if (closing !== undefined) throw storeClosed("sqlite");
-      return writer.commit(batch);
+      const touched =
+        batch.entries === undefined ? undefined : new Set(batch.entries.map((e) => e.sessionId));
+      const rows =
+        (batch.sessions?.length ?? 0) +
+        (batch.entries?.length ?? 0) +
+        (batch.idempotency?.length ?? 0) +
+        (batch.outboxAdd?.length ?? 0) +
+        (batch.outboxRemove?.length ?? 0);
+      await writer.commit(batch);
+      wrote(rows);
+      // S9: followers hear of entries once they are durable, and re-read them.
+      if (touched !== undefined) wakeups.notify(touched);
     },
 
     recover: () => read((r) => r.recover()),
     getSession: (id) => read((r) => r.getSession(id)),
+    findSessionByCorrelation: (service, correlationKey) =>
+      read((r) => r.findSessionByCorrelation(service, correlationKey)),
     listSessions: (query) => read((r) => r.listSessions(query)),
-    readJournal: (sessionId, fromIndex, limit) => read((r) => r.readJournal(sessionId, fromIndex, limit)),
+    readJournal,
+    followJournal: (sessionId, fromIndex, signal) =>
+      followStoredJournal({ readJournal, wakeups }, sessionId, fromIndex, signal),
     findBySeq: (sessionId, seq) => read((r) => r.findBySeq(sessionId, seq)),
     findByMessageId: (sessionId, messageId) => read((r) => r.findByMessageId(sessionId, messageId)),
     getIdempotency: (principal, key) => read((r) => r.getIdempotency(principal, key)),
@@ -102,7 +157,8 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
       return writer.purge(endedBeforeMs, idempotencyBeforeMs);
     },
 
-    stats: () => writer.stats(),
+    stats: () => ({ ...writer.stats(), checkpoints: started.checkpoints() }),
+    followers: () => wakeups.followers(),
 
     close,
     [Symbol.asyncDispose]: close,
@@ -112,7 +168,9 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     closing ??= (async () => {
       // The reader goes first so the writer, as the last connection, can checkpoint the
       // WAL into the database and remove it. The writer answers pending batches first.
+      wakeups.close();
       connection.close();
+      await started.close();
       await writer.close();
     })();
     return closing;

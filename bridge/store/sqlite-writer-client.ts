@@ -10,7 +10,10 @@ import { storeClosed, storeFailure } from "./store-errors.js";
 export interface WriterStats {
   /** Batches the writer has answered (committed or rejected). */
   readonly batches: number;
-  /** Write transactions it has run; each is one fsync under synchronous=FULL. */
+  /**
+   * Write transactions of batches it has run; each is one fsync under synchronous=FULL.
+   * Purge steps run in transactions of their own and are not counted here.
+   */
   readonly transactions: number;
 }
 
@@ -24,17 +27,24 @@ export interface SqliteWriter {
   close(): Promise<void>;
 }
 
-interface Pending {
-  readonly isCommit: boolean;
-  resolve(purged: PurgeCounts | undefined): void;
+interface Pending<T> {
+  resolve(value: T): void;
   reject(error: BridgeError): void;
 }
 
-/** Starts the writer thread; resolves once it has opened and migrated the database. */
-export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter> {
+/**
+ * Starts the writer thread; resolves once it has opened and migrated the database.
+ * `onPurgeRows` hears how many rows each purge step deleted.
+ */
+export function startSqliteWriter(
+  options: WriterOptions,
+  onPurgeRows: (rows: number) => void = () => {},
+): Promise<SqliteWriter> {
   const worker = new Worker(new URL("./sqlite-writer.js", import.meta.url), { workerData: options });
-  // Answers arrive in request order, so the oldest pending request owns the next result.
-  const pending: Pending[] = [];
+  // Answers arrive in request order, so the oldest pending commit owns the next result,
+  // and the oldest pending purge the next `purged` reply.
+  const pending: Pending<void>[] = [];
+  const purging: Pending<PurgeCounts>[] = [];
   let batches = 0;
   let transactions = 0;
   let stopped: BridgeError | undefined;
@@ -52,7 +62,7 @@ export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter>
 
   // An idle writer does not keep the process alive: everything it answered is already durable.
   const updateRef = (): void => {
-    if (pending.length > 0 || closeRequested) worker.ref();
+    if (pending.length > 0 || purging.length > 0 || closeRequested) worker.ref();
     else worker.unref();
   };
 
@@ -70,14 +80,24 @@ export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter>
         const answered = pending.splice(0, reply.results.length);
         answered.forEach((request, i) => {
           const result = reply.results[i];
-          if (request.isCommit) batches++;
+          batches++;
           if (result === undefined) request.reject(storeFailure("the SQLite writer gave no answer"));
-          else if (result.ok) request.resolve(result.purged);
+          else if (result.ok) request.resolve();
           else request.reject(fromWireError(result.error));
         });
         updateRef();
         break;
       }
+      case "purged": {
+        const request = purging.shift();
+        if (reply.result.ok) request?.resolve(reply.result.purged);
+        else request?.reject(fromWireError(reply.result.error));
+        updateRef();
+        break;
+      }
+      case "wrote":
+        onPurgeRows(reply.rows);
+        break;
       case "closed":
         onClosed?.();
         break;
@@ -92,12 +112,16 @@ export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter>
       : storeFailure(`the SQLite writer thread stopped (exit code ${exitCode})`, threadError);
     finishStartup()?.reject(stopped);
     for (const request of pending.splice(0)) request.reject(stopped);
+    for (const request of purging.splice(0)) request.reject(stopped);
     onClosed?.();
   });
 
   // Requests made in the same turn of the event loop travel to the writer as one message:
   // a postMessage costs more than cloning a small batch, and every call makes two commits.
-  let outgoing: { request: WriterRequest; entry: Pending }[] = [];
+  type Outgoing =
+    | { request: WriterRequest; entry: Pending<void>; isCommit: true }
+    | { request: WriterRequest; entry: Pending<PurgeCounts>; isCommit: false };
+  let outgoing: Outgoing[] = [];
   let flushScheduled = false;
 
   const flush = (): void => {
@@ -116,33 +140,39 @@ export function startSqliteWriter(options: WriterOptions): Promise<SqliteWriter>
       for (const { entry } of sending) entry.reject(failure);
       return;
     }
-    for (const { entry } of sending) pending.push(entry);
+    for (const item of sending) {
+      if (item.isCommit) pending.push(item.entry);
+      else purging.push(item.entry);
+    }
     updateRef();
   };
 
-  const send = (request: WriterRequest, isCommit: boolean): Promise<PurgeCounts | undefined> =>
-    new Promise((resolve, reject) => {
-      if (stopped !== undefined) {
-        reject(stopped);
-        return;
-      }
-      outgoing.push({ request, entry: { isCommit, resolve, reject } });
-      if (!flushScheduled) {
-        flushScheduled = true;
-        setImmediate(flush);
-      }
-    });
+  const enqueue = (item: Outgoing): void => {
+    if (stopped !== undefined) {
+      item.entry.reject(stopped);
+      return;
+    }
+    outgoing.push(item);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flush);
+    }
+  };
 
   const writer: SqliteWriter = {
     async commit(batch) {
       // Copied now, cloned to the writer later in the turn: callers may reuse their objects at once.
-      await send({ type: "commit", batch: copyBatch(batch) }, true);
+      const request: WriterRequest = { type: "commit", batch: copyBatch(batch) };
+      await new Promise<void>((resolve, reject) =>
+        enqueue({ request, entry: { resolve, reject }, isCommit: true }),
+      );
     },
 
-    async purge(endedBeforeMs, idempotencyBeforeMs) {
-      const purged = await send({ type: "purge", endedBeforeMs, idempotencyBeforeMs }, false);
-      if (purged === undefined) throw storeFailure("the SQLite writer did not report what it purged");
-      return purged;
+    purge(endedBeforeMs, idempotencyBeforeMs) {
+      const request: WriterRequest = { type: "purge", endedBeforeMs, idempotencyBeforeMs };
+      return new Promise((resolve, reject) =>
+        enqueue({ request, entry: { resolve, reject }, isCommit: false }),
+      );
     },
 
     stats: () => ({ batches, transactions }),

@@ -32,3 +32,17 @@ export function storeClosed(kind: string): BridgeError {
 export function invalidQuery(message: string): BridgeError {
   return new BridgeError(Code.INVALID_ARGUMENT, Reason.INVALID_REQUEST, message);
 }
+
+/**
+ * S9: a batch's journal entries do not continue the session's stored journal: the first
+ * new index is not the stored last index + 1, or the batch skips or repeats one. With
+ * several writers (replicas sharing a store) this is how the loser of a race learns it.
+ */
+export function journalConflict(sessionId: string, expectedIndex: number, gotIndex: number): BridgeError {
+  return new BridgeError(
+    Code.ABORTED,
+    Reason.JOURNAL_CONFLICT,
+    `the journal of session ${sessionId} continues at index ${expectedIndex}, not ${gotIndex}`,
+    { metadata: { session_id: sessionId, expected_index: String(expectedIndex) } },
+  );
+}

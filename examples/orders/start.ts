@@ -22,6 +22,7 @@ import { packageRoot } from "../../bridge/util/package-root.js";
 const root = packageRoot();
 const PROCESS_ADDRESS = "127.0.0.1:50061";
 const BRIDGE_ADDRESS = "127.0.0.1:50051";
+const HTTP_ADDRESS = "127.0.0.1:8080";
 const children: ChildProcess[] = [];
 const natsAt = process.argv.indexOf("--nats");
 const NATS_URL = natsAt === -1 ? undefined : process.argv[natsAt + 1];
@@ -117,7 +118,7 @@ try {
   process.stdout.write(
     [
       "",
-      `sessionbridge is serving the orders example on ${BRIDGE_ADDRESS} (the process listens on ${PROCESS_ADDRESS}).`,
+      `sessionbridge is serving the orders example on ${BRIDGE_ADDRESS} (gRPC) and ${HTTP_ADDRESS} (HTTP) (the process listens on ${PROCESS_ADDRESS}).`,
       "",
       "Try it from another terminal (grpcurl: `bash scripts/install-tools.sh` puts one in .tools/bin):",
       `  ${grpcurl} -plaintext ${BRIDGE_ADDRESS} list`,
@@ -126,6 +127,11 @@ try {
       call("Note", '{"order_id":"A-1","text":"ring twice"}'),
       call("Get", '{"order_id":"A-1"}'),
       call("Checkout", '{"order_id":"A-1"}'),
+      "",
+      "Or over HTTP with the Connect protocol (JSON in, JSON out; the session id is in the sb-session-id header):",
+      `  curl -i -H 'Content-Type: application/json' -d '{"orderId":"A-2","customer":"ada"}' http://${HTTP_ADDRESS}/examples.orders.v1.Orders/Open`,
+      `  curl -H 'Content-Type: application/json' -d '{"orderId":"A-2"}' http://${HTTP_ADDRESS}/examples.orders.v1.Orders/Get`,
+      "",
       ...(NATS_URL === undefined
         ? []
         : [

@@ -5,16 +5,15 @@ import { failure } from "../support/grpc-call.js";
 import { expectFault } from "../support/lab-client.js";
 import {
   type LabHarness,
-  labTargets,
-  RULE_CLIENT_KINDS,
   reasonOf,
+  ruleTargets,
   STORE_KINDS,
   startLabHarness,
   useLabHarness,
 } from "../support/lab-harness.js";
 
 /** S1–S5 through the bridge, against every store and every client library. */
-for (const target of labTargets(RULE_CLIENT_KINDS)) {
+for (const target of ruleTargets()) {
   describe(`session identity and correlation (S1–S5), ${target.title}`, () => {
     const harness = useLabHarness(target);
 

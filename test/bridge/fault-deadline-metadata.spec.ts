@@ -4,14 +4,14 @@ import { Code } from "../../bridge/errors/code.js";
 import { decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
 import { sessionDeadlineScenarios } from "../support/deadline-scenarios.js";
 import { expectFault, headerOf } from "../support/lab-client.js";
-import { labTargets, RULE_CLIENT_KINDS, useLabHarness } from "../support/lab-harness.js";
+import { labTargets, ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import { RICH_DETAILS } from "../support/lab-process.js";
 
 const comparable = (details: readonly ErrorDetail[]) =>
   details.map((d) => ({ typeUrl: d.typeUrl, value: Buffer.from(d.value).toString("hex") }));
 
 /** S14 (faults), S15 (metadata, trace context) and S13's sb-* overwrite, against every store and client. */
-for (const target of labTargets(RULE_CLIENT_KINDS)) {
+for (const target of ruleTargets()) {
   describe(`faults and metadata (S13, S14, S15), ${target.title}`, () => {
     const harness = useLabHarness(target);
 

@@ -1,12 +1,12 @@
 import { expect } from "chai";
 import { EnvelopeKind } from "../../sdk/gen/sessionbridge/v1/envelope.js";
 import type { JournalEntry } from "../../sdk/gen/sessionbridge/v1/session.js";
-import { labTargets, RULE_CLIENT_KINDS, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import { kindsOf, readJournal } from "../support/lab-journal.js";
 import { waitFor } from "../support/wait.js";
 
 /** S9 (journal) and S11 (one-way retries) through the bridge, against every store and client. */
-for (const target of labTargets(RULE_CLIENT_KINDS)) {
+for (const target of ruleTargets()) {
   describe(`journal and one-way delivery (S9, S11), ${target.title}`, () => {
     const harness = useLabHarness(target);
     const journal = (sessionId: string) => readJournal(harness().client, sessionId);

@@ -3,7 +3,7 @@ import { Code } from "../../bridge/errors/code.js";
 import { ManualClock } from "../../bridge/util/clock.js";
 import { EndReason, SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { expectFault } from "../support/lab-client.js";
-import { labTargets, RULE_CLIENT_KINDS, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import { waitForAccepted } from "../support/lab-journal.js";
 import { waitFor } from "../support/wait.js";
 
@@ -16,7 +16,7 @@ const MAX_LIFETIME_MS = 1500;
  * Session time is a ManualClock: idle timeout and maximum lifetime come when the test
  * moves time, not after real sleeps.
  */
-for (const target of labTargets(RULE_CLIENT_KINDS)) {
+for (const target of ruleTargets()) {
   describe(`session lifetime (S12), ${target.title}`, () => {
     const clock = new ManualClock();
     const harness = useLabHarness(target, { clock });

@@ -17,6 +17,8 @@ const WORKERS = 8;
 const ROUNDS_PER_WORKER = 12;
 const MAX_ROUNDS_PER_WORKER = 200;
 const MIN_RESTARTS = 3;
+/** Fault reasons by which the bridge says a message was never delivered (S6, S12). */
+const NEVER_DELIVERED: ReadonlySet<string> = new Set(["CANCELLED", "SESSION_ENDED"]);
 
 interface Op {
   key: string;
@@ -176,7 +178,7 @@ for (const store of STORE_KINDS) {
       let checked = 0;
       for (const sessionId of sessionIds) {
         const requests = new Map<string, number>();
-        const outcomes = new Map<string, { kind: number; code: number }>();
+        const outcomes = new Map<string, { kind: number; code: number; reason: string }>();
         for await (const entry of runtime.bridge.sessions.history(sessionId, {}, "anonymous")) {
           const e = decodeEnvelope(entry.envelope);
           if (
@@ -185,7 +187,11 @@ for (const store of STORE_KINDS) {
           ) {
             requests.set(e.messageId, e.kind);
           } else if (e.inReplyTo !== "") {
-            outcomes.set(e.inReplyTo, { kind: e.kind, code: e.fault?.code ?? 0 });
+            outcomes.set(e.inReplyTo, {
+              kind: e.kind,
+              code: e.fault?.code ?? 0,
+              reason: e.fault?.reason ?? "",
+            });
           }
         }
         for (const [messageId, kind] of requests) {
@@ -200,19 +206,21 @@ for (const store of STORE_KINDS) {
             outcome.kind === EnvelopeKind.ENVELOPE_KIND_ACK
           ) {
             expect(applied, `${messageId} journaled as done but never applied`).to.equal(true);
-          } else if (outcome.code !== Code.UNAVAILABLE && outcome.code !== Code.DEADLINE_EXCEEDED) {
-            // CANCELLED before delivery, ABORTED by the session's end, …: never applied.
-            // (A request whose connection broke is UNAVAILABLE: the process may or may
-            // not have applied it, and the journal says exactly that.)
+          } else if (NEVER_DELIVERED.has(outcome.reason)) {
+            // The bridge's own verdicts that a message never went out: the caller left
+            // before its turn, or the session ended first. A fault the process's side
+            // reported (its code, a broken connection) is not such a verdict: a process
+            // killed between applying a message and answering it applied it, and the
+            // journal records the failure its caller saw.
             expect(
               applied,
-              `${messageId} journaled as ${Code[outcome.code]} (kind ${kind}) but applied`,
+              `${messageId} journaled as ${Code[outcome.code]} ${outcome.reason} (kind ${kind}) but applied`,
             ).to.equal(false);
           }
         }
       }
       expect(restartCount, "process restarts during the traffic").to.be.at.least(MIN_RESTARTS);
-      expect(checked, "journal outcomes checked").to.be.greaterThan(WORKERS * ROUNDS_PER_WORKER * 2);
+      expect(checked, `journal outcomes checked in ${sessionIds.size} sessions`).to.be.at.least(100);
     });
   });
 }

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { expectFault } from "../support/lab-client.js";
-import { labTargets, RULE_CLIENT_KINDS, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import { waitForAccepted } from "../support/lab-journal.js";
 import { waitFor } from "../support/wait.js";
 
@@ -10,7 +10,7 @@ import { waitFor } from "../support/wait.js";
  * store and client. Order and overlap are read from what the lab process observed (its
  * delivery order and overlap counts) while it holds calls, never from the clock.
  */
-for (const target of labTargets(RULE_CLIENT_KINDS)) {
+for (const target of ruleTargets()) {
   describe(`order and concurrency (S6), ${target.title}`, () => {
     const harness = useLabHarness(target);
 

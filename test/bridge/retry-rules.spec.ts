@@ -1,11 +1,11 @@
 import { expect } from "chai";
 import { Code } from "../../bridge/errors/code.js";
 import { expectFault, type LabCallOptions, type LabReply } from "../support/lab-client.js";
-import { labTargets, RULE_CLIENT_KINDS, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 import type { LabResult } from "../support/lab-process.js";
 
 /** S7 (sequence numbers) and S8 (idempotency keys) through the bridge, against every store and client. */
-for (const target of labTargets(RULE_CLIENT_KINDS)) {
+for (const target of ruleTargets()) {
   describe(`sequence numbers and idempotency keys (S7, S8), ${target.title}`, () => {
     const harness = useLabHarness(target);
     const deliveriesOf = (key: string) => harness().lab.deliveries.filter((d) => d.key === key);

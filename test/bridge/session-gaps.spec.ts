@@ -1,14 +1,14 @@
 import { expect } from "chai";
 import { Code } from "../../bridge/errors/code.js";
 import { expectFault, headerOf } from "../support/lab-client.js";
-import { labTargets, RULE_CLIENT_KINDS, useLabHarness } from "../support/lab-harness.js";
+import { ruleTargets, useLabHarness } from "../support/lab-harness.js";
 
 /**
  * Session facts on every path, through grpc-js and grpc-go alike: resume by id alone
  * (S1), both ids on faults and on replayed faults (S1, S7), and what a process sends
  * with a fault (S14, S15).
  */
-for (const target of labTargets(RULE_CLIENT_KINDS)) {
+for (const target of ruleTargets()) {
   describe(`session facts on every answer, ${target.title}`, () => {
     const h = useLabHarness(target);
 
@@ -19,9 +19,17 @@ for (const target of labTargets(RULE_CLIENT_KINDS)) {
       const unary = await h().client.unary("Counter", "Do", { text: "no key" }, { metadata });
       expect(unary.sessionId).to.equal(sessionId);
       expect(unary.response.session_id).to.equal(sessionId);
-      const stream = await h().client.serverStream("Counter", "Watch", { count: 2 }, { metadata });
-      expect(stream.sessionId).to.equal(sessionId);
-      expect(stream.response.map((r) => r.session_id)).to.deep.equal([sessionId, sessionId]);
+      if (target.outbound === "nats") {
+        // nats:// processes serve unary and one-way operations only (docs/nats.md).
+        const refused = await expectFault(
+          h().client.serverStream("Counter", "Watch", { count: 2 }, { metadata }),
+        );
+        expect(refused.code).to.equal(Code.UNIMPLEMENTED);
+      } else {
+        const stream = await h().client.serverStream("Counter", "Watch", { count: 2 }, { metadata });
+        expect(stream.sessionId).to.equal(sessionId);
+        expect(stream.response.map((r) => r.session_id)).to.deep.equal([sessionId, sessionId]);
+      }
       // Values the request does carry must still be the session's.
       const wrong = await expectFault(
         h().client.unary("Counter", "Do", { key: "gap-someone-else" }, { metadata }),

@@ -23,29 +23,48 @@ for (const target of labTargets()) {
       expect(kinds.at(-1)).to.equal(EnvelopeKind.ENVELOPE_KIND_ACK);
     });
 
-    it("client streaming: the first message correlates; every message reaches the process", async () => {
-      const { client } = harness();
-      const start = await client.unary("Counter", "Start", { key: "st-b" });
-      const out = await client.clientStream(
-        "Counter",
-        "Upload",
-        ["a", "b", "c"].map((text) => ({ key: "st-b", text })),
-      );
-      expect(out.response.text).to.equal("a,b,c");
-      expect(out.response.session_id).to.equal(start.response.session_id);
-    });
+    // Client and bidi streaming need HTTP/2 both ways: the HTTP listener serves them over
+    // gRPC only, and says so (docs/http.md).
+    if (target.client === "connect") {
+      it("client and bidi streaming over the Connect protocol on HTTP are UNIMPLEMENTED, never half-served", async () => {
+        for (const method of ["Upload", "Chat"]) {
+          const response = await fetch(
+            `http://${harness().runtime.http?.address}/test.lab.v1.Counter/${method}`,
+            {
+              method: "POST",
+              headers: { "content-type": "application/connect+json" },
+              body: Buffer.from([0, 0, 0, 0, 2, 0x7b, 0x7d]),
+            },
+          );
+          expect(response.status).to.equal(501);
+          expect(((await response.json()) as { code: string }).code).to.equal("unimplemented");
+        }
+      });
+    } else {
+      it("client streaming: the first message correlates; every message reaches the process", async () => {
+        const { client } = harness();
+        const start = await client.unary("Counter", "Start", { key: "st-b" });
+        const out = await client.clientStream(
+          "Counter",
+          "Upload",
+          ["a", "b", "c"].map((text) => ({ key: "st-b", text })),
+        );
+        expect(out.response.text).to.equal("a,b,c");
+        expect(out.response.session_id).to.equal(start.response.session_id);
+      });
 
-    it("bidi streaming: messages flow both ways within the session", async () => {
-      const { client } = harness();
-      const start = await client.unary("Counter", "Start", { key: "st-c" });
-      const out = await client.bidi(
-        "Counter",
-        "Chat",
-        ["x", "y"].map((text) => ({ key: "st-c", text })),
-      );
-      expect(out.response.map((m) => m.text)).to.deep.equal(["echo:x", "echo:y"]);
-      expect(out.response.every((m) => m.session_id === start.response.session_id)).to.equal(true);
-    });
+      it("bidi streaming: messages flow both ways within the session", async () => {
+        const { client } = harness();
+        const start = await client.unary("Counter", "Start", { key: "st-c" });
+        const out = await client.bidi(
+          "Counter",
+          "Chat",
+          ["x", "y"].map((text) => ({ key: "st-c", text })),
+        );
+        expect(out.response.map((m) => m.text)).to.deep.equal(["echo:x", "echo:y"]);
+        expect(out.response.every((m) => m.session_id === start.response.session_id)).to.equal(true);
+      });
+    }
 
     it("a stream for values that match no session is NOT_FOUND/CORRELATION_ERROR", async () => {
       const { client } = harness();

@@ -77,7 +77,7 @@ describe("sessionbridge command line", function () {
       expect(run.code).to.equal(2);
       expect(run.stderr).to.match(/^invalid configuration \(26 problems\):/);
       expect(run.stderr).to.include(
-        "errors.yaml:8:15: processes[0].location: unsupported location scheme http",
+        "errors.yaml:8:15: processes[0].location: unsupported location scheme ws",
       );
       expect(run.stderr).to.include("errors.yaml:4:3: contracts.file: unknown key, did you mean files?");
     });

@@ -89,6 +89,28 @@ describe("quick start: the orders example behind npm start", function () {
     expect(text).to.include("sessions list");
   });
 
+  it("answers the README's curl over HTTP with the Connect protocol, and the session reaches gRPC too", async () => {
+    const id = `H-${randomUUID().slice(0, 8)}`;
+    const { stdout } = await run("curl", [
+      "-s",
+      "-i",
+      "-H",
+      "Content-Type: application/json",
+      "-d",
+      JSON.stringify({ orderId: id, customer: "ada" }),
+      "http://127.0.0.1:8080/examples.orders.v1.Orders/Open",
+    ]);
+    expect(stdout).to.match(/^HTTP\/1\.1 200 /);
+    const sessionId = /^sb-session-id: (\S+)\r?$/m.exec(stdout)?.[1];
+    expect(sessionId).to.match(/^[A-Za-z0-9_-]{22}$/);
+    expect(JSON.parse(stdout.slice(stdout.indexOf("\r\n\r\n") + 4))).to.deep.equal({
+      orderId: id,
+      customer: "ada",
+    });
+    const got = await unaryCall<Order>(client, "Get", { order_id: id });
+    expect(header(got.headers, "sb-session-id")).to.equal(sessionId);
+  });
+
   it("reports SERVING on grpc.health.v1.Health", async () => {
     expect(JSON.parse(await grpcurl(BRIDGE, "grpc.health.v1.Health/Check"))).to.deep.equal({
       status: "SERVING",

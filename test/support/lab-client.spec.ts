@@ -54,7 +54,7 @@ describe("lab clients on the wire", () => {
     return headers;
   }
 
-  for (const kind of CLIENT_KINDS) {
+  for (const kind of CLIENT_KINDS.filter((k) => k !== "connect")) {
     it(`${kind}: a gRPC call to the method's path with the caller's metadata`, async () => {
       const client = openLabClient(kind, `127.0.0.1:${server.port}`);
       try {

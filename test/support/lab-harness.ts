@@ -11,10 +11,12 @@ import {
   createSessionServiceClient,
   type SessionServiceClient as SessionClient,
 } from "../../sdk/ts/session-service-client.js";
+import { createConnectTransport } from "./connect-transport.js";
 import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
 import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
 import { type LabProcess, loadLabPackage, startLabProcess } from "./lab-process.js";
+import { startNatsRelay } from "./nats-relay.js";
 import { type NatsServerFixture, startNatsServer } from "./nats-server.js";
 import { startNatsLabTransport } from "./nats-transport.js";
 import { repoRoot } from "./repo-root.js";
@@ -24,8 +26,8 @@ export type StoreKind = "memory" | "sqlite";
 /** Every scenario runs against each store (DESIGN §5). */
 export const STORE_KINDS: readonly StoreKind[] = ["memory", "sqlite"];
 
-/** Every gRPC client library the scenarios run through; HTTP clients join here. */
-export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go"];
+/** Every client the scenarios run through: gRPC libraries and Connect over HTTP. */
+export const CLIENT_KINDS: readonly ClientKind[] = ["grpc-js", "grpc-go", "connect"];
 
 /**
  * The gRPC clients plus a NATS client: the rule suites run with NATS inbound too (the
@@ -55,27 +57,40 @@ export interface LabHarness {
   close(): Promise<void>;
 }
 
+/** How the bridge reaches the lab process: gRPC, or NATS (through a relay to the same process). */
+export type OutboundKind = "grpc" | "nats";
+
 export interface HarnessOptions {
   /** The client library the harness's client uses; grpc-js by default. */
   readonly client?: ClientKind;
+  /** How the bridge reaches the lab process; gRPC by default. */
+  readonly outbound?: OutboundKind;
   /** Session time for the engine (S12): a ManualClock lets tests move it. */
   readonly clock?: Clock;
   /** Adjusts the loaded configuration (for example shorter retry delays). */
   readonly adjust?: (config: BridgeConfig) => BridgeConfig;
 }
 
-/** A LabClient of the given gRPC kind for a bridge at `address`. */
-export function openLabClient(kind: ClientKind, address: string): LabClient {
+/** A LabClient of the given kind for a bridge; Connect goes to its HTTP listener at `httpAddress`. */
+export function openLabClient(kind: ClientKind, address: string, httpAddress?: string): LabClient {
   if (kind === "nats")
     throw new Error("a NATS lab client needs the harness's NATS server: use startLabHarness");
+  if (kind === "connect") {
+    if (httpAddress === undefined) throw new Error("the connect lab client needs the bridge's HTTP address");
+    return createLabClient(createConnectTransport(httpAddress));
+  }
   return createLabClient(kind === "grpc-go" ? startGrpcGoTransport(address) : createGrpcJsTransport(address));
 }
 
 export async function startLabHarness(store: StoreKind, options: HarnessOptions = {}): Promise<LabHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sb-lab-"));
   const kind = options.client ?? "grpc-js";
-  const nats: NatsServerFixture | undefined = kind === "nats" ? await startNatsServer() : undefined;
+  const outbound = options.outbound ?? "grpc";
+  const nats: NatsServerFixture | undefined =
+    kind === "nats" || outbound === "nats" ? await startNatsServer() : undefined;
   const lab = await startLabProcess();
+  const relay =
+    outbound === "nats" && nats !== undefined ? await startNatsRelay(nats.url, "lab", lab.port) : undefined;
   const setup = loadBridgeSetup({
     file: LAB_CONFIG,
     overrides: {
@@ -86,14 +101,30 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
   let config: BridgeConfig = {
     ...setup.config,
     processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://127.0.0.1:${lab.port}` })),
+    // The HTTP listener too, for the Connect client and the HTTP tests.
+    listeners: { ...setup.config.listeners, http: "127.0.0.1:0" },
   };
   if (nats !== undefined) {
     config = { ...config, listeners: { ...config.listeners, nats: labNatsConfig(nats.url) } };
   }
+  if (relay !== undefined) {
+    // One nats:// process per service, each on its own subject prefix (docs/nats.md).
+    config = {
+      ...config,
+      processes: config.processes.flatMap((p) =>
+        p.services.map((service) => ({
+          ...p,
+          name: `${p.name}-${service.slice(service.lastIndexOf(".") + 1)}`,
+          services: [service],
+          location: `nats://lab.${service.slice(service.lastIndexOf(".") + 1)}`,
+        })),
+      ),
+    };
+  }
   if (options.adjust !== undefined) config = options.adjust(config);
-  const open = async (address: string): Promise<LabClient> =>
+  const open = async (address: string, httpAddress?: string): Promise<LabClient> =>
     nats === undefined
-      ? openLabClient(kind, address)
+      ? openLabClient(kind, address, httpAddress)
       : createLabClient(
           await startNatsLabTransport({
             url: nats.url,
@@ -108,7 +139,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
   let runtime = await start();
-  let client = await open(runtime.grpc.address);
+  let client = await open(runtime.grpc.address, runtime.http?.address);
   let native = openGrpcJsClients(runtime.grpc.address);
 
   return {
@@ -136,13 +167,14 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
     },
     async restartBridge() {
       runtime = await start();
-      client = await open(runtime.grpc.address);
+      client = await open(runtime.grpc.address, runtime.http?.address);
       native = openGrpcJsClients(runtime.grpc.address);
     },
     async close() {
       closeGrpcJsClients(native);
       await client.close();
       await runtime.stop(1000);
+      await relay?.close();
       await lab.close();
       await nats?.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -195,10 +227,11 @@ function closeGrpcJsClients(opened: { clients: GrpcJsClients; sessions: SessionC
   opened.sessions.close();
 }
 
-/** One run of a suite: a store and a client library. */
+/** One run of a suite: a store, a client library and how the bridge reaches the process. */
 export interface LabTarget {
   readonly store: StoreKind;
   readonly client: ClientKind;
+  readonly outbound?: OutboundKind;
   /** ", sqlite store, grpc-go client", for suite titles. */
   readonly title: string;
 }
@@ -211,6 +244,22 @@ export function labTargets(clients: readonly ClientKind[] = CLIENT_KINDS): LabTa
 }
 
 /**
+ * The rule suites' targets: every client with gRPC outbound, plus a gRPC client with the
+ * lab process reached over NATS (the NATS outbound adapter in front of it).
+ */
+export function ruleTargets(): LabTarget[] {
+  return [
+    ...labTargets(RULE_CLIENT_KINDS),
+    ...STORE_KINDS.map((store) => ({
+      store,
+      client: "grpc-js" as const,
+      outbound: "nats" as const,
+      title: `${store} store, grpc-js client, NATS outbound`,
+    })),
+  ];
+}
+
+/**
  * Starts a harness for the enclosing describe() and closes it after; the getter returns
  * it inside tests.
  */
@@ -220,7 +269,11 @@ export function useLabHarness(
 ): () => LabHarness {
   let harness: LabHarness | undefined;
   before(async () => {
-    harness = await startLabHarness(target.store, { ...options, client: target.client });
+    harness = await startLabHarness(target.store, {
+      ...options,
+      client: target.client,
+      ...(target.outbound === undefined ? {} : { outbound: target.outbound }),
+    });
   });
   after(async () => {
     await harness?.close();

@@ -1,8 +1,8 @@
 import type { Metadata } from "../../bridge/call/metadata.js";
 import type { Code } from "../../bridge/errors/code.js";
 
-/** The gRPC clients the rule suites run through; HTTP and NATS clients join this list. */
-export type ClientKind = "grpc-js" | "grpc-go" | "nats";
+/** The clients the rule suites run through: gRPC libraries, Connect over HTTP and NATS. */
+export type ClientKind = "grpc-js" | "grpc-go" | "connect" | "nats";
 
 export type CallKind = "unary" | "server_stream" | "client_stream" | "bidi";
 

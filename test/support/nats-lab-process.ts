@@ -53,7 +53,9 @@ export async function startNatsLabProcess(url: string, prefix: string): Promise<
     if (codec === undefined) return;
     const headers: Record<string, string> = {};
     for (const [key, values] of msg.headers ?? []) headers[key.toLowerCase()] = values.join(", ");
-    const op = codec.requestDeserialize(Buffer.from(msg.data));
+    // A process reached at nats://…?codec=json gets protobuf JSON and answers in kind.
+    const json = headers["content-type"] === "application/json";
+    const op: LabOp = json ? fromJson(msg.data) : codec.requestDeserialize(Buffer.from(msg.data));
     deliveries.push({ subject: msg.subject, key: op.key ?? "", headers });
     if ((op.delay_ms ?? 0) > 0) await sleep(op.delay_ms);
     const failCode = op.fail_code ?? 0;
@@ -87,23 +89,27 @@ export async function startNatsLabProcess(url: string, prefix: string): Promise<
     const metadata: Record<string, string> = {};
     for (const [key, value] of Object.entries(headers)) if (key.startsWith("x-")) metadata[key] = value;
     const timeout = headers["sb-timeout-ms"];
+    const result = {
+      key: op.key,
+      text: op.text,
+      session_id: sessionId,
+      message_id: messageId,
+      seq: headers["sb-seq"] ?? "",
+      principal: headers["sb-principal"] ?? "",
+      traceparent: headers.traceparent ?? "",
+      deadline_ms: timeout === undefined ? -1 : Number(timeout),
+      metadata_keys: Object.keys(headers).sort(),
+      metadata,
+      log,
+    };
     const reply =
       method === "Fire"
         ? Buffer.alloc(0)
-        : codec.responseSerialize({
-            key: op.key,
-            text: op.text,
-            session_id: sessionId,
-            message_id: messageId,
-            seq: headers["sb-seq"] ?? "",
-            principal: headers["sb-principal"] ?? "",
-            traceparent: headers.traceparent ?? "",
-            deadline_ms: timeout === undefined ? -1 : Number(timeout),
-            metadata_keys: Object.keys(headers).sort(),
-            metadata,
-            log,
-          });
+        : json
+          ? Buffer.from(JSON.stringify(toJson(result)))
+          : codec.responseSerialize(result);
     const hdrs = natsHeaders();
+    if (json) hdrs.set("Content-Type", "application/json");
     hdrs.set("x-process-header", "nats-lab");
     // "odd-headers": headers no gRPC caller could receive as they are.
     if (op.text === "odd-headers") {
@@ -120,4 +126,25 @@ export async function startNatsLabProcess(url: string, prefix: string): Promise<
       await connection.close();
     },
   };
+}
+
+/** The proto3 JSON of an Op (lowerCamelCase names) as the loader's object. */
+function fromJson(data: Uint8Array): LabOp {
+  const value = JSON.parse(Buffer.from(data).toString("utf8")) as Record<string, unknown>;
+  const op: LabOp = {};
+  if (typeof value.key === "string") op.key = value.key;
+  if (typeof value.text === "string") op.text = value.text;
+  if (typeof value.delayMs === "number") op.delay_ms = value.delayMs;
+  if (typeof value.failCode === "number") op.fail_code = value.failCode;
+  return op;
+}
+
+/** A Result as proto3 JSON: lowerCamelCase names, int64 as a string. */
+function toJson(result: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(result)) {
+    const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    out[camel] = key === "deadline_ms" ? String(value) : value;
+  }
+  return out;
 }

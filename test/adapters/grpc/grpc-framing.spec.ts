@@ -3,7 +3,7 @@ import { expect } from "chai";
 import { frameMessage, MessageDecoder } from "../../../adapters/grpc/grpc-framing.js";
 
 function decodeAll(chunks: readonly Buffer[]): { flag: number; message: Buffer }[] {
-  const decoder = new MessageDecoder();
+  const decoder = new MessageDecoder(2 ** 32);
   const out: { flag: number; message: Buffer }[] = [];
   for (const chunk of chunks) decoder.push(chunk, (flag, message) => out.push({ flag, message }));
   expect(decoder.partial).to.equal(false);
@@ -45,7 +45,7 @@ describe("gRPC message framing", () => {
     const frame = Buffer.concat(frameMessage(Buffer.from("zz")));
     frame[0] = 1;
     expect(decodeAll([frame])[0]?.flag).to.equal(1);
-    const decoder = new MessageDecoder();
+    const decoder = new MessageDecoder(2 ** 32);
     decoder.push(frame.subarray(0, 6), () => {});
     expect(decoder.partial).to.equal(true);
   });

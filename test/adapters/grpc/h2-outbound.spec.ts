@@ -6,6 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { createGrpcTransport } from "../../../adapters/grpc/h2-outbound.js";
 import type { Metadata } from "../../../bridge/call/metadata.js";
+import { wireFormOf } from "../../../bridge/call/wire-form.js";
 import type { OperationContract } from "../../../bridge/contracts/contract.js";
 import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
@@ -209,7 +210,7 @@ describe("gRPC outbound on node:http2", () => {
         ":authority": `127.0.0.1:${raw.port}`,
         "content-type": "application/grpc",
         te: "trailers",
-        "grpc-accept-encoding": "identity",
+        "grpc-accept-encoding": "identity,gzip,deflate",
       });
       expect(seen["grpc-timeout"]).to.match(/^\d{1,8}m$/);
       expect(Number.parseInt(String(seen["grpc-timeout"]), 10)).to.be.within(2_000, 3_000);
@@ -510,12 +511,24 @@ describe("gRPC outbound on node:http2", () => {
       expect(error.message).to.contain("grpc-encoding br");
     });
 
-    it("asks for identity only, so a compressing grpc-js server does not compress", async () => {
-      const { client } = await serve({ [UNARY]: echoUnary }, { "grpc.default_compression_algorithm": 2 });
-      const payload = Buffer.alloc(10_000, "a");
-      const reply = await client.unary(unary(UNARY, payload));
-      expect(Buffer.from(reply.payload).equals(payload)).to.equal(true);
-      expect(reply.headers["grpc-encoding"]).to.deep.equal(["identity"]);
+    it("keeps a compressed reply's wire form beside the inflated bytes, for the client side", async () => {
+      const compressed = gzipSync(Buffer.from("squeezed"));
+      const raw = await startRawH2Server((stream) => {
+        stream.respond(
+          { ":status": 200, "content-type": "application/grpc", "grpc-encoding": "gzip" },
+          { waitForTrailers: true },
+        );
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        stream.end(grpcFrame(compressed, true));
+      });
+      later(() => raw.close());
+      const client = connect(raw.port);
+      later(() => client.close());
+      const reply = await client.unary(unary(UNARY, Buffer.from("x")));
+      expect(Buffer.from(reply.payload).toString()).to.equal("squeezed");
+      const form = wireFormOf(reply.payload);
+      expect(form?.encoding).to.equal("gzip");
+      expect(Buffer.from(form?.compressed ?? []).equals(compressed)).to.equal(true);
     });
 
     it("maps a non-gRPC HTTP answer by gRPC's HTTP-to-code table", async () => {

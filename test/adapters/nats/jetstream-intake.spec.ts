@@ -1,8 +1,11 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { expect } from "chai";
+import { loadBridgeSetup } from "../../../bridge/config/check-config.js";
 import type { BridgeConfig } from "../../../bridge/config/config.js";
-import { type LabHarness, startLabHarness } from "../../support/lab-harness.js";
+import { BridgeError } from "../../../bridge/errors/bridge-error.js";
+import { startBridgeRuntime } from "../../../cli/bridge-runtime.js";
+import { LAB_CONFIG, type LabHarness, startLabHarness } from "../../support/lab-harness.js";
 import { type LabOp, loadLabDefinition } from "../../support/lab-process.js";
 import { type NatsServerFixture, startNatsServer } from "../../support/nats-server.js";
 import { waitFor } from "../../support/wait.js";
@@ -112,6 +115,34 @@ describe("NATS: durable one-way intake from JetStream (S9, S10)", function () {
     await js.publish(SUBJECT, encodeOp({ key: "js-3", text: "next" }));
     await waitFor(() => texts("js-3").includes("next"), 10_000, "the message after the refused ones");
     expect(texts("no-such-session")).to.deep.equal([]);
+  });
+
+  it("refuses to start with an intake for an operation that is not one-way, or a stream that does not exist", async () => {
+    const setup = loadBridgeSetup({ file: LAB_CONFIG, overrides: { store: "memory" } });
+    for (const [operation, stream, expected] of [
+      ["test.lab.v1.Counter.Do", STREAM, "not a served one-way operation"],
+      ["test.lab.v1.Counter.Fire", "NO_SUCH_STREAM", "stream not found"],
+    ] as const) {
+      const nats = {
+        ...harness.config.listeners.nats,
+        intake: [{ operation, stream, durable: "x", filterSubject: undefined }],
+      };
+      try {
+        const runtime = await startBridgeRuntime({
+          config: {
+            ...setup.config,
+            listeners: { ...setup.config.listeners, nats } as BridgeConfig["listeners"],
+          },
+          contracts: setup.contracts,
+        });
+        await runtime.stop(0);
+        expect.fail(`started with an intake on ${operation} from ${stream}`);
+      } catch (error) {
+        expect(error).to.be.instanceOf(BridgeError);
+        expect((error as BridgeError).reason).to.equal("INVALID_CONFIG");
+        expect((error as BridgeError).message).to.include(expected);
+      }
+    }
   });
 
   it("S10: messages published while the bridge is down are delivered after it restarts", async () => {

@@ -295,6 +295,36 @@ describe("NATS adapter", function () {
     });
   });
 
+  describe("two bridges in one queue group", () => {
+    it("each request reaches one of them, never both", async () => {
+      const first = await startLabHarness("memory", { adjust: withNats(server.url) });
+      try {
+        const second = await startLabHarness("memory", { adjust: withNats(server.url) });
+        try {
+          const sent = 40;
+          for (let i = 0; i < sent; i++) {
+            const reply = await raw.request(
+              "sb.test.lab.v1.Plain.Echo",
+              new TextEncoder().encode(`{"key":"q-${i}"}`),
+              { timeout: 10_000, headers: jsonHeaders() },
+            );
+            expect(reply.headers?.get("Nats-Service-Error-Code")).to.equal("");
+          }
+          const seen = (h: LabHarness): number =>
+            h.lab.deliveries.filter((d) => d.key.startsWith("q-")).length;
+          expect(seen(first) + seen(second)).to.equal(sent);
+          // Both instances answer discovery: `nats micro ls` shows two of service sessionbridge.
+          const listed = JSON.parse(await natsCli(server, ["micro", "ls", "--json"])) as { name: string }[];
+          expect(listed.filter((s) => s.name === "sessionbridge")).to.have.length(2);
+        } finally {
+          await second.close();
+        }
+      } finally {
+        await first.close();
+      }
+    });
+  });
+
   describe("outbound: bridge → nats:// process", () => {
     let harness: LabHarness;
     let process: NatsLabProcess;
@@ -401,6 +431,37 @@ describe("NATS adapter", function () {
       expect(reply.response.key).to.equal("odd-1");
       expect(headerOf(reply.headers, "x-process-header")).to.equal("nats-lab");
       expect(headerOf(reply.headers, "x-utf8")).to.equal(undefined);
+    });
+
+    it("a process at nats://…?codec=json gets protobuf JSON and its JSON reply reaches a gRPC caller as binary", async () => {
+      const jsonProcess = await startNatsLabProcess(server.url, "lab.json");
+      const bridge = await startLabHarness("memory", {
+        adjust: withNats(server.url, (c) => ({
+          ...c,
+          listeners: { ...c.listeners, nats: { ...natsSettings(server.url), prefix: "json-bridge" } },
+          processes: [
+            {
+              name: "json-counter",
+              services: ["test.lab.v1.Counter"],
+              location: "nats://lab.json?codec=json",
+              envelope: false,
+            },
+          ],
+        })),
+      });
+      const client = createLabClient(createGrpcJsTransport(bridge.address));
+      try {
+        const reply = await client.unary<LabResult>("Counter", "Start", { key: "json-1", text: "j" });
+        expect(reply.response.key).to.equal("json-1");
+        expect(reply.response.session_id).to.equal(reply.sessionId);
+        expect(reply.response.log).to.deep.equal(["j"]);
+        const seen = jsonProcess.deliveries.find((d) => d.key === "json-1");
+        expect(seen?.headers["content-type"]).to.equal("application/json");
+      } finally {
+        await client.close();
+        await bridge.close();
+        await jsonProcess.close();
+      }
     });
 
     it("no responders on the process subject is UNAVAILABLE (retryable)", async () => {

@@ -33,8 +33,16 @@ describe("addresses", () => {
     expect(checkListenAddress("127.0.0.1:50051")).to.equal(undefined);
   });
 
-  it("accepts grpc://host:port and nats://subject.prefix locations and names the accepted forms otherwise", () => {
-    expect(Object.keys(LOCATION_SCHEMES)).to.deep.equal(["grpc", "nats"]);
+  it("accepts grpc://host:port, http://host:port[/prefix] and nats://subject.prefix locations and names the accepted forms otherwise", () => {
+    expect(Object.keys(LOCATION_SCHEMES)).to.deep.equal(["grpc", "http", "nats"]);
+    expect(checkLocation("http://127.0.0.1:8081")).to.equal(undefined);
+    expect(checkLocation("http://127.0.0.1:8081/api/v1?codec=json")).to.equal(undefined);
+    expect(checkLocation("http://127.0.0.1:0")).to.equal(
+      'invalid port (expected http://host:port[/prefix][?codec=json|proto], got "http://127.0.0.1:0")',
+    );
+    expect(checkLocation("http://h:1/p?codec=xml")).to.equal(
+      'not host:port, an optional /prefix and an optional ?codec=json|proto (expected http://host:port[/prefix][?codec=json|proto], got "http://h:1/p?codec=xml")',
+    );
     expect(checkLocation("grpc://127.0.0.1:50061")).to.equal(undefined);
     expect(checkLocation("grpc://[::1]:1")).to.equal(undefined);
     expect(checkLocation("nats://orders")).to.equal(undefined);
@@ -45,14 +53,14 @@ describe("addresses", () => {
     expect(checkLocation("nats://orders..v1")).to.equal(
       'invalid subject prefix (expected nats://subject.prefix, got "nats://orders..v1")',
     );
-    expect(checkLocation("http://x:1")).to.equal(
-      'unsupported location scheme http (expected grpc://host:port or nats://subject.prefix, got "http://x:1")',
+    expect(checkLocation("ws://x:1")).to.equal(
+      'unsupported location scheme ws (expected grpc://host:port or http://host:port[/prefix][?codec=json|proto] or nats://subject.prefix, got "ws://x:1")',
     );
     expect(checkLocation("grpc://host:1/path")).to.equal(
       'invalid port (expected grpc://host:port, got "grpc://host:1/path")',
     );
     expect(checkLocation("host:1")).to.equal(
-      'not a location URL (expected grpc://host:port or nats://subject.prefix, got "host:1")',
+      'not a location URL (expected grpc://host:port or http://host:port[/prefix][?codec=json|proto] or nats://subject.prefix, got "host:1")',
     );
   });
 });

@@ -1,8 +1,10 @@
+import { setImmediate } from "node:timers/promises";
 import { expect } from "chai";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
+import { FOLLOW_PAGE_SIZE } from "../../../bridge/store/journal-follow.js";
 import type { JournalRecord, SessionRecord } from "../../../bridge/store/records.js";
-import type { SessionQuery, SessionStore } from "../../../bridge/store/session-store.js";
+import type { SessionQuery, SessionStore, StoreBatch } from "../../../bridge/store/session-store.js";
 import { expectBridgeError } from "./expect-bridge-error.js";
 import { ended, entry, idempotency, outbox, session } from "./store-records.js";
 
@@ -10,6 +12,8 @@ export interface OpenedStore {
   readonly store: SessionStore;
   /** Closes the store and opens the same data again, for durable stores. */
   readonly reopen?: () => Promise<SessionStore>;
+  /** Journal followers the current store has registered. */
+  readonly followers: () => number;
   readonly cleanup: () => Promise<void>;
 }
 
@@ -150,12 +154,12 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
       const indexes = (entries: readonly JournalRecord[]): number[] => entries.map((e) => e.index);
 
       beforeEach(async () => {
-        // Two batches, the second out of order: the journal is ordered by index, not arrival.
+        // Two batches for s1, with s2's entries interleaved in the second.
         await store.commit({
           sessions: [session("s1")],
           entries: [1, 2, 3, 4, 5].map((i) => entry("s1", i)),
         });
-        await store.commit({ entries: [10, 8, 6, 9, 7].map((i) => entry("s1", i)) });
+        await store.commit({ entries: [6, 7, 8, 9, 10].map((i) => entry("s1", i)) });
         await store.commit({ entries: [entry("s2", 1), entry("s2", 2)] });
       });
 
@@ -204,10 +208,11 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
             idempotency: [idempotency("alice", "k")],
             outboxAdd: [outbox("s1", 11)],
           }),
-          Code.INTERNAL,
-          Reason.STORE_FAILURE,
+          Code.ABORTED,
+          Reason.JOURNAL_CONFLICT,
         );
         expect(error.message).to.be.a("string").and.not.equal("");
+        expect(error.metadata).to.deep.equal({ session_id: "s1", expected_index: "12" });
         expect(await store.getSession("s1")).to.deep.equal(before);
         expect(await store.getSession("s3")).to.equal(undefined);
         expect(indexes(await store.readJournal("s1", 1, 100))).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
@@ -219,8 +224,8 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
       it("rejects a batch that repeats an index within itself", async () => {
         await expectBridgeError(
           store.commit({ entries: [entry("s9", 1), entry("s9", 1)] }),
-          Code.INTERNAL,
-          Reason.STORE_FAILURE,
+          Code.ABORTED,
+          Reason.JOURNAL_CONFLICT,
         );
         expect(await store.readJournal("s9", 1, 10)).to.deep.equal([]);
       });
@@ -237,9 +242,9 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
           sessions: [session("s1")],
           // req-1 (seq 1) is never answered; req-2 (seq 2) gets one response; req-3 (unnumbered)
           // gets an ack, a fault and a response; entries of the exchanges interleave.
-          entries: [request(1, 1), request(2, 2), request(3, 0), outcome(5, 3, 5), outcome(4, 2)],
+          entries: [request(1, 1), request(2, 2), request(3, 0), outcome(4, 2), outcome(5, 3, 5)],
         });
-        await store.commit({ entries: [outcome(7, 3, 2), outcome(6, 3, 4)] });
+        await store.commit({ entries: [outcome(6, 3, 4), outcome(7, 3, 2)] });
         // Another session reusing message ids must not leak into s1's answers.
         await store.commit({
           entries: [entry("s2", 1, { seq: 2, messageId: "req-2" }), entry("s2", 2, { inReplyTo: "req-2" })],
@@ -274,6 +279,7 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
         expect(await store.findBySeq("s-none", 1)).to.equal(undefined);
         expect(await store.findByMessageId("s1", "req-9")).to.equal(undefined);
         expect(await store.findByMessageId("s-none", "req-1")).to.equal(undefined);
+        expect(await store.findByMessageId("s1", "out-4"), "an outcome is not a request").to.equal(undefined);
       });
 
       it("keeps sessions apart", async () => {
@@ -590,8 +596,8 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
         await store.commit({ entries: [entry("s1", 1)] });
         await expectBridgeError(
           store.commit({ entries: [entry("s1", 1)] }),
-          Code.INTERNAL,
-          Reason.STORE_FAILURE,
+          Code.ABORTED,
+          Reason.JOURNAL_CONFLICT,
         );
         await store.commit({ entries: [entry("s1", 2)] });
         expect(await store.readJournal("s1", 1, 10)).to.deep.equal([entry("s1", 1), entry("s1", 2)]);
@@ -704,6 +710,327 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
         expect((await store.recover()).sessions.map((s) => s.id)).to.deep.equal(["live"]);
         expect(await store.readJournal("live", 1, 10)).to.have.length(2);
       });
+
+      it("purges a large backlog in steps while commits go on, and removes everything due", async () => {
+        const sessionsDue = 400;
+        const entriesEach = 100;
+        for (let first = 0; first < sessionsDue; first += 20) {
+          const ids = Array.from({ length: 20 }, (_, i) => `backlog-${first + i}`);
+          await store.commit({
+            sessions: ids.map((id) => ended(session(id, { journalLength: entriesEach }), 100)),
+            entries: ids.flatMap((id) => Array.from({ length: entriesEach }, (_, i) => entry(id, i + 1))),
+            outboxAdd: ids.map((id) => outbox(id, 1)),
+          });
+        }
+        for (let first = 0; first < 2_000; first += 500) {
+          await store.commit({
+            idempotency: Array.from({ length: 500 }, (_, i) =>
+              idempotency("carol", `old-${first + i}`, { createdAtMs: 10 }),
+            ),
+          });
+        }
+        await store.commit({ sessions: [session("busy")] });
+
+        let purgeDone = false;
+        const purging = store.purge(250, 25).then((counts) => {
+          purgeDone = true;
+          return counts;
+        });
+        // Traffic during the purge: each commit is issued after the previous one resolved.
+        let committedDuringPurge = 0;
+        let index = 0;
+        while (!purgeDone && index < 100_000) {
+          index++;
+          await store.commit({
+            sessions: [session("busy", { journalLength: index })],
+            entries: [entry("busy", index)],
+          });
+          if (!purgeDone) committedDuringPurge++;
+          await setImmediate();
+        }
+        expect(committedDuringPurge, "commits that completed while the purge was running").to.be.at.least(2);
+        expect(await purging).to.deep.equal({ sessions: sessionsDue + 2, idempotency: 2_000 + 2 });
+
+        for (let i = 0; i < sessionsDue; i++) {
+          expect(await store.readJournal(`backlog-${i}`, 1, 1), `backlog-${i}`).to.deep.equal([]);
+          expect(await store.getSession(`backlog-${i}`), `backlog-${i}`).to.equal(undefined);
+        }
+        expect(await store.getIdempotency("carol", "old-1999")).to.equal(undefined);
+        expect((await store.recover()).outbox.map((o) => o.sessionId)).to.deep.equal([
+          "at-cutoff",
+          "live",
+          "recent",
+        ]);
+        expect((await store.readJournal("busy", 1, index + 1)).map((e) => e.index)).to.deep.equal(
+          Array.from({ length: index }, (_, i) => i + 1),
+        );
+        expect((await store.getSession("busy"))?.journalLength).to.equal(index);
+      });
+    });
+
+    describe("journal appends continue the stored journal (S9)", () => {
+      beforeEach(async () => {
+        await store.commit({ sessions: [session("s1")], entries: [1, 2, 3].map((i) => entry("s1", i)) });
+      });
+
+      const conflict = async (batch: StoreBatch, sessionId: string, expectedIndex: number): Promise<void> => {
+        const error = await expectBridgeError(store.commit(batch), Code.ABORTED, Reason.JOURNAL_CONFLICT);
+        expect(error.metadata).to.deep.equal({
+          session_id: sessionId,
+          expected_index: String(expectedIndex),
+        });
+      };
+
+      it("refuses a gap, an overlap, a repeat and a start other than 1, and keeps what was stored", async () => {
+        await conflict({ entries: [entry("s1", 5)] }, "s1", 4);
+        await conflict({ entries: [entry("s1", 3, { messageId: "overwrite" })] }, "s1", 4);
+        await conflict({ entries: [entry("s1", 4), entry("s1", 6)] }, "s1", 5);
+        await conflict({ entries: [entry("s1", 4), entry("s1", 4)] }, "s1", 5);
+        await conflict({ entries: [entry("s1", 5), entry("s1", 4)] }, "s1", 4);
+        await conflict({ entries: [entry("s-new", 2)] }, "s-new", 1);
+        await conflict({ entries: [entry("s1", 0)] }, "s1", 4);
+        expect((await store.readJournal("s1", 1, 10)).map((e) => [e.index, e.messageId])).to.deep.equal([
+          [1, "s1-m1"],
+          [2, "s1-m2"],
+          [3, "s1-m3"],
+        ]);
+        expect(await store.readJournal("s-new", 1, 10)).to.deep.equal([]);
+      });
+
+      it("accepts contiguous appends, with sessions interleaved in a batch", async () => {
+        await store.commit({
+          entries: [entry("s1", 4), entry("s2", 1), entry("s1", 5), entry("s2", 2), entry("s1", 6)],
+        });
+        expect((await store.readJournal("s1", 1, 10)).map((e) => e.index)).to.deep.equal([1, 2, 3, 4, 5, 6]);
+        expect((await store.readJournal("s2", 1, 10)).map((e) => e.index)).to.deep.equal([1, 2]);
+      });
+
+      it("leaves nothing of a batch with one conflicting session behind", async () => {
+        await conflict(
+          {
+            sessions: [session("s1", { journalLength: 4 }), session("s2", { journalLength: 2 })],
+            entries: [entry("s2", 1), entry("s2", 2), entry("s1", 4), entry("s1", 4)],
+            idempotency: [idempotency("alice", "k")],
+            outboxAdd: [outbox("s2", 2)],
+            outboxRemove: [outbox("s1", 1)],
+          },
+          "s1",
+          5,
+        );
+        expect(await store.getSession("s1")).to.deep.equal(session("s1"));
+        expect(await store.getSession("s2")).to.equal(undefined);
+        expect(await store.readJournal("s2", 1, 10)).to.deep.equal([]);
+        expect((await store.readJournal("s1", 1, 10)).map((e) => e.index)).to.deep.equal([1, 2, 3]);
+        expect(await store.getIdempotency("alice", "k")).to.equal(undefined);
+        expect((await store.recover()).outbox).to.deep.equal([]);
+      });
+
+      it("lets exactly one of two writers racing for the same index win", async () => {
+        const outcomes = await Promise.allSettled([
+          store.commit({ entries: [entry("s1", 4, { messageId: "first" })] }),
+          store.commit({ entries: [entry("s1", 4, { messageId: "second" })] }),
+          store.commit({ entries: [entry("s1", 5, { messageId: "after-first" })] }),
+        ]);
+        expect(outcomes.map((o) => o.status)).to.deep.equal(["fulfilled", "rejected", "fulfilled"]);
+        const lost = outcomes[1];
+        expect(lost?.status === "rejected" && (lost.reason as { reason?: string }).reason).to.equal(
+          Reason.JOURNAL_CONFLICT,
+        );
+        expect((await store.readJournal("s1", 4, 10)).map((e) => e.messageId)).to.deep.equal([
+          "first",
+          "after-first",
+        ]);
+      });
+    });
+
+    describe("finding a live session by correlation (S5)", () => {
+      const keyed = (id: string, key: string, fields: Partial<SessionRecord> = {}): SessionRecord =>
+        session(id, {
+          correlationSet: "byOrder",
+          correlation: { orderId: key },
+          correlationKey: key,
+          ...fields,
+        });
+
+      it("returns the live session bound to the key, and nothing for other keys or services", async () => {
+        const s1 = keyed("s1", "o-1", { nextSeq: 3 });
+        await store.commit({
+          sessions: [
+            s1,
+            keyed("s2", "o-2"),
+            keyed("s3", "o-1", { service: "shop.v1.Payments" }),
+            session("s4"),
+          ],
+        });
+        expect(await store.findSessionByCorrelation("shop.v1.Orders", "o-1")).to.deep.equal(s1);
+        expect((await store.findSessionByCorrelation("shop.v1.Orders", "o-2"))?.id).to.equal("s2");
+        expect((await store.findSessionByCorrelation("shop.v1.Payments", "o-1"))?.id).to.equal("s3");
+        expect(await store.findSessionByCorrelation("shop.v1.Orders", "o-3")).to.equal(undefined);
+        expect(await store.findSessionByCorrelation("shop.v1.Other", "o-1")).to.equal(undefined);
+        expect(await store.findSessionByCorrelation("shop.v1.Orders", "")).to.equal(undefined);
+      });
+
+      it("forgets a session once it has ended and finds the next holder", async () => {
+        await store.commit({ sessions: [keyed("s1", "o-1")] });
+        await store.commit({ sessions: [ended(keyed("s1", "o-1"), 2_000)] });
+        expect(await store.findSessionByCorrelation("shop.v1.Orders", "o-1")).to.equal(undefined);
+        await store.commit({ sessions: [keyed("s2", "o-1")] });
+        expect((await store.findSessionByCorrelation("shop.v1.Orders", "o-1"))?.id).to.equal("s2");
+        // A session that moves to another key no longer answers for the old one.
+        await store.commit({ sessions: [keyed("s2", "o-9")] });
+        expect(await store.findSessionByCorrelation("shop.v1.Orders", "o-1")).to.equal(undefined);
+        expect((await store.findSessionByCorrelation("shop.v1.Orders", "o-9"))?.id).to.equal("s2");
+      });
+    });
+
+    describe("sessions loaded when first touched", () => {
+      it("answers by id and by correlation from a store opened fresh on the same data", async () => {
+        const live = session("s1", {
+          correlationSet: "byOrder",
+          correlation: { orderId: "o-1" },
+          correlationKey: "o-1",
+          nextSeq: 2,
+          journalLength: 2,
+        });
+        const gone = ended(session("s2", { correlationKey: "o-2" }), 3_000);
+        await store.commit({ sessions: [live, gone], entries: [entry("s1", 1), entry("s1", 2)] });
+
+        // SQLite: a new store on the same file, as a bridge that did not write it sees it.
+        // Memory: the same instance, the only one that can see the data.
+        if (opened.reopen !== undefined) store = await opened.reopen();
+        expect(await store.getSession("s1")).to.deep.equal(live);
+        expect(await store.getSession("s2")).to.deep.equal(gone);
+        expect(await store.findSessionByCorrelation("shop.v1.Orders", "o-1")).to.deep.equal(live);
+        expect(await store.findSessionByCorrelation("shop.v1.Orders", "o-2")).to.equal(undefined);
+        expect((await store.readJournal("s1", 1, 10)).map((e) => e.index)).to.deep.equal([1, 2]);
+        // Its journal continues where the other instance left it.
+        await expectBridgeError(
+          store.commit({ entries: [entry("s1", 2)] }),
+          Code.ABORTED,
+          Reason.JOURNAL_CONFLICT,
+        );
+        await store.commit({ entries: [entry("s1", 3)] });
+      });
+    });
+
+    describe("following a journal (S9)", () => {
+      let controller: AbortController;
+
+      beforeEach(() => {
+        controller = new AbortController();
+      });
+
+      afterEach(() => {
+        controller.abort();
+      });
+
+      const commitRange = async (sessionId: string, from: number, to: number): Promise<void> => {
+        await store.commit({
+          entries: Array.from({ length: to - from + 1 }, (_, i) => entry(sessionId, from + i)),
+        });
+      };
+
+      /** Reads `count` entries from an iterator, then leaves it open. */
+      const take = async (iterator: AsyncIterator<JournalRecord>, count: number): Promise<number[]> => {
+        const seen: number[] = [];
+        while (seen.length < count) {
+          const next = await iterator.next();
+          if (next.done === true) break;
+          seen.push(next.value.index);
+        }
+        return seen;
+      };
+
+      const range = (from: number, to: number): number[] =>
+        Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+      it("yields a stored journal from the start, then what is committed later", async () => {
+        await commitRange("s1", 1, 5);
+        await commitRange("s2", 1, 2);
+        const iterator = store.followJournal("s1", 1, controller.signal)[Symbol.asyncIterator]();
+        expect(await take(iterator, 5)).to.deep.equal(range(1, 5));
+        const later = take(iterator, 4);
+        await commitRange("s1", 6, 6);
+        await commitRange("s2", 3, 3);
+        await commitRange("s1", 7, 9);
+        expect(await later).to.deep.equal(range(6, 9));
+        const [first] = await store.readJournal("s1", 6, 1);
+        expect(first).to.deep.equal(entry("s1", 6));
+      });
+
+      it("starts in the middle, and treats index 0 as the start", async () => {
+        await commitRange("s1", 1, 6);
+        const middle = store.followJournal("s1", 4, controller.signal)[Symbol.asyncIterator]();
+        expect(await take(middle, 3)).to.deep.equal([4, 5, 6]);
+        const zero = store.followJournal("s1", 0, controller.signal)[Symbol.asyncIterator]();
+        expect(await take(zero, 6)).to.deep.equal(range(1, 6));
+        const ahead = store.followJournal("s1", 8, controller.signal)[Symbol.asyncIterator]();
+        const waiting = take(ahead, 2);
+        await commitRange("s1", 7, 9);
+        expect(await waiting).to.deep.equal([8, 9]);
+      });
+
+      it("follows a journal that does not exist yet, with concurrent commits, without gaps or repeats", async () => {
+        const iterator = store.followJournal("s1", 1, controller.signal)[Symbol.asyncIterator]();
+        const all = take(iterator, 60);
+        await Promise.all(Array.from({ length: 60 }, (_, i) => commitRange("s1", i + 1, i + 1)));
+        expect(await all).to.deep.equal(range(1, 60));
+      });
+
+      it("holds no backlog for a slow reader while 10k entries are committed", async () => {
+        await commitRange("s1", 1, 1);
+        const follower = store.followJournal("s1", 1, controller.signal);
+        const iterator = follower[Symbol.asyncIterator]();
+        expect(await take(iterator, 1)).to.deep.equal([1]);
+        const heldBefore = follower.heldEntries;
+        expect(heldBefore).to.equal(0);
+        // The reader is paused while 10,000 entries become durable.
+        for (let from = 2; from <= 10_001; from += 500) await commitRange("s1", from, from + 499);
+        expect(follower.heldEntries, "entries queued for a paused reader").to.equal(heldBefore);
+        let expected = 2;
+        let maxHeld = 0;
+        while (expected <= 10_001) {
+          const next = await iterator.next();
+          if (next.done === true) break;
+          expect(next.value.index).to.equal(expected);
+          expected++;
+          maxHeld = Math.max(maxHeld, follower.heldEntries);
+        }
+        expect(expected).to.equal(10_002);
+        expect(maxHeld).to.be.lessThan(FOLLOW_PAGE_SIZE);
+      });
+
+      it("ends quietly on abort, whether waiting, paused or not yet started", async () => {
+        await commitRange("s1", 1, 3);
+        const waiting = store.followJournal("s1", 4, controller.signal)[Symbol.asyncIterator]();
+        const pending = waiting.next();
+        const paused = store.followJournal("s1", 1, controller.signal)[Symbol.asyncIterator]();
+        expect(await take(paused, 1)).to.deep.equal([1]);
+        expect(opened.followers()).to.equal(2);
+        controller.abort();
+        expect(await pending).to.deep.equal({ done: true, value: undefined });
+        expect(await paused.next()).to.deep.equal({ done: true, value: undefined });
+        const late = store.followJournal("s1", 1, controller.signal)[Symbol.asyncIterator]();
+        expect(await late.next()).to.deep.equal({ done: true, value: undefined });
+        expect(opened.followers(), "followers left registered").to.equal(0);
+      });
+
+      it("lets go of a follower the reader stops early", async () => {
+        await commitRange("s1", 1, 3);
+        for await (const followed of store.followJournal("s1", 1, controller.signal)) {
+          if (followed.index === 2) break;
+        }
+        expect(opened.followers()).to.equal(0);
+      });
+
+      it("rejects a fractional index, and a waiting follower when the store closes", async () => {
+        const bad = store.followJournal("s1", 1.5, controller.signal)[Symbol.asyncIterator]();
+        await expectBridgeError(bad.next(), Code.INVALID_ARGUMENT, Reason.INVALID_REQUEST);
+        const waiting = store.followJournal("s1", 1, controller.signal)[Symbol.asyncIterator]();
+        const pending = waiting.next();
+        await store.close();
+        await expectBridgeError(pending, Code.UNAVAILABLE, Reason.SHUTTING_DOWN);
+      });
     });
 
     describe("close", () => {
@@ -725,6 +1052,10 @@ export function describeSessionStore(name: string, open: () => Promise<OpenedSto
         await closed(store.findByMessageId("s1", "m"));
         await closed(store.getIdempotency("alice", "k"));
         await closed(store.purge(0, 0));
+        await closed(store.findSessionByCorrelation("shop.v1.Orders", "k"));
+        await closed(
+          store.followJournal("s1", 1, new AbortController().signal)[Symbol.asyncIterator]().next(),
+        );
       });
     });
   });

@@ -6,7 +6,7 @@ import { expect } from "chai";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
 import { createStore } from "../../../bridge/store/create-store.js";
-import { SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
+import { EXCHANGE_KEY, migrate, SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
 import { createSqliteStore } from "../../../bridge/store/sqlite-store.js";
 import { expectBridgeError } from "./expect-bridge-error.js";
 import { openTempSqlite, type TempSqlite } from "./sqlite-fixture.js";
@@ -79,6 +79,25 @@ describe("SQLite store", () => {
     expect(await temp.store.readJournal("s1", 1, count + 1)).to.have.length(count);
   });
 
+  it("checkpoints the WAL from its own thread once enough rows are committed", async () => {
+    expect(temp.store.stats().checkpoints).to.equal(0);
+    for (let first = 1; first <= 5_000; first += 500) {
+      await temp.store.commit({
+        entries: Array.from({ length: 500 }, (_, i) => entry("s1", first + i)),
+      });
+    }
+    // The request does not wait for the checkpoint; wait for the thread's answer.
+    while (temp.store.stats().checkpoints === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const db = new Database(temp.path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT count(*) AS n FROM journal").get()).to.deep.equal({ n: 5_000 });
+    } finally {
+      db.close();
+    }
+    await temp.store.commit({ entries: [entry("s1", 5_001)] });
+    expect(await temp.store.readJournal("s1", 4_999, 10)).to.have.length(3);
+  });
+
   it("fails a bad batch alone inside a group and commits its neighbours", async () => {
     await temp.store.commit({
       sessions: [session("holder", { correlationKey: "k" })],
@@ -87,13 +106,13 @@ describe("SQLite store", () => {
     const before = temp.store.stats();
     const good = (i: number) => temp.store.commit({ entries: [entry("s1", i)] });
     const first = Array.from({ length: 50 }, (_, i) => good(i + 2));
-    const between = temp.store.commit({ entries: [entry("s1", 60)], sessions: [session("between")] });
+    const between = temp.store.commit({ entries: [entry("s1", 52)], sessions: [session("between")] });
     const reused = temp.store.commit({ entries: [entry("s1", 1)], sessions: [session("dup2")] });
     const conflict = temp.store.commit({ sessions: [session("taker", { correlationKey: "k" })] });
-    const rest = Array.from({ length: 50 }, (_, i) => good(i + 100));
+    const rest = Array.from({ length: 50 }, (_, i) => good(i + 53));
 
     await Promise.all([...first, between, ...rest]);
-    await expectBridgeError(reused, Code.INTERNAL, Reason.STORE_FAILURE);
+    await expectBridgeError(reused, Code.ABORTED, Reason.JOURNAL_CONFLICT);
     await expectBridgeError(conflict, Code.ALREADY_EXISTS, Reason.SESSION_ALREADY_EXISTS);
     const after = temp.store.stats();
     expect(after.batches - before.batches).to.equal(103);
@@ -139,12 +158,125 @@ describe("SQLite store", () => {
     try {
       expect(db.pragma("journal_mode", { simple: true })).to.equal("wal");
       expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      // Small pages for a new database: each commit writes whole pages to the WAL.
+      expect(db.pragma("page_size", { simple: true })).to.equal(1024);
       const indexes = db
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%UNIQUE%'")
         .all();
       expect(indexes).to.deep.equal([{ name: "sessions_live_correlation" }]);
     } finally {
       db.close();
+    }
+  });
+
+  it("carries the data of a version 1 database through the later migrations", async () => {
+    const path = join(temp.dir, "v1.db");
+    const v1 = new Database(path);
+    migrate(v1, 1);
+    const insert = v1.prepare(
+      `INSERT INTO journal (session_id, idx, message_id, kind, seq, in_reply_to, recorded_at_ms, envelope)
+       VALUES (?, ?, ?, 1, ?, ?, 5, x'0102')`,
+    );
+    insert.run("s1", 1, "req-1", 1, "");
+    insert.run("s1", 2, "out-2", 0, "req-1");
+    insert.run("s1", 3, "req-3", 0, "");
+    v1.close();
+
+    const store = await createSqliteStore({ path });
+    try {
+      const request = { sessionId: "s1", index: 1, messageId: "req-1", kind: 1, seq: 1, inReplyTo: "" };
+      const found = await store.findByMessageId("s1", "req-1");
+      expect({ ...found?.request, envelope: undefined, recordedAtMs: undefined }).to.deep.equal({
+        ...request,
+        envelope: undefined,
+        recordedAtMs: undefined,
+      });
+      expect(found?.outcomes.map((e) => e.messageId)).to.deep.equal(["out-2"]);
+      expect((await store.findBySeq("s1", 1))?.outcomes.map((e) => e.index)).to.deep.equal([2]);
+      await store.commit({ entries: [entry("s1", 4)] });
+    } finally {
+      await store.close();
+    }
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
+      expect(db.prepare("SELECT count(*) AS n FROM journal").get()).to.deep.equal({ n: 4 });
+    } finally {
+      db.close();
+    }
+  });
+
+  it("answers lookups from indexes, not scans", async () => {
+    await temp.store.commit({ sessions: [session("s1")], entries: [entry("s1", 1)] });
+    const db = new Database(temp.path, { readonly: true });
+    try {
+      const plan = (sql: string): string =>
+        db
+          .prepare(`EXPLAIN QUERY PLAN ${sql}`)
+          .all("a", "b")
+          .map((row) => (row as { detail: string }).detail)
+          .join("; ");
+      expect(
+        plan(
+          `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to = '' ORDER BY idx`,
+        ),
+      ).to.contain("USING INDEX journal_exchange");
+      expect(
+        plan(
+          `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to <> '' ORDER BY idx`,
+        ),
+      ).to.contain("USING INDEX journal_exchange");
+      expect(
+        plan("SELECT * FROM sessions WHERE service = ? AND correlation_key = ? AND state = 'active'"),
+      ).to.contain("USING INDEX sessions_live_correlation");
+    } finally {
+      db.close();
+    }
+  });
+
+  it("finishes on the next purge what a close cut short, leaving no journal without its session", async () => {
+    const due = 400;
+    for (let first = 0; first < due; first += 50) {
+      const ids = Array.from({ length: 50 }, (_, i) => `ended-${first + i}`);
+      await temp.store.commit({
+        sessions: ids.map((id) => ended(session(id), 100)),
+        entries: ids.flatMap((id) => Array.from({ length: 100 }, (_, i) => entry(id, i + 1))),
+      });
+    }
+    const purging = temp.store.purge(1_000, 0).then(
+      (counts) => counts.sessions,
+      (error: unknown) => {
+        expect((error as { reason?: string }).reason).to.equal(Reason.SHUTTING_DOWN);
+        return 0;
+      },
+    );
+    // Let a few purge steps run between these commits, then close in the middle of it.
+    await temp.store.commit({ entries: [entry("busy", 1)] });
+    await temp.store.commit({ entries: [entry("busy", 2)] });
+    await temp.store.close();
+    const purgedFirst = await purging;
+
+    const orphans = (): unknown => {
+      const db = new Database(temp.path, { readonly: true });
+      try {
+        return db
+          .prepare("SELECT count(*) AS n FROM journal WHERE session_id NOT IN (SELECT id FROM sessions)")
+          .get();
+      } finally {
+        db.close();
+      }
+    };
+    // Journal rows of sessions never in the table ("busy") are not the purge's doing.
+    expect(orphans()).to.deep.equal({ n: 2 });
+    const store = await temp.reopen();
+    const purgedNext = (await store.purge(1_000, 0)).sessions;
+    // A purge cut short reports nothing; what it deleted stays deleted.
+    expect(purgedFirst === 0 ? purgedNext : purgedFirst).to.be.within(1, due);
+    expect(orphans()).to.deep.equal({ n: 2 });
+    expect((await store.listSessions({ pageSize: 10 })).sessions).to.deep.equal([]);
+    for (const id of ["ended-0", `ended-${due - 1}`]) {
+      expect(await store.readJournal(id, 1, 10)).to.deep.equal([]);
+      expect(await store.getSession(id)).to.equal(undefined);
     }
   });
 

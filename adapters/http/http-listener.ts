@@ -1,0 +1,144 @@
+import { readFileSync } from "node:fs";
+import { createJsonCodec } from "../../bridge/codec/json-codec.js";
+import type { CookieBinding } from "../../bridge/config/config.js";
+import type { OperationContract } from "../../bridge/contracts/contract.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
+import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
+import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
+import { createCookieRules } from "./cookie-binding.js";
+import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
+import { openApiDocument } from "./openapi.js";
+import { sessionServiceOperations, sessionServiceTarget } from "./session-service-target.js";
+import { type SessionsRest, serveSessions } from "./sessions-rest.js";
+
+export interface HttpListenerOptions {
+  /** host:port; port 0 picks a free one. */
+  readonly address: string;
+  /** Cookie bindings (listeners.httpCookies). */
+  readonly cookies?: readonly CookieBinding[] | undefined;
+}
+
+export interface HttpListener extends Listener {
+  /** The real port bound. */
+  readonly port: number;
+}
+
+/**
+ * The inbound HTTP port (HTTP/1.1 and h2c on one port): every operation of the
+ * configured contracts over the Connect protocol at /<package.Service>/<Method>, and the
+ * sessions API at /sessions (JSON and Server-Sent Events), described at /openapi.json.
+ */
+export async function startHttpListener(
+  context: ListenerContext,
+  options: HttpListenerOptions,
+): Promise<HttpListener> {
+  const serving: ConnectServing = {
+    context,
+    json: createJsonCodec(context.contracts, { maxInputBytes: context.maxPayloadBytes }),
+    // No TLS on this listener yet, so cookies are not marked Secure.
+    cookies: createCookieRules(options.cookies ?? [], context.contracts, { secure: false }),
+  };
+  const own = {
+    operations: sessionServiceOperations(),
+    target: sessionServiceTarget(context.bridge.sessions),
+  };
+  const sessions: SessionsRest = {
+    api: context.bridge.sessions,
+    json: serving.json,
+    principals: context.principals,
+  };
+  // Generated once: the contracts do not change while the bridge runs.
+  const openapi = Buffer.from(JSON.stringify(openApiDocument(context.contracts, packageVersion())), "utf8");
+  let draining = (): boolean => false;
+  const handler = (request: HttpRequest, response: HttpResponse): void => {
+    // A broken client connection must not crash the bridge.
+    request.on("error", () => {});
+    response.on("error", () => {});
+    if (request.method === "GET" && (request.url ?? "").split("?")[0] === "/openapi.json") {
+      response.writeHead(200, { "content-type": "application/json", "content-length": openapi.length });
+      response.end(openapi);
+      return;
+    }
+    handle(serving, sessions, own, request, response, draining()).catch((error: unknown) => {
+      context.logger.error({ err: error }, "http request failed");
+      replyError(response, BridgeError.from(error));
+    });
+  };
+  const server = await startHttpServer({ address: options.address, handler });
+  draining = () => server.draining;
+  return {
+    transport: "http",
+    address: server.address,
+    port: server.port,
+    drain: (graceMs) => server.drain(graceMs),
+    close: () => server.drain(0),
+  };
+}
+
+async function handle(
+  serving: ConnectServing,
+  sessions: SessionsRest,
+  own: { operations: ReadonlyMap<string, OperationContract>; target: CallTarget },
+  request: HttpRequest,
+  response: HttpResponse,
+  draining: boolean,
+): Promise<void> {
+  if (draining) {
+    return replyError(
+      response,
+      new BridgeError(Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "the bridge is shutting down"),
+    );
+  }
+  const path = (request.url ?? "/").split("?")[0] ?? "/";
+  if (path === "/sessions" || path.startsWith("/sessions/")) {
+    if (serveSessions(sessions, request, response)) return;
+  }
+  const ownOp = own.operations.get(path);
+  const op = ownOp ?? serving.context.contracts.operations.get(path);
+  if (op === undefined) {
+    // Connect answers an unknown procedure with unimplemented, HTTP 404.
+    return replyError(
+      response,
+      new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.UNKNOWN_OPERATION,
+        `no operation ${path} in the configured contracts`,
+        {
+          metadata: { operation: path.slice(0, 256) },
+        },
+      ),
+      404,
+    );
+  }
+  if (request.method !== "POST" && request.method !== "GET") {
+    return replyError(
+      response,
+      new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.INVALID_REQUEST,
+        `method ${request.method} is not allowed: use POST`,
+      ),
+      405,
+      { allow: "POST, GET" },
+    );
+  }
+  await serveConnect(
+    serving,
+    op,
+    request,
+    response,
+    ownOp === undefined ? serving.context.bridge : own.target,
+  );
+}
+
+/** The package version (dist/adapters/http → the package root). */
+function packageVersion(): string {
+  try {
+    const file = new URL("../../../package.json", import.meta.url);
+    return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+  } catch {
+    return "0.0.0";
+  }
+}

@@ -1,0 +1,92 @@
+import type { MachineInfo } from "./machine-info.js";
+import type { SoakResult } from "./soak-run.js";
+import type { SoakSettings } from "./soak-settings.js";
+
+const MB = 1024 * 1024;
+const fixed = (value: number | undefined, digits: number): string =>
+  value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits);
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const align = header.map((_, i) => (i === 0 ? "---" : "---:"));
+  return [header, align, ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n");
+}
+
+export interface SoakResults {
+  readonly machine: MachineInfo;
+  readonly settings: SoakSettings;
+  readonly runs: readonly SoakResult[];
+}
+
+/** The soak's results as markdown: printed and written to soak-latest.md. */
+export function renderSoakMarkdown(r: SoakResults): string {
+  const m = r.machine;
+  const s = r.settings;
+  const out: string[] = [];
+  out.push("# sessionbridge sustained-turnover soak");
+  out.push("");
+  out.push(
+    `${m.date} · ${m.cpuModel}, ${m.cores} cores · Node ${m.node} · load average at start ${m.loadAverageAtStart}`,
+  );
+  out.push("");
+  out.push(
+    `${s.sessions} live sessions, ${s.ratePerSec} calls/s for ${s.seconds} s per store (fixed rate, latency from ` +
+      `the schedule), ${s.payloadBytes} B payloads. Of every 20 calls: 11 Call (half with an idempotency key, one ` +
+      "of them a retry), 5 one-way Notify, 2 End and 2 Open of a new session. Retention 60 s, purges every 30 s. " +
+      `RSS growth from the end of a ${s.warmupSeconds} s warm-up to the end of the run.`,
+  );
+  out.push("");
+  out.push(
+    table(
+      [
+        "store",
+        "calls ok / errors",
+        "p50 / p99 / max (ms)",
+        "RSS after warm-up → end (MB)",
+        "RSS growth",
+        "bridge CPU s / 1000 calls",
+        "bytes written / call",
+        "journal bytes / call",
+        "write amplification",
+        "purges seen",
+        "longest call during a purge (ms)",
+        "longest call outside purges (ms)",
+      ],
+      r.runs.map((x) => [
+        x.store,
+        `${x.calls.ok} / ${x.calls.errors}`,
+        `${fixed(x.latency.p50Us / 1000, 2)} / ${fixed(x.latency.p99Us / 1000, 2)} / ${fixed(x.latency.maxUs / 1000, 1)}`,
+        `${fixed(x.rss.afterWarmupBytes / MB, 0)} → ${fixed(x.rss.endBytes / MB, 0)} (max ${fixed(x.rss.maxAfterWarmupBytes / MB, 0)})`,
+        `${fixed(x.rss.growth * 100, 1)} %`,
+        fixed(x.cpuSecondsPer1000, 3),
+        fixed(x.writes.bytesPerCall, 0),
+        fixed(x.writes.storedBytesPerCall, 0),
+        x.writes.amplification === undefined ? "–" : `${x.writes.amplification.toFixed(1)}×`,
+        String(x.purges.length),
+        fixed(x.longestCallDuringPurgeMs, 1),
+        fixed(x.longestCallOutsidePurgeMs, 1),
+      ]),
+    ),
+  );
+  out.push("");
+  out.push(
+    "Bytes written from /proc/<pid>/io of the bridge (all threads: writer, checkpointer). Journal bytes: " +
+      "journal rows appended in the run (highest rowid) × their mean size (envelope and keys), read from the " +
+      "database. A purge's window runs from its scheduled tick (less 1 s) to its logged end.",
+  );
+  for (const x of r.runs) {
+    out.push("");
+    out.push(`## ${x.store}: RSS over time`);
+    out.push("");
+    const every = Math.max(1, Math.floor(x.samples.length / 12));
+    out.push(
+      table(
+        ["seconds", "RSS (MB)", "calls"],
+        x.samples
+          .filter((_, i) => i % every === 0 || i === x.samples.length - 1)
+          .map((p) => [fixed(p.atSeconds, 0), fixed(p.rssBytes / MB, 1), String(p.calls)]),
+      ),
+    );
+  }
+  out.push("");
+  return out.join("\n");
+}

@@ -1,0 +1,331 @@
+import path from "node:path";
+import Database from "better-sqlite3";
+import { benchDir } from "./bench-paths.js";
+import { type Peer, type StoreKind, startBridge } from "./bench-processes.js";
+import { ErrorTally } from "./error-tally.js";
+import { replyFrameLength, requestFrame } from "./grpc-frames.js";
+import { connectPool, type H2Pool } from "./h2-client.js";
+import { LatencyRecorder, type LatencySummary } from "./latency.js";
+import { openSessions } from "./open-sessions.js";
+import { cpuSeconds, memory, writtenBytes } from "./proc-stats.js";
+import type { SoakSettings } from "./soak-settings.js";
+
+const SERVICE = "/bench.v1.Soak";
+const OPEN = `${SERVICE}/Open`;
+const CALL = `${SERVICE}/Call`;
+const NOTIFY = `${SERVICE}/Notify`;
+const END = `${SERVICE}/End`;
+/** How often RSS, CPU and bytes written are sampled. */
+const SAMPLE_EVERY_MS = 5_000;
+
+export interface SoakSample {
+  readonly atSeconds: number;
+  readonly rssBytes: number;
+  readonly writtenBytes: number | undefined;
+  readonly calls: number;
+  readonly cpuSeconds: number;
+}
+
+export interface PurgeSeen {
+  /** Seconds into the run when the bridge logged the purge's end, and what it removed. */
+  readonly endSeconds: number;
+  readonly sessions: number;
+  readonly idempotency: number;
+  /** Longest latency of a call due in [scheduled start − 1 s, end]. */
+  readonly longestCallMs: number;
+}
+
+export interface SoakResult {
+  readonly store: StoreKind;
+  readonly seconds: number;
+  readonly calls: { readonly ok: number; readonly errors: number; readonly errorSamples: readonly string[] };
+  readonly byKind: Readonly<Record<string, number>>;
+  readonly latency: LatencySummary;
+  readonly samples: readonly SoakSample[];
+  readonly rss: {
+    readonly afterWarmupBytes: number;
+    readonly endBytes: number;
+    readonly maxAfterWarmupBytes: number;
+    /** (end − after warm-up) ÷ after warm-up. */
+    readonly growth: number;
+  };
+  readonly cpuSecondsPer1000: number;
+  readonly writes: {
+    readonly bytesPerCall: number | undefined;
+    /** Journal bytes appended per call (rows × their mean size, from the database). */
+    readonly storedBytesPerCall: number | undefined;
+    readonly amplification: number | undefined;
+  };
+  readonly purges: readonly PurgeSeen[];
+  /** The longest call latency while a purge ran, and the longest outside purges. */
+  readonly longestCallDuringPurgeMs: number | undefined;
+  readonly longestCallOutsidePurgeMs: number;
+  readonly problems: readonly string[];
+}
+
+/** Journal rows so far (the highest rowid: purges delete old rows, never the newest) and their mean size. */
+function journalFigures(dbPath: string, sinceRowid: number): { maxRowid: number; meanRowBytes: number } {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const max = db.prepare("SELECT coalesce(max(rowid), 0) AS m FROM journal").get() as { m: number };
+    const mean = db
+      .prepare(
+        "SELECT avg(length(envelope) + length(session_id) + length(message_id) + length(in_reply_to) + 24) AS b " +
+          "FROM journal WHERE rowid > ?",
+      )
+      .get(sinceRowid) as { b: number | null };
+    return { maxRowid: max.m, meanRowBytes: mean.b ?? 0 };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * One soak run on a fresh bridge: open the sessions, then `seconds` of load at a fixed
+ * rate (latency from each call's scheduled time). Of every 20 calls: 11 Call (half with an
+ * idempotency key, one of them a retry of the previous key), 5 Notify (one-way), 2 End and
+ * 2 Open of a new session in place of an ended one, so the live count stays constant.
+ */
+export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettings): Promise<SoakResult> {
+  process.env.BENCH_BRIDGE_LOG = "1";
+  const bridge = await startBridge(echo, store, { configFile: path.join(benchDir(), "soak.yaml") });
+  const pool: H2Pool = await connectPool(bridge.address, settings.connections);
+  const started = performance.now();
+  const purgeEnds: { atMs: number; sessions: number; idempotency: number }[] = [];
+  bridge.child.onLine("log", (line) => {
+    if (line.msg !== "purged expired records") return;
+    purgeEnds.push({
+      atMs: performance.now(),
+      sessions: Number(line.sessions ?? 0),
+      idempotency: Number(line.idempotency ?? 0),
+    });
+  });
+  try {
+    process.stderr.write(`soak: opening ${settings.sessions} sessions\n`);
+    const open = await openSessions(pool, {
+      keys: { prefix: "k", from: 0, count: settings.sessions },
+      concurrency: 64,
+      path: OPEN,
+    });
+    if (open.errors > 0) throw new Error(`${open.errors} Open calls failed: ${open.errorSamples.join("; ")}`);
+
+    const payload = Buffer.alloc(settings.payloadBytes, 0x5a);
+    const emptyPayload = Buffer.alloc(0);
+    const live: (string | undefined)[] = Array.from({ length: settings.sessions }, (_, i) => `k${i}`);
+    let nextKey = settings.sessions;
+    const ended: number[] = [];
+    const latency = new LatencyRecorder();
+    const errors = new ErrorTally();
+    const byKind: Record<string, number> = { call: 0, idempotent: 0, retry: 0, notify: 0, end: 0, open: 0 };
+    // Each call's due time and latency, for the purge windows.
+    const dueTimes: number[] = [];
+    const latencies: number[] = [];
+    let ok = 0;
+    let inflight = 0;
+    let lastIdempotency: { key: string; session: string } | undefined;
+
+    const pickLive = (i: number): number => {
+      // A pseudo-random slot that is live (ended slots wait for their replacement Open).
+      let slot = (i * 7919) % live.length;
+      while (live[slot] === undefined) slot = (slot + 1) % live.length;
+      return slot;
+    };
+    const measureFrom = performance.now();
+    const intervalMs = 1000 / settings.ratePerSec;
+    const total = Math.floor(settings.seconds * settings.ratePerSec);
+    let next = 0;
+
+    const samples: SoakSample[] = [];
+    const cpuAtStart = cpuSeconds(bridge.pid);
+    const writtenAtStart = writtenBytes(bridge.pid);
+    const journalAtStart = bridge.storePath === undefined ? undefined : journalFigures(bridge.storePath, 0);
+    const sample = (): void => {
+      samples.push({
+        atSeconds: (performance.now() - measureFrom) / 1000,
+        rssBytes: memory(bridge.pid).rssBytes,
+        writtenBytes: writtenBytes(bridge.pid),
+        calls: ok,
+        cpuSeconds: cpuSeconds(bridge.pid) - cpuAtStart,
+      });
+    };
+    sample();
+    const sampler = setInterval(sample, SAMPLE_EVERY_MS);
+
+    await new Promise<void>((resolve) => {
+      let finished = false;
+      const done = (dueAt: number, kind: string) => (failure: string | undefined) => {
+        inflight -= 1;
+        const ms = performance.now() - dueAt;
+        if (failure !== undefined) errors.add(`${kind}: ${failure}`);
+        else {
+          ok += 1;
+          latency.recordMs(ms);
+          dueTimes.push(dueAt - measureFrom);
+          latencies.push(ms);
+        }
+        if (next >= total && inflight === 0 && !finished) {
+          finished = true;
+          resolve();
+        }
+      };
+      const send = (i: number, dueAt: number): void => {
+        inflight += 1;
+        const slot = i % 20;
+        if (slot === 18 || slot === 19) {
+          if (slot === 18) {
+            const s = pickLive(i);
+            const key = live[s] as string;
+            live[s] = undefined;
+            ended.push(s);
+            byKind.end = (byKind.end ?? 0) + 1;
+            pool.unary(
+              i,
+              END,
+              requestFrame(key, payload),
+              replyFrameLength(settings.payloadBytes),
+              done(dueAt, "End"),
+            );
+          } else {
+            const s = ended.shift();
+            const key = `k${nextKey++}`;
+            byKind.open = (byKind.open ?? 0) + 1;
+            pool.unary(i, OPEN, requestFrame(key, emptyPayload), replyFrameLength(0), (failure) => {
+              if (s !== undefined) live[s] = key;
+              done(dueAt, "Open")(failure);
+            });
+          }
+          return;
+        }
+        const key = live[pickLive(i)] as string;
+        if (slot >= 13) {
+          byKind.notify = (byKind.notify ?? 0) + 1;
+          pool.unary(i, NOTIFY, requestFrame(key, payload), replyFrameLength(0), done(dueAt, "Notify"));
+          return;
+        }
+        byKind.call = (byKind.call ?? 0) + 1;
+        let headers: Record<string, string> | undefined;
+        let callKey = key;
+        if (slot % 2 === 1) {
+          // A retry of the previous idempotent call (same key, same session, same bytes).
+          if (slot === 11 && lastIdempotency !== undefined && live.includes(lastIdempotency.session)) {
+            byKind.retry = (byKind.retry ?? 0) + 1;
+            headers = { "idempotency-key": lastIdempotency.key };
+            callKey = lastIdempotency.session;
+          } else {
+            byKind.idempotent = (byKind.idempotent ?? 0) + 1;
+            const ik = `i${i}`;
+            headers = { "idempotency-key": ik };
+            lastIdempotency = { key: ik, session: key };
+          }
+        }
+        pool.unary(
+          i,
+          CALL,
+          requestFrame(callKey, payload),
+          replyFrameLength(settings.payloadBytes),
+          done(dueAt, "Call"),
+          headers,
+        );
+      };
+      const pump = (): void => {
+        const now = performance.now();
+        while (next < total) {
+          const dueAt = measureFrom + next * intervalMs;
+          if (dueAt > now) break;
+          send(next, dueAt);
+          next += 1;
+        }
+        if (next < total) setTimeout(pump, Math.max(0, measureFrom + next * intervalMs - performance.now()));
+      };
+      pump();
+    });
+    clearInterval(sampler);
+    sample();
+    const runSeconds = (performance.now() - measureFrom) / 1000;
+    const writtenAtEnd = writtenBytes(bridge.pid);
+    const journalAtEnd =
+      bridge.storePath === undefined || journalAtStart === undefined
+        ? undefined
+        : journalFigures(bridge.storePath, journalAtStart.maxRowid);
+
+    // Purge windows: the engine purges every purgeIntervalMs from its start; a purge that
+    // removed something logs when it ends. Its window runs from the tick before that end
+    // (less a second, for timer drift) to the end.
+    const purges: PurgeSeen[] = [];
+    const inPurge = new Uint8Array(latencies.length);
+    for (const p of purgeEnds) {
+      const endMs = p.atMs - measureFrom;
+      if (endMs < 0) continue;
+      const sinceStart = p.atMs - started;
+      const tick = Math.floor(sinceStart / settings.purgeIntervalMs) * settings.purgeIntervalMs;
+      const fromMs = started + tick - 1000 - measureFrom;
+      let longest = 0;
+      for (let j = 0; j < latencies.length; j++) {
+        const due = dueTimes[j] as number;
+        if (due >= fromMs && due <= endMs) {
+          inPurge[j] = 1;
+          longest = Math.max(longest, latencies[j] as number);
+        }
+      }
+      purges.push({
+        endSeconds: endMs / 1000,
+        sessions: p.sessions,
+        idempotency: p.idempotency,
+        longestCallMs: longest,
+      });
+    }
+    let outside = 0;
+    for (let j = 0; j < latencies.length; j++)
+      if (inPurge[j] === 0) outside = Math.max(outside, latencies[j] as number);
+
+    const afterWarmup = samples.filter((s) => s.atSeconds >= settings.warmupSeconds);
+    const warm = afterWarmup[0] ?? samples[0];
+    const last = samples[samples.length - 1] ?? warm;
+    const afterWarmupBytes = warm?.rssBytes ?? 0;
+    const endBytes = last?.rssBytes ?? 0;
+    const written =
+      writtenAtStart === undefined || writtenAtEnd === undefined ? undefined : writtenAtEnd - writtenAtStart;
+    const calls = ok;
+    const bytesPerCall = written === undefined || calls === 0 ? undefined : written / calls;
+    const storedBytesPerCall =
+      journalAtEnd === undefined || journalAtStart === undefined || calls === 0
+        ? undefined
+        : ((journalAtEnd.maxRowid - journalAtStart.maxRowid) * journalAtEnd.meanRowBytes) / calls;
+    const problems: string[] = [];
+    const allCalls = calls + errors.count;
+    if (allCalls === 0 || errors.count / allCalls > 0.001) {
+      problems.push(`${store}: ${errors.count} errors in ${allCalls} calls: ${errors.samples.join("; ")}`);
+    }
+    return {
+      store,
+      seconds: runSeconds,
+      calls: { ok, errors: errors.count, errorSamples: errors.samples },
+      byKind,
+      latency: latency.summary(),
+      samples,
+      rss: {
+        afterWarmupBytes,
+        endBytes,
+        maxAfterWarmupBytes: Math.max(...afterWarmup.map((s) => s.rssBytes), afterWarmupBytes),
+        growth: afterWarmupBytes === 0 ? 0 : (endBytes - afterWarmupBytes) / afterWarmupBytes,
+      },
+      cpuSecondsPer1000: ((last?.cpuSeconds ?? 0) / Math.max(1, calls)) * 1000,
+      writes: {
+        bytesPerCall,
+        storedBytesPerCall,
+        amplification:
+          bytesPerCall === undefined || storedBytesPerCall === undefined || storedBytesPerCall === 0
+            ? undefined
+            : bytesPerCall / storedBytesPerCall,
+      },
+      purges,
+      longestCallDuringPurgeMs:
+        purges.length === 0 ? undefined : Math.max(...purges.map((p) => p.longestCallMs)),
+      longestCallOutsidePurgeMs: outside,
+      problems,
+    };
+  } finally {
+    await pool.close();
+    await bridge.stop();
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The sustained-turnover soak (npm run soak): a bridge on SQLite, then on the memory
+ * store, in front of the grpc-go echo server, with SOAK_SESSIONS live sessions and a fixed
+ * rate of mixed calls that turns sessions over (ends and new starters), sends one-way
+ * messages and idempotency keys. Retention is one minute (bench/soak.yaml), so purges of
+ * ended sessions run every 30 s during the run. Reports, per store: RSS over time and its
+ * growth after the warm-up, bytes written per call and write amplification, and the
+ * longest delay a call saw while a purge ran. Writes bench/results/soak-latest.{json,md}.
+ * See soak-settings.ts for the SOAK_* variables.
+ */
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { resultsDir } from "./bench-paths.js";
+import { startGoEcho } from "./bench-processes.js";
+import { installChildCleanup } from "./children.js";
+import { machineInfo } from "./machine-info.js";
+import { renderSoakMarkdown } from "./soak-report.js";
+import { runSoak, type SoakResult } from "./soak-run.js";
+import { soakSettings } from "./soak-settings.js";
+
+installChildCleanup();
+const settings = soakSettings();
+const machine = machineInfo();
+const echo = await startGoEcho();
+const runs: SoakResult[] = [];
+try {
+  for (const store of settings.stores) {
+    process.stderr.write(`soak: ${store}, ${settings.seconds} s\n`);
+    runs.push(await runSoak(echo, store, settings));
+  }
+} finally {
+  await echo.stop();
+}
+const results = { machine, settings, runs };
+const partial = settings.seconds < 600 || settings.stores.length < 2;
+const base = path.join(resultsDir(), partial ? "soak-partial" : "soak-latest");
+const json = `${base}.json${partial ? ".tmp" : ""}`;
+const md = `${base}.md${partial ? ".tmp" : ""}`;
+const markdown = renderSoakMarkdown(results);
+writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(md, markdown);
+process.stdout.write(markdown);
+process.stderr.write(`soak: wrote ${json}, ${md}\n`);
+const problems = runs.flatMap((r) => r.problems);
+if (problems.length > 0) {
+  process.stderr.write(`\nsoak FAILED:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,240 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
+import type { StoreBatch } from "../bridge/store/session-store.js";
+import { createSqliteStore } from "../bridge/store/sqlite-store.js";
+
+/**
+ * Write amplification of the SQLite store: bytes the process makes the kernel write
+ * (/proc/self/io write_bytes; the writer is a thread of this process) per byte the
+ * database grows, under the commits the engine makes for a call: the request entry with
+ * the session touched, then the outcome entry with the session touched; some calls also
+ * carry an idempotency record (recorded with the request, answered with the outcome) and
+ * some are one-way (outbox add, then remove with the ACK).
+ *
+ *   npm run build && node dist/bench/store-write-amplification.js
+ *
+ * Settings (environment): STORE_BENCH_SESSIONS (10000 live sessions), STORE_BENCH_CALLS
+ * (6000), STORE_BENCH_RATE (300 calls/s), STORE_BENCH_PAYLOAD_BYTES (1024),
+ * STORE_BENCH_DIR (a directory on the disk to measure; default the OS temp directory,
+ * which must not be tmpfs: tmpfs writes never reach a storage layer and count as 0).
+ *
+ * The window starts on a freshly reopened store (empty WAL) and ends after close(), whose
+ * final checkpoint writes what the WAL still held: deferred writes are counted too.
+ */
+
+const sessionsCount = setting("STORE_BENCH_SESSIONS", 10_000);
+const calls = setting("STORE_BENCH_CALLS", 6_000);
+const rate = setting("STORE_BENCH_RATE", 300);
+const payloadBytes = setting("STORE_BENCH_PAYLOAD_BYTES", 1024);
+const baseDir = process.env.STORE_BENCH_DIR ?? tmpdir();
+
+function setting(name: string, fallback: number): number {
+  const raw = process.env[name];
+  const value = raw === undefined ? fallback : Number(raw);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer`);
+  return value;
+}
+
+function writeBytes(): number {
+  const line = readFileSync("/proc/self/io", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("write_bytes:"));
+  return Number(line?.split(":")[1]);
+}
+
+function filesBytes(path: string): number {
+  let total = 0;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      total += statSync(path + suffix).size;
+    } catch {
+      // Not there (the WAL and shm files go away on a clean close).
+    }
+  }
+  return total;
+}
+
+// A small deterministic generator, so every run drives the same sessions in the same order.
+let seed = 0x2545f491;
+function random(): number {
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  return (seed >>> 0) / 0x1_0000_0000;
+}
+
+function bytes(length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = Math.floor(random() * 256);
+  return out;
+}
+
+interface Live {
+  record: SessionRecord;
+  /** The previous call's commits: a session's calls take turns (S6), as in the engine. */
+  busy: Promise<void>;
+}
+
+const dir = mkdtempSync(join(baseDir, "sessionbridge-wa-"));
+const path = join(dir, "sessions.db");
+const now = Date.now();
+const live: Live[] = [];
+let store = await createSqliteStore({ path });
+
+const entryOf = (
+  s: SessionRecord,
+  kind: number,
+  fields: Partial<JournalRecord>,
+  size: number,
+): JournalRecord => ({
+  sessionId: s.id,
+  index: s.journalLength + 1,
+  messageId: `${s.id}-${s.journalLength + 1}`,
+  kind,
+  seq: 0,
+  inReplyTo: "",
+  recordedAtMs: now,
+  envelope: bytes(size),
+  ...fields,
+});
+
+// Start the sessions: a starter commit each (session + started event), 100 per batch.
+for (let first = 0; first < sessionsCount; first += 100) {
+  const batch: { sessions: SessionRecord[]; entries: JournalRecord[] } = { sessions: [], entries: [] };
+  for (let i = first; i < Math.min(first + 100, sessionsCount); i++) {
+    const id = `s${i.toString(36).padStart(6, "0")}${bytes(8).reduce((t, b) => t + b.toString(16), "")}`;
+    const base: SessionRecord = {
+      id,
+      service: "bench.v1.Echo",
+      state: "active",
+      endReason: undefined,
+      correlationSet: "byKey",
+      correlation: { key: id },
+      correlationKey: id,
+      principal: "anonymous",
+      createdAtMs: now,
+      lastActiveAtMs: now,
+      endedAtMs: undefined,
+      idleTimeoutMs: 1_800_000,
+      maxLifetimeMs: 86_400_000,
+      nextSeq: 1,
+      journalLength: 0,
+    };
+    const started = entryOf(base, 0, {}, 96);
+    const record = { ...base, journalLength: 1 };
+    batch.sessions.push(record);
+    batch.entries.push(started);
+    live.push({ record, busy: Promise.resolve() });
+  }
+  await store.commit(batch);
+}
+await store.close();
+store = await createSqliteStore({ path });
+
+const sizeBefore = filesBytes(path);
+const writtenBefore = writeBytes();
+const transactionsBefore = store.stats().transactions;
+const startedAt = performance.now();
+let storedPayload = 0;
+
+const commitMs: number[] = [];
+const timed = async (commit: Promise<void>): Promise<void> => {
+  const started = performance.now();
+  await commit;
+  commitMs.push(performance.now() - started);
+};
+
+const call = async (n: number, s: Live): Promise<void> => {
+  const oneWay = n % 10 === 3;
+  const keyed = n % 10 === 7;
+  const requestSize = payloadBytes;
+  const request = entryOf(s.record, oneWay ? 3 : 2, { seq: s.record.nextSeq }, requestSize);
+  s.record = {
+    ...s.record,
+    journalLength: request.index,
+    nextSeq: s.record.nextSeq + 1,
+    lastActiveAtMs: now + n,
+  };
+  const idempotency = {
+    principal: "anonymous",
+    key: `key-${n}`,
+    requestHash: "0".repeat(64),
+    operation: "/bench.v1.Echo/Echo",
+    sessionId: s.record.id,
+    messageId: request.messageId,
+    createdAtMs: now + n,
+  };
+  const first: StoreBatch = {
+    sessions: [s.record],
+    entries: [request],
+    ...(keyed ? { idempotency: [{ ...idempotency, outcome: undefined }] } : {}),
+    ...(oneWay
+      ? { outboxAdd: [{ sessionId: s.record.id, messageId: request.messageId, index: request.index }] }
+      : {}),
+  };
+  await timed(store.commit(first));
+  const outcomeSize = oneWay ? 48 : payloadBytes;
+  const outcome = entryOf(s.record, oneWay ? 5 : 4, { inReplyTo: request.messageId }, outcomeSize);
+  s.record = { ...s.record, journalLength: outcome.index, lastActiveAtMs: now + n + 1 };
+  const second: StoreBatch = {
+    sessions: [s.record],
+    entries: [outcome],
+    ...(keyed ? { idempotency: [{ ...idempotency, outcome: outcome.envelope }] } : {}),
+    ...(oneWay ? { outboxRemove: [{ sessionId: s.record.id, messageId: request.messageId }] } : {}),
+  };
+  await timed(store.commit(second));
+  storedPayload += requestSize + outcomeSize;
+};
+
+// Fixed rate: call n is due at n / rate seconds, whatever the store's latency.
+const inFlight: Promise<void>[] = [];
+for (let n = 0; n < calls; n++) {
+  const due = startedAt + (n * 1000) / rate;
+  const wait = due - performance.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  const s = live[Math.floor(random() * live.length)];
+  if (s === undefined) continue;
+  s.busy = s.busy.then(() => call(n, s));
+  inFlight.push(s.busy);
+}
+await Promise.all(inFlight);
+const elapsedS = (performance.now() - startedAt) / 1000;
+const transactions = store.stats().transactions - transactionsBefore;
+const checkpoints = store.stats().checkpoints;
+await store.close();
+
+const written = writeBytes() - writtenBefore;
+const growth = filesBytes(path) - sizeBefore;
+const kb = (n: number): string => (n / 1024).toFixed(2);
+const result = {
+  sessions: sessionsCount,
+  calls,
+  rateCallsPerS: rate,
+  achievedCallsPerS: Number((calls / elapsedS).toFixed(1)),
+  payloadBytes,
+  writeTransactions: transactions,
+  commitsPerTransaction: Number(((calls * 2) / transactions).toFixed(2)),
+  checkpoints,
+  writtenBytes: written,
+  databaseGrowthBytes: growth,
+  payloadStoredBytes: storedPayload,
+  writtenKiBPerCall: Number(kb(written / calls)),
+  storedKiBPerCall: Number(kb(growth / calls)),
+  amplification: Number((written / growth).toFixed(2)),
+  ...commitLatency(),
+};
+
+/** Commit latency from the call's point of view (its turn came, the commit resolved). */
+function commitLatency(): { commitP50Ms: number; commitP99Ms: number; commitMaxMs: number } {
+  const sorted = [...commitMs].sort((a, b) => a - b);
+  const at = (q: number): number =>
+    Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0).toFixed(2));
+  return { commitP50Ms: at(0.5), commitP99Ms: at(0.99), commitMaxMs: at(1) };
+}
+console.log(JSON.stringify(result, null, 2));
+console.log(
+  `\n${kb(written / calls)} KiB written per call for ${kb(growth / calls)} KiB stored: ${result.amplification}x`,
+);
+rmSync(dir, { recursive: true, force: true });

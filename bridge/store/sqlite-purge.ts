@@ -1,0 +1,109 @@
+import type BetterSqlite3 from "better-sqlite3";
+import type { PurgeCounts } from "./sqlite-protocol.js";
+
+/** Rows one purge step deletes at most (journal, outbox, session and idempotency rows together). */
+export const PURGE_STEP_ROWS = 16;
+
+/** One purge() in progress. */
+export interface PurgeJob {
+  /**
+   * Deletes at most PURGE_STEP_ROWS more rows (a few more when a session's outbox ends
+   * it) in one short transaction; says how many, and the totals once nothing due is
+   * left. Throws what SQLite throws; the step's transaction is then rolled back and
+   * earlier steps stay done.
+   */
+  step(): { readonly deletedRows: number; readonly done: PurgeCounts | undefined };
+}
+
+export interface Purger {
+  start(endedBeforeMs: number, idempotencyBeforeMs: number): PurgeJob;
+}
+
+/**
+ * Retention in small steps (S8 records, ended sessions and their journals). One
+ * transaction deleting a large backlog would hold the write lock, and every commit behind
+ * it, for seconds; a step of a few hundred rows takes milliseconds, and the writer takes
+ * queued commits between steps. A session's journal goes first, oldest entries first,
+ * and its session row last, so a purge cut short (crash, close) leaves the session row
+ * to find and finish next time, never orphaned journal rows.
+ */
+export function createPurger(db: BetterSqlite3.Database): Purger {
+  const begin = db.prepare("BEGIN IMMEDIATE");
+  const commit = db.prepare("COMMIT");
+  const rollback = db.prepare("ROLLBACK");
+  // The literal `state <> 'active'` lets SQLite use the partial index sessions_ended.
+  const nextDue = db
+    .prepare<[number], string>(
+      "SELECT id FROM sessions WHERE state <> 'active' AND ended_at_ms < ? ORDER BY ended_at_ms LIMIT 1",
+    )
+    .pluck();
+  // The index of the entry that uses up the budget, if the journal has that many left.
+  const journalCut = db
+    .prepare<[string, number], number>(
+      "SELECT idx FROM journal WHERE session_id = ? ORDER BY idx LIMIT 1 OFFSET ?",
+    )
+    .pluck();
+  const deleteJournalUpTo = db.prepare<[string, number]>(
+    "DELETE FROM journal WHERE session_id = ? AND idx <= ?",
+  );
+  const deleteJournal = db.prepare<[string]>("DELETE FROM journal WHERE session_id = ?");
+  const deleteOutbox = db.prepare<[string]>("DELETE FROM outbox WHERE session_id = ?");
+  const deleteSession = db.prepare<[string]>("DELETE FROM sessions WHERE id = ?");
+  const deleteIdempotency = db.prepare<[number, number]>(
+    "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE created_at_ms < ? LIMIT ?)",
+  );
+
+  return {
+    start(endedBeforeMs, idempotencyBeforeMs) {
+      let sessions = 0;
+      let idempotency = 0;
+      let sessionsDone = false;
+
+      /** Deletes up to `budget` rows; returns how many it deleted. */
+      const deleteSome = (budget: number): number => {
+        let left = budget;
+        while (left > 0 && !sessionsDone) {
+          const id = nextDue.get(endedBeforeMs);
+          if (id === undefined) {
+            sessionsDone = true;
+            break;
+          }
+          const cut = journalCut.get(id, left - 1);
+          if (cut !== undefined) {
+            left -= deleteJournalUpTo.run(id, cut).changes;
+            continue;
+          }
+          left -= deleteJournal.run(id).changes;
+          left -= deleteOutbox.run(id).changes;
+          left -= deleteSession.run(id).changes;
+          sessions++;
+        }
+        if (left > 0 && sessionsDone) {
+          const deleted = deleteIdempotency.run(idempotencyBeforeMs, left).changes;
+          idempotency += deleted;
+          left -= deleted;
+        }
+        return budget - left;
+      };
+
+      return {
+        step() {
+          let deleted: number;
+          begin.run();
+          try {
+            deleted = deleteSome(PURGE_STEP_ROWS);
+            commit.run();
+          } catch (error) {
+            if (db.inTransaction) rollback.run();
+            throw error;
+          }
+          // A step that did not use its whole budget found nothing more to delete.
+          return {
+            deletedRows: deleted,
+            done: deleted < PURGE_STEP_ROWS ? { sessions, idempotency } : undefined,
+          };
+        },
+      };
+    },
+  };
+}
