@@ -1,4 +1,9 @@
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import {
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { decodeJson, encodeJson, entryFromJson, entryToJson, token } from "./jetstream-codec.js";
 import type { JournalRecord } from "./records.js";
 import type { RecordedExchange } from "./session-store.js";
@@ -17,6 +22,11 @@ export interface JetStreamJournals {
    */
   indexes(sessionId: string): Promise<ReadonlySet<number>>;
   /**
+   * The session's last stored index (0 for an empty journal), as indexes() sees it: what
+   * the next append must continue (S9, checkJournalAppend).
+   */
+  lastIndex(sessionId: string): Promise<number>;
+  /**
    * Appends entries of one session; an index already holding the same message is skipped
    * (a replayed batch), one holding another message rejects (another writer won it).
    */
@@ -24,6 +34,14 @@ export interface JetStreamJournals {
   read(sessionId: string, fromIndex: number, limit: number): Promise<JournalRecord[]>;
   findBy(sessionId: string, match: (entry: JournalRecord) => boolean): Promise<RecordedExchange | undefined>;
   remove(sessionId: string): Promise<void>;
+  /**
+   * Calls `onStored` for the subject's last stored message, then for each one stored
+   * after it, whoever published it (S9: followers see other stores' commits): an ordered
+   * consumer that delivers headers only and holds at most a few messages. Returns stop().
+   * A consumer that cannot be made is given up quietly: followers still wake on this
+   * store's own commits.
+   */
+  watchStored(sessionId: string, onStored: () => void): () => void;
   /** Forgets what is cached about a session, so the next use reads the stream again. */
   forget(sessionId: string): void;
 }
@@ -108,6 +126,12 @@ export function createJetStreamJournals(
       return new Set((await headOf(sessionId)).indexes.keys());
     },
 
+    async lastIndex(sessionId) {
+      let last = 0;
+      for (const index of await this.indexes(sessionId)) if (index > last) last = index;
+      return last;
+    },
+
     async append(sessionId, entries) {
       const head = await headOf(sessionId);
       try {
@@ -149,6 +173,35 @@ export function createJetStreamJournals(
     async remove(sessionId) {
       await jsm.streams.purge(stream, { filter: subjectOf(sessionId) });
       heads.delete(sessionId);
+    },
+
+    watchStored(sessionId, onStored) {
+      let stopped = false;
+      let messages: ConsumerMessages | undefined;
+      void (async () => {
+        try {
+          // The last message, not only new ones: an entry stored between the follower's
+          // read and this consumer's start still wakes it (it re-reads by index).
+          const consumer = await js.consumers.get(stream, {
+            filter_subjects: [subjectOf(sessionId)],
+            deliver_policy: DeliverPolicy.LastPerSubject,
+            headers_only: true,
+          });
+          if (stopped) return;
+          messages = await consumer.consume({ max_messages: 8 });
+          if (stopped) {
+            messages.stop();
+            return;
+          }
+          for await (const _ of messages) onStored();
+        } catch {
+          // Closed connection or a consumer the server refused: local wake-ups remain.
+        }
+      })();
+      return () => {
+        stopped = true;
+        messages?.stop();
+      };
     },
 
     forget(sessionId) {

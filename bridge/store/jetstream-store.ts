@@ -22,6 +22,9 @@ import {
   token,
 } from "./jetstream-codec.js";
 import { createJetStreamJournals, type JetStreamJournals } from "./jetstream-journal.js";
+import { checkJournalAppend } from "./journal-append.js";
+import { followStoredJournal } from "./journal-follow.js";
+import { createJournalWakeups, type JournalWakeups } from "./journal-wakeups.js";
 import { copyBatch } from "./record-copy.js";
 import type { JournalRecord, OutboxRecord, SessionRecord } from "./records.js";
 import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
@@ -77,6 +80,12 @@ export interface JetStreamStoreOptions {
   readonly replicas?: number;
 }
 
+/** The JetStream store, with what tests and diagnostics read of it. */
+export interface JetStreamSessionStore extends SessionStore {
+  /** Journal followers registered now (S9). */
+  followers(): number;
+}
+
 /** How long a claim whose holder has no session record yet counts as held. */
 const IN_FLIGHT_CLAIM_MS = 30_000;
 /** Attempts to apply a committed batch before the store gives up until reopened. */
@@ -96,7 +105,7 @@ interface ClaimState {
   readonly holder: string | undefined;
 }
 
-export async function createJetStreamStore(options: JetStreamStoreOptions): Promise<SessionStore> {
+export async function createJetStreamStore(options: JetStreamStoreOptions): Promise<JetStreamSessionStore> {
   const prefix = options.prefix ?? "sb";
   if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw storeFailure(`invalid JetStream store prefix "${prefix}"`);
   const replicas = options.replicas ?? 1;
@@ -162,12 +171,13 @@ interface Parts {
   readonly journals: JetStreamJournals;
 }
 
-function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<void> } {
+function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => Promise<void> } {
   const { nc, js, jsm, walStream, prefix, buckets, journals } = parts;
   let closed = false;
   let broken: Error | undefined;
   // Commits run one at a time, so they resolve in the order they were made.
   let queue: Promise<void> = Promise.resolve();
+  const wakeups = createJournalWakeups();
 
   const checkOpen = (): void => {
     if (closed) throw storeClosed("jetstream");
@@ -285,15 +295,17 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
     }
   };
 
+  /**
+   * S9 before the commit point: the batch's entries must continue each session's stored
+   * journal (checkJournalAppend), else the whole batch is refused with JOURNAL_CONFLICT
+   * and nothing is written.
+   */
   const checkEntries = async (entries: readonly JournalRecord[]): Promise<void> => {
-    const seen = new Set<string>();
+    const last = new Map<string, number>();
     for (const entry of entries) {
-      const key = `${entry.sessionId}\n${entry.index}`;
-      if (seen.has(key) || (await journals.indexes(entry.sessionId)).has(entry.index)) {
-        throw storeFailure(`journal entry ${entry.index} of session ${entry.sessionId} already exists`);
-      }
-      seen.add(key);
+      if (!last.has(entry.sessionId)) last.set(entry.sessionId, await journals.lastIndex(entry.sessionId));
     }
+    checkJournalAppend(entries, (sessionId) => last.get(sessionId) ?? 0);
   };
 
   /** Step (3): every part of a committed batch, each write safe to repeat. */
@@ -340,6 +352,10 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
     for (let attempt = 0; attempt < APPLY_ATTEMPTS; attempt++) {
       try {
         await apply(batch);
+        // S9: the entries are durable and readable; followers of their sessions re-read.
+        if (batch.entries !== undefined && batch.entries.length > 0) {
+          wakeups.notify(new Set(batch.entries.map((e) => e.sessionId)));
+        }
         await deleteWriteAhead(walSeq);
         return;
       } catch (error) {
@@ -400,7 +416,47 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
     for (const p of pending) await applyCommitted(p.batch, p.seq);
   };
 
-  const api: SessionStore = {
+  const readJournal = async (
+    sessionId: string,
+    fromIndex: number,
+    limit: number,
+  ): Promise<readonly JournalRecord[]> => {
+    checkOpen();
+    checkJournalRange(fromIndex, limit);
+    try {
+      return await journals.read(sessionId, fromIndex, limit);
+    } catch (error) {
+      // A read cut short by close() (a woken follower's, say) is the store shutting down.
+      if (closed) throw storeClosed("jetstream");
+      throw asStoreError(error, "cannot read the journal");
+    }
+  };
+
+  /**
+   * Followers wake on this store's commits and, through a consumer on the session's
+   * journal subject, on entries other stores on the prefix append (S9).
+   */
+  const sharedWakeups: JournalWakeups = {
+    watch(sessionId) {
+      const watch = wakeups.watch(sessionId);
+      const stop = closed
+        ? () => undefined
+        : journals.watchStored(sessionId, () => wakeups.notify([sessionId]));
+      return {
+        reset: () => watch.reset(),
+        wait: (signal) => watch.wait(signal),
+        release() {
+          stop();
+          watch.release();
+        },
+      };
+    },
+    notify: (sessionIds) => wakeups.notify(sessionIds),
+    close: () => wakeups.close(),
+    followers: () => wakeups.followers(),
+  };
+
+  const api: JetStreamSessionStore = {
     kind: "jetstream",
 
     commit(batch) {
@@ -439,6 +495,17 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
       return readSession(id);
     },
 
+    async findSessionByCorrelation(service, correlationKey) {
+      checkOpen();
+      // The S5 claim names the holder; it counts only while that session is live with the key.
+      const key = `${token(service)}.${token(correlationKey)}`;
+      const entry = await readValue(buckets.correlation, key);
+      if (entry === undefined) return undefined;
+      const claim = decodeJson(entry.value) as unknown as Claim;
+      const record = await readSession(claim.sessionId);
+      return claimKeyOf(record) === key ? record : undefined;
+    },
+
     async listSessions(query) {
       checkOpen();
       checkPageSize(query.pageSize);
@@ -461,11 +528,10 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
       };
     },
 
-    async readJournal(sessionId, fromIndex, limit) {
-      checkOpen();
-      checkJournalRange(fromIndex, limit);
-      return journals.read(sessionId, fromIndex, limit);
-    },
+    readJournal,
+
+    followJournal: (sessionId, fromIndex, signal) =>
+      followStoredJournal({ readJournal, wakeups: sharedWakeups }, sessionId, fromIndex, signal),
 
     async findBySeq(sessionId, seq) {
       checkOpen();
@@ -475,7 +541,8 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
 
     async findByMessageId(sessionId, messageId) {
       checkOpen();
-      return journals.findBy(sessionId, (e) => e.messageId === messageId);
+      // An outcome is not found by its own id: only an entry that answers none.
+      return journals.findBy(sessionId, (e) => e.messageId === messageId && e.inReplyTo === "");
     },
 
     async getIdempotency(principal, key) {
@@ -510,6 +577,8 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
     async close() {
       if (closed) return;
       closed = true;
+      // Waiting followers wake, re-read and reject with SHUTTING_DOWN.
+      wakeups.close();
       await queue;
       if (parts.owned) await nc.close();
     },
@@ -517,6 +586,8 @@ function buildStore(parts: Parts): { api: SessionStore; replay: () => Promise<vo
     [Symbol.asyncDispose]() {
       return this.close();
     },
+
+    followers: () => wakeups.followers(),
   };
 
   return { api, replay };

@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { createJetStreamStore } from "../../../bridge/store/jetstream-store.js";
-import type { SessionStore } from "../../../bridge/store/session-store.js";
+import { createJetStreamStore, type JetStreamSessionStore } from "../../../bridge/store/jetstream-store.js";
 import type { OpenedStore } from "./session-store.suite.js";
 
 /**
@@ -11,10 +10,11 @@ import type { OpenedStore } from "./session-store.suite.js";
  */
 export async function openJetStreamStore(servers: readonly string[], replicas: number): Promise<OpenedStore> {
   const prefix = `t${randomBytes(6).toString("hex")}`;
-  const open = (): Promise<SessionStore> => createJetStreamStore({ servers, prefix, replicas });
+  const open = (): Promise<JetStreamSessionStore> => createJetStreamStore({ servers, prefix, replicas });
   let store = await open();
   return {
     store,
+    followers: () => store.followers(),
     async reopen() {
       await store.close();
       store = await open();

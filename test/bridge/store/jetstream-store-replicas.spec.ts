@@ -118,14 +118,30 @@ describe("JetStream store: shared by two stores, and restarted mid-commit", func
     await a.commit({ entries: [entry("s1", 1)] });
     await b.commit({ entries: [entry("s1", 2, { messageId: "from-b" })] });
 
-    await expectBridgeError(
+    const conflict = await expectBridgeError(
       a.commit({ sessions: [session("s-other")], entries: [entry("s1", 2)] }),
-      Code.INTERNAL,
-      Reason.STORE_FAILURE,
+      Code.ABORTED,
+      Reason.JOURNAL_CONFLICT,
     );
+    expect(conflict.metadata).to.deep.include({ session_id: "s1", expected_index: "3" });
     expect(await a.getSession("s-other")).to.equal(undefined);
     expect((await a.readJournal("s1", 1, 10)).map((e) => e.messageId)).to.deep.equal(["s1-m1", "from-b"]);
     await a.commit({ entries: [entry("s1", 3)] });
     expect((await b.readJournal("s1", 1, 10)).map((e) => e.index)).to.deep.equal([1, 2, 3]);
+  });
+
+  it("wakes a follower on one store for entries committed through another (S9)", async () => {
+    const a = await openStore();
+    const b = await openStore();
+    await a.commit({ entries: [entry("s1", 1)] });
+    const controller = new AbortController();
+    const follower = b.followJournal("s1", 1, controller.signal)[Symbol.asyncIterator]();
+    expect((await follower.next()).value?.index).to.equal(1);
+    // b commits nothing: only the consumer on the journal subject can wake it.
+    const second = follower.next();
+    await a.commit({ entries: [entry("s1", 2)] });
+    expect((await second).value?.index).to.equal(2);
+    controller.abort();
+    expect((await follower.next()).done).to.equal(true);
   });
 });
