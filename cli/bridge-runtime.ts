@@ -97,7 +97,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
 
   let store: Awaited<ReturnType<typeof createStore>>;
   try {
-    store = await createStore(config.store);
+    store = await createStore(config.store, connection === undefined ? {} : { natsConnection: connection });
   } catch (error) {
     await closeNats();
     throw error;

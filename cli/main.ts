@@ -63,7 +63,10 @@ function program(): Command {
       "--http <addr>",
       `HTTP listen address host:port for Connect and HTTP/JSON calls (off unless given here or as listeners.http; usually ${DEFAULT_HTTP_ADDRESS})`,
     )
-    .option("--store <store>", "memory, or sqlite:PATH (default: sqlite:./.sessionbridge/sessions.db)")
+    .option(
+      "--store <store>",
+      "memory, sqlite:PATH or jetstream[:PREFIX] (default: sqlite:./.sessionbridge/sessions.db)",
+    )
     .option(
       "--nats <url>",
       "NATS server URL(s), comma-separated: serve the contracts on NATS too and reach nats:// processes",

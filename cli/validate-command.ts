@@ -1,4 +1,5 @@
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
+import type { StoreConfig } from "../bridge/config/config.js";
 import { ConfigError } from "../bridge/config/config-error.js";
 import { ContractError } from "../bridge/contracts/contract-error.js";
 import { ExitCode } from "./exit-codes.js";
@@ -38,6 +39,8 @@ export function validateCommand(
   }
 }
 
-export function describeStore(store: { kind: string; path?: string }): string {
-  return store.kind === "sqlite" ? `sqlite:${store.path}` : store.kind;
+export function describeStore(store: StoreConfig): string {
+  if (store.kind === "sqlite") return `sqlite:${store.path}`;
+  if (store.kind === "jetstream") return `jetstream:${store.prefix} (R${store.replicas})`;
+  return store.kind;
 }

@@ -47,7 +47,7 @@ export function checkAcrossKeys(raw: unknown, report: ReportAt): void {
   }
 
   if (root.store === "memory" && root.storeOptions !== undefined) {
-    const what = 'only the sqlite store takes options (expected no storeOptions with store "memory")';
+    const what = 'the memory store takes no options (expected no storeOptions with store "memory")';
     report(["storeOptions"], what, true);
   }
 }

@@ -48,12 +48,17 @@ const PROCESS_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const COOKIE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const BIND_TARGET = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
-/** "memory", "sqlite" (the default path) or "sqlite:PATH". */
+/** "memory", "sqlite" (the default path), "sqlite:PATH", "jetstream" or "jetstream:PREFIX". */
 export function checkStore(value: string): string | undefined {
-  if (value === "memory" || value === "sqlite") return undefined;
+  if (value === "memory" || value === "sqlite" || value === "jetstream") return undefined;
   if (value.startsWith("sqlite:") && value.length > "sqlite:".length) return undefined;
-  return expectedGot("unknown store", '"memory" or "sqlite:PATH"', value);
+  // The prefix names JetStream streams, KV buckets and subject tokens: only characters all three accept.
+  if (/^jetstream:[A-Za-z0-9_-]+$/.test(value)) return undefined;
+  return expectedGot("unknown store", STORE_EXPECTED, value);
 }
+
+const STORE_EXPECTED =
+  '"memory", "sqlite:PATH" or "jetstream[:PREFIX]" (PREFIX: letters, digits, \'_\', \'-\')';
 
 /** One or more nats:// or tls:// server URLs, comma-separated. */
 export function checkNatsUrls(value: string): string | undefined {
@@ -148,8 +153,10 @@ export const configFileSchema = mapping({
       ).optional(),
     }).optional(),
   }).optional(),
-  store: checked('"memory" or "sqlite:PATH"', checkStore).optional(),
+  store: checked(STORE_EXPECTED, checkStore).optional(),
   storeOptions: mapping({
+    url: checked("nats://host:port", checkNatsUrls).optional(),
+    replicas: positiveInteger.optional(),
     synchronous: z
       .enum(["full", "normal"], { error: says("unknown value", '"full" or "normal"') })
       .optional(),

@@ -90,7 +90,18 @@ export type StoreConfig =
       readonly path: string;
       /** "full" fsyncs every group commit (default); "normal" survives a process crash but not power loss. */
       readonly synchronous: "full" | "normal";
+    }
+  | {
+      readonly kind: "jetstream";
+      /** Prefix of the store's buckets, streams and subjects. */
+      readonly prefix: string;
+      /** Server URLs of storeOptions.url; undefined: the listeners.nats connection. */
+      readonly url: string | undefined;
+      /** JetStream replication factor of the store's buckets and streams. */
+      readonly replicas: number;
     };
+
+export const DEFAULT_JETSTREAM_STORE_PREFIX = "sb";
 
 /** Retries for one-way deliveries (S11). */
 export interface OneWayConfig {

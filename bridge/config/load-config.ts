@@ -22,6 +22,8 @@
  *     tls: { caFile: ca.pem, certFile: cert.pem, keyFile: key.pem }   # paths relative to the config file
  * store: sqlite:.sessionbridge/sessions.db   # or "memory"; sqlite path relative to the config file
  * storeOptions: { synchronous: full }        # optional: full | normal (sqlite only)
+ * # store: jetstream:PREFIX                  # NATS JetStream, PREFIX default "sb"; storeOptions
+ * #                                          # url (default: the listeners.nats connection), replicas
  * defaults:                                   # every key optional; positive integers
  *   idleTimeoutMs: 1800000
  *   maxLifetimeMs: 86400000

@@ -2,6 +2,7 @@ import path from "node:path";
 import {
   type BridgeConfig,
   DEFAULT_GRPC_ADDRESS,
+  DEFAULT_JETSTREAM_STORE_PREFIX,
   DEFAULT_NATS_PREFIX,
   DEFAULT_NATS_QUEUE,
   DEFAULT_SQLITE_PATH,
@@ -35,11 +36,15 @@ export function resolveConfig(
   overrides: ConfigOverrides,
 ): BridgeConfig {
   const dir = source === undefined ? cwd : path.dirname(source);
-  const synchronous = file.storeOptions?.synchronous ?? "full";
+  const storeOptions = {
+    synchronous: file.storeOptions?.synchronous ?? "full",
+    url: file.storeOptions?.url,
+    replicas: file.storeOptions?.replicas ?? 1,
+  } as const;
   const store =
     overrides.store !== undefined
-      ? resolveStore(overrides.store, cwd, cwd, synchronous)
-      : resolveStore(file.store ?? "sqlite", dir, cwd, synchronous);
+      ? resolveStore(overrides.store, cwd, cwd, storeOptions)
+      : resolveStore(file.store ?? "sqlite", dir, cwd, storeOptions);
   const http = overrides.http ?? file.listeners?.http;
   const { oneWay, ...limits } = file.defaults ?? {};
   const defaults: DefaultsConfig = {
@@ -126,8 +131,18 @@ function withDefaults<T extends object>(
  * which is always ./.sessionbridge/sessions.db under the working directory, as `start`
  * documents it, wherever the config file lives.
  */
-function resolveStore(value: string, dir: string, cwd: string, synchronous: "full" | "normal"): StoreConfig {
+function resolveStore(
+  value: string,
+  dir: string,
+  cwd: string,
+  options: { synchronous: "full" | "normal"; url: string | undefined; replicas: number },
+): StoreConfig {
+  const { synchronous } = options;
   if (value === "memory") return { kind: "memory" };
+  if (value === "jetstream" || value.startsWith("jetstream:")) {
+    const prefix = value.slice("jetstream:".length) || DEFAULT_JETSTREAM_STORE_PREFIX;
+    return { kind: "jetstream", prefix, url: options.url, replicas: options.replicas };
+  }
   if (value === "sqlite")
     return { kind: "sqlite", path: path.resolve(cwd, DEFAULT_SQLITE_PATH), synchronous };
   return { kind: "sqlite", path: path.resolve(dir, value.slice("sqlite:".length)), synchronous };

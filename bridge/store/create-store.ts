@@ -1,18 +1,51 @@
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { StoreConfig } from "../config/config.js";
+import { BridgeError } from "../errors/bridge-error.js";
+import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
+import { createJetStreamStore } from "./jetstream-store.js";
 import { createMemoryStore } from "./memory-store.js";
 import type { SessionStore } from "./session-store.js";
 import { createSqliteStore } from "./sqlite-store.js";
 
+export interface CreateStoreOptions {
+  /**
+   * The bridge's NATS connection (listeners.nats), used by the JetStream store when
+   * storeOptions.url names no servers of its own; the store leaves it open.
+   */
+  readonly natsConnection?: NatsConnection;
+}
+
 /**
  * The store a resolved configuration asks for. "memory" is for tests and benchmarks: it
  * keeps nothing across a restart (no S10) and holds everything in the process, bounded
- * only by the same retention and purge as SQLite. "sqlite" is the durable default.
+ * only by the same retention and purge as SQLite. "sqlite" is the durable default;
+ * "jetstream" is shared by several bridge replicas and replicated by NATS.
  */
-export async function createStore(config: StoreConfig): Promise<SessionStore> {
+export async function createStore(
+  config: StoreConfig,
+  options: CreateStoreOptions = {},
+): Promise<SessionStore> {
   switch (config.kind) {
     case "memory":
       return createMemoryStore();
     case "sqlite":
       return createSqliteStore({ path: config.path, synchronous: config.synchronous });
+    case "jetstream": {
+      const where =
+        config.url !== undefined
+          ? { servers: config.url.split(",").map((u) => u.trim()) }
+          : options.natsConnection !== undefined
+            ? { connection: options.natsConnection }
+            : undefined;
+      if (where === undefined) {
+        throw new BridgeError(
+          Code.FAILED_PRECONDITION,
+          Reason.INVALID_CONFIG,
+          "the jetstream store needs NATS: set storeOptions.url, listeners.nats or --nats",
+        );
+      }
+      return createJetStreamStore({ ...where, prefix: config.prefix, replicas: config.replicas });
+    }
   }
 }

@@ -78,8 +78,8 @@ export interface JournalFollower extends AsyncIterable<JournalRecord> {
 
 /**
  * Durable home of sessions, journals, idempotency records and the one-way outbox.
- * Implementations: memory (tests and benchmarks), sqlite (embedded default); a JetStream
- * store shared by several bridge replicas is shaped by the same contract. All of them
+ * Implementations: memory (tests and benchmarks), sqlite (embedded default), jetstream
+ * (NATS, shared by several bridge replicas and replicated; see jetstream-store.ts). All of them
  * pass the shared suite in test/bridge/store/session-store.suite.ts. Invalid query
  * arguments (a page token the store did not issue, a negative limit) reject with
  * INVALID_ARGUMENT (INVALID_REQUEST).

@@ -61,7 +61,7 @@ describe("loadConfig", () => {
     it("rejects invalid overrides as command-line problems", () => {
       expect(lines({ cwd: empty, overrides: { grpc: "localhost", store: "redis" } })).to.deep.equal([
         'command line: --grpc: not a host:port address (expected host:port with port 0-65535, IPv6 in brackets, got "localhost")',
-        'command line: --store: unknown store (expected "memory" or "sqlite:PATH", got "redis")',
+        'command line: --store: unknown store (expected "memory", "sqlite:PATH" or "jetstream[:PREFIX]" (PREFIX: letters, digits, \'_\', \'-\'), got "redis")',
       ]);
     });
   });
@@ -179,7 +179,7 @@ describe("loadConfig", () => {
         `${f}:18:15: processes[3].location: not a location URL (expected grpc://host:port or http://host:port[/prefix][?codec=json|proto] or nats://subject.prefix, got "127.0.0.1:50063")`,
         `${f}:20:9: listeners.grpc: IPv6 address not in brackets (expected host:port with port 0-65535, IPv6 in brackets, got "::1:50051")`,
         `${f}:21:3: listeners.htttp: unknown key, did you mean http? (expected one of grpc, http, httpCookies, nats)`,
-        `${f}:22:8: store: unknown store (expected "memory" or "sqlite:PATH", got "postgres://db")`,
+        `${f}:22:8: store: unknown store (expected "memory", "sqlite:PATH" or "jetstream[:PREFIX]" (PREFIX: letters, digits, '_', '-'), got "postgres://db")`,
         `${f}:23:30: storeOptions.synchronous: unknown value (expected "full" or "normal", got "always")`,
         `${f}:25:18: defaults.idleTimeoutMs: not positive (expected a positive integer, got -5)`,
         `${f}:26:18: defaults.maxLifetimeMs: not an integer (expected a positive integer, got 1.5)`,
@@ -222,7 +222,7 @@ describe("loadConfig", () => {
 
     it("checks backoff order against the defaults and storeOptions against the store", () => {
       expect(lines({ file: "memory-options.yaml", cwd: DIR })).to.deep.equal([
-        'memory-options.yaml:2:1: storeOptions: only the sqlite store takes options (expected no storeOptions with store "memory")',
+        'memory-options.yaml:2:1: storeOptions: the memory store takes no options (expected no storeOptions with store "memory")',
         "memory-options.yaml:6:23: defaults.oneWay.initialBackoffMs: larger than maxBackoffMs (expected at most 10000, got 20000)",
       ]);
     });

@@ -1,0 +1,617 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  StorageType,
+} from "@nats-io/jetstream";
+import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import {
+  batchFromJson,
+  batchToJson,
+  decodeJson,
+  encodeJson,
+  idempotencyFromJson,
+  idempotencyToJson,
+  sessionFromJson,
+  sessionToJson,
+  token,
+} from "./jetstream-codec.js";
+import { createJetStreamJournals, type JetStreamJournals } from "./jetstream-journal.js";
+import { checkJournalAppend } from "./journal-append.js";
+import { followStoredJournal } from "./journal-follow.js";
+import { createJournalWakeups, type JournalWakeups } from "./journal-wakeups.js";
+import { copyBatch } from "./record-copy.js";
+import type { JournalRecord, OutboxRecord, SessionRecord } from "./records.js";
+import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
+import type { SessionStore, StoreBatch } from "./session-store.js";
+import { asStoreError, correlationTaken, storeClosed, storeFailure } from "./store-errors.js";
+import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
+
+/**
+ * The session store on NATS JetStream, for bridges that share sessions on a NATS cluster.
+ *
+ * Layout, all names under one prefix (default "sb"):
+ * - `<prefix>_sessions` (KV): session records by id.
+ * - `<prefix>_correlation` (KV): S5 claims, key = service + correlation key, value = the
+ *   session holding it. A claim is taken with a KV create (compare-and-set on absent) or
+ *   a CAS update on the revision read, so two bridges cannot both bind one key.
+ * - `<prefix>_idempotency` and `<prefix>_outbox` (KV): S8 records and the S10 outbox.
+ * - `<prefix>_journal` (stream): one subject per session, see jetstream-journal.ts.
+ * - `<prefix>_wal` (stream): the write-ahead log of batches.
+ *
+ * Atomicity of a StoreBatch. JetStream has no transaction across subjects or buckets, so
+ * a batch is made atomic by a single write-ahead message: (1) every check runs first —
+ * journal indexes free, S5 claims taken — and a failure there rejects the batch with
+ * nothing written but the claims, which are released again; (2) the whole batch is
+ * published as ONE message to `<prefix>.wal`; that publish is the commit point, and
+ * JetStream stores it all or not at all (replicated on R3 before the ack); (3) the parts are
+ * then applied, each idempotently: journal appends skip indexes already present, KV puts
+ * and deletes can be repeated; (4) the write-ahead message is deleted. A bridge that stops
+ * between (2) and (4) leaves the message in the stream, and the next open applies every
+ * message still there, in order, before serving anything, so a committed batch is never
+ * half visible after a restart. commit() resolves after (3), so what it acknowledges is
+ * readable. If applying keeps failing the store refuses further work until it is opened
+ * again (which replays), rather than answer from half a batch.
+ *
+ * A claim whose holder is not live with that key (ended, or its batch never committed) is
+ * stale and may be taken over by CAS; a claim younger than IN_FLIGHT_CLAIM_MS whose holder
+ * has no record yet counts as held, since its batch may be between steps (1) and (3).
+ *
+ * One store instance writes a given session at a time (the bridge's engine orders
+ * commits per session, and several replicas partition sessions); the journal's expected
+ * last subject sequence turns a violation of that into a failed commit, never an
+ * interleaved journal.
+ */
+export interface JetStreamStoreOptions {
+  /** Server URLs; ignored when `connection` is given. */
+  readonly servers?: string | readonly string[];
+  /** An open connection to use; the store then leaves it open on close(). */
+  readonly connection?: NatsConnection;
+  /** Extra connection options (authentication, TLS) when the store connects itself. */
+  readonly connectOptions?: Partial<NodeConnectionOptions>;
+  /** Prefix of every bucket, stream and subject: letters, digits, '_' and '-'. Default "sb". */
+  readonly prefix?: string;
+  /** JetStream replication factor of every bucket and stream (1, 3 or 5). Default 1. */
+  readonly replicas?: number;
+}
+
+/** The JetStream store, with what tests and diagnostics read of it. */
+export interface JetStreamSessionStore extends SessionStore {
+  /** Journal followers registered now (S9). */
+  followers(): number;
+}
+
+/** How long a claim whose holder has no session record yet counts as held. */
+const IN_FLIGHT_CLAIM_MS = 30_000;
+/** Attempts to apply a committed batch before the store gives up until reopened. */
+const APPLY_ATTEMPTS = 3;
+/** Concurrent KV reads when a query reads many records. */
+const READ_CONCURRENCY = 32;
+
+interface Claim {
+  readonly sessionId: string;
+  readonly claimedAtMs: number;
+}
+
+/** What the store knows about one correlation key before a batch. */
+interface ClaimState {
+  readonly entry: KvEntry | undefined;
+  /** The live holder, undefined when free or stale. */
+  readonly holder: string | undefined;
+}
+
+export async function createJetStreamStore(options: JetStreamStoreOptions): Promise<JetStreamSessionStore> {
+  const prefix = options.prefix ?? "sb";
+  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw storeFailure(`invalid JetStream store prefix "${prefix}"`);
+  const replicas = options.replicas ?? 1;
+  if (!Number.isSafeInteger(replicas) || replicas < 1) throw storeFailure(`invalid replicas ${replicas}`);
+  const owned = options.connection === undefined;
+  let nc: NatsConnection;
+  try {
+    nc =
+      options.connection ??
+      (await connect({
+        ...options.connectOptions,
+        servers: typeof options.servers === "string" ? options.servers : [...(options.servers ?? [])],
+      }));
+  } catch (error) {
+    throw asStoreError(error, "cannot connect to NATS for the JetStream store");
+  }
+  try {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const journalStream = `${prefix}_journal`;
+    const walStream = `${prefix}_wal`;
+    await ensureStream(jsm, journalStream, `${prefix}.journal.*`, replicas);
+    await ensureStream(jsm, walStream, `${prefix}.wal`, replicas);
+    const kvm = new Kvm(js);
+    const bucket = (name: string): Promise<KV> => kvm.create(`${prefix}_${name}`, { replicas, history: 1 });
+    const buckets = {
+      sessions: await bucket("sessions"),
+      correlation: await bucket("correlation"),
+      idempotency: await bucket("idempotency"),
+      outbox: await bucket("outbox"),
+    };
+    const journals = createJetStreamJournals(js, jsm, journalStream, prefix);
+    const store = buildStore({ nc, owned, js, jsm, walStream, prefix, buckets, journals });
+    await store.replay();
+    return store.api;
+  } catch (error) {
+    if (owned) await nc.close().catch(() => undefined);
+    throw asStoreError(error, "cannot open the JetStream store");
+  }
+}
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  name: string,
+  subject: string,
+  replicas: number,
+): Promise<void> {
+  try {
+    await jsm.streams.info(name);
+  } catch {
+    await jsm.streams.add({ name, subjects: [subject], storage: StorageType.File, num_replicas: replicas });
+  }
+}
+
+interface Parts {
+  readonly nc: NatsConnection;
+  readonly owned: boolean;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly walStream: string;
+  readonly prefix: string;
+  readonly buckets: { sessions: KV; correlation: KV; idempotency: KV; outbox: KV };
+  readonly journals: JetStreamJournals;
+}
+
+function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => Promise<void> } {
+  const { nc, js, jsm, walStream, prefix, buckets, journals } = parts;
+  let closed = false;
+  let broken: Error | undefined;
+  // Commits run one at a time, so they resolve in the order they were made.
+  let queue: Promise<void> = Promise.resolve();
+  const wakeups = createJournalWakeups();
+
+  const checkOpen = (): void => {
+    if (closed) throw storeClosed("jetstream");
+    if (broken !== undefined)
+      throw storeFailure("a committed batch could not be applied; reopen the store", broken);
+  };
+
+  const readValue = async (kv: KV, key: string): Promise<KvEntry | undefined> => {
+    const entry = await kv.get(key);
+    return entry === null || entry.operation !== "PUT" ? undefined : entry;
+  };
+
+  const readSession = async (id: string): Promise<SessionRecord | undefined> => {
+    const entry = await readValue(buckets.sessions, token(id));
+    return entry === undefined ? undefined : sessionFromJson(decodeJson(entry.value));
+  };
+
+  const readAll = async <T>(kv: KV, filter: string, decode: (entry: KvEntry) => T): Promise<T[]> => {
+    const keys: string[] = [];
+    for await (const key of await kv.keys(filter)) keys.push(key);
+    const out: T[] = [];
+    for (let i = 0; i < keys.length; i += READ_CONCURRENCY) {
+      const got = await Promise.all(keys.slice(i, i + READ_CONCURRENCY).map((k) => readValue(kv, k)));
+      for (const entry of got) if (entry !== undefined) out.push(decode(entry));
+    }
+    return out;
+  };
+
+  const allSessions = (): Promise<SessionRecord[]> =>
+    readAll(buckets.sessions, ">", (e) => sessionFromJson(decodeJson(e.value)));
+
+  const claimState = async (key: string, now: number): Promise<ClaimState> => {
+    const entry = await readValue(buckets.correlation, key);
+    if (entry === undefined) return { entry: undefined, holder: undefined };
+    const claim = decodeJson(entry.value) as unknown as Claim;
+    const record = await readSession(claim.sessionId);
+    if (record === undefined) {
+      return { entry, holder: now - claim.claimedAtMs < IN_FLIGHT_CLAIM_MS ? claim.sessionId : undefined };
+    }
+    return { entry, holder: claimKeyOf(record) === key ? claim.sessionId : undefined };
+  };
+
+  /**
+   * S5 before anything is written: the claims the batch's records make, one record at a
+   * time as the memory and SQLite stores check them. Returns key → holder after the batch
+   * (undefined: released) and the state read for each key.
+   */
+  const planClaims = async (
+    records: readonly SessionRecord[],
+  ): Promise<{ claims: Map<string, string | undefined>; states: Map<string, ClaimState> }> => {
+    const now = Date.now();
+    const current = new Map<string, SessionRecord | undefined>();
+    for (const record of records) {
+      if (!current.has(record.id)) current.set(record.id, await readSession(record.id));
+    }
+    const states = new Map<string, ClaimState>();
+    for (const record of [...records, ...current.values()]) {
+      const key = claimKeyOf(record);
+      if (key !== undefined && !states.has(key)) states.set(key, await claimState(key, now));
+    }
+    const claims = new Map<string, string | undefined>();
+    const staged = new Map<string, SessionRecord | undefined>(current);
+    const holder = (key: string): string | undefined =>
+      claims.has(key) ? claims.get(key) : states.get(key)?.holder;
+    for (const next of records) {
+      const prevKey = claimKeyOf(staged.get(next.id));
+      staged.set(next.id, next);
+      if (prevKey !== undefined && holder(prevKey) === next.id) claims.set(prevKey, undefined);
+      const nextKey = claimKeyOf(next);
+      if (nextKey === undefined) continue;
+      const taken = holder(nextKey);
+      if (taken !== undefined && taken !== next.id) throw correlationTaken(next.service, next.id);
+      claims.set(nextKey, next.id);
+    }
+    return { claims, states };
+  };
+
+  /** Takes the planned claims with CAS; on any failure releases those taken and rejects. */
+  const takeClaims = async (
+    claims: Map<string, string | undefined>,
+    states: Map<string, ClaimState>,
+    records: readonly SessionRecord[],
+  ): Promise<Map<string, number>> => {
+    const taken = new Map<string, number>();
+    try {
+      for (const [key, sessionId] of claims) {
+        if (sessionId === undefined) continue;
+        const state = states.get(key);
+        if (state?.holder === sessionId) continue;
+        const value = encodeJson({ sessionId, claimedAtMs: Date.now() } satisfies Claim);
+        try {
+          const revision =
+            state?.entry === undefined
+              ? await buckets.correlation.create(key, value)
+              : await buckets.correlation.update(key, value, state.entry.revision);
+          taken.set(key, revision);
+        } catch (error) {
+          if (!isCasFailure(error)) throw error;
+          // Another bridge bound the key between the read and the write.
+          const record = records.find((r) => r.id === sessionId);
+          throw correlationTaken(record?.service ?? "", sessionId);
+        }
+      }
+      return taken;
+    } catch (error) {
+      await releaseClaims(taken);
+      throw error;
+    }
+  };
+
+  const releaseClaims = async (claims: Map<string, number>): Promise<void> => {
+    for (const [key, revision] of claims) {
+      // Best effort: a claim left behind is stale and taken over by the next session.
+      await buckets.correlation.delete(key, { previousSeq: revision }).catch(() => undefined);
+    }
+  };
+
+  /**
+   * S9 before the commit point: the batch's entries must continue each session's stored
+   * journal (checkJournalAppend), else the whole batch is refused with JOURNAL_CONFLICT
+   * and nothing is written.
+   */
+  const checkEntries = async (entries: readonly JournalRecord[]): Promise<void> => {
+    const last = new Map<string, number>();
+    for (const entry of entries) {
+      if (!last.has(entry.sessionId)) last.set(entry.sessionId, await journals.lastIndex(entry.sessionId));
+    }
+    checkJournalAppend(entries, (sessionId) => last.get(sessionId) ?? 0);
+  };
+
+  /** Step (3): every part of a committed batch, each write safe to repeat. */
+  const apply = async (batch: StoreBatch): Promise<void> => {
+    const bySession = new Map<string, JournalRecord[]>();
+    for (const entry of batch.entries ?? []) {
+      const list = bySession.get(entry.sessionId);
+      if (list === undefined) bySession.set(entry.sessionId, [entry]);
+      else list.push(entry);
+    }
+    for (const [sessionId, entries] of bySession) await journals.append(sessionId, entries);
+    for (const record of batch.sessions ?? []) {
+      await buckets.sessions.put(token(record.id), encodeJson(sessionToJson(record)));
+    }
+    for (const record of batch.idempotency ?? []) {
+      await buckets.idempotency.put(
+        `${token(record.principal)}.${token(record.key)}`,
+        encodeJson(idempotencyToJson(record)),
+      );
+    }
+    for (const item of batch.outboxAdd ?? []) {
+      await buckets.outbox.put(outboxKey(item.sessionId, item.messageId), encodeJson(item));
+    }
+    for (const item of batch.outboxRemove ?? []) {
+      await buckets.outbox.purge(outboxKey(item.sessionId, item.messageId));
+    }
+  };
+
+  /**
+   * Step (4). Every store on a prefix replays the write-ahead messages it finds at open,
+   * so another store may have applied and deleted this one already: that is done too.
+   */
+  const deleteWriteAhead = async (seq: number): Promise<void> => {
+    try {
+      await jsm.streams.deleteMessage(walStream, seq, false);
+    } catch (error) {
+      if (isAlreadyDeleted(error)) return;
+      throw error;
+    }
+  };
+
+  const applyCommitted = async (batch: StoreBatch, walSeq: number): Promise<void> => {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < APPLY_ATTEMPTS; attempt++) {
+      try {
+        await apply(batch);
+        // S9: the entries are durable and readable; followers of their sessions re-read.
+        if (batch.entries !== undefined && batch.entries.length > 0) {
+          wakeups.notify(new Set(batch.entries.map((e) => e.sessionId)));
+        }
+        await deleteWriteAhead(walSeq);
+        return;
+      } catch (error) {
+        lastError = error;
+        for (const entry of batch.entries ?? []) journals.forget(entry.sessionId);
+        await sleep(50 * (attempt + 1));
+      }
+    }
+    broken = lastError instanceof Error ? lastError : new Error(String(lastError));
+    throw asStoreError(lastError, "cannot apply a committed batch");
+  };
+
+  const commitNow = async (batch: StoreBatch): Promise<void> => {
+    // Not checkOpen(): commits made before close() still run (close finishes them).
+    if (broken !== undefined)
+      throw storeFailure("a committed batch could not be applied; reopen the store", broken);
+    await checkEntries(batch.entries ?? []);
+    const records = batch.sessions ?? [];
+    const { claims, states } = await planClaims(records);
+    const taken = await takeClaims(claims, states, records);
+    let walSeq: number;
+    try {
+      const ack = await js.publish(`${prefix}.wal`, encodeJson(batchToJson(batch)), { msgID: randomUUID() });
+      walSeq = ack.seq;
+    } catch (error) {
+      await releaseClaims(taken);
+      throw asStoreError(error, "cannot commit the batch");
+    }
+    await applyCommitted(batch, walSeq);
+    // Keys the batch freed: release them when still held as read (CAS), best effort.
+    const freed = new Map<string, number>();
+    for (const [key, sessionId] of claims) {
+      const entry = states.get(key)?.entry;
+      if (sessionId === undefined && entry !== undefined && !taken.has(key)) freed.set(key, entry.revision);
+    }
+    await releaseClaims(freed);
+  };
+
+  /** Applies batches committed by a store that stopped before applying them. */
+  const replay = async (): Promise<void> => {
+    const info = await jsm.streams.info(walStream);
+    if (info.state.messages === 0) return;
+    const last = info.state.last_seq;
+    const consumer = await js.consumers.get(walStream);
+    const messages = await consumer.consume({ max_messages: 64 });
+    const pending: { batch: StoreBatch; seq: number }[] = [];
+    try {
+      for await (const m of messages) {
+        pending.push({ batch: batchFromJson(decodeJson(m.data)), seq: m.seq });
+        if (m.seq >= last) break;
+        if (pending.length >= 64) {
+          for (const p of pending.splice(0)) await applyCommitted(p.batch, p.seq);
+        }
+      }
+    } finally {
+      messages.stop();
+    }
+    for (const p of pending) await applyCommitted(p.batch, p.seq);
+  };
+
+  const readJournal = async (
+    sessionId: string,
+    fromIndex: number,
+    limit: number,
+  ): Promise<readonly JournalRecord[]> => {
+    checkOpen();
+    checkJournalRange(fromIndex, limit);
+    try {
+      return await journals.read(sessionId, fromIndex, limit);
+    } catch (error) {
+      // A read cut short by close() (a woken follower's, say) is the store shutting down.
+      if (closed) throw storeClosed("jetstream");
+      throw asStoreError(error, "cannot read the journal");
+    }
+  };
+
+  /**
+   * Followers wake on this store's commits and, through a consumer on the session's
+   * journal subject, on entries other stores on the prefix append (S9).
+   */
+  const sharedWakeups: JournalWakeups = {
+    watch(sessionId) {
+      const watch = wakeups.watch(sessionId);
+      const stop = closed
+        ? () => undefined
+        : journals.watchStored(sessionId, () => wakeups.notify([sessionId]));
+      return {
+        reset: () => watch.reset(),
+        wait: (signal) => watch.wait(signal),
+        release() {
+          stop();
+          watch.release();
+        },
+      };
+    },
+    notify: (sessionIds) => wakeups.notify(sessionIds),
+    close: () => wakeups.close(),
+    followers: () => wakeups.followers(),
+  };
+
+  const api: JetStreamSessionStore = {
+    kind: "jetstream",
+
+    commit(batch) {
+      if (closed) return Promise.reject(storeClosed("jetstream"));
+      const copy = copyBatch(batch);
+      const run = queue.then(() => commitNow(copy));
+      queue = run.then(
+        () => undefined,
+        () => undefined,
+      );
+      return run.catch((error: unknown) => {
+        throw asStoreError(error, "cannot commit the batch");
+      });
+    },
+
+    async recover() {
+      checkOpen();
+      const live = (await allSessions()).filter((s) => s.state === "active").sort(compareOldestFirst);
+      const outbox = await readAll(
+        buckets.outbox,
+        ">",
+        (e) => decodeJson(e.value) as unknown as OutboxRecord,
+      );
+      outbox.sort(
+        (a, b) =>
+          compareText(a.sessionId, b.sessionId) || a.index - b.index || compareText(a.messageId, b.messageId),
+      );
+      return {
+        sessions: live,
+        outbox: outbox.map((o) => ({ sessionId: o.sessionId, messageId: o.messageId, index: o.index })),
+      };
+    },
+
+    async getSession(id) {
+      checkOpen();
+      return readSession(id);
+    },
+
+    async findSessionByCorrelation(service, correlationKey) {
+      checkOpen();
+      // The S5 claim names the holder; it counts only while that session is live with the key.
+      const key = `${token(service)}.${token(correlationKey)}`;
+      const entry = await readValue(buckets.correlation, key);
+      if (entry === undefined) return undefined;
+      const claim = decodeJson(entry.value) as unknown as Claim;
+      const record = await readSession(claim.sessionId);
+      return claimKeyOf(record) === key ? record : undefined;
+    },
+
+    async listSessions(query) {
+      checkOpen();
+      checkPageSize(query.pageSize);
+      const after = decodePageToken(query.pageToken);
+      const matching = (await allSessions())
+        .filter(
+          (s) =>
+            (query.service === undefined || s.service === query.service) &&
+            (query.state === undefined || s.state === query.state) &&
+            (query.principal === undefined || s.principal === query.principal) &&
+            (after === undefined || compareNewestFirst(s, after) > 0),
+        )
+        .sort(compareNewestFirst);
+      const page = matching.slice(0, query.pageSize);
+      const last = page[page.length - 1];
+      return {
+        sessions: page,
+        nextPageToken:
+          matching.length > page.length && last !== undefined ? encodePageToken(last) : undefined,
+      };
+    },
+
+    readJournal,
+
+    followJournal: (sessionId, fromIndex, signal) =>
+      followStoredJournal({ readJournal, wakeups: sharedWakeups }, sessionId, fromIndex, signal),
+
+    async findBySeq(sessionId, seq) {
+      checkOpen();
+      if (seq <= 0) return undefined;
+      return journals.findBy(sessionId, (e) => e.seq === seq);
+    },
+
+    async findByMessageId(sessionId, messageId) {
+      checkOpen();
+      // An outcome is not found by its own id: only an entry that answers none.
+      return journals.findBy(sessionId, (e) => e.messageId === messageId && e.inReplyTo === "");
+    },
+
+    async getIdempotency(principal, key) {
+      checkOpen();
+      const entry = await readValue(buckets.idempotency, `${token(principal)}.${token(key)}`);
+      return entry === undefined ? undefined : idempotencyFromJson(decodeJson(entry.value));
+    },
+
+    async purge(endedBeforeMs, idempotencyBeforeMs) {
+      checkOpen();
+      let sessions = 0;
+      for (const s of await allSessions()) {
+        if (s.state === "active" || s.endedAtMs === undefined || !(s.endedAtMs < endedBeforeMs)) continue;
+        await journals.remove(s.id);
+        for await (const key of await buckets.outbox.keys(`${token(s.id)}.>`))
+          await buckets.outbox.purge(key);
+        await buckets.sessions.purge(token(s.id));
+        sessions++;
+      }
+      let idempotency = 0;
+      const records = await readAll(buckets.idempotency, ">", (e) =>
+        idempotencyFromJson(decodeJson(e.value)),
+      );
+      for (const record of records) {
+        if (!(record.createdAtMs < idempotencyBeforeMs)) continue;
+        await buckets.idempotency.purge(`${token(record.principal)}.${token(record.key)}`);
+        idempotency++;
+      }
+      return { sessions, idempotency };
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      // Waiting followers wake, re-read and reject with SHUTTING_DOWN.
+      wakeups.close();
+      await queue;
+      if (parts.owned) await nc.close();
+    },
+
+    [Symbol.asyncDispose]() {
+      return this.close();
+    },
+
+    followers: () => wakeups.followers(),
+  };
+
+  return { api, replay };
+}
+
+function outboxKey(sessionId: string, messageId: string): string {
+  return `${token(sessionId)}.${token(messageId)}`;
+}
+
+/** The S5 claim key of a session while it is live; undefined when it holds none. */
+function claimKeyOf(record: SessionRecord | undefined): string | undefined {
+  if (record === undefined || record.state !== "active" || record.correlationKey === undefined)
+    return undefined;
+  return `${token(record.service)}.${token(record.correlationKey)}`;
+}
+
+/** JetStream's "wrong last sequence" (10071): the CAS lost to another writer. */
+function isCasFailure(error: unknown): boolean {
+  return error instanceof Error && /wrong last sequence|10071|key exists/i.test(error.message);
+}
+
+/** The server's answer to deleting a message no longer there (10057, "no message found"). */
+function isAlreadyDeleted(error: unknown): boolean {
+  return (
+    error instanceof JetStreamApiError && error.code === 10057 && /no message found/i.test(error.message)
+  );
+}
