@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-tools.sh
+bash scripts/build-conformance.sh
 npm run build
 npx biome check .
 npx buf lint
