@@ -133,14 +133,13 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   let http: HttpListener | undefined;
   let nats: NatsListener | undefined;
   try {
-    grpc = await startGrpcListener(context, {
-      address: config.listeners.grpc,
-      descriptors: reflectionDescriptors(contracts),
-    });
+    const descriptors = reflectionDescriptors(contracts);
+    grpc = await startGrpcListener(context, { address: config.listeners.grpc, descriptors });
     listeners.push(grpc);
     if (config.listeners.http !== undefined) {
       http = await startHttpListener(context, {
         address: config.listeners.http,
+        descriptors,
         cookies: config.listeners.httpCookies,
       });
       listeners.push(http);

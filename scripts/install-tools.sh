@@ -59,3 +59,21 @@ if [ "$(cat .tools/bin/nats.version 2>/dev/null)" != "$NATS_CLI_VERSION" ] || [ 
   go install "github.com/nats-io/natscli/nats@$NATS_CLI_VERSION"
   echo "$NATS_CLI_VERSION" >.tools/bin/nats.version
 fi
+
+# Connect conformance: the runner and the reference server of connectrpc.com/conformance,
+# at a pinned version, plus the suite's .proto files (the bridge serves its
+# ConformanceService as a contract in front of the reference server).
+CONNECT_CONFORMANCE_VERSION=v1.0.7
+if [ "$(cat .tools/bin/connectconformance.version 2>/dev/null)" != "$CONNECT_CONFORMANCE_VERSION" ] ||
+  [ ! -x .tools/bin/connectconformance ] || [ ! -x .tools/bin/referenceserver ] ||
+  [ ! -f .tools/connect-conformance/proto/connectrpc/conformance/v1/service.proto ]; then
+  echo "installing connectrpc conformance $CONNECT_CONFORMANCE_VERSION"
+  go install "connectrpc.com/conformance/cmd/connectconformance@$CONNECT_CONFORMANCE_VERSION"
+  go install "connectrpc.com/conformance/cmd/referenceserver@$CONNECT_CONFORMANCE_VERSION"
+  module_dir="$(go env GOMODCACHE)/connectrpc.com/conformance@$CONNECT_CONFORMANCE_VERSION"
+  rm -rf .tools/connect-conformance
+  mkdir -p .tools/connect-conformance
+  cp -R "$module_dir/proto" .tools/connect-conformance/proto
+  chmod -R u+w .tools/connect-conformance
+  echo "$CONNECT_CONFORMANCE_VERSION" >.tools/bin/connectconformance.version
+fi

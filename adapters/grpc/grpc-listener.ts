@@ -1,7 +1,7 @@
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
 import { inboundHandlers } from "./grpc-inbound.js";
 import { type GrpcHandler, startGrpcServer } from "./h2-server.js";
-import { createHealth, ServingStatus } from "./health-service.js";
+import { createHealth, type Health, ServingStatus } from "./health-service.js";
 import { reflectionHandlers } from "./reflection-service.js";
 import { sessionServiceHandlers } from "./session-service.js";
 
@@ -28,6 +28,30 @@ export async function startGrpcListener(
   context: ListenerContext,
   options: GrpcListenerOptions,
 ): Promise<GrpcListener> {
+  const served = grpcServices(context, options.descriptors);
+  const server = await startGrpcServer({
+    address: options.address,
+    handlers: served.handlers,
+    maxMessageBytes: context.maxPayloadBytes,
+  });
+  const drain = (graceMs = 10_000): Promise<void> => {
+    served.health.setAll(ServingStatus.NOT_SERVING);
+    return server.drain(graceMs);
+  };
+  return { transport: "grpc", address: server.address, port: server.port, drain, close: () => drain(0) };
+}
+
+/** What a port that speaks gRPC serves, by method path, and its health service. */
+export interface GrpcServices {
+  readonly handlers: ReadonlyMap<string, GrpcHandler>;
+  readonly health: Health;
+}
+
+/**
+ * The handlers of every configured contract service, the SessionService, health and
+ * reflection: the gRPC port serves them, and so does the HTTP port for gRPC clients.
+ */
+export function grpcServices(context: ListenerContext, descriptors: readonly Buffer[]): GrpcServices {
   const { bridge } = context;
   const contractServices = [...bridge.contracts.services.keys()];
   const health = createHealth([...contractServices, SESSION_SERVICE]);
@@ -38,17 +62,8 @@ export async function startGrpcListener(
   const others = [
     sessionServiceHandlers(bridge.sessions, context.principals),
     health.handlers,
-    reflectionHandlers(options.descriptors, [...contractServices, SESSION_SERVICE, HEALTH_SERVICE]),
+    reflectionHandlers(descriptors, [...contractServices, SESSION_SERVICE, HEALTH_SERVICE]),
   ];
   for (const map of others) for (const [path, handler] of map) handlers.set(path, handler);
-  const server = await startGrpcServer({
-    address: options.address,
-    handlers,
-    maxMessageBytes: context.maxPayloadBytes,
-  });
-  const drain = (graceMs = 10_000): Promise<void> => {
-    health.setAll(ServingStatus.NOT_SERVING);
-    return server.drain(graceMs);
-  };
-  return { transport: "grpc", address: server.address, port: server.port, drain, close: () => drain(0) };
+  return { handlers, health };
 }

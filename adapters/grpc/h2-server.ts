@@ -13,14 +13,24 @@ const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, HTTP2
 /** Handles one call; it must end the call (end or fail) exactly once. */
 export type GrpcHandler = (call: GrpcServerCall) => void;
 
-export interface GrpcServerOptions {
-  /** host:port; port 0 picks a free one. */
-  readonly address: string;
+export interface GrpcDispatchOptions {
   /** Handlers by method path ("/pkg.Service/Method"). */
   readonly handlers: ReadonlyMap<string, GrpcHandler>;
   /** Largest request message accepted, in bytes. */
   readonly maxMessageBytes: number;
 }
+
+export interface GrpcServerOptions extends GrpcDispatchOptions {
+  /** host:port; port 0 picks a free one. */
+  readonly address: string;
+}
+
+/** Handles one HTTP/2 stream that carries a gRPC call, as node:http2's "stream" event gives it. */
+export type GrpcStreamHandler = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  rawHeaders: readonly string[],
+) => void;
 
 export interface GrpcServer {
   readonly address: string;
@@ -46,7 +56,7 @@ export const MAX_STREAMS_PER_CONNECTION = 256;
  * growing. Node's default (10 MB) refuses ordinary load from a busy client; a few
  * hundred streams of small messages need far less than this.
  */
-const MAX_SESSION_MEMORY_MB = 64;
+export const MAX_SESSION_MEMORY_MB = 64;
 
 /**
  * Request header limits, the bridge's own (README, "What the bridge serves"): fields in
@@ -63,8 +73,8 @@ export const MAX_HEADER_LIST_BYTES = 16 * 1024;
  * (ENHANCE_YOUR_CALM) before the bridge sees it. The list size is also advertised in
  * SETTINGS_MAX_HEADER_LIST_SIZE, which careful clients check before sending.
  */
-const NODE_MAX_HEADER_PAIRS = 4 * MAX_HEADER_FIELDS;
-const NODE_MAX_HEADER_LIST_BYTES = 4 * MAX_HEADER_LIST_BYTES;
+export const NODE_MAX_HEADER_PAIRS = 4 * MAX_HEADER_FIELDS;
+export const NODE_MAX_HEADER_LIST_BYTES = 4 * MAX_HEADER_LIST_BYTES;
 
 /** The content types of gRPC with protobuf messages, the only ones the bridge reads. */
 const GRPC_CONTENT_TYPES: ReadonlySet<string> = new Set(["application/grpc", "application/grpc+proto"]);
@@ -97,6 +107,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // A broken connection is the client's problem; it must not crash the bridge.
     session.on("error", () => {});
   });
+  const dispatch = grpcStreamHandler(options);
   server.on(
     "stream",
     (
@@ -104,7 +115,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       headers: http2.IncomingHttpHeaders,
       _flags: number,
       rawHeaders: string[],
-    ) => dispatch(stream, headers, rawHeaders, options),
+    ) => dispatch(stream, headers, rawHeaders),
   );
 
   const { host, port } = splitAddress(options.address);
@@ -136,11 +147,34 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   };
 }
 
+/**
+ * Routes each gRPC stream by its :path to a handler. The gRPC port uses it for every
+ * stream; the HTTP port hands it the streams whose content type is gRPC's, so gRPC
+ * clients reach the bridge on either port.
+ */
+export function grpcStreamHandler(options: GrpcDispatchOptions): GrpcStreamHandler {
+  return (stream, headers, rawHeaders) => dispatch(stream, headers, rawHeaders, options);
+}
+
+/**
+ * True for the gRPC protocol's content types (application/grpc, application/grpc+<codec>),
+ * which the HTTP port hands to the gRPC dispatcher; gRPC-Web's are not among them.
+ */
+export function isGrpcContentType(contentType: string | string[] | undefined): boolean {
+  if (typeof contentType !== "string") return false;
+  const type = contentType.trimStart().toLowerCase();
+  return (
+    type === "application/grpc" ||
+    type.startsWith("application/grpc+") ||
+    type.startsWith("application/grpc;")
+  );
+}
+
 function dispatch(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
   rawHeaders: readonly string[],
-  options: GrpcServerOptions,
+  options: GrpcDispatchOptions,
 ): void {
   stream.on("error", () => {
     // Reset by the client or the connection: the call's close handling reports it.

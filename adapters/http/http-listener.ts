@@ -6,6 +6,16 @@ import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
+import { grpcServices } from "../grpc/grpc-listener.js";
+import {
+  grpcStreamHandler,
+  isGrpcContentType,
+  MAX_SESSION_MEMORY_MB,
+  MAX_STREAMS_PER_CONNECTION,
+  NODE_MAX_HEADER_LIST_BYTES,
+  NODE_MAX_HEADER_PAIRS,
+} from "../grpc/h2-server.js";
+import { ServingStatus } from "../grpc/health-service.js";
 import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
 import { createCookieRules } from "./cookie-binding.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
@@ -16,6 +26,12 @@ import { type SessionsRest, serveSessions } from "./sessions-rest.js";
 export interface HttpListenerOptions {
   /** host:port; port 0 picks a free one. */
   readonly address: string;
+  /**
+   * File descriptors for reflection, as the gRPC port has them. The HTTP port serves the
+   * gRPC protocol too (HTTP/2, `application/grpc`), so one port answers Connect, gRPC-Web
+   * and gRPC clients.
+   */
+  readonly descriptors: readonly Buffer[];
   /** Cookie bindings (listeners.httpCookies). */
   readonly cookies?: readonly CookieBinding[] | undefined;
 }
@@ -66,14 +82,54 @@ export async function startHttpListener(
       replyError(response, BridgeError.from(error));
     });
   };
-  const server = await startHttpServer({ address: options.address, handler });
+  const grpc = grpcServices(context, options.descriptors);
+  const dispatchGrpc = grpcStreamHandler({
+    handlers: grpc.handlers,
+    maxMessageBytes: context.maxPayloadBytes,
+  });
+  const server = await startHttpServer({
+    address: options.address,
+    handler,
+    claimStream: (stream, headers, rawHeaders) => {
+      if (!isGrpcContentType(headers["content-type"])) return false;
+      if (draining()) {
+        // As the gRPC port does while draining: new calls are refused, retryably.
+        stream.respond(
+          {
+            ":status": 200,
+            "content-type": "application/grpc",
+            "grpc-status": "14",
+            "grpc-message": "the bridge is shutting down",
+          },
+          { endStream: true },
+        );
+        stream.resume();
+        return true;
+      }
+      dispatchGrpc(stream, headers, rawHeaders);
+      return true;
+    },
+    // The gRPC port's limits hold for gRPC calls that arrive here as well.
+    http2Options: {
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+      maxHeaderListPairs: NODE_MAX_HEADER_PAIRS,
+      settings: {
+        maxConcurrentStreams: MAX_STREAMS_PER_CONNECTION,
+        maxHeaderListSize: NODE_MAX_HEADER_LIST_BYTES,
+      },
+    },
+  });
   draining = () => server.draining;
+  const drain = (graceMs: number): Promise<void> => {
+    grpc.health.setAll(ServingStatus.NOT_SERVING);
+    return server.drain(graceMs);
+  };
   return {
     transport: "http",
     address: server.address,
     port: server.port,
-    drain: (graceMs) => server.drain(graceMs),
-    close: () => server.drain(0),
+    drain,
+    close: () => drain(0),
   };
 }
 

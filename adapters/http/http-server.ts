@@ -13,10 +13,25 @@ export type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
 /** Handles one request; it must end the response exactly once and never throw. */
 export type HttpHandler = (request: HttpRequest, response: HttpResponse) => void;
 
+/**
+ * Takes an HTTP/2 stream before the request/response layer sees it, when it wants it:
+ * returns true when it took the stream (and then answers it), false to leave it to the
+ * HttpHandler.
+ */
+export type Http2StreamClaim = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  rawHeaders: readonly string[],
+) => boolean;
+
 export interface HttpServerOptions {
   /** host:port; port 0 picks a free one. */
   readonly address: string;
   readonly handler: HttpHandler;
+  /** HTTP/2 streams served outside the request/response layer (gRPC on this port). */
+  readonly claimStream?: Http2StreamClaim | undefined;
+  /** node:http2 server options (limits) for the HTTP/2 side. */
+  readonly http2Options?: http2.ServerOptions | undefined;
 }
 
 export interface HttpServer {
@@ -52,7 +67,25 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   h1.headersTimeout = 30_000;
   h1.requestTimeout = 0;
   h1.keepAliveTimeout = 5_000;
-  const h2 = http2.createServer({ settings: { enablePush: false } }, options.handler);
+  const h2 = http2.createServer({
+    ...options.http2Options,
+    settings: { ...options.http2Options?.settings, enablePush: false },
+  });
+  h2.on("request", options.handler);
+  const claim = options.claimStream;
+  if (claim !== undefined) {
+    // Adding the "request" listener made node:http2 add its request/response layer as a
+    // "stream" listener. Streams go through the claim first; the rest reach that layer.
+    const layers = h2.listeners("stream") as ((...args: unknown[]) => void)[];
+    h2.removeAllListeners("stream");
+    h2.on(
+      "stream",
+      (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
+        if (claim(stream, headers, raw)) return;
+        for (const layer of layers) layer.call(h2, stream, headers, flags, raw);
+      },
+    );
+  }
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
