@@ -94,8 +94,11 @@ export function decompress(
       { cause: error },
     );
   }
+  // A message flagged compressed in a stream that names no compression breaks the
+  // protocol (INTERNAL); one in an encoding the bridge cannot read is UNIMPLEMENTED, as the
+  // gRPC compression spec says.
   throw new BridgeError(
-    Code.UNIMPLEMENTED,
+    encoding === undefined || encoding === "identity" ? Code.INTERNAL : Code.UNIMPLEMENTED,
     reason,
     `compressed message with grpc-encoding ${encoding ?? "identity"}; accepted: ${ACCEPT_ENCODING}`,
   );

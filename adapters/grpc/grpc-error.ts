@@ -6,11 +6,10 @@ import { Reason } from "../../bridge/errors/reason.js";
 import {
   decodeErrorInfo,
   decodeStatus,
-  ERROR_DOMAIN,
   ERROR_INFO_TYPE_URL,
-  encodeErrorInfo,
   encodeStatus,
 } from "../../bridge/errors/rich-status.js";
+import { wireDetails } from "../../bridge/errors/wire-details.js";
 import { encodeGrpcMessage, putMetadata } from "./grpc-wire-headers.js";
 
 const DETAILS_KEY = "grpc-status-details-bin";
@@ -33,16 +32,11 @@ export function statusTrailers(
   if (message !== "") trailers["grpc-message"] = encodeGrpcMessage(message);
   const extra: Record<string, string> = { ...own };
   if (error !== undefined) {
-    const hasErrorInfo = error.details.some((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
-    const details = hasErrorInfo
-      ? error.details
-      : [
-          encodeErrorInfo({ reason: error.reason, domain: ERROR_DOMAIN, metadata: error.metadata }),
-          ...error.details,
-        ];
-    extra[DETAILS_KEY] = Buffer.from(
-      encodeStatus({ code: error.code, message: error.message, details }),
-    ).toString("base64");
+    const details = wireDetails(error);
+    // Binary metadata goes out as unpadded base64, as the gRPC protocol asks of senders.
+    extra[DETAILS_KEY] = Buffer.from(encodeStatus({ code: error.code, message: error.message, details }))
+      .toString("base64")
+      .replace(/=+$/, "");
     // S1, S7: every answer, success or fault, names its session and message.
     const sessionId = error.metadata.session_id;
     if (sessionId !== undefined && sessionId !== "") extra[Header.sessionId] = sessionId;
@@ -55,20 +49,23 @@ export function statusTrailers(
 }
 
 /**
- * A gRPC failure status from a process as a BridgeError: code and details unchanged, the
- * reason from the process's ErrorInfo when it sent one (S14). `trailers` are in the
- * internal form, so grpc-status-details-bin is base64 text.
+ * A gRPC failure status as a BridgeError: code and details unchanged, the reason from the
+ * ErrorInfo when there is one (S14). `trailers` are in the internal form, so
+ * grpc-status-details-bin is base64 text. `fromProcess` marks a status the process itself
+ * answered (it then reaches the caller as it came); the bridge's own findings about a call
+ * to a process (a broken stream, a lost connection) leave it false.
  */
 export function fromGrpcStatus(
   code: number,
   message: string,
   trailers: Metadata,
   cause?: unknown,
+  fromProcess = false,
 ): BridgeError {
   const known = codeFromNumber(code);
   const passed: Record<string, readonly string[]> = {};
   for (const key of Object.keys(trailers)) if (key !== DETAILS_KEY) passed[key] = trailers[key] ?? [];
-  const options = { trailers: passed, ...(cause === undefined ? {} : { cause }) };
+  const options = { trailers: passed, fromProcess, ...(cause === undefined ? {} : { cause }) };
   const raw = trailers[DETAILS_KEY]?.[0];
   if (raw !== undefined) {
     try {

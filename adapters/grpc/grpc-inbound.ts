@@ -1,5 +1,6 @@
 import type { CallContext } from "../../bridge/call/call.js";
 import { Header, type Metadata } from "../../bridge/call/metadata.js";
+import { createJsonCodec, type JsonCodec } from "../../bridge/codec/json-codec.js";
 import type { OperationContract, ServiceContract } from "../../bridge/contracts/contract.js";
 import type { Bridge } from "../../bridge/engine/bridge-engine.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
@@ -25,21 +26,52 @@ export function inboundHandlers(
   service: ServiceContract,
 ): Map<string, GrpcHandler> {
   const handlers = new Map<string, GrpcHandler>();
-  for (const op of service.operations) handlers.set(op.path, handlerFor(listener, op));
+  const json = createJsonCodec(listener.contracts, { maxInputBytes: listener.maxPayloadBytes });
+  for (const op of service.operations) handlers.set(op.path, handlerFor(listener, op, json));
   return handlers;
 }
 
-function handlerFor(listener: ListenerContext, op: OperationContract): GrpcHandler {
+/**
+ * Messages of an application/grpc+json call are transcoded at this edge (DESIGN §7): the
+ * engine only ever sees binary protobuf.
+ */
+interface Transcoding {
+  readonly request: (message: Buffer) => Buffer;
+  readonly response: (payload: Uint8Array) => Uint8Array;
+}
+
+const AS_IS: Transcoding = { request: (m) => m, response: (p) => p };
+
+function transcodingOf(call: GrpcServerCall, op: OperationContract, json: JsonCodec): Transcoding {
+  if (call.codec === "proto") return AS_IS;
+  return {
+    request: (m) => Buffer.from(json.toBinary(op.requestType, m.toString("utf8"))),
+    response: (p) => Buffer.from(json.toJson(op.responseType, p), "utf8"),
+  };
+}
+
+function handlerFor(listener: ListenerContext, op: OperationContract, json: JsonCodec): GrpcHandler {
   const { bridge, principals } = listener;
-  if (!op.requestStream && !op.responseStream) return (call) => void unary(bridge, principals, op, call);
+  if (!op.requestStream && !op.responseStream) {
+    return (call) => void unary(bridge, principals, op, call, transcodingOf(call, op, json));
+  }
   if (!op.requestStream) {
-    return (call) =>
+    return (call) => {
+      const codec = transcodingOf(call, op, json);
       void call.message().then(
-        (payload) => pump(bridge, principals, op, call, single(payload)),
+        (payload) => pump(bridge, principals, op, call, single(codec.request(payload)), codec),
         (error: unknown) => call.fail(BridgeError.from(error)),
       );
+    };
   }
-  return (call) => void pump(bridge, principals, op, call, call.messages());
+  return (call) => {
+    const codec = transcodingOf(call, op, json);
+    void pump(bridge, principals, op, call, mapMessages(call.messages(), codec), codec);
+  };
+}
+
+async function* mapMessages(messages: AsyncIterable<Buffer>, codec: Transcoding): AsyncGenerator<Buffer> {
+  for await (const message of messages) yield codec.request(message);
 }
 
 /** The internal form of the call (DESIGN §5); the principal is the bridge's to resolve (S13). */
@@ -50,7 +82,7 @@ function context(principals: PrincipalResolver, op: OperationContract, call: Grp
     deadlineMs: call.deadlineMs,
     signal: call.signal,
     principal: principalOf(principals, call.metadata),
-    codec: "proto",
+    codec: call.codec,
   };
 }
 
@@ -59,12 +91,14 @@ async function unary(
   principals: PrincipalResolver,
   op: OperationContract,
   call: GrpcServerCall,
+  codec: Transcoding,
 ): Promise<void> {
   try {
-    const payload = await call.message();
+    const payload = codec.request(await call.message());
     const reply = await bridge.unary({ ...context(principals, op, call), payload });
-    call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId), reply.payload);
-    await call.write(reply.payload);
+    const out = codec.response(reply.payload);
+    call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId), out);
+    await call.write(out);
     call.end(reply.trailers);
   } catch (error) {
     failWithHeaders(call, BridgeError.from(error));
@@ -88,6 +122,7 @@ async function pump(
   op: OperationContract,
   call: GrpcServerCall,
   messages: AsyncIterable<Buffer>,
+  codec: Transcoding,
 ): Promise<void> {
   let session: Record<string, string> = {};
   try {
@@ -96,7 +131,7 @@ async function pump(
       else if (event.type === "headers") call.sendHeaders(event.metadata, session);
       else if (event.type === "message") {
         call.sendHeaders({}, session);
-        await call.write(event.payload);
+        await call.write(codec.response(event.payload));
       } else {
         call.sendHeaders({}, session);
         call.end(event.metadata);

@@ -1,3 +1,6 @@
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
 import { inboundHandlers } from "./grpc-inbound.js";
 import { type GrpcHandler, startGrpcServer } from "./h2-server.js";
@@ -41,6 +44,20 @@ export async function startGrpcListener(
   return { transport: "grpc", address: server.address, port: server.port, drain, close: () => drain(0) };
 }
 
+/** The bridge's own services read and write protobuf only: a JSON call gets UNIMPLEMENTED. */
+function protobufOnly(handler: GrpcHandler): GrpcHandler {
+  return (call) => {
+    if (call.codec === "proto") return handler(call);
+    call.fail(
+      new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.INVALID_REQUEST,
+        `${call.path} takes application/grpc+proto only`,
+      ),
+    );
+  };
+}
+
 /** What a port that speaks gRPC serves, by method path, and its health service. */
 export interface GrpcServices {
   readonly handlers: ReadonlyMap<string, GrpcHandler>;
@@ -64,6 +81,8 @@ export function grpcServices(context: ListenerContext, descriptors: readonly Buf
     health.handlers,
     reflectionHandlers(descriptors, [...contractServices, SESSION_SERVICE, HEALTH_SERVICE]),
   ];
-  for (const map of others) for (const [path, handler] of map) handlers.set(path, handler);
+  for (const map of others) {
+    for (const [path, handler] of map) handlers.set(path, protobufOnly(handler));
+  }
   return { handlers, health };
 }

@@ -376,6 +376,9 @@ export class H2Call {
         /^\d+$/.test(code) ? number : Code.UNKNOWN,
         typeof message === "string" ? decodeGrpcMessage(message) : "",
         trailers,
+        undefined,
+        // The process answered this status itself: it passes through unchanged (S14).
+        true,
       ),
     );
   }

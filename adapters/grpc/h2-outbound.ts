@@ -250,6 +250,7 @@ function withHeaders(error: BridgeError, headers: Metadata): BridgeError {
   return new BridgeError(error.code, error.reason, error.message, {
     metadata: error.metadata,
     details: error.details,
+    fromProcess: error.fromProcess,
     headers,
     trailers: error.trailers,
     cause: error.cause ?? error,

@@ -22,6 +22,12 @@ export class GrpcServerCall {
   readonly path: string;
   readonly metadata: Metadata;
   readonly deadlineMs: number | undefined;
+  /** The codec of the call's messages (application/grpc+proto or application/grpc+json). */
+  readonly codec: "proto" | "json";
+  /** The request's grpc-encoding, undefined for identity. */
+  get requestEncoding(): string | undefined {
+    return this.#encoding;
+  }
   /** Aborts when the client cancels the call or the connection goes, before the status. */
   readonly signal: AbortSignal;
   readonly #stream: http2.ServerHttp2Stream;
@@ -46,7 +52,9 @@ export class GrpcServerCall {
     encoding: string | undefined,
     accepts: ReadonlySet<string>,
     maxMessageBytes: number,
+    codec: "proto" | "json" = "proto",
   ) {
+    this.codec = codec;
     this.#stream = stream;
     this.#accepts = accepts;
     this.path = path;
@@ -92,9 +100,17 @@ export class GrpcServerCall {
       this.#stream.once("end", () => {
         if (failed) return;
         if (decoder.partial) reject(invalid("the request ends inside a message"));
-        else if (messages.length !== 1)
-          reject(invalid(`expected one request message, got ${messages.length}`));
-        else resolve(messages[0] as Buffer);
+        else if (messages.length !== 1) {
+          // A unary or server-streaming call with no message or several: the method as
+          // called does not exist (UNIMPLEMENTED, as grpc-go and connect-go answer).
+          reject(
+            new BridgeError(
+              Code.UNIMPLEMENTED,
+              Reason.MALFORMED_MESSAGE,
+              `expected one request message, got ${messages.length}`,
+            ),
+          );
+        } else resolve(messages[0] as Buffer);
       });
     });
   }
@@ -145,7 +161,7 @@ export class GrpcServerCall {
     this.#responseEncoding = candidates.find((e) => e !== undefined && this.#accepts.has(e));
     const headers: http2.OutgoingHttpHeaders = {
       [HTTP2_HEADER_STATUS]: 200,
-      [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
+      [HTTP2_HEADER_CONTENT_TYPE]: this.codec === "json" ? "application/grpc+json" : "application/grpc",
       "grpc-accept-encoding": ACCEPT_ENCODING,
     };
     if (this.#responseEncoding !== undefined) headers["grpc-encoding"] = this.#responseEncoding;
@@ -183,7 +199,7 @@ export class GrpcServerCall {
       stream.respond(
         {
           [HTTP2_HEADER_STATUS]: 200,
-          [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
+          [HTTP2_HEADER_CONTENT_TYPE]: this.codec === "json" ? "application/grpc+json" : "application/grpc",
           "grpc-accept-encoding": ACCEPT_ENCODING,
           ...trailers,
         },

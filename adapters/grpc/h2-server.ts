@@ -3,7 +3,7 @@ import type { Socket } from "node:net";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
-import { acceptedEncodings } from "./grpc-compression.js";
+import { ACCEPT_ENCODING, acceptedEncodings, canDecompress } from "./grpc-compression.js";
 import { metadataOf, parseGrpcTimeout } from "./grpc-wire-headers.js";
 import { GrpcServerCall } from "./h2-server-call.js";
 
@@ -183,7 +183,8 @@ function dispatch(
     plainResponse(stream, 405);
     return;
   }
-  if (!isGrpcProto(headers[HTTP2_HEADER_CONTENT_TYPE])) {
+  const codec = grpcCodecOf(headers[HTTP2_HEADER_CONTENT_TYPE]);
+  if (codec === undefined) {
     plainResponse(stream, 415);
     return;
   }
@@ -198,9 +199,21 @@ function dispatch(
     typeof encoding === "string" && encoding !== "identity" ? encoding : undefined,
     acceptedEncodings(headers["grpc-accept-encoding"]),
     options.maxMessageBytes,
+    codec,
   );
   if (overLimit !== undefined) {
     call.fail(new BridgeError(Code.RESOURCE_EXHAUSTED, Reason.INVALID_REQUEST, overLimit));
+    return;
+  }
+  if (call.requestEncoding !== undefined && !canDecompress(call.requestEncoding)) {
+    // Messages in a compression the bridge cannot read (gRPC's compression spec).
+    call.fail(
+      new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.INVALID_REQUEST,
+        `grpc-encoding ${JSON.stringify(String(call.requestEncoding).slice(0, 32))} is not supported; accepted: ${ACCEPT_ENCODING}`,
+      ),
+    );
     return;
   }
   const handler = options.handlers.get(path);
@@ -216,14 +229,17 @@ function dispatch(
 }
 
 /**
- * application/grpc or application/grpc+proto, any case, parameters (";charset=…") allowed
- * as media types allow them; anything else (+json, a custom codec) the bridge cannot read.
+ * The codec of a gRPC content type, any case, parameters (";charset=…") allowed as media
+ * types allow them: application/grpc and application/grpc+proto are protobuf,
+ * application/grpc+json is JSON (transcoded at the edge by the contract handlers);
+ * anything else (a custom codec) the bridge cannot read.
  */
-function isGrpcProto(contentType: string | string[] | undefined): boolean {
-  if (typeof contentType !== "string") return false;
+function grpcCodecOf(contentType: string | string[] | undefined): "proto" | "json" | undefined {
+  if (typeof contentType !== "string") return undefined;
   const semicolon = contentType.indexOf(";");
   const type = (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
-  return GRPC_CONTENT_TYPES.has(type);
+  if (GRPC_CONTENT_TYPES.has(type)) return "proto";
+  return type === "application/grpc+json" ? "json" : undefined;
 }
 
 /** Why the request's header block breaks the bridge's limits, or undefined. */

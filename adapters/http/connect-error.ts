@@ -3,12 +3,8 @@ import { BridgeError, type ErrorDetail } from "../../bridge/errors/bridge-error.
 import { Code, codeToSnake, parseCode } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
-import {
-  decodeErrorInfo,
-  ERROR_DOMAIN,
-  ERROR_INFO_TYPE_URL,
-  encodeErrorInfo,
-} from "../../bridge/errors/rich-status.js";
+import { decodeErrorInfo, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
+import { wireDetails } from "../../bridge/errors/wire-details.js";
 
 /** The Connect protocol's JSON error body (connectrpc.com/docs/protocol, "Error end-stream"). */
 export interface ConnectErrorJson {
@@ -28,21 +24,25 @@ const TYPE_URL_PREFIX = "type.googleapis.com/";
  */
 export function connectErrorJson(error: BridgeError): ConnectErrorJson {
   const code = error.code === Code.OK ? Code.UNKNOWN : error.code;
-  const hasErrorInfo = error.details.some((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
-  const details = hasErrorInfo
-    ? error.details
-    : [
-        encodeErrorInfo({ reason: error.reason, domain: ERROR_DOMAIN, metadata: error.metadata }),
-        ...error.details,
-      ];
+  const details = wireDetails(error);
   return {
-    code: codeToSnake(code),
+    code: connectCodeName(code),
     ...(error.message === "" ? {} : { message: error.message }),
     details: details.map((d) => ({
       type: d.typeUrl.startsWith(TYPE_URL_PREFIX) ? d.typeUrl.slice(TYPE_URL_PREFIX.length) : d.typeUrl,
       value: Buffer.from(d.value).toString("base64").replace(/=+$/, ""),
     })),
   };
+}
+
+/** The Connect protocol's name of a code: lower snake case, with CANCELLED spelled "canceled". */
+export function connectCodeName(code: Code): string {
+  return code === Code.CANCELLED ? "canceled" : codeToSnake(code);
+}
+
+/** A Connect code name ("canceled", "not_found"), or any form parseCode reads. */
+export function parseConnectCode(text: string): Code | undefined {
+  return text === "canceled" ? Code.CANCELLED : parseCode(text);
 }
 
 /** The session facts a fault carries back to its caller (S1), as response headers. */
@@ -73,7 +73,7 @@ export function fromConnectError(
     parsed = undefined;
   }
   const json = isConnectError(parsed) ? parsed : undefined;
-  const code = json === undefined ? undefined : parseCode(json.code);
+  const code = json === undefined ? undefined : parseConnectCode(json.code);
   if (json === undefined || code === undefined || code === Code.OK) {
     const fallback = codeFromHttpStatus(status);
     const text = body.length > 512 ? `${body.slice(0, 512)}…` : body;
@@ -106,9 +106,11 @@ export function fromConnectError(
       // An undecodable ErrorInfo: keep code, message and the raw details.
     }
   }
+  // A Connect error is the process's own status: it passes through unchanged (S14).
   return new BridgeError(code, reason ?? defaultReason(code), json.message ?? "", {
     details,
     metadata,
+    fromProcess: true,
     ...headers,
   });
 }

@@ -12,7 +12,7 @@ import type { ListenerContext } from "../../bridge/listener/listener.js";
 import { connectErrorJson, faultSessionHeaders } from "./connect-error.js";
 import { END_STREAM_FLAG, frameEnvelope, readEnvelopes } from "./connect-framing.js";
 import type { CookieRules } from "./cookie-binding.js";
-import { grpcWebMode, serveGrpcWeb } from "./grpc-web-inbound.js";
+import { grpcWebMode, isGrpcWebType, replyGrpcWebError, serveGrpcWeb } from "./grpc-web-inbound.js";
 import { gunzipBounded, readBody } from "./http-body.js";
 import { headerValue, parseConnectTimeout, putResponseMetadata, requestMetadata } from "./http-metadata.js";
 import type { HttpRequest, HttpResponse } from "./http-server.js";
@@ -74,7 +74,18 @@ export async function serveConnect(
     return serveServerStream(serving, op, streamCodec, request, response, target);
   }
   const web = grpcWebMode(type);
-  if (web !== undefined) return serveGrpcWeb(serving.context, op, web, request, response, target);
+  if (web !== undefined)
+    return serveGrpcWeb(serving.context, serving.json, op, web, request, response, target);
+  if (isGrpcWebType(type)) {
+    return replyGrpcWebError(
+      response,
+      new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.INVALID_REQUEST,
+        `content type ${JSON.stringify(type.slice(0, 64))} is not supported: gRPC-Web messages are +proto or +json`,
+      ),
+    );
+  }
   if (request.method === "GET") return serveGet(serving, op, request, response, target);
   const codec = UNARY_TYPES[type];
   if (codec === undefined) {
@@ -128,13 +139,15 @@ async function serveGet(
   response: HttpResponse,
   target: CallTarget,
 ): Promise<void> {
-  if (op.access !== "shared" || op.requestStream || op.responseStream) {
+  // GET serves operations that change nothing: shared ones (S6) and those declared
+  // idempotency_level = NO_SIDE_EFFECTS, as the Connect protocol allows.
+  if ((op.access !== "shared" && op.noSideEffects !== true) || op.requestStream || op.responseStream) {
     return replyError(
       response,
       new BridgeError(
         Code.UNIMPLEMENTED,
         Reason.INVALID_REQUEST,
-        `${op.path} is not a shared unary operation: GET serves only read-only operations; use POST`,
+        `${op.path} is not a read-only unary operation: GET serves only shared or NO_SIDE_EFFECTS operations; use POST`,
       ),
       405,
       { allow: "POST" },
@@ -234,18 +247,21 @@ async function serveServerStream(
   try {
     checkProtocolVersion(headerValue(request.headers, "connect-protocol-version"));
     const encoding = headerValue(request.headers, "connect-content-encoding");
-    if (encoding !== undefined && encoding !== "identity") throw unsupportedEncoding(encoding);
+    if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip")
+      throw unsupportedEncoding(encoding);
     const call = callContext(serving.context, op, request, response, codec);
     const body = await readBody(request, serving.context.maxPayloadBytes + 5);
     const envelopes = readEnvelopes(body, serving.context.maxPayloadBytes);
-    if (envelopes.length !== 1 || (envelopes[0]?.flags ?? 0) !== 0) {
+    const envelope = envelopes[0];
+    if (envelopes.length !== 1 || envelope === undefined) {
+      // As gRPC answers it: the method as called (with no message, or several) does not exist.
       throw new BridgeError(
-        Code.INVALID_ARGUMENT,
+        Code.UNIMPLEMENTED,
         Reason.INVALID_REQUEST,
-        `a server-streaming call takes exactly one uncompressed request message, got ${envelopes.length}`,
+        `a server-streaming call takes exactly one request message, got ${envelopes.length}`,
       );
     }
-    const data = (envelopes[0] as { data: Buffer }).data;
+    const data = await envelopeData(envelope, encoding, serving.context.maxPayloadBytes);
     const payload = codec === "json" ? serving.json.toBinary(op.requestType, data.toString("utf8")) : data;
     for await (const event of target.stream({ ...call, messages: single(payload) })) {
       if (event.type === "session") session = sessionHeaders(event.sessionId, event.messageId);
@@ -378,6 +394,33 @@ function checkProtocolVersion(value: string | undefined): void {
       `connect-protocol-version must be 1, got ${JSON.stringify(value.slice(0, 16))}`,
     );
   }
+}
+
+/**
+ * The message of one request envelope: flag 1 marks it compressed with the stream's
+ * encoding, inflated within the size limit; any other flag is a protocol error.
+ */
+export async function envelopeData(
+  envelope: { readonly flags: number; readonly data: Buffer },
+  encoding: string | undefined,
+  maxBytes: number,
+): Promise<Buffer> {
+  if (envelope.flags === 0) return envelope.data;
+  if (envelope.flags !== 1) {
+    throw new BridgeError(
+      Code.INTERNAL,
+      Reason.INVALID_REQUEST,
+      `message flags ${envelope.flags} are not 0 or 1`,
+    );
+  }
+  if (encoding === undefined || encoding === "identity") {
+    throw new BridgeError(
+      Code.INTERNAL,
+      Reason.INVALID_REQUEST,
+      "a message is marked compressed but the request names no compression",
+    );
+  }
+  return gunzipBounded(envelope.data, maxBytes);
 }
 
 function unsupportedEncoding(encoding: string): BridgeError {

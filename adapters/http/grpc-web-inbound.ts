@@ -1,5 +1,6 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import type { Metadata } from "../../bridge/call/metadata.js";
+import type { JsonCodec } from "../../bridge/codec/json-codec.js";
 import type { OperationContract } from "../../bridge/contracts/contract.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
@@ -8,7 +9,7 @@ import type { ListenerContext } from "../../bridge/listener/listener.js";
 import { statusTrailers } from "../grpc/grpc-error.js";
 import { parseGrpcTimeout } from "../grpc/grpc-wire-headers.js";
 import { frameEnvelope, readEnvelopes } from "./connect-framing.js";
-import { type CallTarget, drained, sessionHeaders, writeChunk } from "./connect-inbound.js";
+import { type CallTarget, drained, envelopeData, sessionHeaders, writeChunk } from "./connect-inbound.js";
 import { readBody } from "./http-body.js";
 import { headerValue, putResponseMetadata, requestMetadata } from "./http-metadata.js";
 import type { HttpRequest, HttpResponse } from "./http-server.js";
@@ -16,11 +17,23 @@ import type { HttpRequest, HttpResponse } from "./http-server.js";
 /** The trailers frame of gRPC-Web: the high bit of the flags byte. */
 const TRAILERS_FLAG = 0x80;
 
-/** application/grpc-web[+proto] and application/grpc-web-text[+proto]: JSON is not part of gRPC-Web. */
-export function grpcWebMode(type: string): "binary" | "text" | undefined {
-  if (type === "application/grpc-web" || type === "application/grpc-web+proto") return "binary";
-  if (type === "application/grpc-web-text" || type === "application/grpc-web-text+proto") return "text";
-  return undefined;
+/** How a gRPC-Web request is framed (binary, or base64 text) and which codec its messages use. */
+export interface GrpcWebMode {
+  readonly framing: "binary" | "text";
+  readonly codec: "proto" | "json";
+}
+
+/**
+ * application/grpc-web[+proto|+json] and application/grpc-web-text[+proto|+json]; JSON
+ * messages are transcoded at this edge (DESIGN §7), as Connect's are.
+ */
+export function grpcWebMode(type: string): GrpcWebMode | undefined {
+  const match = /^application\/grpc-web(-text)?(?:\+(proto|json))?$/.exec(type);
+  if (match === null) return undefined;
+  return {
+    framing: match[1] === undefined ? "binary" : "text",
+    codec: match[2] === "json" ? "json" : "proto",
+  };
 }
 
 /**
@@ -31,13 +44,17 @@ export function grpcWebMode(type: string): "binary" | "text" | undefined {
  */
 export async function serveGrpcWeb(
   context: ListenerContext,
+  json: JsonCodec,
   op: OperationContract,
-  mode: "binary" | "text",
+  web: GrpcWebMode,
   request: HttpRequest,
   response: HttpResponse,
   target: CallTarget,
 ): Promise<void> {
-  const type = mode === "text" ? "application/grpc-web-text+proto" : "application/grpc-web+proto";
+  const mode = web.framing;
+  const type = `application/grpc-web${mode === "text" ? "-text" : ""}+${web.codec}`;
+  const toWire = (payload: Uint8Array): Uint8Array =>
+    web.codec === "json" ? Buffer.from(json.toJson(op.responseType, payload), "utf8") : payload;
   let started = false;
   const start = (headers: OutgoingHttpHeaders): void => {
     if (started) return;
@@ -60,15 +77,25 @@ export async function serveGrpcWeb(
     const limit = context.maxPayloadBytes + 5;
     const raw = await readBody(request, mode === "text" ? Math.ceil((limit * 4) / 3) + 4 : limit);
     const body = mode === "text" ? Buffer.from(raw.toString("latin1"), "base64") : raw;
-    const envelopes = readEnvelopes(body, context.maxPayloadBytes);
-    if (envelopes.length !== 1 || envelopes[0]?.flags !== 0) {
+    const encoding = headerValue(request.headers, "grpc-encoding");
+    if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip") {
       throw new BridgeError(
-        Code.INVALID_ARGUMENT,
+        Code.UNIMPLEMENTED,
         Reason.INVALID_REQUEST,
-        `expected one uncompressed request message, got ${envelopes.length}`,
+        `grpc-encoding ${JSON.stringify(encoding.slice(0, 32))} is not supported: use gzip or identity`,
       );
     }
-    const payload = (envelopes[0] as { data: Buffer }).data;
+    const envelopes = readEnvelopes(body, context.maxPayloadBytes);
+    const envelope = envelopes[0];
+    if (envelopes.length !== 1 || envelope === undefined) {
+      throw new BridgeError(
+        Code.UNIMPLEMENTED,
+        Reason.INVALID_REQUEST,
+        `a unary or server-streaming call takes exactly one request message, got ${envelopes.length}`,
+      );
+    }
+    const data = await envelopeData(envelope, encoding, context.maxPayloadBytes);
+    const payload = web.codec === "json" ? json.toBinary(op.requestType, data.toString("utf8")) : data;
     const bearer = headerValue(request.headers, "authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
     const abort = new AbortController();
     response.once("close", () => {
@@ -80,7 +107,7 @@ export async function serveGrpcWeb(
       deadlineMs: parseGrpcTimeout(headerValue(request.headers, "grpc-timeout"), Date.now()),
       signal: abort.signal,
       principal: context.principals.resolve(bearer === undefined ? {} : { bearerToken: bearer }),
-      codec: "proto" as const,
+      codec: web.codec,
     };
     let trailers: Metadata = {};
     if (!op.responseStream) {
@@ -88,7 +115,7 @@ export async function serveGrpcWeb(
       const headers: OutgoingHttpHeaders = {};
       putResponseMetadata(headers, reply.headers);
       start({ ...headers, ...sessionHeaders(reply.sessionId, reply.messageId) });
-      await send(frameEnvelope(0, reply.payload));
+      await send(frameEnvelope(0, toWire(reply.payload)));
       trailers = reply.trailers;
     } else {
       for await (const event of target.stream({ ...call, messages: single(payload) })) {
@@ -99,7 +126,7 @@ export async function serveGrpcWeb(
           start({ ...headers, ...session });
         } else if (event.type === "message") {
           start(session);
-          await send(frameEnvelope(0, event.payload));
+          await send(frameEnvelope(0, toWire(event.payload)));
         } else trailers = event.metadata;
       }
     }
@@ -109,7 +136,10 @@ export async function serveGrpcWeb(
   } catch (error) {
     if (response.destroyed || response.writableEnded) return;
     const fault = BridgeError.from(error);
-    start(session);
+    // S14, S15: the headers a process sent with its fault reach the caller, as on success.
+    const headers: OutgoingHttpHeaders = {};
+    putResponseMetadata(headers, fault.headers);
+    start({ ...headers, ...session });
     await send(
       frameEnvelope(
         TRAILERS_FLAG,
@@ -118,6 +148,27 @@ export async function serveGrpcWeb(
     );
     response.end();
   }
+}
+
+/** True for every gRPC-Web content type, including codecs the bridge does not read. */
+export function isGrpcWebType(type: string): boolean {
+  return type.startsWith("application/grpc-web");
+}
+
+/**
+ * A fault answered before a gRPC-Web call started (unknown method, wrong verb, a codec
+ * the bridge cannot read), in gRPC-Web's trailers-only form: HTTP 200 with the status in
+ * the headers, which gRPC-Web clients read as they read any status (S14).
+ */
+export function replyGrpcWebError(response: HttpResponse, error: BridgeError): void {
+  if (response.headersSent || response.writableEnded || response.destroyed) {
+    response.destroy();
+    return;
+  }
+  const headers: OutgoingHttpHeaders = { "content-type": "application/grpc-web+proto" };
+  Object.assign(headers, statusTrailers(error.code, error.message, {}, error));
+  response.writeHead(200, headers);
+  response.end();
 }
 
 /** Trailers as the HTTP/1 header block gRPC-Web puts in its trailers frame. */

@@ -18,6 +18,7 @@ import {
 import { ServingStatus } from "../grpc/health-service.js";
 import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
 import { createCookieRules } from "./cookie-binding.js";
+import { isGrpcWebType, replyGrpcWebError } from "./grpc-web-inbound.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
 import { openApiDocument } from "./openapi.js";
 import { sessionServiceOperations, sessionServiceTarget } from "./session-service-target.js";
@@ -153,6 +154,26 @@ async function handle(
   }
   const ownOp = own.operations.get(path);
   const op = ownOp ?? serving.context.contracts.operations.get(path);
+  // A gRPC-Web caller gets its faults in gRPC-Web's form, whatever went wrong.
+  const contentType = String(request.headers["content-type"] ?? "")
+    .trim()
+    .toLowerCase();
+  if (isGrpcWebType(contentType) && (op === undefined || request.method !== "POST")) {
+    return replyGrpcWebError(
+      response,
+      op === undefined
+        ? new BridgeError(
+            Code.UNIMPLEMENTED,
+            Reason.UNKNOWN_OPERATION,
+            `no operation ${path.slice(0, 256)} in the configured contracts`,
+          )
+        : new BridgeError(
+            Code.UNIMPLEMENTED,
+            Reason.INVALID_REQUEST,
+            `method ${request.method} is not allowed: use POST`,
+          ),
+    );
+  }
   if (op === undefined) {
     // Connect answers an unknown procedure with unimplemented, HTTP 404.
     return replyError(

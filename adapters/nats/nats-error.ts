@@ -7,11 +7,10 @@ import { Reason } from "../../bridge/errors/reason.js";
 import {
   decodeErrorInfo,
   decodeStatus,
-  ERROR_DOMAIN,
   ERROR_INFO_TYPE_URL,
-  encodeErrorInfo,
   encodeStatus,
 } from "../../bridge/errors/rich-status.js";
+import { wireDetails } from "../../bridge/errors/wire-details.js";
 import { lowerKey, NatsHeader, toNatsHeaders } from "./nats-headers.js";
 
 /** Longest message put in Nats-Service-Error: a header line, not a document. */
@@ -24,13 +23,7 @@ const MAX_ERROR_TEXT = 1024;
  * (S1). Headers the process sent with its fault go along, as on success (S15).
  */
 export function faultHeaders(error: BridgeError, own: Readonly<Record<string, string>> = {}): MsgHdrs {
-  const hasErrorInfo = error.details.some((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
-  const details = hasErrorInfo
-    ? error.details
-    : [
-        encodeErrorInfo({ reason: error.reason, domain: ERROR_DOMAIN, metadata: error.metadata }),
-        ...error.details,
-      ];
+  const details = wireDetails(error);
   const fields: Record<string, string> = {
     ...own,
     [NatsHeader.serviceErrorCode]: String(httpStatusOf(error.code)),
@@ -54,7 +47,8 @@ export function faultHeaders(error: BridgeError, own: Readonly<Record<string, st
  */
 export function faultOf(metadata: Metadata, passed: Metadata): BridgeError | undefined {
   const raw = metadata[NatsHeader.status]?.[0];
-  const options = { headers: passed };
+  // Whatever the process replied is its own status: it passes through unchanged (S14).
+  const options = { headers: passed, fromProcess: true };
   if (raw !== undefined) {
     try {
       const status = decodeStatus(Buffer.from(raw, "base64"));

@@ -1,4 +1,5 @@
 import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { compileAlias } from "./compile-alias.js";
 import type {
   Access,
@@ -114,6 +115,7 @@ function buildOperation(
     endsSession: options?.endsSession === true,
     oneWay: options?.oneWay === true,
     access: enumOf(ACCESS, options?.access, "access", reportOption) ?? "exclusive",
+    noSideEffects: method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
   };
   const entries = options?.correlation ?? [];
   let correlation: OperationCorrelation | undefined;

@@ -59,6 +59,11 @@ export interface OperationContract {
   readonly endsSession: boolean;
   readonly oneWay: boolean;
   readonly access: Access;
+  /**
+   * The method declares `idempotency_level = NO_SIDE_EFFECTS`: like a shared operation, it
+   * may be called with Connect's GET.
+   */
+  readonly noSideEffects?: boolean;
   readonly correlation: OperationCorrelation | undefined;
 }
 

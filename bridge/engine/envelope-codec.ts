@@ -93,7 +93,10 @@ export function faultOf(error: BridgeError): Fault {
 }
 
 export function errorOf(fault: Fault): BridgeError {
-  return new BridgeError(codeFromNumber(fault.code), fault.reason || Reason.PROCESS_FAULT, fault.message, {
+  const reason = fault.reason || Reason.PROCESS_FAULT;
+  return new BridgeError(codeFromNumber(fault.code), reason, fault.message, {
+    // A recorded process fault is replayed as the process answered it (S7, S14).
+    fromProcess: reason === Reason.PROCESS_FAULT,
     metadata: fault.metadata,
     details: fault.details.map((d) => ({ typeUrl: d.typeUrl, value: d.value })),
   });

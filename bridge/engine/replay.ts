@@ -25,6 +25,7 @@ export function replayFromEnvelope(
         : new BridgeError(fault.code, fault.reason, fault.message, {
             metadata: fault.metadata,
             details: fault.details,
+            fromProcess: fault.fromProcess,
             headers,
           }),
       sessionId,

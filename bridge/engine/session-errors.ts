@@ -59,6 +59,7 @@ export function withSession(
       ...(addMessage ? { message_id: messageId } : {}),
     },
     details: error.details,
+    fromProcess: error.fromProcess,
     headers: error.headers,
     trailers: error.trailers,
     cause: error.cause ?? error,
@@ -79,6 +80,7 @@ export function callerFault(
     new BridgeError(error.code, error.reason, error.message, {
       metadata: error.metadata,
       details: error.details,
+      fromProcess: error.fromProcess,
       headers: forwardable(error.headers),
       trailers,
       cause: error.cause ?? error,

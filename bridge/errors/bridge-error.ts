@@ -19,6 +19,11 @@ export interface BridgeErrorOptions {
    */
   readonly headers?: Metadata;
   readonly trailers?: Metadata;
+  /**
+   * The status is the process's own answer (S14): adapters send its code, message and
+   * details as they came, adding nothing to the details.
+   */
+  readonly fromProcess?: boolean;
   readonly cause?: unknown;
 }
 
@@ -35,6 +40,7 @@ export class BridgeError extends Error {
   readonly details: readonly ErrorDetail[];
   readonly headers: Metadata;
   readonly trailers: Metadata;
+  readonly fromProcess: boolean;
 
   constructor(code: Code, reason: string, message: string, options: BridgeErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -44,6 +50,7 @@ export class BridgeError extends Error {
     this.details = options.details ?? [];
     this.headers = options.headers ?? NO_METADATA;
     this.trailers = options.trailers ?? NO_METADATA;
+    this.fromProcess = options.fromProcess ?? false;
   }
 
   /** Wraps anything thrown into a BridgeError; BridgeErrors pass through unchanged. */

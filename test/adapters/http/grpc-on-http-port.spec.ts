@@ -102,7 +102,7 @@ describe("HTTP inbound: gRPC clients on the HTTP port", function () {
           const stream = session.request({
             ":method": "POST",
             ":path": "/test.lab.v1.Counter/Start",
-            "content-type": "application/grpc+json",
+            "content-type": "application/grpc+cbor",
             te: "trailers",
           });
           stream.on("response", (headers) =>
