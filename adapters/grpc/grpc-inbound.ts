@@ -66,7 +66,9 @@ function handlerFor(listener: ListenerContext, op: OperationContract, json: Json
   }
   return (call) => {
     const codec = transcodingOf(call, op, json);
-    void pump(bridge, principals, op, call, mapMessages(call.messages(), codec), codec);
+    // Protobuf messages go on as the same stream: its compression rides on it (wire-form.ts).
+    const messages = codec === AS_IS ? call.messages() : mapMessages(call.messages(), codec);
+    void pump(bridge, principals, op, call, messages, codec);
   };
 }
 

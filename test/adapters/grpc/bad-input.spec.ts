@@ -61,7 +61,7 @@ describe("bad input to the gRPC listener", () => {
       });
     }
     for (const type of [
-      "application/grpc+json",
+      "application/grpc+cbor",
       "application/grpcx",
       "application/grpc-web",
       "text/plain",

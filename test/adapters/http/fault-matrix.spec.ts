@@ -1,21 +1,25 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { expect } from "chai";
+import { connectCodeName } from "../../../adapters/http/connect-error.js";
 import { createJsonCodec } from "../../../bridge/codec/json-codec.js";
 import { loadBridgeSetup } from "../../../bridge/config/check-config.js";
+import type { NatsConfig } from "../../../bridge/config/config.js";
 import type { ContractSet } from "../../../bridge/contracts/contract.js";
 import type { ErrorDetail } from "../../../bridge/errors/bridge-error.js";
-import { Code, codeName, codeToSnake } from "../../../bridge/errors/code.js";
+import { Code, codeName } from "../../../bridge/errors/code.js";
 import { httpStatusOf } from "../../../bridge/errors/http-status.js";
 import { decodeStatus, encodeErrorInfo, encodeStatus } from "../../../bridge/errors/rich-status.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../../cli/bridge-runtime.js";
 import { LAB_CONFIG } from "../../support/lab-harness.js";
+import { type NatsServerFixture, startNatsServer } from "../../support/nats-server.js";
 import { type PassthroughServer, startPassthroughServer } from "../../support/passthrough-server.js";
 
 /**
  * One fault model (S14) and one propagation model (S15) across every inbound × outbound
- * pair of transports: gRPC and HTTP in, gRPC and HTTP out. Each of the seventeen codes
+ * pair of transports: gRPC, HTTP and NATS in, gRPC, HTTP and NATS out (nine pairs). Each of the seventeen codes
  * travels with a message holding a tab, CR/LF, BMP and non-BMP characters and with the
  * process's own error details; code, reason, message and details must arrive unchanged.
  */
@@ -31,7 +35,8 @@ const DETAILS: readonly ErrorDetail[] = [
 ];
 const ALL_CODES: readonly Code[] = Array.from({ length: 17 }, (_, i) => i as Code);
 
-type Transport = "grpc" | "http";
+type Transport = "grpc" | "http" | "nats";
+const TRANSPORTS: readonly Transport[] = ["grpc", "http", "nats"];
 
 interface Outcome {
   readonly code: Code;
@@ -50,6 +55,9 @@ describe("one fault model across every inbound × outbound pair (S14, S15)", fun
   let contracts: ContractSet;
   let grpcProcess: PassthroughServer;
   let httpProcess: http.Server;
+  let natsServer: NatsServerFixture;
+  let natsProcess: NatsConnection;
+  let natsClient: NatsConnection;
   const bridges = new Map<Transport, BridgeRuntime>();
   const failCodeOf = (payload: Uint8Array): number => {
     const op = JSON.parse(createJsonCodec(contracts).toJson("test.lab.v1.Op", payload)) as {
@@ -101,7 +109,7 @@ describe("one fault model across every inbound × outbound pair (S14, S15)", fun
           response.writeHead(200, { ...headers, "content-type": "application/proto" }).end(body);
         } else {
           const error = {
-            code: codeToSnake(code),
+            code: connectCodeName(code),
             message: MESSAGE,
             details: DETAILS.map((d) => ({
               type: d.typeUrl.replace("type.googleapis.com/", ""),
@@ -114,18 +122,48 @@ describe("one fault model across every inbound × outbound pair (S14, S15)", fun
       });
     });
     await new Promise<void>((resolve) => httpProcess.listen(0, "127.0.0.1", resolve));
+    // A NATS process as DESIGN §3 describes one: faults in the services API's headers plus
+    // sb-status-bin with the exact status; its response headers echo what it received.
+    natsServer = await startNatsServer();
+    natsProcess = await connect({ servers: natsServer.url });
+    natsClient = await connect({ servers: natsServer.url });
+    natsProcess.subscribe("fault.lab.Echo", {
+      callback: (_error, msg) => {
+        const code = failCodeOf(msg.data);
+        const reply = natsHeaders();
+        reply.set("x-echo-custom", msg.headers?.get("x-custom") ?? "");
+        reply.set("x-echo-remaining-ms", msg.headers?.get("sb-timeout-ms") ?? "-1");
+        if (code !== 0) {
+          reply.set("Nats-Service-Error-Code", String(httpStatusOf(code)));
+          reply.set("Nats-Service-Error", "see sb-status-bin");
+          reply.set(
+            "sb-status-bin",
+            Buffer.from(encodeStatus({ code, message: MESSAGE, details: DETAILS })).toString("base64"),
+          );
+          msg.respond(new Uint8Array(0), { headers: reply });
+          return;
+        }
+        msg.respond(msg.data, { headers: reply });
+      },
+    });
+    await natsProcess.flush();
     const locations: Record<Transport, string> = {
       grpc: `grpc://127.0.0.1:${grpcProcess.port}`,
       http: `http://127.0.0.1:${(httpProcess.address() as AddressInfo).port}`,
+      nats: "nats://fault.lab",
     };
-    for (const out of ["grpc", "http"] as const) {
+    for (const out of TRANSPORTS) {
       bridges.set(
         out,
         await startBridgeRuntime({
           contracts,
           config: {
             ...setup.config,
-            listeners: { grpc: "127.0.0.1:0", http: "127.0.0.1:0" },
+            listeners: {
+              grpc: "127.0.0.1:0",
+              http: "127.0.0.1:0",
+              nats: natsSettings(natsServer.url, `sb-${out}`),
+            },
             processes: [
               {
                 name: `fault-${out}`,
@@ -142,6 +180,9 @@ describe("one fault model across every inbound × outbound pair (S14, S15)", fun
 
   after(async () => {
     for (const runtime of bridges.values()) await runtime.stop(1000);
+    await natsClient?.close();
+    await natsProcess?.close();
+    await natsServer?.stop();
     await grpcProcess?.close();
     httpProcess?.closeAllConnections();
     await new Promise<void>((resolve) => httpProcess?.close(() => resolve()));
@@ -213,7 +254,7 @@ describe("one fault model across every inbound × outbound pair (S14, S15)", fun
       message: string;
       details?: { type: string; value: string }[];
     };
-    const code = ALL_CODES.find((c) => codeToSnake(c) === error.code) ?? Code.UNKNOWN;
+    const code = ALL_CODES.find((c) => connectCodeName(c) === error.code) ?? Code.UNKNOWN;
     expect(response.status, codeName(code)).to.equal(httpStatusOf(code));
     return {
       code,
@@ -228,15 +269,50 @@ describe("one fault model across every inbound × outbound pair (S14, S15)", fun
     };
   }
 
-  for (const inbound of ["grpc", "http"] as const) {
-    for (const outbound of ["grpc", "http"] as const) {
+  /** A NATS request to the bridge's listener of `outbound`'s bridge (prefix sb-<outbound>). */
+  async function callNats(outbound: Transport, payload: Uint8Array): Promise<Outcome> {
+    const request = natsHeaders();
+    request.set("x-custom", "custom-value");
+    request.set("sb-timeout-ms", "20000");
+    const reply = await natsClient.request(`sb-${outbound}.test.lab.v1.Plain.Echo`, payload, {
+      timeout: 20_000,
+      headers: request,
+    });
+    const echoCustom = reply.headers?.get("x-echo-custom") || undefined;
+    const remaining = reply.headers?.get("x-echo-remaining-ms");
+    const remainingMs = remaining === undefined || remaining === "" ? undefined : Number(remaining);
+    const raw = reply.headers?.get("sb-status-bin") ?? "";
+    if (raw === "")
+      return { code: Code.OK, message: "", details: [], payload: reply.data, echoCustom, remainingMs };
+    const status = decodeStatus(Buffer.from(raw, "base64"));
+    // The services API's header carries the code's HTTP number from the one table (DESIGN §3).
+    expect(reply.headers?.get("Nats-Service-Error-Code"), codeName(status.code as Code)).to.equal(
+      String(httpStatusOf(status.code as Code)),
+    );
+    return {
+      code: status.code as Code,
+      message: status.message,
+      details: status.details,
+      payload: undefined,
+      echoCustom,
+      remainingMs,
+    };
+  }
+
+  const call = (inbound: Transport, outbound: Transport, payload: Uint8Array): Promise<Outcome> => {
+    const runtime = bridges.get(outbound) as BridgeRuntime;
+    if (inbound === "grpc") return callGrpc(runtime, payload);
+    if (inbound === "http") return callHttp(runtime, payload);
+    return callNats(outbound, payload);
+  };
+
+  for (const inbound of TRANSPORTS) {
+    for (const outbound of TRANSPORTS) {
       it(`${inbound} in, ${outbound} out: all seventeen codes, message and details unchanged; metadata and deadline cross`, async () => {
-        const runtime = bridges.get(outbound) as BridgeRuntime;
         const json = createJsonCodec(contracts);
         for (const code of ALL_CODES) {
           const payload = json.toBinary("test.lab.v1.Op", JSON.stringify({ key: "m", failCode: code }));
-          const outcome =
-            inbound === "grpc" ? await callGrpc(runtime, payload) : await callHttp(runtime, payload);
+          const outcome = await call(inbound, outbound, payload);
           const what = `${inbound}→${outbound} ${codeName(code)}`;
           expect(outcome.code, what).to.equal(code);
           // S15: custom metadata reaches the process and its response headers come back,
@@ -254,3 +330,19 @@ describe("one fault model across every inbound × outbound pair (S14, S15)", fun
     }
   }
 });
+
+/** The bridge's NATS listener on the fixture's server, with its own subject prefix. */
+function natsSettings(url: string, prefix: string): NatsConfig {
+  return {
+    url,
+    prefix,
+    queue: prefix,
+    token: undefined,
+    user: undefined,
+    password: undefined,
+    credsFile: undefined,
+    nkeyFile: undefined,
+    tls: undefined,
+    intake: [],
+  };
+}
