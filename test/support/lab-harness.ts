@@ -14,6 +14,7 @@ import {
 import { createConnectTransport } from "./connect-transport.js";
 import { startGrpcGoTransport } from "./grpc-go-transport.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
+import { type HttpRelay, startHttpRelay } from "./http-relay.js";
 import { type ClientKind, createLabClient, type LabClient, type LabService } from "./lab-client.js";
 import { type LabProcess, loadLabPackage, startLabProcess } from "./lab-process.js";
 import { startNatsRelay } from "./nats-relay.js";
@@ -57,8 +58,11 @@ export interface LabHarness {
   close(): Promise<void>;
 }
 
-/** How the bridge reaches the lab process: gRPC, or NATS (through a relay to the same process). */
-export type OutboundKind = "grpc" | "nats";
+/**
+ * How the bridge reaches the lab process: gRPC, or NATS or HTTP with the Connect protocol
+ * (each through a relay to the same process).
+ */
+export type OutboundKind = "grpc" | "nats" | "http";
 
 export interface HarnessOptions {
   /** The client library the harness's client uses; grpc-js by default. */
@@ -91,6 +95,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
   const lab = await startLabProcess();
   const relay =
     outbound === "nats" && nats !== undefined ? await startNatsRelay(nats.url, "lab", lab.port) : undefined;
+  const httpRelay: HttpRelay | undefined = outbound === "http" ? await startHttpRelay(lab.port) : undefined;
   const setup = loadBridgeSetup({
     file: LAB_CONFIG,
     overrides: {
@@ -120,6 +125,9 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
         })),
       ),
     };
+  }
+  if (httpRelay !== undefined) {
+    config = { ...config, processes: config.processes.map((p) => ({ ...p, location: httpRelay.url })) };
   }
   if (options.adjust !== undefined) config = options.adjust(config);
   const open = async (address: string, httpAddress?: string): Promise<LabClient> =>
@@ -175,6 +183,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       await client.close();
       await runtime.stop(1000);
       await relay?.close();
+      await httpRelay?.close();
       await lab.close();
       await nats?.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -245,7 +254,8 @@ export function labTargets(clients: readonly ClientKind[] = CLIENT_KINDS): LabTa
 
 /**
  * The rule suites' targets: every client with gRPC outbound, plus a gRPC client with the
- * lab process reached over NATS (the NATS outbound adapter in front of it).
+ * lab process reached over NATS (the NATS outbound adapter in front of it), and a Connect
+ * client with the lab process reached over HTTP (HTTP in, HTTP out).
  */
 export function ruleTargets(): LabTarget[] {
   return [
@@ -255,6 +265,12 @@ export function ruleTargets(): LabTarget[] {
       client: "grpc-js" as const,
       outbound: "nats" as const,
       title: `${store} store, grpc-js client, NATS outbound`,
+    })),
+    ...STORE_KINDS.map((store) => ({
+      store,
+      client: "connect" as const,
+      outbound: "http" as const,
+      title: `${store} store, Connect client, HTTP outbound`,
     })),
   ];
 }
