@@ -61,7 +61,7 @@ function program(): Command {
     .option("--grpc <addr>", `gRPC listen address host:port (default: ${DEFAULT_GRPC_ADDRESS})`)
     .option(
       "--http <addr>",
-      `HTTP listen address host:port for Connect and HTTP/JSON calls (off unless given here or as listeners.http; usually ${DEFAULT_HTTP_ADDRESS})`,
+      `HTTP listen address host:port for Connect, gRPC-Web and HTTP/JSON calls, or off (default: ${DEFAULT_HTTP_ADDRESS})`,
     )
     .option(
       "--store <store>",

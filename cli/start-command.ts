@@ -1,5 +1,6 @@
 import pino from "pino";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
+import { DEFAULT_HTTP_ADDRESS } from "../bridge/config/config.js";
 import { ConfigError } from "../bridge/config/config-error.js";
 import type { ConfigOverrides } from "../bridge/config/load-config.js";
 import { ContractError } from "../bridge/contracts/contract-error.js";
@@ -33,7 +34,13 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   };
   let setup: ReturnType<typeof loadBridgeSetup>;
   try {
-    setup = loadBridgeSetup({ ...(options.config === undefined ? {} : { file: options.config }), overrides });
+    // HTTP is on by default for the bridge a user starts (`--http off` or `listeners.http: off`
+    // turns it off); the library leaves it to the configuration.
+    setup = loadBridgeSetup({
+      ...(options.config === undefined ? {} : { file: options.config }),
+      overrides,
+      defaultHttp: DEFAULT_HTTP_ADDRESS,
+    });
   } catch (error) {
     if (error instanceof ConfigError || error instanceof ContractError) {
       err.write(`${error.message}\n`);

@@ -42,6 +42,11 @@ export function checkListenAddress(text: string): string | undefined {
   return "problem" in parsed ? expectedGot(parsed.problem, hostPortForm(0), text) : undefined;
 }
 
+/** The HTTP listener's address, or `off` for none. */
+export function checkHttpListen(text: string): string | undefined {
+  return text === "off" ? undefined : checkListenAddress(text);
+}
+
 /** A location scheme a process may be reached by; each outbound adapter adds its own. */
 export interface LocationScheme {
   /** The accepted form, for error messages: "grpc://host:port". */

@@ -1,4 +1,4 @@
-import { checkListenAddress } from "./addresses.js";
+import { checkHttpListen, checkListenAddress } from "./addresses.js";
 import { DEFAULTS } from "./config.js";
 import { COMMAND_LINE, type ConfigProblem, expectedGot } from "./config-error.js";
 import { checkNatsUrls, checkStore } from "./config-schema.js";
@@ -57,7 +57,7 @@ export function checkOverrides(overrides: ConfigOverrides): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const grpc = overrides.grpc === undefined ? undefined : checkListenAddress(overrides.grpc);
   if (grpc !== undefined) problems.push({ file: COMMAND_LINE, path: "--grpc", message: grpc });
-  const http = overrides.http === undefined ? undefined : checkListenAddress(overrides.http);
+  const http = overrides.http === undefined ? undefined : checkHttpListen(overrides.http);
   if (http !== undefined) problems.push({ file: COMMAND_LINE, path: "--http", message: http });
   const nats = overrides.nats === undefined ? undefined : checkNatsUrls(overrides.nats);
   if (nats !== undefined) problems.push({ file: COMMAND_LINE, path: "--nats", message: nats });

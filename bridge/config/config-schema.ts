@@ -1,6 +1,6 @@
 import path from "node:path";
 import * as z from "zod";
-import { checkListenAddress, checkLocation, isNatsSubject } from "./addresses.js";
+import { checkHttpListen, checkListenAddress, checkLocation, isNatsSubject } from "./addresses.js";
 import { expectedGot } from "./config-error.js";
 
 /** The error of a schema: "what is wrong (expected …, got …)", or a missing key. */
@@ -108,7 +108,7 @@ export const configFileSchema = mapping({
   ).optional(),
   listeners: mapping({
     grpc: checked("host:port", checkListenAddress).optional(),
-    http: checked("host:port", checkListenAddress).optional(),
+    http: checked("host:port or off", checkHttpListen).optional(),
     httpCookies: list(
       mapping({
         name: matching(COOKIE_NAME, "invalid cookie name", "a cookie name of letters, digits, '_' and '-'"),

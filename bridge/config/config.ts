@@ -142,8 +142,10 @@ export interface BridgeConfig {
 }
 
 export const DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051";
-/** The HTTP listener's usual address (the example's config and `--http` docs use it). */
+/** Where `sessionbridge start` serves HTTP when neither the file nor --http says otherwise. */
 export const DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080";
+/** `listeners.http: off` or `--http off`: no HTTP listener. */
+export const HTTP_OFF = "off";
 export const DEFAULT_SQLITE_PATH = ".sessionbridge/sessions.db";
 
 export const DEFAULTS: DefaultsConfig = {

@@ -66,6 +66,11 @@ export interface LoadConfigOptions {
   readonly overrides?: ConfigOverrides;
   /** The working directory; process.cwd() by default. */
   readonly cwd?: string;
+  /**
+   * The HTTP listener's address when neither the file nor the overrides name one
+   * (`sessionbridge start` passes DEFAULT_HTTP_ADDRESS); none by default.
+   */
+  readonly defaultHttp?: string;
 }
 
 /** A place in the config file, for problems found after loading (check-config). */
@@ -97,7 +102,7 @@ export function loadLocatedConfig(options: LoadConfigOptions = {}): LocatedConfi
     const problems = checkOverrides(overrides);
     if (problems.length > 0) throw new ConfigError(problems);
     return {
-      config: resolveConfig({}, undefined, cwd, overrides),
+      config: resolveConfig({}, undefined, cwd, overrides, options.defaultHttp),
       placeOf: () => ({ file: "(embedded defaults)" }),
     };
   }
@@ -149,7 +154,7 @@ export function loadLocatedConfig(options: LoadConfigOptions = {}): LocatedConfi
   problems.push(...checkOverrides(overrides));
   if (problems.length > 0 || !parsed.success) throw new ConfigError(sortConfigProblems(problems));
   return {
-    config: resolveConfig(parsed.data, source, cwd, overrides),
+    config: resolveConfig(parsed.data, source, cwd, overrides, options.defaultHttp),
     placeOf: (keyPath) => placeOf(keyPath),
   };
 }

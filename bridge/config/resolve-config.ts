@@ -8,6 +8,7 @@ import {
   DEFAULT_SQLITE_PATH,
   DEFAULTS,
   type DefaultsConfig,
+  HTTP_OFF,
   type NatsConfig,
   type StoreConfig,
 } from "./config.js";
@@ -34,6 +35,7 @@ export function resolveConfig(
   source: string | undefined,
   cwd: string,
   overrides: ConfigOverrides,
+  defaultHttp?: string,
 ): BridgeConfig {
   const dir = source === undefined ? cwd : path.dirname(source);
   const storeOptions = {
@@ -45,7 +47,9 @@ export function resolveConfig(
     overrides.store !== undefined
       ? resolveStore(overrides.store, cwd, cwd, storeOptions)
       : resolveStore(file.store ?? "sqlite", dir, cwd, storeOptions);
-  const http = overrides.http ?? file.listeners?.http;
+  // `off` in the file or on the command line means no HTTP listener, default or not.
+  const chosenHttp = overrides.http ?? file.listeners?.http ?? defaultHttp;
+  const http = chosenHttp === HTTP_OFF ? undefined : chosenHttp;
   const { oneWay, ...limits } = file.defaults ?? {};
   const defaults: DefaultsConfig = {
     ...withDefaults(DEFAULTS, limits),

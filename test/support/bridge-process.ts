@@ -17,7 +17,9 @@ export interface BridgeProcess {
 export const CLI = path.join(repoRoot(), "dist/cli/main.js");
 
 export function startBridgeProcess(args: readonly string[], timeoutMs = 15_000): Promise<BridgeProcess> {
-  const child = spawn(process.execPath, [CLI, "start", ...args], {
+  // `start` serves HTTP on 127.0.0.1:8080 by default; tests take a free port unless they name one.
+  const withHttp = args.includes("--http") ? args : [...args, "--http", "127.0.0.1:0"];
+  const child = spawn(process.execPath, [CLI, "start", ...withHttp], {
     cwd: repoRoot(),
     stdio: ["ignore", "pipe", "pipe"],
   });

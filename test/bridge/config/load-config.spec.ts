@@ -2,7 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { DEFAULT_GRPC_ADDRESS, DEFAULT_SQLITE_PATH, DEFAULTS } from "../../../bridge/config/config.js";
+import {
+  DEFAULT_GRPC_ADDRESS,
+  DEFAULT_HTTP_ADDRESS,
+  DEFAULT_SQLITE_PATH,
+  DEFAULTS,
+} from "../../../bridge/config/config.js";
 import { ConfigError, formatConfigProblem } from "../../../bridge/config/config-error.js";
 import { type LoadConfigOptions, loadConfig } from "../../../bridge/config/load-config.js";
 import { Code } from "../../../bridge/errors/code.js";
@@ -56,6 +61,31 @@ describe("loadConfig", () => {
       expect(loadConfig({ cwd: empty, overrides: { store: "memory" } }).store).to.deep.equal({
         kind: "memory",
       });
+    });
+
+    it("serves HTTP on the start command's default unless the file or --http says another address or off", () => {
+      // The library adds no HTTP listener of its own accord.
+      expect(loadConfig({ cwd: empty }).listeners.http).to.equal(undefined);
+      // `sessionbridge start` passes its default.
+      expect(loadConfig({ cwd: empty, defaultHttp: DEFAULT_HTTP_ADDRESS }).listeners.http).to.equal(
+        DEFAULT_HTTP_ADDRESS,
+      );
+      const off = loadConfig({ cwd: empty, defaultHttp: DEFAULT_HTTP_ADDRESS, overrides: { http: "off" } });
+      expect(off.listeners.http).to.equal(undefined);
+      const other = loadConfig({
+        cwd: empty,
+        defaultHttp: DEFAULT_HTTP_ADDRESS,
+        overrides: { http: "127.0.0.1:0" },
+      });
+      expect(other.listeners.http).to.equal("127.0.0.1:0");
+      const file = path.join(empty, "http-off.yaml");
+      writeFileSync(file, "listeners:\n  http: off\n");
+      expect(loadConfig({ cwd: empty, file, defaultHttp: DEFAULT_HTTP_ADDRESS }).listeners.http).to.equal(
+        undefined,
+      );
+      expect(lines({ cwd: empty, overrides: { http: "of" } })).to.deep.equal([
+        'command line: --http: not a host:port address (expected host:port with port 0-65535, IPv6 in brackets, got "of")',
+      ]);
     });
 
     it("rejects invalid overrides as command-line problems", () => {
