@@ -160,11 +160,16 @@ export function decodeGrpcMessage(text: string): string {
  * printable ASCII, and "%" itself, as %XX.
  */
 export function encodeGrpcMessage(text: string): string {
-  if (!/[^\x20-\x24\x26-\x7e]/.test(text)) return text;
+  // An HTTP field value may not begin or end with whitespace (RFC 9113 §8.2.1), and HTTP/2
+  // stacks drop or trim such a value: a leading or trailing space is percent-encoded too.
+  if (!/[^\x20-\x24\x26-\x7e]|^ | $/.test(text)) return text;
+  const bytes = Buffer.from(text, "utf8");
   let out = "";
-  for (const byte of Buffer.from(text, "utf8")) {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i] as number;
+    const edgeSpace = byte === 0x20 && (i === 0 || i === bytes.length - 1);
     out +=
-      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25 && !edgeSpace
         ? String.fromCharCode(byte)
         : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
   }

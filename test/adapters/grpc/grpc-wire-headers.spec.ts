@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from "node:http2";
 import { expect } from "chai";
 import {
   decodeGrpcMessage,
+  encodeGrpcMessage,
   grpcTimeout,
   metadataOf,
   putMetadata,
@@ -47,6 +48,16 @@ describe("gRPC-over-HTTP/2 header fields", () => {
     expect(grpcTimeout(100_000_000)).to.equal("100000S");
     expect(grpcTimeout(200_000_000_000)).to.equal("3333334M");
     expect(grpcTimeout(Number.MAX_SAFE_INTEGER)).to.match(/^\d{1,8}H$/);
+  });
+
+  it("percent-encodes a grpc-message's leading and trailing spaces, which an HTTP field value cannot carry", () => {
+    expect(encodeGrpcMessage("not found ")).to.equal("not found%20");
+    expect(encodeGrpcMessage(" a b ")).to.equal("%20a b%20");
+    expect(encodeGrpcMessage(" ")).to.equal("%20");
+    expect(encodeGrpcMessage("a b")).to.equal("a b");
+    for (const text of ["not found ", " both ", "  ", " 你好 "]) {
+      expect(decodeGrpcMessage(encodeGrpcMessage(text))).to.equal(text);
+    }
   });
 
   it("percent-decodes grpc-message as UTF-8 and keeps malformed escapes", () => {

@@ -24,7 +24,8 @@ import { type PassthroughServer, startPassthroughServer } from "../../support/pa
  * process's own error details; code, reason, message and details must arrive unchanged.
  */
 const ECHO = "/test.lab.v1.Plain/Echo";
-const MESSAGE = "tab\there\r\nnext line: Ünïcödé ✓ — 😀 𝄞 end";
+// Leading and trailing spaces too: an HTTP field value may not carry them unencoded.
+const MESSAGE = " tab\there\r\nnext line: Ünïcödé ✓ — 😀 𝄞 end ";
 const CUSTOM_DETAIL: ErrorDetail = {
   typeUrl: "type.googleapis.com/test.lab.v1.Result",
   value: new Uint8Array([0x0a, 0x03, 0x6b, 0x65, 0x79]),
