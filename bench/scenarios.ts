@@ -1,3 +1,4 @@
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { CALL_PATH, PLAIN_CALL_PATH, READ_PATH, resultsDir } from "./bench-paths.js";
 import { type Peer, type Server, type StoreKind, startBridge } from "./bench-processes.js";
@@ -59,6 +60,13 @@ export interface GcFigures {
   readonly count: number;
   readonly totalMs: number;
   readonly maxPauseMs: number;
+  /** V8 heap bytes allocated over the window (v8.GCProfiler), and per completed call. */
+  readonly allocatedBytes?: number;
+  readonly allocatedBytesPerCall?: number;
+  /** Young-generation collections, full (mark-compact) ones, and bytes scavenges promoted to the old space. */
+  readonly scavenges?: number;
+  readonly majors?: number;
+  readonly promotedBytesPerCall?: number;
 }
 
 export interface ScenarioResult {
@@ -141,6 +149,12 @@ export async function runScenario(
     // The tally's answer is waited for from the moment it is asked for: a line nobody waits
     // for is dropped.
     let gcReply: Promise<Record<string, unknown>> | undefined;
+    let heapWritten: Promise<Record<string, unknown>> | undefined;
+    const heapFile =
+      settings.heapProfile === id && bridge !== undefined
+        ? path.join(profileDir(), `${id.replace("/", "-")}.heapprofile`)
+        : undefined;
+    if (heapFile !== undefined) mkdirSync(profileDir(), { recursive: true });
     const { result, processes, machine } = await measureJob(
       job,
       watch,
@@ -148,19 +162,38 @@ export async function runScenario(
       bridge === undefined
         ? {}
         : {
-            onMeasureStart: () => bridge?.child.send("gc-reset"),
+            onMeasureStart: () => {
+              bridge?.child.send("gc-reset");
+              if (heapFile !== undefined) bridge?.child.send("heap-start");
+            },
             onMeasureEnd: () => {
               gcReply = bridge?.child.next("gc");
               gcReply?.catch(() => undefined);
               bridge?.child.send("gc");
+              if (heapFile !== undefined) {
+                heapWritten = bridge?.child.next("heap-written");
+                heapWritten?.catch(() => undefined);
+                bridge?.child.send(`heap-stop ${heapFile}`);
+              }
             },
           },
     );
     let bridgeGc: GcFigures | undefined;
     if (gcReply !== undefined) {
       const gc = await gcReply;
-      bridgeGc = { count: Number(gc.count), totalMs: Number(gc.totalMs), maxPauseMs: Number(gc.maxMs) };
+      const calls = Math.max(1, result.load?.ok ?? 0);
+      bridgeGc = {
+        count: Number(gc.count),
+        totalMs: Number(gc.totalMs),
+        maxPauseMs: Number(gc.maxMs),
+        allocatedBytes: Number(gc.allocatedBytes),
+        allocatedBytesPerCall: Number(gc.allocatedBytes) / calls,
+        scavenges: Number(gc.scavenges),
+        majors: Number(gc.majors),
+        promotedBytesPerCall: Number(gc.promotedBytes) / calls,
+      };
     }
+    if (heapWritten !== undefined) await heapWritten;
     if (result.load === undefined) throw new Error(`${id}: the generator returned no load result`);
     return {
       id,
