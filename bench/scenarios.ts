@@ -19,6 +19,7 @@ export type PathKind =
   | "direct-node"
   | "nginx"
   | "bridged-passthrough"
+  | "bridged-passthrough-x2"
   | "bridged-memory-shared"
   | "bridged-memory"
   | "bridged-sqlite-shared"
@@ -30,6 +31,7 @@ export const PATHS: readonly PathKind[] = [
   "direct-node",
   "nginx",
   "bridged-passthrough",
+  "bridged-passthrough-x2",
   "bridged-memory-shared",
   "bridged-memory",
   "bridged-sqlite-shared",
@@ -42,6 +44,13 @@ interface PathPlan {
   readonly callPath: string;
   /** Sessions opened first: 0 for sessionless calls, 1 for the shared operation. */
   readonly sessions: (settings: BenchSettings) => number;
+  /**
+   * Bridge processes side by side, the generator's connections spread over them in turn:
+   * what a group of processes sharing one listening socket (SO_REUSEPORT, or Node's
+   * cluster) gets from the kernel spreading connections. Only a sessionless service can be
+   * split so: a session needs one owner (S6, S7), and connections do not follow sessions.
+   */
+  readonly replicas?: number;
 }
 
 const PLANS: Readonly<Record<PathKind, PathPlan>> = {
@@ -49,6 +58,7 @@ const PLANS: Readonly<Record<PathKind, PathPlan>> = {
   "direct-node": { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
   nginx: { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
   "bridged-passthrough": { store: "memory", callPath: PLAIN_CALL_PATH, sessions: () => 0 },
+  "bridged-passthrough-x2": { store: "memory", callPath: PLAIN_CALL_PATH, sessions: () => 0, replicas: 2 },
   "bridged-memory-shared": { store: "memory", callPath: READ_PATH, sessions: () => 1 },
   "bridged-memory": { store: "memory", callPath: CALL_PATH, sessions: (s) => s.sessions },
   "bridged-sqlite-shared": { store: "sqlite", callPath: READ_PATH, sessions: () => 1 },
@@ -114,6 +124,7 @@ export async function runScenario(
   const echo = p === "direct-node" ? servers.nodeEcho : servers.goEcho;
   let front: Peer | undefined;
   let bridge: Server | undefined;
+  const others: Server[] = [];
   if (p === "nginx") {
     if (!("address" in servers.nginx)) throw new Error(`nginx skipped: ${servers.nginx.skipped}`);
     front = servers.nginx;
@@ -122,6 +133,7 @@ export async function runScenario(
       ...(settings.cpuProfile === id ? { cpuProfileDir: profileDir() } : {}),
     });
     front = bridge;
+    for (let i = 1; i < (plan.replicas ?? 1); i++) others.push(await startBridge(echo, plan.store));
   }
   try {
     const sessions = plan.sessions(settings);
@@ -129,7 +141,7 @@ export async function runScenario(
     const keys = { prefix: "s", from: 0, count: Math.max(1, sessions) };
     const connections = mode === "fixed" ? settings.fixedConnections : settings.connections;
     const job: GeneratorJob = {
-      target: front?.address ?? echo.address,
+      target: [front?.address ?? echo.address, ...others.map((o) => o.address)].join(","),
       connections,
       ...(sessions > 0 ? { open: { keys, concurrency: Math.min(sessions, 16) } } : {}),
       load: {
@@ -146,6 +158,9 @@ export async function runScenario(
     };
     const watch: Record<string, number> = { echo: echo.pid };
     if (front !== undefined) watch.bridge = front.pid;
+    others.forEach((other, i) => {
+      watch[`bridge${i + 2}`] = other.pid;
+    });
     // The tally's answer is waited for from the moment it is asked for: a line nobody waits
     // for is dropped.
     let gcReply: Promise<Record<string, unknown>> | undefined;
@@ -158,7 +173,7 @@ export async function runScenario(
     const { result, processes, machine } = await measureJob(
       job,
       watch,
-      front === undefined ? [] : ["bridge"],
+      front === undefined ? [] : ["bridge", ...others.map((_, i) => `bridge${i + 2}`)],
       bridge === undefined
         ? {}
         : {
@@ -181,7 +196,8 @@ export async function runScenario(
     let bridgeGc: GcFigures | undefined;
     if (gcReply !== undefined) {
       const gc = await gcReply;
-      const calls = Math.max(1, result.load?.ok ?? 0);
+      // Side-by-side bridges split the calls: the first one's tally is per call it handled.
+      const calls = Math.max(1, (result.load?.ok ?? 0) / (others.length + 1));
       bridgeGc = {
         count: Number(gc.count),
         totalMs: Number(gc.totalMs),
@@ -203,7 +219,7 @@ export async function runScenario(
       connections,
       open: result.open,
       load: result.load,
-      bridge: processes.bridge,
+      bridge: others.length === 0 ? processes.bridge : together(others.length + 1, processes),
       bridgeGc,
       echo: processes.echo as ProcessFigures,
       generator: processes.generator as ProcessFigures,
@@ -211,7 +227,28 @@ export async function runScenario(
     };
   } finally {
     await bridge?.stop();
+    for (const other of others) await other.stop();
   }
+}
+
+/** Side-by-side bridges as one proxy: CPU added up, RSS added up (peak: the sum of peaks). */
+function together(count: number, processes: Record<string, ProcessFigures>): ProcessFigures | undefined {
+  const all = Array.from({ length: count }, (_, i) => processes[i === 0 ? "bridge" : `bridge${i + 1}`]);
+  if (all.some((x) => x === undefined)) return undefined;
+  const figures = all as ProcessFigures[];
+  const sum = (pick: (x: ProcessFigures) => number | undefined): number | undefined =>
+    figures.some((x) => pick(x) === undefined)
+      ? undefined
+      : figures.reduce((n, x) => n + (pick(x) as number), 0);
+  return {
+    cpuSeconds: sum((x) => x.cpuSeconds) as number,
+    cpuCores: sum((x) => x.cpuCores) as number,
+    cpuSecondsPer1000: sum((x) => x.cpuSecondsPer1000) as number,
+    rssPeakBytes: sum((x) => x.rssPeakBytes),
+    rssEndBytes: sum((x) => x.rssEndBytes),
+    writtenBytes: sum((x) => x.writtenBytes),
+    writtenBytesPerCall: sum((x) => x.writtenBytesPerCall),
+  };
 }
 
 /** Why a scenario does not count: more than 0.1% errors, or a fixed rate not reached. */
