@@ -120,8 +120,9 @@ async function heapStart(): Promise<void> {
   inspector.connect();
   await post("HeapProfiler.startSampling", {
     samplingInterval: 8192,
-    includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    // BENCH_HEAP_PROF_LIVE=1: only what is still live when the window ends (what is retained).
+    includeObjectsCollectedByMajorGC: process.env.BENCH_HEAP_PROF_LIVE !== "1",
+    includeObjectsCollectedByMinorGC: process.env.BENCH_HEAP_PROF_LIVE !== "1",
   });
 }
 async function heapStop(file: string): Promise<void> {
