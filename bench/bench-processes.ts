@@ -63,6 +63,10 @@ export async function startBridge(
   if (options.cpuProfileDir !== undefined)
     nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);
   if (options.exposeGc === true) nodeArgs.push("--expose-gc");
+  // BENCH_BRIDGE_NODE_ARGS: V8/Node flags for the bridge child only (e.g. heap sizing under
+  // study), so two settings can be compared in the same run conditions.
+  const extra = process.env.BENCH_BRIDGE_NODE_ARGS?.trim();
+  if (extra) nodeArgs.push(...extra.split(/\s+/));
   const port = echo.address.slice(echo.address.lastIndexOf(":") + 1);
   const child = new JsonLineChild(
     `bridge-${store}`,

@@ -32,6 +32,8 @@ export interface BenchSettings {
   readonly routingRatePerSec: number;
   /** Scenario id whose bridge child runs with --cpu-prof (BENCH_CPU_PROF), e.g. "bridged-memory/unthrottled". */
   readonly cpuProfile: string | undefined;
+  /** Scenario id whose bridge samples its heap allocations over the window (BENCH_HEAP_PROF). */
+  readonly heapProfile: string | undefined;
   /** Comma-separated scenario ids or groups to run (BENCH_ONLY); everything by default. */
   readonly only: readonly string[] | undefined;
 }
@@ -61,6 +63,7 @@ export function benchSettings(): BenchSettings {
     routingSeconds: positive("BENCH_ROUTING_SECONDS", 5),
     routingRatePerSec: positive("BENCH_ROUTING_RATE", 500),
     cpuProfile: process.env.BENCH_CPU_PROF || undefined,
+    heapProfile: process.env.BENCH_HEAP_PROF || undefined,
     only: only ? only.split(",").map((s) => s.trim()) : undefined,
   };
 }

@@ -14,8 +14,11 @@
  * cleanly, which is also when a --cpu-prof profile is written. "gc-reset" and "gc" tally
  * garbage collection pauses over a window.
  */
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
 import { PerformanceObserver } from "node:perf_hooks";
 import { createInterface } from "node:readline";
+import v8 from "node:v8";
 import { pino } from "pino";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import type { Logger } from "../bridge/logger.js";
@@ -68,13 +71,83 @@ const gcObserver = new PerformanceObserver((list) => {
 });
 gcObserver.observe({ entryTypes: ["gc"] });
 
+// Bytes the bridge allocated on the V8 heap over the window: what each collection found
+// in use before it ran, less what the previous one left (the window's start for the
+// first), plus what is in use now beyond the last. Young-generation pressure per call is
+// the figure the scavenges (and the objects they promote) follow.
+let heapProfiler: v8.GCProfiler | undefined;
+let heapAtStart = 0;
+function resetHeapTally(): void {
+  heapProfiler?.stop();
+  heapProfiler = new v8.GCProfiler();
+  heapProfiler.start();
+  heapAtStart = v8.getHeapStatistics().used_heap_size;
+}
+function heapTally(): { allocatedBytes: number; scavenges: number; majors: number; promotedBytes: number } {
+  const result = heapProfiler?.stop();
+  heapProfiler = undefined;
+  let allocatedBytes = 0;
+  let scavenges = 0;
+  let majors = 0;
+  let promotedBytes = 0;
+  let after = heapAtStart;
+  for (const gc of result?.statistics ?? []) {
+    allocatedBytes += Math.max(0, gc.beforeGC.heapStatistics.usedHeapSize - after);
+    after = gc.afterGC.heapStatistics.usedHeapSize;
+    if (gc.gcType === "Scavenge" || gc.gcType === "MinorMarkCompact") {
+      scavenges += 1;
+      const old = (stats: typeof gc.beforeGC): number =>
+        stats.heapSpaceStatistics.find((space) => space.spaceName === "old_space")?.spaceUsedSize ?? 0;
+      promotedBytes += Math.max(0, old(gc.afterGC) - old(gc.beforeGC));
+    } else if (gc.gcType === "MarkSweepCompact") majors += 1;
+  }
+  allocatedBytes += Math.max(0, v8.getHeapStatistics().used_heap_size - after);
+  return { allocatedBytes, scavenges, majors, promotedBytes };
+}
+
+// "heap-start" and "heap-stop <file>": V8's sampling heap profiler over the window, with
+// the objects collected since kept in the samples, so the profile shows where the window's
+// allocations come from (short-lived ones included), not only what is still live.
+let inspector: Session | undefined;
+const post = (method: string, params: object = {}): Promise<Record<string, unknown>> =>
+  new Promise((resolve, reject) => {
+    inspector?.post(method, params, (error, result) =>
+      error === null ? resolve(result as Record<string, unknown>) : reject(error),
+    );
+  });
+async function heapStart(): Promise<void> {
+  inspector = new Session();
+  inspector.connect();
+  await post("HeapProfiler.startSampling", {
+    samplingInterval: 8192,
+    // BENCH_HEAP_PROF_LIVE=1: only what is still live when the window ends (what is retained).
+    includeObjectsCollectedByMajorGC: process.env.BENCH_HEAP_PROF_LIVE !== "1",
+    includeObjectsCollectedByMinorGC: process.env.BENCH_HEAP_PROF_LIVE !== "1",
+  });
+}
+async function heapStop(file: string): Promise<void> {
+  const { profile } = await post("HeapProfiler.stopSampling");
+  writeFileSync(file, JSON.stringify(profile));
+  inspector?.disconnect();
+  inspector = undefined;
+  print({ type: "heap-written", file });
+}
+
 const gc = (globalThis as { gc?: () => void }).gc;
 const commands = createInterface({ input: process.stdin });
 commands.on("line", (line) => {
   const command = line.trim();
-  if (command === "gc-reset") gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
-  else if (command === "gc") print({ type: "gc", ...gcPauses });
-  else if (command === "memory") {
+  if (command === "gc-reset") {
+    gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+    resetHeapTally();
+  } else if (command === "gc") print({ type: "gc", ...gcPauses, ...heapTally() });
+  else if (command === "heap-start") {
+    heapStart().catch((error: unknown) => process.stderr.write(`heap-start failed: ${String(error)}\n`));
+  } else if (command.startsWith("heap-stop ")) {
+    heapStop(command.slice("heap-stop ".length)).catch((error: unknown) =>
+      process.stderr.write(`heap-stop failed: ${String(error)}\n`),
+    );
+  } else if (command === "memory") {
     gc?.();
     print({ type: "memory", gc: gc !== undefined, ...process.memoryUsage() });
   }

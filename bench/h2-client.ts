@@ -27,7 +27,11 @@ export interface H2Pool {
 const { HTTP2_HEADER_STATUS } = http2.constants;
 
 export async function connectPool(target: string, connections: number): Promise<H2Pool> {
-  const sessions = await Promise.all(Array.from({ length: connections }, () => connect(target)));
+  // Several targets (comma-separated): connection i goes to target i mod n.
+  const targets = target.split(",");
+  const sessions = await Promise.all(
+    Array.from({ length: connections }, (_, i) => connect(targets[i % targets.length] as string)),
+  );
   const headersByPath = new Map<string, http2.OutgoingHttpHeaders>();
   const headersFor = (path: string): http2.OutgoingHttpHeaders => {
     let headers = headersByPath.get(path);

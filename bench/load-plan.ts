@@ -41,7 +41,7 @@ export interface LoadSpec {
 
 /** One job for a load generator child: optionally open sessions, then optionally load. */
 export interface GeneratorJob {
-  /** host:port of the gRPC server (the echo process or a bridge). */
+  /** host:port of the gRPC server (the echo process or a bridge); several, comma-separated, share the connections. */
   readonly target: string;
   readonly connections: number;
   readonly open?: OpenSpec;

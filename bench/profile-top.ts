@@ -65,6 +65,50 @@ export function topSelfTime(
   return { busyMs: busy / 1000, idleMs: idle / 1000, top };
 }
 
+/** Where self time goes, by part: V8's collector, native code, Node's HTTP/2 and other internals, the bridge's parts. */
+export function selfTimeByPart(profile: CpuProfile): { part: string; selfMs: number; percent: number }[] {
+  const byNode = new Map<number, ProfileNode>(profile.nodes.map((n) => [n.id, n]));
+  const totals = new Map<string, number>();
+  let busy = 0;
+  profile.samples.forEach((id, i) => {
+    const us = profile.timeDeltas[i] ?? 0;
+    const frame = byNode.get(id)?.callFrame;
+    if (frame === undefined || frame.functionName === "(idle)") return;
+    busy += us;
+    const part = partOf(frame.functionName, frame.url);
+    totals.set(part, (totals.get(part) ?? 0) + us);
+  });
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([part, us]) => ({ part, selfMs: us / 1000, percent: (us / busy) * 100 }));
+}
+
+function partOf(name: string, url: string): string {
+  if (name === "(garbage collector)") return "V8 garbage collector";
+  if (url === "")
+    return name === "(program)" ? "native (program: V8, libuv, nghttp2, syscalls)" : "native builtins";
+  if (url.startsWith("node:internal/http2") || url === "node:http2") return "Node http2 (JavaScript)";
+  if (
+    url.startsWith("node:internal/streams") ||
+    url === "node:events" ||
+    url.startsWith("node:internal/event_target")
+  )
+    return "Node streams and events";
+  if (
+    url.startsWith("node:internal/abort_controller") ||
+    url.startsWith("node:internal/util") ||
+    url === "node:async_hooks"
+  )
+    return "Node async_hooks, abort signals, util";
+  if (url.startsWith("node:")) return "Node, other internals";
+  const file = url.replace(/^file:\/\//, "");
+  if (file.includes("node_modules/")) return "dependencies (node_modules)";
+  for (const part of ["bridge/store/", "bridge/engine/", "adapters/grpc/", "bridge/", "bench/"]) {
+    if (file.includes(`/dist/${part}`)) return part.replace(/\/$/, "");
+  }
+  return "other JavaScript";
+}
+
 /** Paths relative to node_modules or the repository's dist/, which is what identifies them. */
 function shorten(file: string): string {
   // Node's own modules (node:internal/…) are already short and unambiguous.
@@ -86,6 +130,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   process.stdout.write(
     `busy ${busyMs.toFixed(0)} ms, idle ${idleMs.toFixed(0)} ms; self % is of busy time\n\n`,
   );
+  process.stdout.write("| part | self ms | self % |\n|---|---:|---:|\n");
+  for (const p of selfTimeByPart(profile)) {
+    process.stdout.write(`| ${p.part} | ${p.selfMs.toFixed(0)} | ${p.percent.toFixed(1)} |\n`);
+  }
+  process.stdout.write("\n");
   process.stdout.write("| # | self ms | self % | function | where |\n|---:|---:|---:|---|---|\n");
   top.forEach((r, i) => {
     process.stdout.write(

@@ -49,6 +49,8 @@ export function renderMarkdown(r: BenchResults): string {
         "proxy cores",
         "proxy RSS peak / end (MB)",
         "bridge longest GC pause (ms)",
+        "bridge GCs: young / full",
+        "bridge heap allocated / call (KB)",
         "proxy bytes written / call",
         "echo CPU s / 1000",
         "generator CPU s / 1000",
@@ -65,6 +67,13 @@ export function renderMarkdown(r: BenchResults): string {
         fixed(x.bridge?.cpuCores, 2),
         x.bridge === undefined ? "–" : `${mb(x.bridge.rssPeakBytes)} / ${mb(x.bridge.rssEndBytes)}`,
         fixed(x.bridgeGc?.maxPauseMs, 1),
+        x.bridgeGc?.scavenges === undefined ? "–" : `${x.bridgeGc.scavenges} / ${x.bridgeGc.majors ?? 0}`,
+        fixed(
+          x.bridgeGc?.allocatedBytesPerCall === undefined
+            ? undefined
+            : x.bridgeGc.allocatedBytesPerCall / 1024,
+          1,
+        ),
         fixed(x.bridge?.writtenBytesPerCall, 0),
         fixed(x.echo.cpuSecondsPer1000, 3),
         fixed(x.generator.cpuSecondsPer1000, 3),
@@ -76,7 +85,8 @@ export function renderMarkdown(r: BenchResults): string {
   out.push(
     "Other load: busy cores of the whole machine (/proc/stat) minus those of the bench's own processes, " +
       "over the same window. Anything well above 0 means other work shared the 2 cores and the row is disturbed. " +
-      "Proxy: the bridge, or nginx on the nginx row. GC pauses from perf_hooks in the bridge over the window. " +
+      "Proxy: the bridge, or nginx on the nginx row. GC pauses from perf_hooks in the bridge over the window; " +
+      "heap allocated per call from v8.GCProfiler (heap in use before each collection less what the previous one left). " +
       "Bytes written from /proc/<pid>/io (all the proxy's threads, WAL and checkpoints included).",
   );
   out.push("");

@@ -1,3 +1,4 @@
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { CALL_PATH, PLAIN_CALL_PATH, READ_PATH, resultsDir } from "./bench-paths.js";
 import { type Peer, type Server, type StoreKind, startBridge } from "./bench-processes.js";
@@ -18,6 +19,7 @@ export type PathKind =
   | "direct-node"
   | "nginx"
   | "bridged-passthrough"
+  | "bridged-passthrough-x2"
   | "bridged-memory-shared"
   | "bridged-memory"
   | "bridged-sqlite-shared"
@@ -29,6 +31,7 @@ export const PATHS: readonly PathKind[] = [
   "direct-node",
   "nginx",
   "bridged-passthrough",
+  "bridged-passthrough-x2",
   "bridged-memory-shared",
   "bridged-memory",
   "bridged-sqlite-shared",
@@ -41,6 +44,13 @@ interface PathPlan {
   readonly callPath: string;
   /** Sessions opened first: 0 for sessionless calls, 1 for the shared operation. */
   readonly sessions: (settings: BenchSettings) => number;
+  /**
+   * Bridge processes side by side, the generator's connections spread over them in turn:
+   * what a group of processes sharing one listening socket (SO_REUSEPORT, or Node's
+   * cluster) gets from the kernel spreading connections. Only a sessionless service can be
+   * split so: a session needs one owner (S6, S7), and connections do not follow sessions.
+   */
+  readonly replicas?: number;
 }
 
 const PLANS: Readonly<Record<PathKind, PathPlan>> = {
@@ -48,6 +58,7 @@ const PLANS: Readonly<Record<PathKind, PathPlan>> = {
   "direct-node": { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
   nginx: { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
   "bridged-passthrough": { store: "memory", callPath: PLAIN_CALL_PATH, sessions: () => 0 },
+  "bridged-passthrough-x2": { store: "memory", callPath: PLAIN_CALL_PATH, sessions: () => 0, replicas: 2 },
   "bridged-memory-shared": { store: "memory", callPath: READ_PATH, sessions: () => 1 },
   "bridged-memory": { store: "memory", callPath: CALL_PATH, sessions: (s) => s.sessions },
   "bridged-sqlite-shared": { store: "sqlite", callPath: READ_PATH, sessions: () => 1 },
@@ -59,6 +70,13 @@ export interface GcFigures {
   readonly count: number;
   readonly totalMs: number;
   readonly maxPauseMs: number;
+  /** V8 heap bytes allocated over the window (v8.GCProfiler), and per completed call. */
+  readonly allocatedBytes?: number;
+  readonly allocatedBytesPerCall?: number;
+  /** Young-generation collections, full (mark-compact) ones, and bytes scavenges promoted to the old space. */
+  readonly scavenges?: number;
+  readonly majors?: number;
+  readonly promotedBytesPerCall?: number;
 }
 
 export interface ScenarioResult {
@@ -106,6 +124,7 @@ export async function runScenario(
   const echo = p === "direct-node" ? servers.nodeEcho : servers.goEcho;
   let front: Peer | undefined;
   let bridge: Server | undefined;
+  const others: Server[] = [];
   if (p === "nginx") {
     if (!("address" in servers.nginx)) throw new Error(`nginx skipped: ${servers.nginx.skipped}`);
     front = servers.nginx;
@@ -114,6 +133,7 @@ export async function runScenario(
       ...(settings.cpuProfile === id ? { cpuProfileDir: profileDir() } : {}),
     });
     front = bridge;
+    for (let i = 1; i < (plan.replicas ?? 1); i++) others.push(await startBridge(echo, plan.store));
   }
   try {
     const sessions = plan.sessions(settings);
@@ -121,7 +141,7 @@ export async function runScenario(
     const keys = { prefix: "s", from: 0, count: Math.max(1, sessions) };
     const connections = mode === "fixed" ? settings.fixedConnections : settings.connections;
     const job: GeneratorJob = {
-      target: front?.address ?? echo.address,
+      target: [front?.address ?? echo.address, ...others.map((o) => o.address)].join(","),
       connections,
       ...(sessions > 0 ? { open: { keys, concurrency: Math.min(sessions, 16) } } : {}),
       load: {
@@ -138,29 +158,58 @@ export async function runScenario(
     };
     const watch: Record<string, number> = { echo: echo.pid };
     if (front !== undefined) watch.bridge = front.pid;
+    others.forEach((other, i) => {
+      watch[`bridge${i + 2}`] = other.pid;
+    });
     // The tally's answer is waited for from the moment it is asked for: a line nobody waits
     // for is dropped.
     let gcReply: Promise<Record<string, unknown>> | undefined;
+    let heapWritten: Promise<Record<string, unknown>> | undefined;
+    const heapFile =
+      settings.heapProfile === id && bridge !== undefined
+        ? path.join(profileDir(), `${id.replace("/", "-")}.heapprofile`)
+        : undefined;
+    if (heapFile !== undefined) mkdirSync(profileDir(), { recursive: true });
     const { result, processes, machine } = await measureJob(
       job,
       watch,
-      front === undefined ? [] : ["bridge"],
+      front === undefined ? [] : ["bridge", ...others.map((_, i) => `bridge${i + 2}`)],
       bridge === undefined
         ? {}
         : {
-            onMeasureStart: () => bridge?.child.send("gc-reset"),
+            onMeasureStart: () => {
+              bridge?.child.send("gc-reset");
+              if (heapFile !== undefined) bridge?.child.send("heap-start");
+            },
             onMeasureEnd: () => {
               gcReply = bridge?.child.next("gc");
               gcReply?.catch(() => undefined);
               bridge?.child.send("gc");
+              if (heapFile !== undefined) {
+                heapWritten = bridge?.child.next("heap-written");
+                heapWritten?.catch(() => undefined);
+                bridge?.child.send(`heap-stop ${heapFile}`);
+              }
             },
           },
     );
     let bridgeGc: GcFigures | undefined;
     if (gcReply !== undefined) {
       const gc = await gcReply;
-      bridgeGc = { count: Number(gc.count), totalMs: Number(gc.totalMs), maxPauseMs: Number(gc.maxMs) };
+      // Side-by-side bridges split the calls: the first one's tally is per call it handled.
+      const calls = Math.max(1, (result.load?.ok ?? 0) / (others.length + 1));
+      bridgeGc = {
+        count: Number(gc.count),
+        totalMs: Number(gc.totalMs),
+        maxPauseMs: Number(gc.maxMs),
+        allocatedBytes: Number(gc.allocatedBytes),
+        allocatedBytesPerCall: Number(gc.allocatedBytes) / calls,
+        scavenges: Number(gc.scavenges),
+        majors: Number(gc.majors),
+        promotedBytesPerCall: Number(gc.promotedBytes) / calls,
+      };
     }
+    if (heapWritten !== undefined) await heapWritten;
     if (result.load === undefined) throw new Error(`${id}: the generator returned no load result`);
     return {
       id,
@@ -170,7 +219,7 @@ export async function runScenario(
       connections,
       open: result.open,
       load: result.load,
-      bridge: processes.bridge,
+      bridge: others.length === 0 ? processes.bridge : together(others.length + 1, processes),
       bridgeGc,
       echo: processes.echo as ProcessFigures,
       generator: processes.generator as ProcessFigures,
@@ -178,7 +227,28 @@ export async function runScenario(
     };
   } finally {
     await bridge?.stop();
+    for (const other of others) await other.stop();
   }
+}
+
+/** Side-by-side bridges as one proxy: CPU added up, RSS added up (peak: the sum of peaks). */
+function together(count: number, processes: Record<string, ProcessFigures>): ProcessFigures | undefined {
+  const all = Array.from({ length: count }, (_, i) => processes[i === 0 ? "bridge" : `bridge${i + 1}`]);
+  if (all.some((x) => x === undefined)) return undefined;
+  const figures = all as ProcessFigures[];
+  const sum = (pick: (x: ProcessFigures) => number | undefined): number | undefined =>
+    figures.some((x) => pick(x) === undefined)
+      ? undefined
+      : figures.reduce((n, x) => n + (pick(x) as number), 0);
+  return {
+    cpuSeconds: sum((x) => x.cpuSeconds) as number,
+    cpuCores: sum((x) => x.cpuCores) as number,
+    cpuSecondsPer1000: sum((x) => x.cpuSecondsPer1000) as number,
+    rssPeakBytes: sum((x) => x.rssPeakBytes),
+    rssEndBytes: sum((x) => x.rssEndBytes),
+    writtenBytes: sum((x) => x.writtenBytes),
+    writtenBytesPerCall: sum((x) => x.writtenBytesPerCall),
+  };
 }
 
 /** Why a scenario does not count: more than 0.1% errors, or a fixed rate not reached. */
