@@ -20,6 +20,7 @@ import { PerformanceObserver } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import v8 from "node:v8";
 import { pino } from "pino";
+import { installLeanAsyncBind } from "../adapters/grpc/async-bind.js";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "../cli/bridge-runtime.js";
@@ -49,6 +50,8 @@ const logger =
   process.env.BENCH_BRIDGE_LOG === "1"
     ? (pino({ level: "info", base: { type: "log" } }) as unknown as Logger)
     : undefined;
+// As `sessionbridge start` does (cli/start-command.ts).
+installLeanAsyncBind();
 const runtime = await startBridgeRuntime({
   config,
   contracts: setup.contracts,

@@ -1,4 +1,5 @@
 import pino from "pino";
+import { installLeanAsyncBind } from "../adapters/grpc/async-bind.js";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import { DEFAULT_HTTP_ADDRESS } from "../bridge/config/config.js";
 import { ConfigError } from "../bridge/config/config-error.js";
@@ -52,6 +53,11 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   for (const service of setup.unserved) {
     logger.info({ service: service.name }, "service not served: no process is configured for it");
   }
+  // The bridge's own process: every outbound gRPC call opens an HTTP/2 stream, whose setup
+  // binds an AsyncResource; the lean bind (adapters/grpc/async-bind.ts) saves two
+  // util.deprecate wrappers per call. Only the command installs it: a program that embeds
+  // the library keeps Node's own.
+  installLeanAsyncBind();
   const runtime = await startBridgeRuntime({ config, contracts, logger });
   logger.info(
     {

@@ -16,7 +16,6 @@ import type {
   StreamDelivery,
   UnaryDelivery,
 } from "../../bridge/process/process-client.js";
-import { installLeanAsyncBind } from "./async-bind.js";
 import { envelopeReply, toEnvelopeBytes } from "./envelope-delivery.js";
 import { ACCEPT_ENCODING, COMPRESSIONS, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
@@ -65,8 +64,6 @@ export function createGrpcTransport(options: GrpcTransportOptions = {}): Process
       `maxReplyBytes must be a positive whole number of bytes, got ${maxReplyBytes}`,
     );
   }
-  // Every outbound call opens an HTTP/2 stream, whose setup binds an AsyncResource.
-  installLeanAsyncBind();
   const pools = new Map<string, { readonly pool: H2ConnectionPool; users: number }>();
   const lease = (authority: string): PoolLease => {
     let entry = pools.get(authority);
