@@ -127,6 +127,11 @@ export function act(instruction: Partial<Instruction> = {}): ActRequest {
   return ActRequest.fromPartial({ instruction });
 }
 
+/** An ActRequest that reaches its session by correlation values (bridged mode). */
+export function actOn(tenant: string, account: string, instruction: Partial<Instruction> = {}): ActRequest {
+  return ActRequest.fromPartial({ tenant, account, instruction });
+}
+
 export function items(request: Partial<ItemsRequest>): ItemsRequest {
   return ItemsRequest.fromPartial(request);
 }

@@ -14,7 +14,7 @@ stamp=$(
       sort -z | xargs -0 sha256sum
     sha256sum proto/sessionbridge/conformance/v1/*.proto proto/sessionbridge/v1/options.proto
     java -version 2>&1
-    mvn -v 2>/dev/null | head -1
+    mvn -v 2>/dev/null | sed -n 1p
   } | sha256sum | cut -d' ' -f1
 )
 if [[ -f "${out}/sb-lab-java.jar" && -x "${out}/sb-lab-java" && "$(cat "${out}/stamp" 2>/dev/null)" == "${stamp}" ]]; then
