@@ -22,7 +22,7 @@ describe("conformance: Java faulty services break exactly their rule", function 
 
   for (const service of SERVICES) {
     it(`${service.target} ${service.broken === undefined ? "keeps every probed rule" : `breaks only ${service.broken}`}`, async function () {
-      this.timeout(60_000);
+      this.timeout(120_000);
       const kept: Record<string, boolean> = {};
       for (const probe of PROBES) {
         const lab = await startJavaLab({
