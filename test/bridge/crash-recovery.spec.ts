@@ -65,10 +65,11 @@ describe("crash recovery (S10): SIGKILL mid-traffic, restart on the same SQLite 
     const acked: Acked = { fires: [], dos: [] };
     let stop = false;
     const fireLoop = async (key: string) => {
-      // Bounded and paced: acknowledgements come at once, deliveries take 15 ms each.
+      // Bounded and paced: acknowledgements come at once, deliveries take 60 ms each, slower
+      // than a busy machine acknowledges, so a backlog is queued when the bridge dies.
       for (let i = 0; !stop && i < FIRES_PER_SESSION; i++) {
         try {
-          const out = await client.unary("Counter", "Fire", { key, text: `n${i}`, delay_ms: 15 });
+          const out = await client.unary("Counter", "Fire", { key, text: `n${i}`, delay_ms: 60 });
           acked.fires.push({ key, messageId: out.messageId ?? "" });
           await sleep(2);
         } catch {
