@@ -263,7 +263,7 @@ class LabCore:
     def _replay(self, call, method, instruction, session):
         """S10 then S7: the recorded outcome of an applied message id or sequence number."""
         recorded, gap = None, None
-        with self.store.transaction() as store:
+        with self.store.reading() as store:
             if call.message_id:
                 recorded = store.outcome(session.service, session.id, "msg", call.message_id)
             numbered = call.seq is not None and not method.starts
@@ -313,17 +313,26 @@ class LabCore:
                 starters.release(ticket)
 
     def _others_live(self, service, session_id):
+        others = [s for s in self._expire_idle(service.full_name) if s.id != session_id]
+        return len(others) > 0
+
+    def _expire_idle(self, service_name=None):
+        """Marks idle sessions expired (S12); returns the sessions still live."""
         at = now_ms()
-        with self.store.transaction() as store:
-            for session in store.live_sessions(service.full_name):
-                if session.id == session_id:
-                    continue
-                if self.idle_expired(service, session, at):
-                    session.state = "expired"
-                    store.save_session(session)
-                else:
-                    return True
-        return False
+        with self.store.reading() as store:
+            live = store.live_sessions(service_name) if service_name else store.all_live_sessions()
+        idle = [s for s in live if self.idle_expired(SERVICES[s.service], s, at)]
+        if idle:
+            with self.store.transaction() as store:
+                for session in idle:
+                    current = store.session(session.service, session.id)
+                    # Looked at again inside the transaction: a message may just have come.
+                    if current is not None and current.state == "live" and self.idle_expired(
+                        SERVICES[current.service], current, at
+                    ):
+                        current.state = "expired"
+                        store.save_session(current)
+        return [s for s in live if s not in idle]
 
     def _fail_first_deliveries(self, call, instruction):
         """S11: the first N deliveries of a message id fail as UNAVAILABLE, applying nothing."""
@@ -404,13 +413,8 @@ class LabCore:
         """Expires idle sessions on its own, so expiry needs no message to happen (S12)."""
         period = max(0.02, min(1.0, min(s.idle_timeout_ms for s in SERVICES.values()) * self.time_scale / 4000))
         while not self._stop.wait(period):
-            at = now_ms()
             try:
-                with self.store.transaction() as store:
-                    for session in store.all_live_sessions():
-                        if self.idle_expired(SERVICES[session.service], session, at):
-                            session.state = "expired"
-                            store.save_session(session)
+                self._expire_idle()
             except Exception:  # the store closed at shutdown
                 return
 

@@ -87,7 +87,12 @@ class LabStore:
             self._db.close()
 
     def transaction(self, durable=True):
+        """A write transaction, committed on exit when durable (always, in the reference)."""
         return _Transaction(self, durable)
+
+    def reading(self):
+        """Reads without a transaction of their own: nothing to commit."""
+        return _Reading(self)
 
     # The methods below run inside transaction().
 
@@ -144,6 +149,19 @@ class LabStore:
         count = (row[0] if row else 0) + 1
         self._db.execute("INSERT OR REPLACE INTO deliveries (message_id, count) VALUES (?, ?)", (message_id, count))
         return count
+
+
+class _Reading:
+    def __init__(self, store):
+        self._store = store
+
+    def __enter__(self):
+        self._store.lock.acquire()
+        return self._store
+
+    def __exit__(self, *exc):
+        self._store.lock.release()
+        return False
 
 
 class _Transaction:
