@@ -13,6 +13,8 @@ from lab_core import METHODS
 MAX_MESSAGE_BYTES = 64 << 20
 # Sleeping calls hold a thread each; many-sessions cases run that many at once.
 MAX_WORKERS = 128
+# Anything beyond ten years is no deadline at all.
+NO_DEADLINE_S = 10 * 365 * 24 * 3600
 
 
 class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
@@ -40,7 +42,8 @@ def _abort(context, fault, trailers):
 
 def _call(context, method):
     remaining = context.time_remaining()
-    timeout_ms = None if remaining is None else max(0.0, remaining * 1000.0)
+    # grpcio reports "no deadline" as None or as a practically infinite time left.
+    timeout_ms = None if remaining is None or remaining > NO_DEADLINE_S else max(0.0, remaining * 1000.0)
     call = Call("grpc", method.operation, context.invocation_metadata(), timeout_ms)
     # Runs when the RPC ends for any reason: a cancelled or timed-out call stops waiting (S15).
     context.add_callback(call.cancel)
