@@ -77,11 +77,15 @@ class Call:
         # A malformed sb-seq is answered by the core, like any other fault.
         self.seq, self.seq_fault = _parse_seq(facts.get("sb-seq"))
         self.received = time.monotonic()
-        self.deadline = None if timeout_ms is None else self.received + timeout_ms / 1000.0
-        self.remaining_at_receipt_ms = -1 if timeout_ms is None else int(timeout_ms)
+        self.set_timeout(timeout_ms)
         self.ticket = None  # the session turn taken at arrival (lab_core.LabCore.arrive)
         self.delivery_count = 0
         self._cancelled = threading.Event()
+
+    def set_timeout(self, timeout_ms):
+        """The remaining time the caller sent (None: no deadline), counted from now."""
+        self.deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+        self.remaining_at_receipt_ms = -1 if timeout_ms is None else int(timeout_ms)
 
     def cancel(self):
         """Called by the transport when the caller went away."""

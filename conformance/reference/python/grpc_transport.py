@@ -40,45 +40,75 @@ def _abort(context, fault, trailers):
     )
 
 
-def _call(context, method):
+def _start(call, context):
     remaining = context.time_remaining()
     # grpcio reports "no deadline" as None or as a practically infinite time left.
-    timeout_ms = None if remaining is None or remaining > NO_DEADLINE_S else max(0.0, remaining * 1000.0)
-    call = Call("grpc", method.operation, context.invocation_metadata(), timeout_ms)
+    call.set_timeout(None if remaining is None or remaining > NO_DEADLINE_S else max(0.0, remaining * 1000.0))
     # Runs when the RPC ends for any reason: a cancelled or timed-out call stops waiting (S15).
     context.add_callback(call.cancel)
-    return call
 
 
-def _unary_handler(core, method):
-    def handle(request, context):
-        call = _call(context, method)
-        instruction = request.instruction
-        context.send_initial_metadata(_metadata(instruction.reply_headers))
-        trailers = _metadata(instruction.reply_trailers)
-        try:
-            response = core.unary(call, request)
-        except LabFault as fault:
-            _abort(context, fault, trailers)
-        context.set_trailing_metadata(trailers)
-        return response
+class _LabHandlers(grpc.GenericRpcHandler):
+    """Finds the handler of each call as it arrives.
 
-    return grpc.unary_unary_rpc_method_handler(
-        handle, request_deserializer=method.request_class.FromString, response_serializer=_serialize
-    )
+    grpcio asks for the handler on its one serving thread, in the order calls arrive, and
+    only then hands the call to a worker thread. The session turn is taken here, so
+    pipelined calls of one session keep their arrival order (S6).
+    """
 
+    def __init__(self, core):
+        self._core = core
 
-def _stream_handler(core, method):
-    def handle(request, context):
-        call = _call(context, method)
-        try:
-            yield from core.items(call, request)
-        except LabFault as fault:
-            _abort(context, fault, ())
+    def service(self, handler_call_details):
+        method = METHODS.get(handler_call_details.method.lstrip("/"))
+        if method is None:
+            return None
+        call = Call("grpc", method.operation, handler_call_details.invocation_metadata)
+        if not method.server_streaming:
+            # Provisional: grpcio may still drop the call before it runs (turns.py).
+            self._core.arrive(call, provisional=True)
 
-    return grpc.unary_stream_rpc_method_handler(
-        handle, request_deserializer=method.request_class.FromString, response_serializer=_serialize
-    )
+        def deserialize(data):
+            try:
+                return method.request_class.FromString(data)
+            except Exception:
+                self._core.release(call)
+                raise
+
+        if method.server_streaming:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(call), request_deserializer=deserialize, response_serializer=_serialize
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            self._unary(call), request_deserializer=deserialize, response_serializer=_serialize
+        )
+
+    def _unary(self, call):
+        def handle(request, context):
+            _start(call, context)
+            instruction = request.instruction
+            context.send_initial_metadata(_metadata(instruction.reply_headers))
+            trailers = _metadata(instruction.reply_trailers)
+            try:
+                response = self._core.unary(call, request)
+            except LabFault as fault:
+                _abort(context, fault, trailers)
+            finally:
+                self._core.release(call)
+            context.set_trailing_metadata(trailers)
+            return response
+
+        return handle
+
+    def _stream(self, call):
+        def handle(request, context):
+            _start(call, context)
+            try:
+                yield from self._core.items(call, request)
+            except LabFault as fault:
+                _abort(context, fault, ())
+
+        return handle
 
 
 def _serialize(message):
@@ -94,12 +124,7 @@ def serve_grpc(core):
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    by_service = collections.defaultdict(dict)
-    for method in METHODS.values():
-        handler = _stream_handler if method.server_streaming else _unary_handler
-        by_service[method.service.full_name][method.name] = handler(core, method)
-    for service, handlers in by_service.items():
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_generic_rpc_handlers((_LabHandlers(core),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"

@@ -12,6 +12,8 @@ import base64
 import gzip
 import io
 import json
+import select
+import socket
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,7 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers.update({f"trailer-{k}": v for k, v in instruction.reply_trailers.items()})
         call = Call("http", method.operation, self.headers.items(), timeout_ms)
         try:
-            response = self.core.unary(call, request)
+            with _Watch(self.connection, call):
+                response = self.core.unary(call, request)
         except LabFault as fault:
             return self._unary_error(fault, headers, codec)
         body = _encode(response, codec)
@@ -184,6 +187,40 @@ def _timeout(text):
     if not text.isdigit() or len(text) > 10:
         raise invalid_argument("INVALID_TIMEOUT", f"Connect-Timeout-Ms must be 1-10 digits, got {text!r}")
     return int(text)
+
+
+class _Watch:
+    """Watches the connection while a call works: a client that closes it has cancelled the
+    call, which is then abandoned like one past its deadline (S15)."""
+
+    def __init__(self, connection, call):
+        self._connection = connection
+        self._call = call
+        self._done = threading.Event()
+
+    def __enter__(self):
+        threading.Thread(target=self._run, name="lab-http-watch", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        return False
+
+    def _run(self):
+        while not self._done.is_set():
+            try:
+                readable, _, _ = select.select([self._connection], [], [], 0.05)
+                if not readable:
+                    continue
+                if self._connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    self._call.cancel()
+                # Bytes of a next request: the client is still there; stop watching.
+                return
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError):
+                self._call.cancel()
+                return
 
 
 class _Server(ThreadingHTTPServer):

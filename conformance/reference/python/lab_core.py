@@ -115,14 +115,14 @@ class LabCore:
 
     # ---- the operations ---------------------------------------------------------------
 
-    def arrive(self, call):
+    def arrive(self, call, provisional=False):
         """Takes the call's place in its session's queue now, so arrival order is kept even
-        when the transport hands the call to another thread (S6). Idempotent."""
-        if getattr(call, "ticket", None) is not None:
+        when the transport hands the call to another thread (S6). Idempotent. provisional:
+        the transport is not yet sure the call will reach unary() (see turns.py)."""
+        if call.ticket is not None:
             return
         method = METHODS.get(call.operation)
         if method is None or method.sessionless or not call.session_id:
-            call.ticket = None
             return
         key = (method.service.full_name, call.session_id)
         # A numbered message updates the sequence, so it runs alone even when shared.
@@ -131,7 +131,7 @@ class LabCore:
             turns = self._turns.get(key)
             if turns is None:
                 turns = self._turns[key] = Turns()
-            call.ticket = (key, turns, turns.take(shared))
+            call.ticket = (key, turns, turns.take(shared, provisional))
 
     def unary(self, call, request):
         """Answers one unary or one-way call: the response message, or raises LabFault."""
@@ -425,6 +425,10 @@ class _Turn:
         self._call = call
 
     def __enter__(self):
+        if self._call.ticket is not None and not self._call.ticket[1].claim(self._call.ticket[2]):
+            # Given up while the call was not running yet: queue again.
+            self._call.ticket = None
+            self._core.arrive(self._call)
         if self._call.ticket is not None:
             _key, turns, ticket = self._call.ticket
             try:
