@@ -22,6 +22,8 @@ export interface CallSettings {
   readonly session?: string;
   readonly metadata?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
+  /** Cancels the call when aborted. */
+  readonly signal?: AbortSignal;
   readonly tenant?: string;
   readonly account?: string;
 }
@@ -75,6 +77,7 @@ export async function labCall(
     requests: [request.finish()],
     metadata,
     timeoutMs: settings.timeoutMs,
+    signal: settings.signal,
     onMessage: (bytes) => messages.push(bytes),
   });
   const status = outcome.statusDetails === undefined ? undefined : decodeStatus(outcome.statusDetails);

@@ -250,18 +250,39 @@ describe("Python reference lab service (conformance/reference/python)", function
     });
   }
 
-  it("applies pipelined NATS messages of one session in arrival order, one at a time [S6]", async () => {
-    const session = "nats-order";
-    await labReply(transports.nats, "Open", {}, { session });
-    // Later messages sleep less: only queueing in arrival order keeps them in order.
-    await Promise.all(
-      Array.from({ length: 8 }, (_, i) =>
-        labReply(transports.nats, "Act", { append: [String(i)], sleepMs: 80 - i * 10 }, { session }),
-      ),
-    );
-    const log = (await labReply(transports.nats, "Peek", {}, { session })).log;
-    expect(log).to.deep.equal(["0", "1", "2", "3", "4", "5", "6", "7"]);
-  });
+  for (const kind of ["grpc", "nats"] as const) {
+    it(`applies pipelined ${kind} messages of one session in arrival order, one at a time [S6]`, async () => {
+      const session = `${kind}-order`;
+      await labReply(transports[kind], "Open", {}, { session });
+      // Later messages sleep less: only queueing in arrival order keeps them in order.
+      await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          labReply(transports[kind], "Act", { append: [String(i)], sleepMs: 80 - i * 10 }, { session }),
+        ),
+      );
+      const log = (await labReply(transports[kind], "Peek", {}, { session })).log;
+      expect(log).to.deep.equal(["0", "1", "2", "3", "4", "5", "6", "7"]);
+    });
+  }
+
+  for (const kind of ["grpc", "http"] as const) {
+    it(`abandons a call its ${kind} client cancels: nothing applied [S15]`, async () => {
+      const session = `${kind}-cancel`;
+      await labReply(transports[kind], "Open", {}, { session });
+      const controller = new AbortController();
+      const call = labCall(
+        transports[kind],
+        "Act",
+        { append: ["gone"], sleepMs: 3000 },
+        { session, signal: controller.signal },
+      );
+      await sleep(300);
+      controller.abort();
+      expect((await call).code).to.equal(Code.CANCELLED);
+      // The Peek queues behind the cancelled Act (S6): it sees the Act's effect, if any.
+      expect((await labReply(transports[kind], "Peek", {}, { session })).log).to.deep.equal([]);
+    });
+  }
 
   for (const kind of ["grpc", "http"] as const) {
     it(`streams Items over ${kind}, ending with the requested fault`, async () => {
