@@ -121,6 +121,11 @@ describe("Python faulty lab services (conformance/faulty/python)", function () {
       await labReply(first.client, "Open", { append: ["opened"] }, { session: "d" });
       const posted = await labCall(first.client, "Post", { append: ["posted"] }, { session: "d" });
       expect(posted.code).to.equal(Code.OK);
+      // Read back before the crash, as a client checking its Post would.
+      expect((await labReply(first.client, "Peek", {}, { session: "d" })).log).to.deep.equal([
+        "opened",
+        "posted",
+      ]);
       expect(await first.service.stop("SIGKILL")).to.equal("SIGKILL");
       const second = await startService();
       return (await labReply(second.client, "Peek", {}, { session: "d" })).log;

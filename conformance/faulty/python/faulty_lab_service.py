@@ -12,7 +12,8 @@ must blame that rule and no other:
   ignore-deadlines  [S15] sleep_ms runs to its end and the message is applied even when
                           the deadline passed
   post-not-durable  [S9, S10] a one-way Post is acknowledged before its effect is on
-                          disk: a kill -9 right after it loses it
+                          disk, and reading the session (Peek) does not write it either:
+                          a kill -9 before the next message that changes a log loses it
 """
 
 import os
@@ -51,9 +52,10 @@ class IgnoreDeadlines(LabCore):
 
 class PostNotDurable(LabCore):
     def durable(self, call, method):
-        # Broken S9/S10: a Post's transaction is left uncommitted when it is answered; the
-        # next message's commit carries it, a kill -9 before that loses it.
-        return not method.one_way
+        # Broken S9/S10: a Post's transaction is left uncommitted when it is answered, and
+        # so are those of reads; the next Open/Act/Finish commits it, a kill -9 before
+        # that loses it.
+        return not (method.one_way or method.shared)
 
 
 BREAKS = {

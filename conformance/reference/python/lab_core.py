@@ -240,7 +240,7 @@ class LabCore:
         """Counts the delivery and resets the idle clock of a live session, durably."""
         service = method.service
         at = now_ms()
-        with self.store.transaction() as store:
+        with self.store.transaction(self.durable(call, method)) as store:
             if call.message_id:
                 call.delivery_count = store.count_delivery(call.message_id)
             session = store.session(service.full_name, call.session_id)

@@ -241,6 +241,8 @@ class FaultyTest(unittest.TestCase):
         lab = self.make("post-not-durable")
         lab.call("Open", open_("a"))
         self.assertEqual(lab.call("Post", act("posted")), lab_pb2.PostAck())
+        # It looks applied, and reading it does not make it durable.
+        self.assertEqual(list(lab.call("Peek", act()).log), ["a", "posted"])
         lab.reopen(abandon=True)
         self.assertEqual(list(lab.call("Peek", act()).log), ["a"])
 
