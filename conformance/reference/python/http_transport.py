@@ -71,6 +71,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         method = METHODS.get(self.path.split("?", 1)[0].lstrip("/"))
+        call = None
+        if method is not None and not method.server_streaming:
+            # The session turn is taken as soon as the headers are read, before the body:
+            # pipelined messages of a session keep their arrival order (S6).
+            try:
+                timeout_ms = _timeout(self.headers.get("Connect-Timeout-Ms"))
+            except LabFault:
+                timeout_ms = None  # answered below
+            call = Call("http", method.operation, self.headers.items(), timeout_ms)
+            self.core.arrive(call)
+        try:
+            self._post(method, call)
+        finally:
+            if call is not None:
+                self.core.release(call)
+
+    def _post(self, method, call):
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit() or int(length) > MAX_REQUEST_BYTES:
             self.close_connection = True
@@ -92,14 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
             request = _decode(method.request_class, codec, body)
         except LabFault as fault:
             return self._unary_error(fault, {}, codec)
-        self._unary(method, codec, request, timeout_ms)
+        self._unary(call, codec, request)
 
-    def _unary(self, method, codec, request, timeout_ms):
+    def _unary(self, call, codec, request):
         instruction = request.instruction
         headers = dict(instruction.reply_headers)
         # Connect unary: trailers are headers with the `Trailer-` prefix (lab.proto, S15).
         headers.update({f"trailer-{k}": v for k, v in instruction.reply_trailers.items()})
-        call = Call("http", method.operation, self.headers.items(), timeout_ms)
         try:
             with _Watch(self.connection, call):
                 response = self.core.unary(call, request)
