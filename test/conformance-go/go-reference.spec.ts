@@ -86,15 +86,17 @@ function writeBridgeContract(root: string): void {
 describe("Go reference lab service (conformance/reference/go)", function () {
   this.timeout(120_000);
 
-  it("passes its Go unit tests, and so do the faulty variants", async function () {
+  it("passes go vet and its Go unit tests, and so do the faulty variants", async function () {
     // Compiling the tests takes a while on a busy machine.
     this.timeout(600_000);
     for (const dir of ["conformance/reference/go", "conformance/faulty/go"]) {
-      const { stdout } = await run("go", ["test", "-count=1", "./..."], {
+      const options = {
         cwd: path.join(repoRoot(), dir),
         env: { ...process.env, GOFLAGS: "-mod=mod" },
         maxBuffer: 16 * 1024 * 1024,
-      });
+      };
+      await run("go", ["vet", "./..."], options);
+      const { stdout } = await run("go", ["test", "-count=1", "./..."], options);
       expect(stdout).to.match(/^ok\s/m);
       expect(stdout).not.to.match(/^FAIL/m);
     }
@@ -272,6 +274,42 @@ describe("Go reference lab service (conformance/reference/go)", function () {
           const peek = await wire().call("LabService", "Peek", {}, facts(id));
           expect(peek.reply?.log).to.deep.equal([]);
         });
+
+        if (w !== "nats") {
+          it("abandons a cancelled call: nothing is applied and its turn passes on (S15)", async () => {
+            // The retry with the same message id tells whether the cancelled call reached
+            // the service (delivery 2) before it was cancelled; if the cancel won the race,
+            // the scenario runs again with more time before it.
+            for (let attempt = 1; attempt <= 5; attempt++) {
+              const id = sid();
+              const messageId = sid();
+              await wire().call("LabService", "Open", {}, facts(id));
+              const controller = new AbortController();
+              const cancelled = wire()
+                .call(
+                  "LabService",
+                  "Act",
+                  { instruction: { append: ["cancelled"], sleepMs: 600_000 } },
+                  { ...facts(id, { "sb-message-id": messageId }), signal: controller.signal },
+                )
+                .catch(() => undefined);
+              await sleep(200 * attempt);
+              controller.abort();
+              await cancelled;
+              // Were the sleep not abandoned, this would wait for it behind the same turn.
+              const retried = await wire().call(
+                "LabService",
+                "Act",
+                { instruction: { append: ["retried"], observe: true } },
+                facts(id, { "sb-message-id": messageId }),
+              );
+              expect(retried.reply?.replayed).to.equal(false);
+              expect(retried.reply?.log).to.deep.equal(["retried"]);
+              if (retried.reply?.observed?.deliveryCount === 2) return;
+            }
+            throw new Error("the cancelled call never reached the service before its cancel");
+          });
+        }
 
         it("answers an instructed fault with exactly its code, message, reason and details (S14)", async () => {
           const detail = Any.fromPartial({

@@ -49,6 +49,8 @@ export interface CallOptions {
   /** Request headers: session facts (sb-*) and custom metadata. */
   readonly headers?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
+  /** gRPC and HTTP: cancels the call when it aborts. */
+  readonly signal?: AbortSignal;
   /** HTTP and NATS only: protobuf JSON instead of binary. */
   readonly json?: boolean;
 }
@@ -179,6 +181,7 @@ export function grpcWire(address: string): LabWire {
           call.on("metadata", (h) => {
             headers = h;
           });
+          o?.signal?.addEventListener("abort", () => call.cancel(), { once: true });
           call.on("status", (status) => {
             if (error !== null) reject(Object.assign(error, { headers }));
             else
@@ -307,6 +310,7 @@ export function httpWire(baseUrl: string): LabWire {
         method: "POST",
         headers: httpHeaders(o, json ? "application/json" : "application/proto"),
         body: json ? JSON.stringify(toJson(method, request)) : encodeRequest(method, request),
+        ...(o?.signal === undefined ? {} : { signal: o.signal }),
       });
       const body = new Uint8Array(await response.arrayBuffer());
       const { headers, trailers } = split(response.headers);
