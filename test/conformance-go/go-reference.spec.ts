@@ -700,7 +700,7 @@ describe("Go reference lab service (conformance/reference/go)", function () {
     }
 
     for (const outbound of WIRES) {
-      it(`opens, acts, posts and finishes a session with the service on ${outbound}`, async () => {
+      it(`opens, acts, numbers, streams, posts and finishes a session with the service on ${outbound}`, async () => {
         const runtime = await startBridge(outbound);
         const client = grpcWire(runtime.grpc.address);
         try {
@@ -729,6 +729,20 @@ describe("Go reference lab service (conformance/reference/go)", function () {
           expect(acted.reply?.log).to.deep.equal(["opened", "acted"]);
           expect(acted.reply?.observed?.metadata).to.include({ "x-team": "go" });
           expect(acted.reply?.observed?.messageId).to.be.a("string").and.not.equal("");
+          // A numbered message reaches the service with its number (S7).
+          const numbered = await client.call(
+            "LabService",
+            "Act",
+            { tenant, account, instruction: { append: ["numbered"], observe: true } },
+            { headers: { "sb-seq": "1" } },
+          );
+          expect(numbered.reply?.observed?.seq).to.equal(1);
+          if (outbound !== "nats") {
+            // Server streaming crosses the bridge to gRPC and Connect processes.
+            const streamed = await client.items({ tenant, account, count: 2, itemBytes: 3 });
+            expect(streamed.fault).to.equal(undefined);
+            expect(streamed.items.map((i) => i.index)).to.deep.equal([0, 1]);
+          }
           const posted = await client.call("LabService", "Post", {
             tenant,
             account,
@@ -760,7 +774,7 @@ describe("Go reference lab service (conformance/reference/go)", function () {
             account,
             instruction: { append: ["done"] },
           });
-          expect(finished.reply?.log).to.deep.equal(["opened", "acted", "posted", "done"]);
+          expect(finished.reply?.log).to.deep.equal(["opened", "acted", "numbered", "posted", "done"]);
           const after = await client.call(
             "LabService",
             "Act",
