@@ -318,7 +318,9 @@ func (l *Lab) apply(ctx context.Context, call *Call, in *pb.Instruction, count u
 	}
 	var expectedSeq uint64 = 1
 	if s != nil {
+		l.mu.Lock()
 		expectedSeq = s.lastSeq + 1
+		l.mu.Unlock()
 	}
 	if call.Seq > expectedSeq {
 		return faultOutcome(newFault(codes.FailedPrecondition, ReasonOutOfSequence,
