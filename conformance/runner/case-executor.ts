@@ -155,6 +155,9 @@ export class CaseExecution {
     if (streaming && this.#permutation.outbound === "nats") {
       throw new CaseSkip("the bridge does not reach NATS processes with streams (docs/nats.md)");
     }
+    if (step.cancel_after_ms !== undefined && this.#permutation.inbound === "nats") {
+      throw new CaseSkip("NATS request-reply has no way to cancel a request");
+    }
     const body = this.#namespaced(expandRequest(step.request) as Record<string, unknown>);
     const request = encodeRequest(method, body);
     const route = this.#route(step, serviceName, method, body);
@@ -169,7 +172,8 @@ export class CaseExecution {
       metadata["sb-principal"] = "anonymous";
       metadata.traceparent ??= `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
     } else if (step.idempotency_key !== undefined) {
-      metadata["idempotency-key"] = step.idempotency_key;
+      // Keys are scoped to the principal, which every case shares: namespace them per execution.
+      metadata["idempotency-key"] = `${this.#ns}-${step.idempotency_key}`;
     }
     const operation = `${serviceName}/${method}`;
     let outcome: LabOutcome;

@@ -10,13 +10,13 @@ import {
   type RunReport,
   type RunSummary,
 } from "./run-result.js";
-import type { TargetFile } from "./target-file.js";
+import type { KnownFailing, TargetFile } from "./target-file.js";
 
 export interface RunOptions {
   readonly root: string;
   readonly target: TargetFile;
   readonly cases: readonly ConformanceCase[];
-  readonly knownFailing: ReadonlySet<string>;
+  readonly knownFailing: KnownFailing;
   readonly mode: Mode | "all";
   readonly inbound?: readonly TransportName[];
   readonly outbound?: readonly TransportName[];
@@ -99,7 +99,7 @@ export async function runConformance(options: RunOptions): Promise<RunReport> {
   options.onPlan?.(total);
   let done = 0;
   const record = (result: CaseResult) => {
-    const listed = options.knownFailing.has(result.caseId);
+    const listed = options.knownFailing.has(result.caseId, permutationKey(result.permutation));
     const final: CaseResult =
       listed && result.status === "fail"
         ? { ...result, status: "known-failure" }

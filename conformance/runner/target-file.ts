@@ -39,19 +39,45 @@ export function loadTarget(file: string): TargetFile {
   return { ...parsed.data, file: path.resolve(file) };
 }
 
-/** Case ids listed in conformance/known-failing/<target>.txt (one per line, # comments). */
-export function loadKnownFailing(root: string, target: string): Set<string> {
+/**
+ * Entries of conformance/known-failing/<target>.txt: one case id per line, optionally
+ * followed by the permutations it fails in (`direct grpc`, `bridged http→nats`, `*` for
+ * any part); `#` starts a comment.
+ */
+export interface KnownFailing {
+  has(caseId: string, permutation?: string): boolean;
+}
+
+export function loadKnownFailing(root: string, target: string): KnownFailing {
   const file = path.join(root, "conformance/known-failing", `${target}.txt`);
-  let text: string;
+  let text = "";
   try {
     text = readFileSync(file, "utf8");
   } catch {
-    return new Set();
+    // no list: nothing is known to fail
   }
-  return new Set(
-    text
-      .split("\n")
-      .map((line) => line.replace(/#.*/, "").trim())
-      .filter((line) => line !== ""),
-  );
+  return parseKnownFailing(text);
+}
+
+export function parseKnownFailing(text: string): KnownFailing {
+  const entries = text
+    .split("\n")
+    .map((line) => line.replace(/#.*/, "").trim())
+    .filter((line) => line !== "")
+    .map((line) => {
+      const [id = "", ...rest] = line.split(/\s+/);
+      const where = rest.join(" ");
+      const pattern =
+        where === ""
+          ? undefined
+          : new RegExp(`^${where.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^ →]+")}$`);
+      return { id, pattern };
+    });
+  return {
+    has(caseId, permutation) {
+      return entries.some(
+        (e) => e.id === caseId && (e.pattern === undefined || (permutation !== undefined && e.pattern.test(permutation))),
+      );
+    },
+  };
 }

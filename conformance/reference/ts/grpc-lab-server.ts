@@ -144,11 +144,12 @@ async function serveStream(
     if (!headersSent && Object.keys(answer.headers).length > 0) call.sendMetadata(toMetadata(answer.headers));
     const status = statusOf(answer);
     if (answer.fault !== undefined) {
-      call.destroy(Object.assign(new Error(answer.fault.message), status));
+      // grpc-js ends a server stream with a status when the call emits it as an error.
+      call.emit("error", status);
       return;
     }
     call.end(status.metadata);
   } catch (error) {
-    call.destroy(Object.assign(new Error(String(error)), { code: 13 }));
+    call.emit("error", { code: 13, details: `lab service failure: ${String(error)}` });
   }
 }
