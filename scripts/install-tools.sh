@@ -59,3 +59,14 @@ if [ "$(cat .tools/bin/nats.version 2>/dev/null)" != "$NATS_CLI_VERSION" ] || [ 
   go install "github.com/nats-io/natscli/nats@$NATS_CLI_VERSION"
   echo "$NATS_CLI_VERSION" >.tools/bin/nats.version
 fi
+
+# Chromium renders the conformance suite's HTML report in a test (driven by puppeteer-core,
+# which downloads no browser of its own). Debian's package, installed when missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (apt-get)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+  fi
+fi

@@ -31,6 +31,8 @@ export class CheckFailure extends Error {
   constructor(
     readonly rules: readonly Rule[],
     message: string,
+    /** A later attempt may succeed (a read, or a service that is not reachable yet). */
+    readonly retryable = true,
   ) {
     super(message);
   }
@@ -134,7 +136,7 @@ export class CaseExecution {
         await this.#callOnce(step, rules);
         return;
       } catch (error) {
-        if (!(error instanceof CheckFailure) || Date.now() >= deadlineAt) throw error;
+        if (!(error instanceof CheckFailure) || !error.retryable || Date.now() >= deadlineAt) throw error;
         await sleep(100);
       }
     }
@@ -245,8 +247,10 @@ export class CaseExecution {
     rules: readonly Rule[],
     operation: string,
   ): void {
+    // Retrying applies a write again: only reads, and calls that never got through, are retried.
+    const retryable = operation.endsWith("/Peek") || outcome.code === 14;
     const fail = (what: string) => {
-      throw new CheckFailure(rules, `step ${this.#step} (${operation}): ${what}`);
+      throw new CheckFailure(rules, `step ${this.#step} (${operation}): ${what}`, retryable);
     };
     const wantCode =
       typeof expected.code === "number" ? expected.code : CODE_NAMES.indexOf(expected.code ?? "OK");

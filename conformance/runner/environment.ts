@@ -6,6 +6,7 @@ import {
   type SessionServiceClient,
 } from "../../sdk/ts/session-service-client.js";
 import { type BridgeProcess, startBridgeProcess, writeBridgeConfig } from "./bridge-process.js";
+import { CaseSkip } from "./case-executor.js";
 import type { Mode } from "./case-schema.js";
 import { createConnectLabTransport } from "./connect-lab-transport.js";
 import { createGrpcLabTransport } from "./grpc-lab-transport.js";
@@ -48,6 +49,38 @@ export interface Environment {
   /** The service's and the bridge's last output, for failure transcripts. */
   logs(): string;
   close(): Promise<void>;
+}
+
+/**
+ * A service that is already running (`--endpoint grpc://…|http://…|nats://URL/prefix`):
+ * direct mode only, and nothing can be killed or restarted.
+ */
+export function endpointEnvironment(spec: EnvironmentSpec, endpoint: URL): Environment {
+  let transport: Promise<LabTransport> | undefined;
+  const fail = async () => {
+    throw new CaseSkip("a running endpoint cannot be killed and restarted by the runner");
+  };
+  return {
+    spec,
+    transport(inbound) {
+      if (`${inbound}:` !== endpoint.protocol)
+        throw new CaseSkip(`the endpoint speaks ${endpoint.protocol} only`);
+      transport ??=
+        inbound === "grpc"
+          ? Promise.resolve(createGrpcLabTransport(endpoint.host))
+          : inbound === "http"
+            ? Promise.resolve(createConnectLabTransport(endpoint.href.replace(/\/$/, "")))
+            : createNatsLabTransport(`nats://${endpoint.host}`, endpoint.pathname.replace(/^\//, ""));
+      return transport;
+    },
+    sessions: () => undefined,
+    killService: fail,
+    killBridge: fail,
+    logs: () => "",
+    async close() {
+      await (await transport)?.close();
+    },
+  };
 }
 
 export async function startEnvironment(spec: EnvironmentSpec): Promise<Environment> {

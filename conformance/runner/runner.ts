@@ -1,6 +1,6 @@
 import { CaseExecution, CaseSkip, CheckFailure } from "./case-executor.js";
 import type { ConformanceCase, Feature, Mode, Rule } from "./case-schema.js";
-import { type Environment, startEnvironment } from "./environment.js";
+import { type Environment, endpointEnvironment, startEnvironment } from "./environment.js";
 import { TRANSPORTS, type TransportName } from "./lab-wire.js";
 import { type NatsServerProcess, startNatsServerProcess } from "./nats-server-process.js";
 import {
@@ -29,6 +29,8 @@ export interface RunOptions {
   /** The time scale of expiry cases (ServiceSettings.time_scale). */
   readonly timeScale: number;
   readonly natsServerBinary: string;
+  /** A running service to test directly instead of starting the target's command. */
+  readonly endpoint?: URL;
   /** Longest a single case may take. */
   readonly caseTimeoutMs?: number;
   readonly onResult?: (result: CaseResult, done: number, total: number) => void;
@@ -123,7 +125,8 @@ export async function runConformance(options: RunOptions): Promise<RunReport> {
     options.target.transports.includes("nats");
   let nats: NatsServerProcess | undefined;
   try {
-    if (needsNats && chosen.size > 0) nats = await startNatsServerProcess(options.natsServerBinary);
+    if (needsNats && chosen.size > 0 && options.endpoint === undefined)
+      nats = await startNatsServerProcess(options.natsServerBinary);
     // One environment per (mode, outbound, time scale); the inbound transports share it.
     const groups = new Map<string, WorkItem[]>();
     for (const item of planned.filter((w) => chosen.has(w))) {
@@ -136,7 +139,7 @@ export async function runConformance(options: RunOptions): Promise<RunReport> {
       if (first === undefined) continue;
       let env: Environment;
       try {
-        env = await startEnvironment({
+        const spec = {
           root: options.root,
           command: options.target.command,
           mode: first.permutation.mode,
@@ -145,7 +148,11 @@ export async function runConformance(options: RunOptions): Promise<RunReport> {
           timeScale: first.scaled ? options.timeScale : 1,
           natsUrl: nats?.url,
           tag: `${process.pid}-${tag++}`,
-        });
+        };
+        env =
+          options.endpoint === undefined
+            ? await startEnvironment(spec)
+            : endpointEnvironment(spec, options.endpoint);
       } catch (error) {
         for (const item of items) {
           record(

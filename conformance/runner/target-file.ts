@@ -76,7 +76,9 @@ export function parseKnownFailing(text: string): KnownFailing {
   return {
     has(caseId, permutation) {
       return entries.some(
-        (e) => e.id === caseId && (e.pattern === undefined || (permutation !== undefined && e.pattern.test(permutation))),
+        (e) =>
+          e.id === caseId &&
+          (e.pattern === undefined || (permutation !== undefined && e.pattern.test(permutation))),
       );
     },
   };
