@@ -5,7 +5,9 @@ function xmlSafe(text: string): string {
   let out = "";
   for (const ch of text) {
     const c = ch.codePointAt(0) ?? 0;
-    const allowed = c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && c !== 0xfffe && c !== 0xffff);
+    const surrogate = c >= 0xd800 && c <= 0xdfff;
+    const allowed =
+      c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && !surrogate && c !== 0xfffe && c !== 0xffff);
     out += allowed ? ch : "\ufffd";
   }
   return out;

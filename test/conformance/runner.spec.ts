@@ -55,11 +55,11 @@ describe("conformance runner", function () {
     }
   });
 
-  describe("a CI sample against the TypeScript reference (seed 1)", () => {
+  describe("a CI sample of 150 runs against the TypeScript reference (seed 1)", () => {
     let report: RunReport;
     let paths: ReturnType<typeof writeReports>;
     before(async () => {
-      report = await runConformance(options({ sample: "48", seed: 1 }));
+      report = await runConformance(options({ sample: "150", seed: 1 }));
       paths = writeReports(REPORT_DIR, report);
     });
 

@@ -34,7 +34,7 @@ describe("conformance targets", function () {
         cases,
         knownFailing: loadKnownFailing(root, target.name),
         mode: faulty ? "direct" : "all",
-        ...(faulty ? { inbound: [first] } : { sample: "48" }),
+        ...(faulty ? { inbound: [first] } : { sample: "96" }),
         seed: 1,
         parallel: 4,
         timeScale: 0.002,
