@@ -38,6 +38,8 @@ export async function conformanceRun(
   io: { out: NodeJS.WritableStream & { isTTY?: boolean }; err: NodeJS.WritableStream },
 ): Promise<number> {
   const root = packageRoot();
+  // Ctrl-C ends the run through process exit, which kills every service and bridge it started.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
   const cases = loadCases(options.casesDir ?? path.join(root, "conformance/cases"));
   const targets: { target: TargetFile; endpoint?: URL }[] = [];
   for (const file of options.target ?? []) targets.push({ target: loadTarget(file) });

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { stringify } from "yaml";
+import { reapOnExit } from "./child-reaper.js";
 import { LAB_PACKAGE, type TransportName } from "./lab-wire.js";
 
 const READY_TIMEOUT_MS = 60_000;
@@ -23,6 +24,8 @@ export interface BridgeSpec {
   readonly location: string;
   readonly natsUrl: string | undefined;
   readonly natsPrefix: string;
+  /** The bridge expires sessions on the same scaled time as the service (S12). */
+  readonly timeScale: number;
 }
 
 /** A real bridge started through the CLI, as users run it, so a case can kill -9 it (S10). */
@@ -58,7 +61,10 @@ export function writeBridgeConfig(spec: BridgeSpec): string {
     },
     store: `sqlite:${path.join(spec.dir, "sessions.db")}`,
     // Short one-way retries so S11 cases see the retries within seconds.
-    defaults: { oneWay: { maxAttempts: 6, initialBackoffMs: 50, maxBackoffMs: 400, attemptTimeoutMs: 5000 } },
+    defaults: {
+      oneWay: { maxAttempts: 20, initialBackoffMs: 50, maxBackoffMs: 400, attemptTimeoutMs: 5000 },
+      ...(spec.timeScale === 1 ? {} : { timeScale: spec.timeScale }),
+    },
   };
   const file = path.join(spec.dir, "sessionbridge.yaml");
   writeFileSync(file, stringify(config));
@@ -92,6 +98,7 @@ export async function startBridgeProcess(root: string, configFile: string): Prom
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
+  reapOnExit(child);
   let output = "";
   const keep = (text: string) => {
     output = (output + text).slice(-16384);

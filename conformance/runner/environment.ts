@@ -125,6 +125,7 @@ export async function startEnvironment(spec: EnvironmentSpec): Promise<Environme
         location,
         natsUrl: spec.natsUrl,
         natsPrefix: `sb-${spec.tag}`,
+        timeScale: spec.timeScale,
       });
       bridge = await startBridgeProcess(spec.root, configFile);
       sessionClient = createSessionServiceClient(bridge.addresses.grpc, { deadlineMs: 10_000 });

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { reapOnExit } from "./child-reaper.js";
 
 export interface NatsServerProcess {
   readonly url: string;
@@ -18,6 +19,7 @@ export async function startNatsServerProcess(binary: string): Promise<NatsServer
   const config = path.join(dir, "nats.conf");
   writeFileSync(config, `listen: 127.0.0.1:-1\nports_file_dir: ${JSON.stringify(dir)}\n`);
   const child = spawn(binary, ["-c", config], { stdio: ["ignore", "ignore", "pipe"] });
+  reapOnExit(child);
   let stderr = "";
   child.stderr?.setEncoding("utf8").on("data", (c: string) => {
     stderr = (stderr + c).slice(-4096);

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
 import { ServiceAddresses, ServiceSettings } from "../../sdk/gen/sessionbridge/conformance/v1/harness.js";
+import { reapOnExit } from "./child-reaper.js";
 
 const START_TIMEOUT_MS = 60_000;
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -27,6 +28,7 @@ export async function startServiceProcess(launch: ServiceLaunch): Promise<Servic
   const [program, ...args] = launch.command;
   if (program === undefined) throw new Error("empty command");
   const child = spawn(program, args, { cwd: launch.cwd, stdio: ["pipe", "pipe", "pipe"] });
+  reapOnExit(child);
   let stderr = "";
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
     stderr = (stderr + chunk).slice(-8192);

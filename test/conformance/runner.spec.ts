@@ -190,6 +190,23 @@ describe("conformance runner", function () {
     expect(report.summary.ok).to.equal(true);
   });
 
+  it("runs expiry behind a bridge on the scaled time: the bridge expires a session the service keeps (S12)", async () => {
+    // The faulty variant never expires sessions itself: SESSION_EXPIRED can only come from
+    // the bridge, whose idle timeout (600000 ms in lab.proto) the time scale shortens.
+    const never = loadTarget(path.join(root, "conformance/targets/ts-faulty-never-expire.yaml"));
+    const report = await runConformance(
+      options({
+        target: never,
+        knownFailing: parseKnownFailing(""),
+        casesGlob: "expiry/idle-session-expires",
+        mode: "bridged",
+        inbound: ["grpc"],
+        outbound: ["grpc"],
+      }),
+    );
+    expect(report.results.map((r) => `${r.status} ${r.failure ?? ""}`)).to.deep.equal(["pass "]);
+  });
+
   it("keeps the TypeScript reference's target files loadable", () => {
     expect(existsSync(path.join(root, "conformance/known-failing/ts-reference.txt"))).to.equal(true);
     expect(reference.features).to.deep.equal(["streaming", "sequential", "single", "durable", "expiry"]);
