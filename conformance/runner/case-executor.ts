@@ -102,7 +102,15 @@ export class CaseExecution {
     } else if ("pipeline" in step) {
       const pending: Promise<void>[] = [];
       for (const c of step.pipeline) {
-        pending.push(this.#call(c, step.rules));
+        // Each request is on the wire before the next is sent; over HTTP/1.1 they travel on
+        // separate connections, so a short pause also lets the receiver read them in order.
+        let sent: () => void = () => undefined;
+        const written = new Promise<void>((resolve) => {
+          sent = resolve;
+        });
+        const call = this.#call(c, step.rules, sent);
+        pending.push(call);
+        await Promise.race([written, call.catch(() => undefined)]);
         await sleep(PIPELINE_GAP_MS);
       }
       await allChecked(pending);
@@ -127,13 +135,13 @@ export class CaseExecution {
     }
   }
 
-  async #call(step: CallStep, groupRules?: readonly Rule[]): Promise<void> {
+  async #call(step: CallStep, groupRules?: readonly Rule[], onSent?: () => void): Promise<void> {
     if (step.modes !== undefined && !step.modes.includes(this.#permutation.mode)) return;
     const rules = step.rules ?? groupRules ?? this.#case.rules;
     const deadlineAt = step.eventually_ms === undefined ? 0 : Date.now() + step.eventually_ms;
     for (;;) {
       try {
-        await this.#callOnce(step, rules);
+        await this.#callOnce(step, rules, onSent);
         return;
       } catch (error) {
         if (!(error instanceof CheckFailure) || !error.retryable || Date.now() >= deadlineAt) throw error;
@@ -142,7 +150,7 @@ export class CaseExecution {
     }
   }
 
-  async #callOnce(step: CallStep, rules: readonly Rule[]): Promise<void> {
+  async #callOnce(step: CallStep, rules: readonly Rule[], onSent?: () => void): Promise<void> {
     const [serviceName, method] = step.call.split(".") as [string, string];
     const service = `${LAB_PACKAGE}.${serviceName}`;
     const streaming = method === "Items";
@@ -194,6 +202,7 @@ export class CaseExecution {
           serverStreaming: streaming,
           ...(step.deadline === undefined ? {} : { timeout: step.deadline }),
           ...(abort === undefined ? {} : { signal: abort.signal }),
+          ...(onSent === undefined ? {} : { onSent }),
         });
       } finally {
         clearTimeout(timer);

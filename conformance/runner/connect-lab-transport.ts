@@ -115,7 +115,9 @@ function connectCall(baseUrl: string, agent: http.Agent, call: LabCall): Promise
         });
       },
     );
+    request.on("finish", () => call.onSent?.());
     request.on("error", (error) => {
+      call.onSent?.();
       if (call.signal?.aborted === true) {
         resolve({
           code: 1,

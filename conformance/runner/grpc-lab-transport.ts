@@ -48,6 +48,7 @@ function grpcCall(session: http2.ClientHttp2Session, call: LabCall): Promise<Lab
     try {
       stream = session.request(headers, call.signal === undefined ? {} : { signal: call.signal });
     } catch (error) {
+      call.onSent?.();
       resolve(unavailable(`gRPC request failed: ${String(error)}`));
       return;
     }
@@ -109,7 +110,7 @@ function grpcCall(session: http2.ClientHttp2Session, call: LabCall): Promise<Lab
     const frame = Buffer.alloc(5 + call.request.length);
     frame.writeUInt32BE(call.request.length, 1);
     frame.set(call.request, 5);
-    stream.end(frame);
+    stream.end(frame, () => call.onSent?.());
   });
 }
 

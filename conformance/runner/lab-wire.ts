@@ -21,6 +21,8 @@ export interface LabCall {
   readonly serverStreaming: boolean;
   /** Aborting cancels the call (S15). */
   readonly signal?: AbortSignal;
+  /** Called once the request is written out, so a pipelined sender keeps its order on the wire. */
+  readonly onSent?: () => void;
 }
 
 export interface WireDetail {

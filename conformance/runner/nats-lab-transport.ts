@@ -23,6 +23,7 @@ export async function createNatsLabTransport(url: string, prefix: string): Promi
 
 async function natsCall(connection: NatsConnection, prefix: string, call: LabCall): Promise<LabOutcome> {
   if (call.serverStreaming) {
+    call.onSent?.();
     return {
       code: 12,
       message: "streams are not carried on NATS",
@@ -40,6 +41,8 @@ async function natsCall(connection: NatsConnection, prefix: string, call: LabCal
   const subject = `${prefix}.${call.service}.${call.method}`;
   try {
     const pending = connection.request(subject, call.request, { timeout: limit + 50, headers: hdrs });
+    // Published in call order on one connection: the order on the wire is the call order.
+    call.onSent?.();
     const reply = await (call.signal === undefined ? pending : abortable(pending, call.signal));
     const replyHeaders: Record<string, string> = {};
     for (const key of reply.headers?.keys() ?? []) {
@@ -71,6 +74,7 @@ async function natsCall(connection: NatsConnection, prefix: string, call: LabCal
     }
     return { code: 0, message: "", details: [], headers: replyHeaders, trailers: {}, messages: [reply.data] };
   } catch (error) {
+    call.onSent?.();
     if (call.signal?.aborted === true) {
       return {
         code: 1,
