@@ -173,6 +173,53 @@ function program(): Command {
       process.exitCode = await sessionsClose(id, options, io);
     });
 
+  root
+    .command("conformance")
+    .description("the conformance suite: check a service in any language keeps the session rules")
+    .command("run")
+    .description("run the cases against targets (conformance/targets/*.yaml) or a running endpoint")
+    .option("--target <file...>", "target files (conformance/targets/<name>.yaml)")
+    .option(
+      "--endpoint <url>",
+      "a running service: grpc://HOST:PORT, http://HOST:PORT or nats://HOST:PORT/PREFIX (direct mode)",
+    )
+    .addOption(
+      new Option("--mode <mode>", "direct, bridged or all")
+        .choices(["direct", "bridged", "all"])
+        .default("all"),
+    )
+    .option("--inbound <transport...>", "only these inbound transports (grpc, http, nats)")
+    .option("--outbound <transport...>", "only these outbound transports (grpc, http, nats)")
+    .option("--cases <glob>", "only case ids matching this glob, e.g. 'sequence/*'")
+    .option("--cases-dir <dir>", "where the cases are (default: conformance/cases)")
+    .option(
+      "--sample <n|fraction>",
+      "run only this many (or this fraction) of the planned runs, drawn with --seed",
+    )
+    .addOption(
+      new Option("--seed <n>", "seed of --sample").argParser(positiveInteger("--seed", 0)).default(1),
+    )
+    .addOption(
+      new Option("--parallel <n>", "cases at once per environment")
+        .argParser(positiveInteger("--parallel"))
+        .default(4),
+    )
+    .addOption(
+      new Option("--time-scale <x>", "multiplies the contract's timeouts in expiry cases")
+        .argParser((v: string) => {
+          const n = Number(v);
+          if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`--time-scale must be in (0, 1], got ${v}`);
+          return n;
+        })
+        .default(0.002),
+    )
+    .option("--report-dir <dir>", "where the JSON, JUnit and HTML reports go", ".tools/conformance/reports")
+    .addHelpText("after", EXIT_CODES)
+    .action(async (options) => {
+      const { conformanceRun } = await import("./conformance-command.js");
+      process.exitCode = await conformanceRun(options, io);
+    });
+
   return root;
 }
 

@@ -77,3 +77,14 @@ if [ "$(cat .tools/bin/connectconformance.version 2>/dev/null)" != "$CONNECT_CON
   chmod -R u+w .tools/connect-conformance
   echo "$CONNECT_CONFORMANCE_VERSION" >.tools/bin/connectconformance.version
 fi
+
+# Chromium renders the conformance suite's HTML report in a test (driven by puppeteer-core,
+# which downloads no browser of its own). Debian's package, installed when missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (apt-get)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+  fi
+fi

@@ -168,6 +168,11 @@ export const configFileSchema = mapping({
     sessionRetentionMs: positiveInteger.optional(),
     maxPayloadBytes: positiveInteger.optional(),
     maxCorrelationValueBytes: positiveInteger.optional(),
+    timeScale: z
+      .number({ error: says("not a number", "a number in (0, 1]") })
+      .positive({ error: says("not positive", "a number in (0, 1]") })
+      .max(1, { error: says("above 1", "a number in (0, 1]") })
+      .optional(),
     oneWay: mapping({
       maxAttempts: positiveInteger.optional(),
       initialBackoffMs: positiveInteger.optional(),

@@ -129,6 +129,12 @@ export interface DefaultsConfig {
    */
   readonly maxCorrelationValueBytes: number;
   readonly oneWay: OneWayConfig;
+  /**
+   * Multiplies every session idle timeout and maximum lifetime (S12), the contract's and
+   * the defaults: 0.001 makes 600000 ms 600 ms, so expiry can be checked in seconds (the
+   * conformance suite's time scale). 1 when absent.
+   */
+  readonly timeScale?: number;
 }
 
 export interface BridgeConfig {

@@ -69,8 +69,15 @@ export class SessionLifecycle {
       createdAtMs: now,
       lastActiveAtMs: now,
       endedAtMs: undefined,
-      idleTimeoutMs: facts.service.idleTimeoutMs ?? this.#defaults.idleTimeoutMs,
-      maxLifetimeMs: facts.service.maxLifetimeMs ?? this.#defaults.maxLifetimeMs,
+      // S12 under defaults.timeScale: expiry checked in seconds instead of minutes.
+      idleTimeoutMs: scaled(
+        facts.service.idleTimeoutMs ?? this.#defaults.idleTimeoutMs,
+        this.#defaults.timeScale,
+      ),
+      maxLifetimeMs: scaled(
+        facts.service.maxLifetimeMs ?? this.#defaults.maxLifetimeMs,
+        this.#defaults.timeScale,
+      ),
       nextSeq: 1,
       journalLength: 0,
     };
@@ -138,4 +145,9 @@ export class SessionLifecycle {
       () => this.#feed.complete(session.id),
     );
   }
+}
+
+/** A timeout multiplied by the time scale, at least 1 ms; unchanged without a scale. */
+function scaled(ms: number, scale: number | undefined): number {
+  return scale === undefined || scale === 1 ? ms : Math.max(1, Math.round(ms * scale));
 }

@@ -214,7 +214,7 @@ describe("loadConfig", () => {
         `${f}:25:18: defaults.idleTimeoutMs: not positive (expected a positive integer, got -5)`,
         `${f}:26:18: defaults.maxLifetimeMs: not an integer (expected a positive integer, got 1.5)`,
         `${f}:27:20: defaults.maxPayloadBytes: not a number (expected a positive integer, got "4MB")`,
-        `${f}:28:3: defaults.sessionRetention: unknown key, did you mean sessionRetentionMs? (expected one of idleTimeoutMs, maxLifetimeMs, idempotencyRetentionMs, sessionRetentionMs, maxPayloadBytes, maxCorrelationValueBytes, oneWay)`,
+        `${f}:28:3: defaults.sessionRetention: unknown key, did you mean sessionRetentionMs? (expected one of idleTimeoutMs, maxLifetimeMs, idempotencyRetentionMs, sessionRetentionMs, maxPayloadBytes, maxCorrelationValueBytes, timeScale, oneWay)`,
         `${f}:29:26: defaults.oneWay.maxAttempts: not positive (expected a positive integer, got 0)`,
         `${f}:29:66: defaults.oneWay.maxBackoffMs: smaller than initialBackoffMs (expected at least 500, got 100)`,
       ]);

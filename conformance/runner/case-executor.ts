@@ -1,0 +1,531 @@
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { newId } from "../../bridge/call/ids.js";
+import { decodeErrorInfo, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
+import {
+  ActRequest,
+  ItemsRequest,
+  LabItem,
+  LabReply,
+  OpenRequest,
+  PostAck,
+} from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
+import { envelopeKindToJSON } from "../../sdk/gen/sessionbridge/v1/envelope.js";
+import type { JournalEntry } from "../../sdk/gen/sessionbridge/v1/session.js";
+import {
+  type CallStep,
+  CODE_NAMES,
+  type ConformanceCase,
+  type Expect,
+  type Rule,
+  type Step,
+} from "./case-schema.js";
+import type { Environment } from "./environment.js";
+import { expandRequest, mismatch } from "./expectation.js";
+import { LAB_PACKAGE, type LabOutcome } from "./lab-wire.js";
+import type { Exchange, Permutation } from "./run-result.js";
+
+/** A check that failed, with the rules it belongs to: a failure blames precisely (S1–S15). */
+export class CheckFailure extends Error {
+  override readonly name = "CheckFailure";
+  constructor(
+    readonly rules: readonly Rule[],
+    message: string,
+    /** A later attempt may succeed (a read, or a service that is not reachable yet). */
+    readonly retryable = true,
+  ) {
+    super(message);
+  }
+}
+
+/** A case (or one of its steps) that cannot run in this permutation; counted as skipped, never passed. */
+export class CaseSkip extends Error {
+  override readonly name = "CaseSkip";
+}
+
+interface Binding {
+  readonly sessionId: string;
+  readonly messageId: string;
+  readonly code: number;
+  readonly reply: unknown;
+}
+
+/** The pause between the sends of a pipeline: they leave in order without waiting for answers. */
+const PIPELINE_GAP_MS = 25;
+
+/**
+ * Runs one case in one permutation. In direct mode it plays the bridge: it issues session
+ * and message ids (the bridge's alphabet), sb-seq, sb-principal, traceparent and the
+ * deadline, and resolves correlation values to sessions itself.
+ */
+export class CaseExecution {
+  readonly transcript: Exchange[] = [];
+  readonly #case: ConformanceCase;
+  readonly #env: Environment;
+  readonly #permutation: Permutation;
+  /** Correlation values are namespaced per execution, so cases share an environment safely. */
+  readonly #ns = `${randomBytes(5).toString("hex")}`;
+  readonly #bindings = new Map<string, Binding>();
+  /** Direct mode: the runner's correlation index (S2, S5) and the SINGLE service's session. */
+  readonly #index = new Map<string, string>();
+  #single: string | undefined;
+  /** Sessions of SEQUENTIAL and SINGLE services, finished after the case so the next can start. */
+  readonly #exclusiveSessions = new Map<string, string>();
+  #step = 0;
+
+  constructor(c: ConformanceCase, env: Environment, permutation: Permutation) {
+    this.#case = c;
+    this.#env = env;
+    this.#permutation = permutation;
+  }
+
+  get #direct(): boolean {
+    return this.#permutation.mode === "direct";
+  }
+
+  async run(): Promise<void> {
+    try {
+      for (const [i, step] of this.#case.steps.entries()) {
+        this.#step = i + 1;
+        await this.#runStep(step);
+      }
+    } finally {
+      await this.#cleanup();
+    }
+  }
+
+  async #runStep(step: Step): Promise<void> {
+    if ("call" in step) {
+      await this.#call(step);
+    } else if ("parallel" in step) {
+      await allChecked(step.parallel.map((c) => this.#call(c, step.rules)));
+    } else if ("pipeline" in step) {
+      const pending: Promise<void>[] = [];
+      for (const c of step.pipeline) {
+        // Each request is on the wire before the next is sent; over HTTP/1.1 they travel on
+        // separate connections, so a short pause also lets the receiver read them in order.
+        let sent: () => void = () => undefined;
+        const written = new Promise<void>((resolve) => {
+          sent = resolve;
+        });
+        const call = this.#call(c, step.rules, sent);
+        pending.push(call);
+        await Promise.race([written, call.catch(() => undefined)]);
+        await sleep(PIPELINE_GAP_MS);
+      }
+      await allChecked(pending);
+    } else if ("kill" in step) {
+      this.transcript.push({ step: this.#step, label: `kill -9 the ${step.kill} and start it again` });
+      if (step.kill === "service") await this.#env.killService();
+      else if (this.#direct) throw new CaseSkip("a bridge kill needs bridged mode");
+      else await this.#env.killBridge();
+    } else if ("sleep_scaled_ms" in step) {
+      const ms = Math.ceil(step.sleep_scaled_ms * this.#env.spec.timeScale);
+      this.transcript.push({
+        step: this.#step,
+        label: `sleep ${step.sleep_scaled_ms} ms of contract time (${ms} ms)`,
+      });
+      await sleep(ms);
+    } else if ("sleep_ms" in step) {
+      this.transcript.push({ step: this.#step, label: `sleep ${step.sleep_ms} ms` });
+      await sleep(step.sleep_ms);
+    } else if ("history" in step) {
+      if (this.#direct) return;
+      await this.#history(step.history, step.rules ?? this.#case.rules);
+    }
+  }
+
+  async #call(step: CallStep, groupRules?: readonly Rule[], onSent?: () => void): Promise<void> {
+    if (step.modes !== undefined && !step.modes.includes(this.#permutation.mode)) return;
+    const rules = step.rules ?? groupRules ?? this.#case.rules;
+    const deadlineAt = step.eventually_ms === undefined ? 0 : Date.now() + step.eventually_ms;
+    for (;;) {
+      try {
+        await this.#callOnce(step, rules, onSent);
+        return;
+      } catch (error) {
+        if (!(error instanceof CheckFailure) || !error.retryable || Date.now() >= deadlineAt) throw error;
+        await sleep(100);
+      }
+    }
+  }
+
+  async #callOnce(step: CallStep, rules: readonly Rule[], onSent?: () => void): Promise<void> {
+    const [serviceName, method] = step.call.split(".") as [string, string];
+    const service = `${LAB_PACKAGE}.${serviceName}`;
+    const streaming = method === "Items";
+    if (method === "Ping" && !this.#direct) {
+      throw new CaseSkip(
+        "LabService.Ping is sessionless in a service with correlation sets, which the bridge refuses (S4)",
+      );
+    }
+    if (streaming && this.#permutation.inbound === "nats") {
+      throw new CaseSkip("server streams are not carried on NATS (docs/nats.md)");
+    }
+    if (streaming && this.#permutation.outbound === "nats") {
+      throw new CaseSkip("the bridge does not reach NATS processes with streams (docs/nats.md)");
+    }
+    if (step.cancel_after_ms !== undefined && this.#permutation.inbound === "nats") {
+      throw new CaseSkip("NATS request-reply has no way to cancel a request");
+    }
+    const body = this.#namespaced(expandRequest(step.request) as Record<string, unknown>);
+    const request = encodeRequest(method, body);
+    const route = this.#route(step, serviceName, method, body);
+    const metadata: Record<string, string> = { ...(step.metadata ?? {}) };
+    if (route.sessionId !== undefined) metadata["sb-session-id"] = route.sessionId;
+    if (step.seq !== undefined) metadata["sb-seq"] = String(step.seq);
+    let messageId = "";
+    if (this.#direct) {
+      // The runner as the bridge: the facts a process receives (docs/sessions.md).
+      messageId = step.message_id === undefined ? newId() : this.#binding(step.message_id).messageId;
+      metadata["sb-message-id"] = messageId;
+      metadata["sb-principal"] = "anonymous";
+      metadata.traceparent ??= `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+    } else if (step.idempotency_key !== undefined) {
+      // Keys are scoped to the principal, which every case shares: namespace them per execution.
+      metadata["idempotency-key"] = `${this.#ns}-${step.idempotency_key}`;
+    }
+    const operation = `${serviceName}/${method}`;
+    let outcome: LabOutcome;
+    if (route.refusal !== undefined) {
+      outcome = route.refusal;
+    } else {
+      const transport = await this.#env.transport(this.#permutation.inbound);
+      const abort = step.cancel_after_ms === undefined ? undefined : new AbortController();
+      const timer = abort === undefined ? undefined : setTimeout(() => abort.abort(), step.cancel_after_ms);
+      try {
+        outcome = await transport.call({
+          service,
+          method,
+          request,
+          metadata,
+          serverStreaming: streaming,
+          ...(step.deadline === undefined ? {} : { timeout: step.deadline }),
+          ...(abort === undefined ? {} : { signal: abort.signal }),
+          ...(onSent === undefined ? {} : { onSent }),
+        });
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    const reason = reasonOf(outcome);
+    const replies = outcome.messages.map((m) => decodeResponse(method, m));
+    this.transcript.push({
+      step: this.#step,
+      label: step.as === undefined ? operation : `${operation} as ${step.as}`,
+      request: {
+        operation,
+        body,
+        metadata,
+        ...(step.deadline === undefined ? {} : { deadline: step.deadline }),
+      },
+      response: {
+        code: CODE_NAMES[outcome.code] ?? String(outcome.code),
+        ...(reason === undefined ? {} : { reason }),
+        message: outcome.message,
+        headers: outcome.headers,
+        trailers: outcome.trailers,
+        ...(replies.length === 0 ? {} : { body: streaming ? replies : replies[0] }),
+      },
+      ...(route.refusal === undefined ? {} : { note: "answered by the runner, playing the bridge" }),
+    });
+    const sessionId = this.#direct
+      ? (route.sessionId ?? "")
+      : (outcome.headers["sb-session-id"] ?? outcome.trailers["sb-session-id"] ?? route.sessionId ?? "");
+    if (outcome.code === 0) this.#afterSuccess(serviceName, method, route, sessionId);
+    if (step.as !== undefined) {
+      this.#bindings.set(step.as, {
+        sessionId,
+        messageId: this.#direct ? messageId : (outcome.headers["sb-message-id"] ?? ""),
+        code: outcome.code,
+        reply: replies[0],
+      });
+    }
+    const expected: Expect = {
+      ...(step.expect ?? {}),
+      ...((this.#direct ? step.expect_direct : step.expect_bridged) ?? {}),
+    };
+    this.#check(expected, outcome, reason, replies, rules, operation);
+  }
+
+  #check(
+    expected: Expect,
+    outcome: LabOutcome,
+    reason: string | undefined,
+    replies: readonly unknown[],
+    rules: readonly Rule[],
+    operation: string,
+  ): void {
+    // Retrying applies a write again: only reads, and calls that never got through, are retried.
+    const retryable = operation.endsWith("/Peek") || outcome.code === 14;
+    const fail = (what: string) => {
+      throw new CheckFailure(rules, `step ${this.#step} (${operation}): ${what}`, retryable);
+    };
+    const wantCode =
+      typeof expected.code === "number" ? expected.code : CODE_NAMES.indexOf(expected.code ?? "OK");
+    if (outcome.code !== wantCode) {
+      fail(
+        `expected ${CODE_NAMES[wantCode]}, got ${CODE_NAMES[outcome.code] ?? outcome.code}${reason === undefined ? "" : ` (${reason})`}: ${outcome.message}`,
+      );
+    }
+    if (expected.reason !== undefined) {
+      const accepted = Array.isArray(expected.reason) ? expected.reason : [expected.reason];
+      if (reason === undefined || !accepted.includes(reason)) {
+        fail(`expected reason ${accepted.join(" or ")}, got ${reason ?? "none"}`);
+      }
+    }
+    if (expected.message !== undefined && outcome.message !== expected.message) {
+      fail(`expected message ${JSON.stringify(expected.message)}, got ${JSON.stringify(outcome.message)}`);
+    }
+    if (expected.reason_metadata !== undefined) {
+      const info = outcome.details.find((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
+      const meta = info === undefined ? {} : decodeErrorInfo(info.value).metadata;
+      const m = mismatch(expected.reason_metadata, meta, "ErrorInfo.metadata");
+      if (m !== undefined) fail(m);
+    }
+    if (expected.details !== undefined) {
+      let at = 0;
+      for (const want of expected.details) {
+        const found = outcome.details.findIndex((d, i) => i >= at && d.typeUrl.endsWith(want));
+        if (found < 0)
+          fail(`expected detail ${want} in order, got ${outcome.details.map((d) => d.typeUrl).join(", ")}`);
+        at = found + 1;
+      }
+    }
+    for (const [key, value] of Object.entries(expected.headers ?? {})) {
+      if (outcome.headers[key] !== value)
+        fail(`expected header ${key}: ${value}, got ${outcome.headers[key] ?? "none"}`);
+    }
+    for (const [key, value] of Object.entries(expected.trailers ?? {})) {
+      // NATS has no trailers: a process's trailers arrive among the headers there.
+      const got = outcome.trailers[key] ?? outcome.headers[key];
+      if (got !== value) fail(`expected trailer ${key}: ${value}, got ${got ?? "none"}`);
+    }
+    if (expected.reply !== undefined) {
+      const m = mismatch(this.#resolveRefs(expected.reply), replies[0]);
+      if (m !== undefined) fail(m);
+    }
+    if (expected.items !== undefined && replies.length !== expected.items) {
+      fail(`expected ${expected.items} stream items, got ${replies.length}`);
+    }
+    if (expected.item !== undefined) {
+      for (const [i, item] of replies.entries()) {
+        const m = mismatch(this.#resolveRefs(expected.item), item, `item[${i}]`);
+        if (m !== undefined) fail(m);
+      }
+    }
+  }
+
+  /** Which session a call names (`sb-session-id`), or the runner's own refusal as the bridge. */
+  #route(
+    step: CallStep,
+    serviceName: string,
+    method: string,
+    body: Record<string, unknown>,
+  ): { sessionId?: string; key?: string; fresh?: boolean; refusal?: LabOutcome } {
+    if (step.session === "unknown") return { sessionId: newId() };
+    if (step.session === "none") return {};
+    if (step.session !== undefined) return { sessionId: this.#binding(step.session).sessionId };
+    if (!this.#direct || method === "Ping") return {};
+    if (serviceName === "SingleLabService") {
+      if (method === "Open") return { sessionId: newId(), fresh: true };
+      return this.#single === undefined ? { refusal: correlationError() } : { sessionId: this.#single };
+    }
+    const tenant = body.tenant;
+    const account = body.account;
+    if (typeof tenant !== "string" || typeof account !== "string" || account === "") return {};
+    const key = `${serviceName}|${tenant}|${account}`;
+    const known = this.#index.get(key);
+    if (known !== undefined) return { sessionId: known, key };
+    if (method === "Open") return { sessionId: newId(), key, fresh: true };
+    return { refusal: correlationError(), key };
+  }
+
+  #afterSuccess(
+    serviceName: string,
+    method: string,
+    route: { sessionId?: string; key?: string; fresh?: boolean },
+    sessionId: string,
+  ): void {
+    if (serviceName !== "LabService" && sessionId !== "") {
+      if (method === "Finish") this.#exclusiveSessions.delete(sessionId);
+      else this.#exclusiveSessions.set(sessionId, serviceName);
+    }
+    if (!this.#direct) return;
+    if (method === "Open" && route.fresh === true) {
+      if (serviceName === "SingleLabService") this.#single = route.sessionId;
+      else if (route.key !== undefined && route.sessionId !== undefined)
+        this.#index.set(route.key, route.sessionId);
+    }
+    if (method === "Finish") {
+      for (const [key, id] of this.#index) if (id === sessionId) this.#index.delete(key);
+      if (this.#single === sessionId) this.#single = undefined;
+    }
+  }
+
+  /** The case's correlation values live in its own namespace: `tenant` gets a prefix. */
+  #namespaced(body: Record<string, unknown>): Record<string, unknown> {
+    if (typeof body.tenant !== "string" || body.tenant === "") return body;
+    return { ...body, tenant: `${this.#ns}-${body.tenant}` };
+  }
+
+  #binding(ref: string): Binding {
+    const name = ref.slice(1).split(".")[0] ?? "";
+    const found = this.#bindings.get(name);
+    if (found === undefined)
+      throw new CheckFailure(this.#case.rules, `step ${this.#step}: ${ref} was never bound`);
+    return found;
+  }
+
+  /** `$name.session_id`, `$name.message_id` and `$name.reply.<field>` in expectations. */
+  #resolveRefs(value: unknown): unknown {
+    if (typeof value === "string" && /^\$[A-Za-z_]\w*\./.test(value)) {
+      const [name, ...path] = value.slice(1).split(".");
+      const binding = this.#bindings.get(name ?? "");
+      if (binding === undefined) return value;
+      let at: unknown =
+        path[0] === "session_id"
+          ? binding.sessionId
+          : path[0] === "message_id"
+            ? binding.messageId
+            : binding.reply;
+      for (const part of path[0] === "reply" ? path.slice(1) : []) {
+        at = typeof at === "object" && at !== null ? (at as Record<string, unknown>)[part] : undefined;
+      }
+      return at;
+    }
+    if (Array.isArray(value)) return value.map((v) => this.#resolveRefs(v));
+    if (typeof value === "object" && value !== null) {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.#resolveRefs(v)]));
+    }
+    return value;
+  }
+
+  async #history(
+    spec: {
+      session: string;
+      entries: readonly JournalWant[];
+      eventually_ms?: number | undefined;
+    },
+    rules: readonly Rule[],
+  ): Promise<void> {
+    const client = this.#env.sessions();
+    if (client === undefined) return;
+    const sessionId = this.#binding(spec.session).sessionId;
+    const until = Date.now() + (spec.eventually_ms ?? 0);
+    for (;;) {
+      const entries: JournalEntry[] = [];
+      try {
+        for await (const entry of client.history({ sessionId })) entries.push(entry);
+      } catch (error) {
+        throw new CheckFailure(rules, `step ${this.#step}: History failed: ${String(error)}`);
+      }
+      const problem = this.#journalMismatch(spec.entries, entries);
+      const shown = entries.map((e) => {
+        const env = e.envelope;
+        const kind = env === undefined ? "?" : envelopeKindToJSON(env.kind).replace("ENVELOPE_KIND_", "");
+        return `${e.index} ${kind} ${env?.operation ?? ""}${env?.fault?.reason ? ` ${env.fault.reason}` : ""}`;
+      });
+      if (problem === undefined || Date.now() >= until) {
+        this.transcript.push({
+          step: this.#step,
+          label: `SessionService.History ${sessionId}`,
+          note: shown.join("\n"),
+        });
+        if (problem !== undefined) throw new CheckFailure(rules, `step ${this.#step} (History): ${problem}`);
+        return;
+      }
+      await sleep(100);
+    }
+  }
+
+  #journalMismatch(wanted: readonly JournalWant[], entries: readonly JournalEntry[]): string | undefined {
+    let at = 0;
+    for (const want of wanted) {
+      const messageId = want.message_id === undefined ? undefined : this.#resolveRefs(want.message_id);
+      const found = entries.findIndex((e, i) => {
+        const env = e.envelope;
+        if (i < at || env === undefined) return false;
+        if (envelopeKindToJSON(env.kind) !== `ENVELOPE_KIND_${want.kind}`) return false;
+        if (want.method !== undefined && !env.operation.endsWith(`/${want.method}`)) return false;
+        if (want.reason !== undefined && env.fault?.reason !== want.reason) return false;
+        if (messageId !== undefined && env.messageId !== messageId && env.inReplyTo !== messageId)
+          return false;
+        return true;
+      });
+      if (found < 0) return `the journal has no ${JSON.stringify(want)} after entry ${at}`;
+      at = found + 1;
+    }
+    return undefined;
+  }
+
+  /** Finishes SEQUENTIAL and SINGLE sessions a case left open, so the next case can start one. */
+  async #cleanup(): Promise<void> {
+    for (const [id, serviceName] of this.#exclusiveSessions) {
+      try {
+        const transport = await this.#env.transport(this.#permutation.inbound);
+        const metadata: Record<string, string> = { "sb-session-id": id };
+        if (this.#direct) {
+          metadata["sb-message-id"] = newId();
+          metadata["sb-principal"] = "anonymous";
+        }
+        await transport.call({
+          service: `${LAB_PACKAGE}.${serviceName}`,
+          method: "Finish",
+          request: ActRequest.encode({ instruction: undefined }).finish(),
+          metadata,
+          serverStreaming: false,
+          timeout: "5S",
+        });
+      } catch {
+        // best effort: the next case reports what is left
+      }
+    }
+  }
+}
+
+interface JournalWant {
+  readonly kind: string;
+  readonly method?: string | undefined;
+  readonly reason?: string | undefined;
+  readonly message_id?: string | undefined;
+}
+
+/** Waits for every call; the first failure (in step order) is the one reported. */
+async function allChecked(calls: readonly Promise<void>[]): Promise<void> {
+  const settled = await Promise.allSettled(calls);
+  const failed = settled.find((s) => s.status === "rejected");
+  if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+}
+
+function correlationError(): LabOutcome {
+  return {
+    code: 5,
+    message: "no live session has these correlation values",
+    details: [],
+    headers: {},
+    trailers: {},
+    messages: [],
+  };
+}
+
+function reasonOf(outcome: LabOutcome): string | undefined {
+  const info = outcome.details.find((d) => d.typeUrl === ERROR_INFO_TYPE_URL);
+  return info === undefined ? undefined : decodeErrorInfo(info.value).reason;
+}
+
+function encodeRequest(method: string, body: Record<string, unknown>): Uint8Array {
+  if (method === "Open") return OpenRequest.encode(OpenRequest.fromJSON(body)).finish();
+  if (method === "Items") return ItemsRequest.encode(ItemsRequest.fromJSON(body)).finish();
+  return ActRequest.encode(ActRequest.fromJSON(body)).finish();
+}
+
+function decodeResponse(method: string, bytes: Uint8Array): unknown {
+  try {
+    if (method === "Post") return PostAck.toJSON(PostAck.decode(bytes));
+    if (method === "Items") return LabItem.toJSON(LabItem.decode(bytes));
+    return LabReply.toJSON(LabReply.decode(bytes));
+  } catch (error) {
+    return { undecodable: String(error), bytes: Buffer.from(bytes).toString("base64").slice(0, 200) };
+  }
+}
