@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import { parseGrpcTimeout } from "../../adapters/grpc/grpc-wire-headers.js";
 import { decodeStatus } from "../../bridge/errors/rich-status.js";
 import { type LabCall, type LabOutcome, type LabTransport, unavailable } from "./lab-wire.js";
 
@@ -52,6 +53,21 @@ function grpcCall(session: http2.ClientHttp2Session, call: LabCall): Promise<Lab
       resolve(unavailable(`gRPC request failed: ${String(error)}`));
       return;
     }
+    // Like every gRPC client, the runner keeps the deadline itself: a server may just reset
+    // the stream when it gives up (grpc-go and grpc-java do), and the caller's answer is
+    // then DEADLINE_EXCEEDED, not a broken stream.
+    const deadlineAt = call.timeout === undefined ? undefined : parseGrpcTimeout(call.timeout, Date.now());
+    let deadlinePassed = false;
+    const deadlineTimer =
+      deadlineAt === undefined
+        ? undefined
+        : setTimeout(
+            () => {
+              deadlinePassed = true;
+              stream.close(http2.constants.NGHTTP2_CANCEL);
+            },
+            Math.max(0, deadlineAt - Date.now()),
+          );
     let responseHeaders: Record<string, string> = {};
     let trailers: Record<string, string> = {};
     const chunks: Buffer[] = [];
@@ -76,6 +92,7 @@ function grpcCall(session: http2.ClientHttp2Session, call: LabCall): Promise<Lab
       failure ??= String(error);
     });
     stream.on("close", () => {
+      if (deadlineTimer !== undefined) clearTimeout(deadlineTimer);
       if (call.signal?.aborted === true) {
         resolve({
           code: 1,
@@ -90,6 +107,20 @@ function grpcCall(session: http2.ClientHttp2Session, call: LabCall): Promise<Lab
       // A trailers-only response carries the status in its headers.
       const statusSource = trailers["grpc-status"] !== undefined ? trailers : responseHeaders;
       const status = statusSource["grpc-status"];
+      if (
+        status === undefined &&
+        (deadlinePassed || (deadlineAt !== undefined && Date.now() >= deadlineAt))
+      ) {
+        resolve({
+          code: 4,
+          message: "deadline exceeded (the runner's own deadline)",
+          details: [],
+          headers: {},
+          trailers: {},
+          messages: [],
+        });
+        return;
+      }
       if (status === undefined) {
         resolve(unavailable(failure ?? `no grpc-status (HTTP ${responseHeaders[":status"] ?? "?"})`));
         return;

@@ -141,7 +141,7 @@ final class LabEngine {
           Status.Code.FAILED_PRECONDITION.value(),
           "OUT_OF_SEQUENCE",
           "expected sb-seq " + (lastSeq + 1) + ", got " + facts.seq,
-          Map.of("expected", Long.toString(lastSeq + 1)),
+          Map.of("expected_seq", Long.toString(lastSeq + 1)),
           java.util.List.of());
     }
     if (delivery <= ins.getFailFirstDeliveries()) {
@@ -211,7 +211,7 @@ final class LabEngine {
             Status.Code.FAILED_PRECONDITION.value(),
             "OUT_OF_SEQUENCE",
             "expected sb-seq " + (rec.getLastSeq() + 1) + ", got " + facts.seq,
-            Map.of("expected", Long.toString(rec.getLastSeq() + 1)),
+            Map.of("expected_seq", Long.toString(rec.getLastSeq() + 1)),
             java.util.List.of());
       }
       s.lastActivityMs = System.currentTimeMillis();
