@@ -86,6 +86,16 @@ describe("the README walkthrough: one order across TypeScript/gRPC, Python/HTTP 
     return found[0] as Step;
   }
 
+  it("starts from examples/orders/sessionbridge.yaml, which names the three processes", async () => {
+    // npm start on its default ports runs the bridge on this file as it is.
+    const { stdout } = await run(
+      process.execPath,
+      ["dist/cli/main.js", "validate", "--config", "examples/orders/sessionbridge.yaml"],
+      { cwd: repoRoot() },
+    );
+    expect(stdout).to.include("3 service(s), 13 operation(s), 3 process(es)");
+  });
+
   it("runs every command of the walkthrough, each exiting 0", () => {
     expect(steps.length).to.equal(14);
     for (const s of steps) expect(s.code, `${s.command}\n${s.stderr}`).to.equal(0);
