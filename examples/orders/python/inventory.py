@@ -275,7 +275,14 @@ def make_handler(inventory):
             content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
             if content_type != "application/json":
                 raise Fault("invalid_argument", "send protobuf JSON: http://HOST:PORT?codec=json")
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                # Never read to the end of a kept-alive connection: it would never come.
+                self.close_connection = True
+                raise Fault("invalid_argument", "Content-Length must be a byte count")
             if length > MAX_REQUEST_BYTES:
                 self.close_connection = True
                 raise Fault("resource_exhausted", f"request over {MAX_REQUEST_BYTES} bytes")
