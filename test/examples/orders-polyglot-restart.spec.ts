@@ -192,14 +192,11 @@ describe("the three-language orders example after kill -9 of the Python and Go p
         "  oneWay: { maxAttempts: 200, initialBackoffMs: 50, maxBackoffMs: 500, attemptTimeoutMs: 5000 }",
       ].join("\n"),
     );
-    const bridge = await startBridgeProcess([
-      "--config",
-      config,
-      "--grpc",
-      "127.0.0.1:0",
-      "--store",
-      `sqlite:${path.join(dir, "sessions.db")}`,
-    ]);
+    const bridge = await startBridgeProcess(
+      ["--config", config, "--grpc", "127.0.0.1:0", "--store", `sqlite:${path.join(dir, "sessions.db")}`],
+      // Readiness, not timing: a loaded machine may take long to start a bridge.
+      120_000,
+    );
     running.push(bridge.child);
     return bridge;
   }
