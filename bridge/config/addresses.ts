@@ -78,10 +78,13 @@ export const LOCATION_SCHEMES: Readonly<Record<string, LocationScheme>> = {
       return "problem" in parsed ? parsed.problem : undefined;
     },
   },
+  // NATS requests on <prefix>.<Method> (adapters/nats), with ?codec=json for processes
+  // that speak only JSON, as docs/nats.md describes.
   nats: {
     form: "nats://subject.prefix",
     check(rest) {
-      return NATS_SUBJECT.test(rest) ? undefined : "invalid subject prefix";
+      const match = /^([^?]*)(\?codec=(?:json|proto))?$/.exec(rest);
+      return match !== null && NATS_SUBJECT.test(match[1] ?? "") ? undefined : "invalid subject prefix";
     },
   },
 };

@@ -68,7 +68,7 @@ describe("sessionbridge command line", function () {
       const run = await cli("validate", "--config", "examples/orders/sessionbridge.yaml");
       expect(run.code).to.equal(0);
       expect(run.stdout).to.match(
-        /^valid: .*examples\/orders\/sessionbridge\.yaml: 1 service\(s\), 5 operation\(s\), 1 process\(es\)/,
+        /^valid: .*examples\/orders\/sessionbridge\.yaml: 3 service\(s\), 13 operation\(s\), 3 process\(es\)/,
       );
     });
 

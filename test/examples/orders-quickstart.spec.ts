@@ -14,10 +14,10 @@ import { type BridgeProcess, startBridgeProcess } from "../support/bridge-proces
 import { failure, header, unaryCall } from "../support/grpc-call.js";
 import { reasonOf } from "../support/lab-harness.js";
 import { repoRoot } from "../support/repo-root.js";
-import { sleep, waitFor } from "../support/wait.js";
+import { waitFor } from "../support/wait.js";
+import { type LaunchedExample, launchExample, messageOf as msgOf } from "./example-launcher.js";
 
 const run = promisify(execFile);
-const BRIDGE = "127.0.0.1:50051";
 const GRPCURL = path.join(repoRoot(), ".tools/bin/grpcurl");
 
 interface Order {
@@ -29,7 +29,7 @@ interface Order {
 }
 
 /** A client built from nothing but the example's .proto files. */
-function ordersClient(address = BRIDGE): grpc.Client {
+function ordersClient(address: string): grpc.Client {
   const definition = protoLoader.loadSync("examples/orders/v1/orders.proto", {
     includeDirs: [path.join(repoRoot(), "examples/orders/proto"), path.join(repoRoot(), "proto")],
     keepCase: true,
@@ -52,41 +52,33 @@ async function grpcurl(...args: string[]): Promise<string> {
  * grpcurl and from a client that knows only the .proto files.
  */
 describe("quick start: the orders example behind npm start", function () {
-  this.timeout(60_000);
-  let launcher: ChildProcess;
-  const output: string[] = [];
+  this.timeout(300_000);
+  let example: LaunchedExample;
+  let bridgeAddress: string;
+  let output: string[];
   let client: grpc.Client;
   const order = `Q-${randomUUID().slice(0, 8)}`;
 
   before(async () => {
-    launcher = spawn(process.execPath, ["dist/examples/orders/start.js"], {
-      cwd: repoRoot(),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    createInterface({ input: launcher.stdout as NodeJS.ReadableStream }).on("line", (line) =>
-      output.push(line),
-    );
-    launcher.stderr?.on("data", (d: Buffer) => output.push(d.toString()));
-    await waitFor(
-      () => output.some((l) => l.includes("Ctrl-C stops both")),
-      20_000,
-      `npm start ready; output: ${output.join("\n")}`,
-    );
-    client = ordersClient();
+    example = await launchExample();
+    bridgeAddress = example.addresses.grpc;
+    output = example.lines;
+    client = ordersClient(bridgeAddress);
   });
 
   after(async () => {
     client?.close();
-    launcher.kill("SIGTERM");
-    await Promise.race([new Promise((r) => launcher.once("exit", r)), sleep(10_000)]);
+    await example?.stop();
   });
 
-  it("prints the commands to try once both are ready", () => {
+  it("prints the commands to try once everything is ready", () => {
     const text = output.join("\n");
     expect(text).to.include(
-      `-plaintext -d '{"order_id":"A-1","customer":"ada"}' ${BRIDGE} examples.orders.v1.Orders/Open`,
+      `-plaintext -d '{"order_id":"A-1","customer":"ada"}' ${bridgeAddress} examples.orders.v1.Orders/Open`,
     );
     expect(text).to.include("sessions list");
+    expect(text).to.include(`/examples.inventory.v1.Inventory/Reserve`);
+    expect(text).to.include("req sb.examples.payments.v1.Payments.Charge");
   });
 
   it("answers the README's curl over HTTP with the Connect protocol, and the session reaches gRPC too", async () => {
@@ -98,7 +90,7 @@ describe("quick start: the orders example behind npm start", function () {
       "Content-Type: application/json",
       "-d",
       JSON.stringify({ orderId: id, customer: "ada" }),
-      "http://127.0.0.1:8080/examples.orders.v1.Orders/Open",
+      `http://${example.addresses.http}/examples.orders.v1.Orders/Open`,
     ]);
     expect(stdout).to.match(/^HTTP\/1\.1 200 /);
     const sessionId = /^sb-session-id: (\S+)\r?$/m.exec(stdout)?.[1];
@@ -112,23 +104,25 @@ describe("quick start: the orders example behind npm start", function () {
   });
 
   it("reports SERVING on grpc.health.v1.Health", async () => {
-    expect(JSON.parse(await grpcurl(BRIDGE, "grpc.health.v1.Health/Check"))).to.deep.equal({
+    expect(JSON.parse(await grpcurl(bridgeAddress, "grpc.health.v1.Health/Check"))).to.deep.equal({
       status: "SERVING",
     });
     const service = JSON.stringify({ service: "examples.orders.v1.Orders" });
-    expect(JSON.parse(await grpcurl("-d", service, BRIDGE, "grpc.health.v1.Health/Check"))).to.deep.equal({
+    expect(
+      JSON.parse(await grpcurl("-d", service, bridgeAddress, "grpc.health.v1.Health/Check")),
+    ).to.deep.equal({
       status: "SERVING",
     });
   });
 
   it("lists its services through reflection and grpcurl can call them", async () => {
-    const services = (await grpcurl(BRIDGE, "list")).trim().split("\n");
+    const services = (await grpcurl(bridgeAddress, "list")).trim().split("\n");
     expect(services).to.include.members([
       "examples.orders.v1.Orders",
       "sessionbridge.v1.SessionService",
       "grpc.health.v1.Health",
     ]);
-    const described = await grpcurl(BRIDGE, "describe", "examples.orders.v1.Orders");
+    const described = await grpcurl(bridgeAddress, "describe", "examples.orders.v1.Orders");
     for (const method of ["Open", "AddItem", "Get", "Note", "Checkout"])
       expect(described).to.include(`rpc ${method} (`);
     const id = `G-${randomUUID().slice(0, 8)}`;
@@ -136,13 +130,15 @@ describe("quick start: the orders example behind npm start", function () {
       await grpcurl(
         "-d",
         JSON.stringify({ order_id: id, customer: "grace" }),
-        BRIDGE,
+        bridgeAddress,
         "examples.orders.v1.Orders/Open",
       ),
     );
     // Reflection serves the compiler's descriptors (json_name set), so grpcurl prints proto3 JSON names.
     expect(opened).to.deep.equal({ orderId: id, customer: "grace" });
-    const listed = JSON.parse(await grpcurl("-d", "{}", BRIDGE, "sessionbridge.v1.SessionService/List")) as {
+    const listed = JSON.parse(
+      await grpcurl("-d", "{}", bridgeAddress, "sessionbridge.v1.SessionService/List"),
+    ) as {
       sessions: { correlation: Record<string, string> }[];
     };
     expect(listed.sessions.some((s) => s.correlation.order_id === id)).to.equal(true);
@@ -211,9 +207,23 @@ describe("quick start: the orders example behind npm start", function () {
 
     // The CLI shows the session and its journal.
     const cli = path.join(repoRoot(), "dist/cli/main.js");
-    const shown = await run(process.execPath, [cli, "sessions", "show", sessionId ?? ""]);
+    const shown = await run(process.execPath, [
+      cli,
+      "sessions",
+      "show",
+      "--bridge",
+      bridgeAddress,
+      sessionId ?? "",
+    ]);
     expect(shown.stdout).to.match(/state\s+closed/);
-    const history = await run(process.execPath, [cli, "sessions", "history", sessionId ?? ""]);
+    const history = await run(process.execPath, [
+      cli,
+      "sessions",
+      "history",
+      "--bridge",
+      bridgeAddress,
+      sessionId ?? "",
+    ]);
     expect(history.stdout).to.include("ONE_WAY  /examples.orders.v1.Orders/Note");
     expect(history.stdout).to.include("event=session.ended state=closed reason=end-operation");
   });
@@ -233,19 +243,11 @@ function exitOf(child: ChildProcess): Promise<number | string> {
   return new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
 }
 
-const msgOf = (line: string): string | undefined => {
-  try {
-    return (JSON.parse(line.replace(/^\[\w+\] /, "")) as { msg?: string }).msg;
-  } catch {
-    return undefined;
-  }
-};
-
 /** Sends `signal` and waits for a log line with message `msg` (signals of one kind do not queue). */
 async function signalUntil(child: ChildProcess, lines: string[], signal: NodeJS.Signals, msg: string) {
   const seen = lines.filter((l) => msgOf(l) === msg).length;
   child.kill(signal);
-  await waitFor(() => lines.filter((l) => msgOf(l) === msg).length > seen, 15_000, msg);
+  await waitFor(() => lines.filter((l) => msgOf(l) === msg).length > seen, 60_000, msg);
 }
 
 /** Resolves once the bridge has journaled a request for `operation` in the session: it is in flight. */
@@ -259,29 +261,26 @@ async function journaled(bridge: string, sessionId: string, operation: string): 
           return true;
       }
       return false;
-    }, 15_000);
+    }, 60_000);
   } finally {
     sessions.close();
   }
 }
 
 describe("npm start and Ctrl-C", function () {
-  this.timeout(90_000);
+  this.timeout(300_000);
+  let example: LaunchedExample;
   let launcher: ChildProcess;
   let lines: string[];
   let ordersPid: number;
   let client: grpc.Client;
 
   beforeEach(async () => {
-    launcher = spawn(process.execPath, ["dist/examples/orders/start.js"], {
-      cwd: repoRoot(),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    lines = collect(launcher);
-    await waitFor(() => lines.some((l) => l.includes("Ctrl-C stops both")), 20_000, "npm start ready");
-    const ready = lines.find((l) => msgOf(l) === "orders process ready") ?? "";
-    ordersPid = (JSON.parse(ready.replace(/^\[orders\] /, "")) as { pid: number }).pid;
-    client = ordersClient();
+    example = await launchExample();
+    launcher = example.child;
+    lines = example.lines;
+    ordersPid = example.pid("orders");
+    client = ordersClient(example.addresses.grpc);
   });
 
   afterEach(async () => {
@@ -291,8 +290,7 @@ describe("npm start and Ctrl-C", function () {
     } catch {
       // already gone
     }
-    launcher.kill("SIGTERM");
-    await Promise.race([exitOf(launcher), sleep(15_000)]);
+    await example.stop();
   });
 
   /** An order whose AddItem is in flight: the process is stopped (SIGSTOP) while it holds the call. */
@@ -302,7 +300,7 @@ describe("npm start and Ctrl-C", function () {
     process.kill(ordersPid, "SIGSTOP");
     const pending = unaryCall<Order>(client, "AddItem", { order_id: order, sku: "tea", qty: 2 });
     pending.catch(() => {});
-    await journaled(BRIDGE, header(opened.headers, "sb-session-id") ?? "", "AddItem");
+    await journaled(example.addresses.grpc, header(opened.headers, "sb-session-id") ?? "", "AddItem");
     return { pending };
   }
 
@@ -340,7 +338,7 @@ describe("npm start and Ctrl-C", function () {
 });
 
 describe("the orders example after kill -9 of the bridge and the process (S10)", function () {
-  this.timeout(90_000);
+  this.timeout(300_000);
   let dir: string;
   let db: string;
   const running: ChildProcess[] = [];
@@ -364,7 +362,7 @@ describe("the orders example after kill -9 of the bridge and the process (S10)",
     });
     running.push(child);
     const lines = collect(child);
-    await waitFor(() => lines.some((l) => msgOf(l) === "orders process ready"), 15_000, "orders ready");
+    await waitFor(() => lines.some((l) => msgOf(l) === "orders process ready"), 60_000, "orders ready");
     const ready = lines.find((l) => msgOf(l) === "orders process ready") ?? "";
     return { child, port: (JSON.parse(ready) as { port: number }).port };
   }
@@ -383,14 +381,11 @@ describe("the orders example after kill -9 of the bridge and the process (S10)",
         `    location: grpc://127.0.0.1:${processPort}`,
       ].join("\n"),
     );
-    return startBridgeProcess([
-      "--config",
-      config,
-      "--grpc",
-      "127.0.0.1:0",
-      "--store",
-      `sqlite:${path.join(dir, "sessions.db")}`,
-    ]).then((b) => {
+    return startBridgeProcess(
+      ["--config", config, "--grpc", "127.0.0.1:0", "--store", `sqlite:${path.join(dir, "sessions.db")}`],
+      // Readiness, not timing: a loaded machine may take long to start a bridge.
+      120_000,
+    ).then((b) => {
       running.push(b.child);
       return b;
     });
@@ -422,7 +417,7 @@ describe("the orders example after kill -9 of the bridge and the process (S10)",
     client = ordersClient(bridge.address);
     const get = async () => (await unaryCall<Order>(client, "Get", { order_id: order })).response;
     // The order is intact, and the note left undelivered goes out after the restart.
-    await waitFor(async () => (await get()).notes.length === 2, 15_000, "both notes");
+    await waitFor(async () => (await get()).notes.length === 2, 60_000, "both notes");
     let got = await get();
     expect(got.items).to.deep.equal([
       { sku: "tea", qty: 2 },

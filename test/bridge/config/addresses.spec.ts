@@ -47,6 +47,12 @@ describe("addresses", () => {
     expect(checkLocation("grpc://[::1]:1")).to.equal(undefined);
     expect(checkLocation("nats://orders")).to.equal(undefined);
     expect(checkLocation("nats://orders.v1_x-y")).to.equal(undefined);
+    // docs/nats.md: ?codec=json sends protobuf JSON to a process that speaks only JSON.
+    expect(checkLocation("nats://orders.v1?codec=json")).to.equal(undefined);
+    expect(checkLocation("nats://orders.v1?codec=proto")).to.equal(undefined);
+    expect(checkLocation("nats://orders.v1?codec=xml")).to.equal(
+      'invalid subject prefix (expected nats://subject.prefix, got "nats://orders.v1?codec=xml")',
+    );
     expect(checkLocation("nats://orders.*")).to.equal(
       'invalid subject prefix (expected nats://subject.prefix, got "nats://orders.*")',
     );
