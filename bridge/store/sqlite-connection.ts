@@ -4,11 +4,14 @@ import { storeFailure } from "./store-errors.js";
 /**
  * Page size of a new database. Each commit appends every page it changed to the WAL, so
  * the page is the unit of write amplification: a call changes a handful of pages (the
- * session row, the journal's tail, one leaf per index), and with 4 KiB pages it wrote
- * ~80 KiB per call for ~3 KiB stored (bench/store-write-amplification.ts). An existing
- * database keeps the page size it was created with (changing it takes a VACUUM).
+ * journal's tail, one leaf per index, the outbox, page 1 when the file grows), most of
+ * them for a few dozen bytes each. With 4 KiB pages a call wrote ~80 KiB for ~3 KiB
+ * stored; with 1 KiB pages 16 frames (17 KB of WAL) per call; with 512-byte pages 20
+ * smaller frames (11 KB), though an envelope now spans more overflow pages
+ * (bench/store-write-amplification.ts). An existing database keeps the page size it was
+ * created with (changing it takes a VACUUM).
  */
-const NEW_DATABASE_PAGE_BYTES = 1024;
+const NEW_DATABASE_PAGE_BYTES = 512;
 
 /**
  * WAL pages after which the writer checkpoints inline, in the commit that crosses it (64

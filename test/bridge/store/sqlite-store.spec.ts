@@ -159,7 +159,7 @@ describe("SQLite store", () => {
       expect(db.pragma("journal_mode", { simple: true })).to.equal("wal");
       expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
       // Small pages for a new database: each commit writes whole pages to the WAL.
-      expect(db.pragma("page_size", { simple: true })).to.equal(1024);
+      expect(db.pragma("page_size", { simple: true })).to.equal(512);
       const indexes = db
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%UNIQUE%'")
         .all();
