@@ -24,8 +24,15 @@ export type CommitRequest = Extract<WriterRequest, { type: "commit" }>;
 
 /** Applies a group of commits in one write transaction: the writer thread's main job. */
 export interface GroupApplier {
-  /** One result per request, in order. */
-  apply(requests: readonly CommitRequest[]): WriterResult[];
+  /**
+   * One result per request, in order, and whether the transaction committed.
+   * `alongside` runs in the same transaction after the requests (a purge step that then
+   * costs no fsync of its own); it must not throw.
+   */
+  apply(
+    requests: readonly CommitRequest[],
+    alongside?: () => void,
+  ): { results: WriterResult[]; committed: boolean };
 }
 
 /**
@@ -128,7 +135,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   };
 
   return {
-    apply(requests) {
+    apply(requests, alongside) {
       const results: WriterResult[] = [];
       try {
         begin.run();
@@ -147,8 +154,9 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
             results.push({ ok: false, error: toWireError(error, "the batch was not recorded") });
           }
         }
+        alongside?.();
         commit.run();
-        return results;
+        return { results, committed: true };
       } catch (error) {
         if (db.inTransaction) {
           try {
@@ -158,7 +166,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
           }
         }
         const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
-        return requests.map(() => failed);
+        return { results: requests.map(() => failed), committed: false };
       }
     },
   };

@@ -160,3 +160,52 @@ describe("SQLite store: what a commit writes", () => {
     }
   });
 });
+
+describe("SQLite store: purging a large backlog", () => {
+  let temp: TempSqlite;
+
+  beforeEach(async () => {
+    temp = await openTempSqlite();
+  });
+
+  afterEach(async () => {
+    await temp.cleanup();
+  });
+
+  it("lets commits through between purge steps while it works off a large backlog", async () => {
+    // 600 ended sessions with 40 entries each: 24,600 rows, about four hundred steps.
+    for (let first = 0; first < 600; first += 50) {
+      const ids = Array.from({ length: 50 }, (_, i) => `ended-${first + i}`);
+      await temp.store.commit({
+        sessions: ids.map((id) => ({
+          ...session(id, { journalLength: 40 }),
+          state: "closed" as const,
+          endReason: "closed" as const,
+          endedAtMs: 100,
+        })),
+        entries: ids.flatMap((id) => Array.from({ length: 40 }, (_, i) => entry(id, i + 1))),
+      });
+    }
+    let purged: { sessions: number } | undefined;
+    const purging = temp.store.purge(1_000, 0).then((counts) => {
+      purged = counts;
+    });
+    // One commit after another, as long as the purge runs: each goes through between two
+    // steps, so some complete before the purge does (as one transaction, none would).
+    // How many depends on how the machine shares its cores between this thread and the
+    // writer, so the floor is low.
+    let committedDuringPurge = 0;
+    let index = 0;
+    while (purged === undefined) {
+      await temp.store.commit({ entries: [entry("busy", ++index)] });
+      if (purged === undefined) committedDuringPurge++;
+    }
+    await purging;
+    expect(purged).to.deep.include({ sessions: 600 });
+    const steps = temp.store.stats().purgeSteps;
+    expect(steps, "the backlog took many steps").to.be.at.least(300);
+    expect(committedDuringPurge, "commits completed between purge steps").to.be.at.least(2);
+    expect(await temp.store.readJournal("busy", 1, 1_000)).to.have.length(index);
+    expect((await temp.store.listSessions({ pageSize: 10 })).sessions).to.deep.equal([]);
+  });
+});
