@@ -15,12 +15,12 @@ const NEW_DATABASE_PAGE_BYTES = 512;
 
 /**
  * WAL pages after which the writer checkpoints inline, in the commit that crosses it (64
- * MiB at 1 KiB pages). Normally the checkpointer thread copies the WAL long before
+ * MiB at 512-byte pages). Normally the checkpointer thread copies the WAL long before
  * (sqlite-checkpointer.ts), off the commit path; this bounds the WAL if it cannot keep
  * up. The WAL file is kept (not truncated) up to WAL_SIZE_LIMIT_BYTES, so it is rewritten
  * in place instead of growing again.
  */
-const WAL_AUTOCHECKPOINT_PAGES = 65_536;
+const WAL_AUTOCHECKPOINT_PAGES = 131_072;
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
