@@ -54,6 +54,7 @@ export function renderSoakMarkdown(r: SoakResults): string {
         "purges seen",
         "longest call during a purge (ms)",
         "longest call outside purges (ms)",
+        "p99 during / outside purges (ms)",
       ],
       r.runs.map((x) => [
         x.store,
@@ -71,6 +72,7 @@ export function renderSoakMarkdown(r: SoakResults): string {
         String(x.purges.length),
         fixed(x.longestCallDuringPurgeMs, 1),
         fixed(x.longestCallOutsidePurgeMs, 1),
+        `${fixed(x.p99DuringPurgeMs, 1)} / ${fixed(x.p99OutsidePurgeMs, 1)}`,
       ]),
     ),
   );

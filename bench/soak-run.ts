@@ -84,6 +84,9 @@ export interface SoakResult {
   /** The longest call latency while a purge ran, and the longest outside purges. */
   readonly longestCallDuringPurgeMs: number | undefined;
   readonly longestCallOutsidePurgeMs: number;
+  /** p99 of the calls due while a purge ran, and of the others: a purge that held calls back shows here. */
+  readonly p99DuringPurgeMs: number | undefined;
+  readonly p99OutsidePurgeMs: number | undefined;
   readonly problems: readonly string[];
 }
 
@@ -325,8 +328,20 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       });
     }
     let outside = 0;
-    for (let j = 0; j < latencies.length; j++)
-      if (inPurge[j] === 0) outside = Math.max(outside, latencies[j] as number);
+    const during: number[] = [];
+    const others: number[] = [];
+    for (let j = 0; j < latencies.length; j++) {
+      const ms = latencies[j] as number;
+      if (inPurge[j] === 0) {
+        outside = Math.max(outside, ms);
+        others.push(ms);
+      } else during.push(ms);
+    }
+    const p99 = (values: number[]): number | undefined => {
+      if (values.length === 0) return undefined;
+      values.sort((a, b) => a - b);
+      return values[Math.min(values.length - 1, Math.floor(values.length * 0.99))];
+    };
 
     const afterWarmup = samples.filter((s) => s.atSeconds >= settings.warmupSeconds);
     const runEnd = samples[samples.length - 1]?.atSeconds ?? 0;
@@ -386,6 +401,8 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       longestCallDuringPurgeMs:
         purges.length === 0 ? undefined : Math.max(...purges.map((p) => p.longestCallMs)),
       longestCallOutsidePurgeMs: outside,
+      p99DuringPurgeMs: p99(during),
+      p99OutsidePurgeMs: p99(others),
       problems,
     };
   } finally {
