@@ -285,7 +285,13 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         while (next < total) {
           const dueAt = measureFrom + next * intervalMs;
           if (dueAt > now) break;
-          send(next, dueAt);
+          try {
+            send(next, dueAt);
+          } catch (error) {
+            // A connection the bridge closed (or lost) fails its calls; the run goes on
+            // and counts them as errors.
+            done(dueAt, "send")(error instanceof Error ? error.message : String(error));
+          }
           next += 1;
         }
         if (next < total) setTimeout(pump, Math.max(0, measureFrom + next * intervalMs - performance.now()));
