@@ -32,7 +32,8 @@ export function renderSoakMarkdown(r: SoakResults): string {
     `${s.sessions} live sessions, ${s.ratePerSec} calls/s for ${s.seconds} s per store (fixed rate, latency from ` +
       `the schedule), ${s.payloadBytes} B payloads. Of every 20 calls: 11 Call (half with an idempotency key, one ` +
       "of them a retry), 5 one-way Notify, 2 End and 2 Open of a new session. Retention 60 s, purges every 30 s. " +
-      `RSS growth from the end of a ${s.warmupSeconds} s warm-up to the end of the run.`,
+      `RSS growth: the median of the samples (every 5 s) in the last ${60} s against the median in the first ${60} s ` +
+      `after a ${s.warmupSeconds} s warm-up; the same for the V8 heap in use (no forced GC).`,
   );
   out.push("");
   out.push(
@@ -43,6 +44,9 @@ export function renderSoakMarkdown(r: SoakResults): string {
         "p50 / p99 / max (ms)",
         "RSS after warm-up → end (MB)",
         "RSS growth",
+        "heap after warm-up → end (MB)",
+        "heap growth",
+        "longest GC pause (ms)",
         "bridge CPU s / 1000 calls",
         "bytes written / call",
         "journal bytes / call",
@@ -50,6 +54,7 @@ export function renderSoakMarkdown(r: SoakResults): string {
         "purges seen",
         "longest call during a purge (ms)",
         "longest call outside purges (ms)",
+        "p99 during / outside purges (ms)",
       ],
       r.runs.map((x) => [
         x.store,
@@ -57,6 +62,9 @@ export function renderSoakMarkdown(r: SoakResults): string {
         `${fixed(x.latency.p50Us / 1000, 2)} / ${fixed(x.latency.p99Us / 1000, 2)} / ${fixed(x.latency.maxUs / 1000, 1)}`,
         `${fixed(x.rss.afterWarmupBytes / MB, 0)} → ${fixed(x.rss.endBytes / MB, 0)} (max ${fixed(x.rss.maxAfterWarmupBytes / MB, 0)})`,
         `${fixed(x.rss.growth * 100, 1)} %`,
+        `${fixed(x.rss.heapAfterWarmupBytes === undefined ? undefined : x.rss.heapAfterWarmupBytes / MB, 0)} → ${fixed(x.rss.heapEndBytes === undefined ? undefined : x.rss.heapEndBytes / MB, 0)}`,
+        x.rss.heapGrowth === undefined ? "–" : `${fixed(x.rss.heapGrowth * 100, 1)} %`,
+        fixed(x.longestGcPauseMs, 1),
         fixed(x.cpuSecondsPer1000, 3),
         fixed(x.writes.bytesPerCall, 0),
         fixed(x.writes.storedBytesPerCall, 0),
@@ -64,6 +72,7 @@ export function renderSoakMarkdown(r: SoakResults): string {
         String(x.purges.length),
         fixed(x.longestCallDuringPurgeMs, 1),
         fixed(x.longestCallOutsidePurgeMs, 1),
+        `${fixed(x.p99DuringPurgeMs, 1)} / ${fixed(x.p99OutsidePurgeMs, 1)}`,
       ]),
     ),
   );
@@ -80,10 +89,15 @@ export function renderSoakMarkdown(r: SoakResults): string {
     const every = Math.max(1, Math.floor(x.samples.length / 12));
     out.push(
       table(
-        ["seconds", "RSS (MB)", "calls"],
+        ["seconds", "RSS (MB)", "heap (MB)", "calls"],
         x.samples
           .filter((_, i) => i % every === 0 || i === x.samples.length - 1)
-          .map((p) => [fixed(p.atSeconds, 0), fixed(p.rssBytes / MB, 1), String(p.calls)]),
+          .map((p) => [
+            fixed(p.atSeconds, 0),
+            fixed(p.rssBytes / MB, 1),
+            fixed(p.heapUsedBytes === undefined ? undefined : p.heapUsedBytes / MB, 1),
+            String(p.calls),
+          ]),
       ),
     );
   }

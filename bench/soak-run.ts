@@ -15,12 +15,25 @@ const OPEN = `${SERVICE}/Open`;
 const CALL = `${SERVICE}/Call`;
 const NOTIFY = `${SERVICE}/Notify`;
 const END = `${SERVICE}/End`;
-/** How often RSS, CPU and bytes written are sampled. */
+/** How often RSS, heap, GC pauses, CPU and bytes written are sampled. */
 const SAMPLE_EVERY_MS = 5_000;
+/** RSS growth compares the median of the first window after the warm-up with the last one's. */
+const RSS_WINDOW_SECONDS = 60;
+
+function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
 
 export interface SoakSample {
   readonly atSeconds: number;
   readonly rssBytes: number;
+  /** V8 heap in use (process.memoryUsage, no forced GC), when the bridge answered in time. */
+  readonly heapUsedBytes: number | undefined;
+  /** Longest GC pause of the bridge's main thread since the previous sample (perf_hooks). */
+  readonly gcMaxMs: number | undefined;
   readonly writtenBytes: number | undefined;
   readonly calls: number;
   readonly cpuSeconds: number;
@@ -43,12 +56,23 @@ export interface SoakResult {
   readonly latency: LatencySummary;
   readonly samples: readonly SoakSample[];
   readonly rss: {
+    /**
+     * Medians of the samples in the first and in the last window after the warm-up
+     * (RSS_WINDOW_SECONDS each): single samples swing with the GC's timing and say nothing
+     * about a trend.
+     */
     readonly afterWarmupBytes: number;
     readonly endBytes: number;
     readonly maxAfterWarmupBytes: number;
-    /** (end − after warm-up) ÷ after warm-up. */
+    /** (end − after warm-up) ÷ after warm-up, of the window medians. */
     readonly growth: number;
+    /** The same for the V8 heap in use. */
+    readonly heapAfterWarmupBytes: number | undefined;
+    readonly heapEndBytes: number | undefined;
+    readonly heapGrowth: number | undefined;
   };
+  /** The longest GC pause of the bridge's main thread in the run. */
+  readonly longestGcPauseMs: number | undefined;
   readonly cpuSecondsPer1000: number;
   readonly writes: {
     readonly bytesPerCall: number | undefined;
@@ -60,6 +84,9 @@ export interface SoakResult {
   /** The longest call latency while a purge ran, and the longest outside purges. */
   readonly longestCallDuringPurgeMs: number | undefined;
   readonly longestCallOutsidePurgeMs: number;
+  /** p99 of the calls due while a purge ran, and of the others: a purge that held calls back shows here. */
+  readonly p99DuringPurgeMs: number | undefined;
+  readonly p99OutsidePurgeMs: number | undefined;
   readonly problems: readonly string[];
 }
 
@@ -139,14 +166,40 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const cpuAtStart = cpuSeconds(bridge.pid);
     const writtenAtStart = writtenBytes(bridge.pid);
     const journalAtStart = bridge.storePath === undefined ? undefined : journalFigures(bridge.storePath, 0);
+    // The bridge reports its heap and its GC pauses since the last sample (bench/bridge-child.ts);
+    // an answer that does not come in time leaves those figures out, never the sample.
+    let heap: { usedBytes: number | undefined; gcMaxMs: number | undefined } = {
+      usedBytes: undefined,
+      gcMaxMs: undefined,
+    };
+    const askBridge = async (): Promise<void> => {
+      try {
+        const gcLine = bridge.child.next("gc", 2_000);
+        bridge.child.send("gc");
+        const gc = await gcLine;
+        bridge.child.send("gc-reset");
+        const memoryLine = bridge.child.next("memory", 2_000);
+        bridge.child.send("memory");
+        const memory = await memoryLine;
+        heap = { usedBytes: Number(memory.heapUsed), gcMaxMs: Number(gc.maxMs) };
+      } catch {
+        heap = { usedBytes: undefined, gcMaxMs: undefined };
+      }
+    };
+    bridge.child.send("gc-reset");
     const sample = (): void => {
       samples.push({
         atSeconds: (performance.now() - measureFrom) / 1000,
         rssBytes: memory(bridge.pid).rssBytes,
+        heapUsedBytes: heap.usedBytes,
+        gcMaxMs: heap.gcMaxMs,
         writtenBytes: writtenBytes(bridge.pid),
         calls: ok,
         cpuSeconds: cpuSeconds(bridge.pid) - cpuAtStart,
       });
+      heap = { usedBytes: undefined, gcMaxMs: undefined };
+      // Asked now, answered before the next sample.
+      void askBridge();
     };
     sample();
     const sampler = setInterval(sample, SAMPLE_EVERY_MS);
@@ -232,7 +285,13 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         while (next < total) {
           const dueAt = measureFrom + next * intervalMs;
           if (dueAt > now) break;
-          send(next, dueAt);
+          try {
+            send(next, dueAt);
+          } catch (error) {
+            // A connection the bridge closed (or lost) fails its calls; the run goes on
+            // and counts them as errors.
+            done(dueAt, "send")(error instanceof Error ? error.message : String(error));
+          }
           next += 1;
         }
         if (next < total) setTimeout(pump, Math.max(0, measureFrom + next * intervalMs - performance.now()));
@@ -275,14 +334,33 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       });
     }
     let outside = 0;
-    for (let j = 0; j < latencies.length; j++)
-      if (inPurge[j] === 0) outside = Math.max(outside, latencies[j] as number);
+    const during: number[] = [];
+    const others: number[] = [];
+    for (let j = 0; j < latencies.length; j++) {
+      const ms = latencies[j] as number;
+      if (inPurge[j] === 0) {
+        outside = Math.max(outside, ms);
+        others.push(ms);
+      } else during.push(ms);
+    }
+    const p99 = (values: number[]): number | undefined => {
+      if (values.length === 0) return undefined;
+      values.sort((a, b) => a - b);
+      return values[Math.min(values.length - 1, Math.floor(values.length * 0.99))];
+    };
 
     const afterWarmup = samples.filter((s) => s.atSeconds >= settings.warmupSeconds);
-    const warm = afterWarmup[0] ?? samples[0];
-    const last = samples[samples.length - 1] ?? warm;
-    const afterWarmupBytes = warm?.rssBytes ?? 0;
-    const endBytes = last?.rssBytes ?? 0;
+    const runEnd = samples[samples.length - 1]?.atSeconds ?? 0;
+    const firstWindow = afterWarmup.filter((s) => s.atSeconds < settings.warmupSeconds + RSS_WINDOW_SECONDS);
+    const lastWindow = afterWarmup.filter((s) => s.atSeconds > runEnd - RSS_WINDOW_SECONDS);
+    const afterWarmupBytes = median(firstWindow.map((s) => s.rssBytes)) ?? 0;
+    const endBytes = median(lastWindow.map((s) => s.rssBytes)) ?? 0;
+    const heapOf = (window: readonly SoakSample[]): number | undefined =>
+      median(window.flatMap((s) => (s.heapUsedBytes === undefined ? [] : [s.heapUsedBytes])));
+    const heapAfterWarmupBytes = heapOf(firstWindow);
+    const heapEndBytes = heapOf(lastWindow);
+    const gcPauses = samples.flatMap((s) => (s.gcMaxMs === undefined ? [] : [s.gcMaxMs]));
+    const last = samples[samples.length - 1];
     const written =
       writtenAtStart === undefined || writtenAtEnd === undefined ? undefined : writtenAtEnd - writtenAtStart;
     const calls = ok;
@@ -308,7 +386,14 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         endBytes,
         maxAfterWarmupBytes: Math.max(...afterWarmup.map((s) => s.rssBytes), afterWarmupBytes),
         growth: afterWarmupBytes === 0 ? 0 : (endBytes - afterWarmupBytes) / afterWarmupBytes,
+        heapAfterWarmupBytes,
+        heapEndBytes,
+        heapGrowth:
+          heapAfterWarmupBytes === undefined || heapEndBytes === undefined
+            ? undefined
+            : (heapEndBytes - heapAfterWarmupBytes) / heapAfterWarmupBytes,
       },
+      longestGcPauseMs: gcPauses.length === 0 ? undefined : Math.max(...gcPauses),
       cpuSecondsPer1000: ((last?.cpuSeconds ?? 0) / Math.max(1, calls)) * 1000,
       writes: {
         bytesPerCall,
@@ -322,6 +407,8 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       longestCallDuringPurgeMs:
         purges.length === 0 ? undefined : Math.max(...purges.map((p) => p.longestCallMs)),
       longestCallOutsidePurgeMs: outside,
+      p99DuringPurgeMs: p99(during),
+      p99OutsidePurgeMs: p99(others),
       problems,
     };
   } finally {

@@ -8,8 +8,10 @@ import { createSqliteStore } from "../bridge/store/sqlite-store.js";
  * How long commits wait while the SQLite store purges a large backlog: ended sessions
  * with their journals (1 KiB entries), purged while calls keep committing at a fixed
  * rate (request entry + session, then outcome entry + session, as the engine does).
- * Reports the commit latency before and during the purge, the longest commit, and how
- * long the purge took.
+ * Reports the commit latency before and during the purge, the longest commit, how long
+ * the purge took, and the longest a purge step held the writer (what a commit could wait
+ * for the purge: steps ride along in the transactions of commits, or run alone when none
+ * come).
  *
  *   npm run build && node dist/bench/store-purge-stall.js
  *
@@ -125,6 +127,7 @@ const purging = store.purge(10_000, 0).then((counts) => {
 await drive(() => purgeDone);
 phase = "after";
 const counts = await purging;
+const { purgeSteps, longestPurgeStepMs, purgeStepsOver10Ms } = store.stats();
 await store.close();
 rmSync(dir, { recursive: true, force: true });
 
@@ -140,6 +143,11 @@ console.log(
       purged: counts,
       journalRowsPurged: endedCount * entriesEach,
       purgeMs: Math.round(purgeMs),
+      purgeSteps,
+      // What a commit could wait for the purge at most: the longest a step held the
+      // writer; steps over 10 ms are the thread descheduled on a loaded machine.
+      longestPurgeStepMs: Number(longestPurgeStepMs.toFixed(2)),
+      purgeStepsOver10Ms,
       commitsBeforePurge: summary(latencies.before),
       commitsDuringPurge: summary(latencies.during),
     },

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
@@ -55,6 +55,33 @@ function filesBytes(path: string): number {
   }
   return total;
 }
+
+/**
+ * Frames in the WAL now: mxFrame of the WAL index header at the start of the -shm file
+ * (offset 16, native byte order). It grows by the frames of each commit and goes back to
+ * the start when a writer reuses the WAL after a complete checkpoint.
+ */
+function walFrames(path: string): number {
+  const header = Buffer.alloc(20);
+  let fd: number | undefined;
+  try {
+    fd = openSync(`${path}-shm`, "r");
+    return readSync(fd, header, 0, 20, 0) === 20 ? header.readUInt32LE(16) : 0;
+  } catch {
+    return 0;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Frames appended to the WAL, from mxFrame sampled after each commit (a reset starts it again). */
+let framesWritten = 0;
+let lastFrames = 0;
+const countFrames = (): void => {
+  const now = walFrames(path);
+  framesWritten += now >= lastFrames ? now - lastFrames : now;
+  lastFrames = now;
+};
 
 // A small deterministic generator, so every run drives the same sessions in the same order.
 let seed = 0x2545f491;
@@ -133,6 +160,7 @@ for (let first = 0; first < sessionsCount; first += 100) {
 await store.close();
 store = await createSqliteStore({ path });
 
+lastFrames = walFrames(path);
 const sizeBefore = filesBytes(path);
 const writtenBefore = writeBytes();
 const transactionsBefore = store.stats().transactions;
@@ -144,13 +172,20 @@ const timed = async (commit: Promise<void>): Promise<void> => {
   const started = performance.now();
   await commit;
   commitMs.push(performance.now() - started);
+  countFrames();
 };
 
 const call = async (n: number, s: Live): Promise<void> => {
   const oneWay = n % 10 === 3;
   const keyed = n % 10 === 7;
   const requestSize = payloadBytes;
-  const request = entryOf(s.record, oneWay ? 3 : 2, { seq: s.record.nextSeq }, requestSize);
+  // Entries carry the time they were made, and the session's last activity is that time.
+  const request = entryOf(
+    s.record,
+    oneWay ? 3 : 2,
+    { seq: s.record.nextSeq, recordedAtMs: now + n },
+    requestSize,
+  );
   s.record = {
     ...s.record,
     journalLength: request.index,
@@ -176,7 +211,12 @@ const call = async (n: number, s: Live): Promise<void> => {
   };
   await timed(store.commit(first));
   const outcomeSize = oneWay ? 48 : payloadBytes;
-  const outcome = entryOf(s.record, oneWay ? 5 : 4, { inReplyTo: request.messageId }, outcomeSize);
+  const outcome = entryOf(
+    s.record,
+    oneWay ? 5 : 4,
+    { inReplyTo: request.messageId, recordedAtMs: now + n + 1 },
+    outcomeSize,
+  );
   s.record = { ...s.record, journalLength: outcome.index, lastActiveAtMs: now + n + 1 };
   const second: StoreBatch = {
     sessions: [s.record],
@@ -217,6 +257,9 @@ const result = {
   writeTransactions: transactions,
   commitsPerTransaction: Number(((calls * 2) / transactions).toFixed(2)),
   checkpoints,
+  walFrames: framesWritten,
+  walFramesPerTransaction: Number((framesWritten / transactions).toFixed(2)),
+  walFramesPerCall: Number((framesWritten / calls).toFixed(2)),
   writtenBytes: written,
   databaseGrowthBytes: growth,
   payloadStoredBytes: storedPayload,

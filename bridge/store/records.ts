@@ -23,6 +23,10 @@ export interface SessionRecord {
   /** The principal that started the session and owns it (S13). */
   readonly principal: string;
   readonly createdAtMs: number;
+  /**
+   * A store may report a later time than committed, never an earlier one: that of the
+   * session's last journal entry, which is activity too.
+   */
   readonly lastActiveAtMs: number;
   readonly endedAtMs: number | undefined;
   /** Timeouts captured at start, so a config change does not rewrite live sessions. */

@@ -1,17 +1,38 @@
 import type BetterSqlite3 from "better-sqlite3";
 import { checkJournalAppend } from "./journal-append.js";
+import type { SessionRecord } from "./records.js";
 import type { StoreBatch } from "./session-store.js";
 import type { WriterRequest, WriterResult } from "./sqlite-protocol.js";
 import { toWireError } from "./sqlite-protocol.js";
-import { entryToRow, idempotencyToRow, outboxToRow, sessionToRow } from "./sqlite-rows.js";
+import {
+  entryToRow,
+  idempotencyToRow,
+  outboxToRow,
+  type StoredSessionRow,
+  sessionToRow,
+} from "./sqlite-rows.js";
+import {
+  derivable,
+  type JournalTail,
+  sameColdFields,
+  TAIL_COLUMNS,
+  withJournalTail,
+} from "./sqlite-session-tail.js";
 import { correlationTaken } from "./store-errors.js";
 
 export type CommitRequest = Extract<WriterRequest, { type: "commit" }>;
 
 /** Applies a group of commits in one write transaction: the writer thread's main job. */
 export interface GroupApplier {
-  /** One result per request, in order. */
-  apply(requests: readonly CommitRequest[]): WriterResult[];
+  /**
+   * One result per request, in order, and whether the transaction committed.
+   * `alongside` runs in the same transaction after the requests (a purge step that then
+   * costs no fsync of its own); it must not throw.
+   */
+  apply(
+    requests: readonly CommitRequest[],
+    alongside?: () => void,
+  ): { results: WriterResult[]; committed: boolean };
 }
 
 /**
@@ -36,28 +57,27 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   const upsertSession = db.prepare(`
     INSERT INTO sessions (id, service, state, end_reason, correlation_set, correlation, correlation_key,
       principal, created_at_ms, last_active_at_ms, ended_at_ms, idle_timeout_ms, max_lifetime_ms,
-      next_seq, journal_length)
+      next_seq, journal_length, written_at_idx)
     VALUES (@id, @service, @state, @end_reason, @correlation_set, @correlation, @correlation_key,
       @principal, @created_at_ms, @last_active_at_ms, @ended_at_ms, @idle_timeout_ms, @max_lifetime_ms,
-      @next_seq, @journal_length)
+      @next_seq, @journal_length, @written_at_idx)
     ON CONFLICT (id) DO UPDATE SET service = excluded.service, state = excluded.state,
       end_reason = excluded.end_reason, correlation_set = excluded.correlation_set,
       correlation = excluded.correlation, correlation_key = excluded.correlation_key,
       principal = excluded.principal, created_at_ms = excluded.created_at_ms,
       last_active_at_ms = excluded.last_active_at_ms, ended_at_ms = excluded.ended_at_ms,
       idle_timeout_ms = excluded.idle_timeout_ms, max_lifetime_ms = excluded.max_lifetime_ms,
-      next_seq = excluded.next_seq, journal_length = excluded.journal_length`);
-  // The common commit: a live session that only moved on (activity, sequence, journal
-  // length). Setting just those columns leaves every index of the table alone, where the
-  // full upsert rewrites all six. Any other difference falls through to the upsert.
+      next_seq = excluded.next_seq, journal_length = excluded.journal_length,
+      written_at_idx = excluded.written_at_idx`);
+  // Only the hot fields: no index covers them, so the update writes the row's page alone
+  // where the full upsert rewrites every index of the table.
   const touchSession = db.prepare(`
     UPDATE sessions SET last_active_at_ms = @last_active_at_ms, next_seq = @next_seq,
-      journal_length = @journal_length
-    WHERE id = @id AND @state = 'active' AND state = 'active' AND service = @service
-      AND principal = @principal AND correlation = @correlation
-      AND correlation_set IS @correlation_set AND correlation_key IS @correlation_key
-      AND created_at_ms = @created_at_ms AND idle_timeout_ms = @idle_timeout_ms
-      AND max_lifetime_ms = @max_lifetime_ms AND end_reason IS @end_reason AND ended_at_ms IS @ended_at_ms`);
+      journal_length = @journal_length, written_at_idx = @written_at_idx
+    WHERE id = @id`);
+  const storedSession = db.prepare<[string], StoredSessionRow & JournalTail>(
+    `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions WHERE id = ?`,
+  );
   const insertEntry = db.prepare(`
     INSERT INTO journal (session_id, idx, message_id, kind, seq, in_reply_to, recorded_at_ms, envelope)
     VALUES (@session_id, @idx, @message_id, @kind, @seq, @in_reply_to, @recorded_at_ms, @envelope)`);
@@ -76,29 +96,46 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     .prepare<[string], number | null>("SELECT max(idx) FROM journal WHERE session_id = ?")
     .pluck();
 
-  const applyBatch = (batch: StoreBatch): void => {
-    checkJournalAppend(batch.entries ?? [], (sessionId) => lastIndex.get(sessionId) ?? 0);
-    for (const record of batch.sessions ?? []) {
-      const row = sessionToRow(record);
-      if (touchSession.run(row).changes === 1) continue;
-      try {
-        upsertSession.run(row);
-      } catch (error) {
-        // The primary key is handled by the upsert, so the only unique index left is S5's.
-        if ((error as { code?: unknown }).code === "SQLITE_CONSTRAINT_UNIQUE") {
-          throw correlationTaken(record.service, record.id);
-        }
-        throw error;
+  /**
+   * Writes what a session record says that its stored row and journal do not
+   * (sqlite-session-tail.ts). The common commit, a live session whose journal moved on,
+   * writes nothing to the sessions table.
+   */
+  const storeSession = (record: SessionRecord): void => {
+    const row = sessionToRow(record);
+    const stored = storedSession.get(record.id);
+    if (stored !== undefined) {
+      const current = withJournalTail(stored);
+      if (derivable(row, current)) return;
+      if (sameColdFields(row, current)) {
+        touchSession.run({ ...row, written_at_idx: stored.tail_idx ?? 0 });
+        return;
       }
     }
+    const writtenAt = stored === undefined ? (lastIndex.get(record.id) ?? 0) : (stored.tail_idx ?? 0);
+    try {
+      upsertSession.run({ ...row, written_at_idx: writtenAt });
+    } catch (error) {
+      // The primary key is handled by the upsert, so the only unique index left is S5's.
+      if ((error as { code?: unknown }).code === "SQLITE_CONSTRAINT_UNIQUE") {
+        throw correlationTaken(record.service, record.id);
+      }
+      throw error;
+    }
+  };
+
+  const applyBatch = (batch: StoreBatch): void => {
+    checkJournalAppend(batch.entries ?? [], (sessionId) => lastIndex.get(sessionId) ?? 0);
+    // Entries first: a session row written in this batch records the journal's new end.
     for (const entry of batch.entries ?? []) insertEntry.run(entryToRow(entry));
+    for (const record of batch.sessions ?? []) storeSession(record);
     for (const record of batch.idempotency ?? []) upsertIdempotency.run(idempotencyToRow(record));
     for (const item of batch.outboxAdd ?? []) upsertOutbox.run(outboxToRow(item));
     for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);
   };
 
   return {
-    apply(requests) {
+    apply(requests, alongside) {
       const results: WriterResult[] = [];
       try {
         begin.run();
@@ -117,8 +154,9 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
             results.push({ ok: false, error: toWireError(error, "the batch was not recorded") });
           }
         }
+        alongside?.();
         commit.run();
-        return results;
+        return { results, committed: true };
       } catch (error) {
         if (db.inTransaction) {
           try {
@@ -128,7 +166,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
           }
         }
         const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
-        return requests.map(() => failed);
+        return { results: requests.map(() => failed), committed: false };
       }
     },
   };

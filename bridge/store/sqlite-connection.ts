@@ -4,20 +4,23 @@ import { storeFailure } from "./store-errors.js";
 /**
  * Page size of a new database. Each commit appends every page it changed to the WAL, so
  * the page is the unit of write amplification: a call changes a handful of pages (the
- * session row, the journal's tail, one leaf per index), and with 4 KiB pages it wrote
- * ~80 KiB per call for ~3 KiB stored (bench/store-write-amplification.ts). An existing
- * database keeps the page size it was created with (changing it takes a VACUUM).
+ * journal's tail, one leaf per index, the outbox, page 1 when the file grows), most of
+ * them for a few dozen bytes each. With 4 KiB pages a call wrote ~80 KiB for ~3 KiB
+ * stored; with 1 KiB pages 16 frames (17 KB of WAL) per call; with 512-byte pages 20
+ * smaller frames (11 KB), though an envelope now spans more overflow pages
+ * (bench/store-write-amplification.ts). An existing database keeps the page size it was
+ * created with (changing it takes a VACUUM).
  */
-const NEW_DATABASE_PAGE_BYTES = 1024;
+const NEW_DATABASE_PAGE_BYTES = 512;
 
 /**
  * WAL pages after which the writer checkpoints inline, in the commit that crosses it (64
- * MiB at 1 KiB pages). Normally the checkpointer thread copies the WAL long before
+ * MiB at 512-byte pages). Normally the checkpointer thread copies the WAL long before
  * (sqlite-checkpointer.ts), off the commit path; this bounds the WAL if it cannot keep
  * up. The WAL file is kept (not truncated) up to WAL_SIZE_LIMIT_BYTES, so it is rewritten
  * in place instead of growing again.
  */
-const WAL_AUTOCHECKPOINT_PAGES = 65_536;
+const WAL_AUTOCHECKPOINT_PAGES = 131_072;
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**

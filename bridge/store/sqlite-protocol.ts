@@ -48,8 +48,11 @@ export type WriterReply =
   | { readonly type: "failed"; readonly error: WireError }
   | { readonly type: "applied"; readonly results: readonly WriterResult[] }
   | { readonly type: "purged"; readonly result: PurgeResult }
-  /** Rows a purge step changed, so the store can account for the WAL it wrote. */
-  | { readonly type: "wrote"; readonly rows: number }
+  /**
+   * Rows a purge step changed, so the store can account for the WAL it wrote, and how long
+   * the step held the writer (commits that arrived meanwhile waited that long for it).
+   */
+  | { readonly type: "wrote"; readonly rows: number; readonly ms: number }
   | { readonly type: "closed" };
 
 /** Flattens anything thrown in the writer; what is not a BridgeError becomes STORE_FAILURE. */

@@ -1,18 +1,29 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { PurgeCounts } from "./sqlite-protocol.js";
 
-/** Rows one purge step deletes at most (journal, outbox, session and idempotency rows together). */
-export const PURGE_STEP_ROWS = 16;
+/**
+ * Rows one purge step deletes at most (journal, outbox, session and idempotency rows
+ * together): a fraction of a millisecond of the writer's time.
+ */
+export const PURGE_STEP_ROWS = 32;
+
+/** What a purge step did: rows deleted, and the totals once nothing due is left. */
+export interface PurgeStep {
+  readonly deletedRows: number;
+  readonly done: PurgeCounts | undefined;
+}
 
 /** One purge() in progress. */
 export interface PurgeJob {
   /**
    * Deletes at most PURGE_STEP_ROWS more rows (a few more when a session's outbox ends
-   * it) in one short transaction; says how many, and the totals once nothing due is
-   * left. Throws what SQLite throws; the step's transaction is then rolled back and
-   * earlier steps stay done.
+   * it) inside the transaction the writer has open for a group of commits, in a savepoint
+   * of its own: the group's fsync makes it durable, and it costs no fsync of its own.
+   * Throws what SQLite throws, after rolling back to the savepoint.
    */
-  step(): { readonly deletedRows: number; readonly done: PurgeCounts | undefined };
+  stepWithin(): PurgeStep;
+  /** The same in a transaction of its own, for when no commits come. */
+  step(): PurgeStep;
 }
 
 export interface Purger {
@@ -27,10 +38,13 @@ export interface Purger {
  * and its session row last, so a purge cut short (crash, close) leaves the session row
  * to find and finish next time, never orphaned journal rows.
  */
-export function createPurger(db: BetterSqlite3.Database): Purger {
+export function createPurger(db: BetterSqlite3.Database, synchronous: "full" | "normal"): Purger {
   const begin = db.prepare("BEGIN IMMEDIATE");
   const commit = db.prepare("COMMIT");
   const rollback = db.prepare("ROLLBACK");
+  const savepoint = db.prepare("SAVEPOINT purge");
+  const release = db.prepare("RELEASE purge");
+  const rollbackTo = db.prepare("ROLLBACK TO purge");
   // The literal `state <> 'active'` lets SQLite use the partial index sessions_ended.
   const nextDue = db
     .prepare<[number], string>(
@@ -86,22 +100,47 @@ export function createPurger(db: BetterSqlite3.Database): Purger {
         return budget - left;
       };
 
+      // A step that did not use its whole budget found nothing more to delete.
+      const result = (deleted: number): PurgeStep => ({
+        deletedRows: deleted,
+        done: deleted < PURGE_STEP_ROWS ? { sessions, idempotency } : undefined,
+      });
+
       return {
-        step() {
-          let deleted: number;
-          begin.run();
+        stepWithin() {
+          savepoint.run();
           try {
-            deleted = deleteSome(PURGE_STEP_ROWS);
-            commit.run();
+            const deleted = deleteSome(PURGE_STEP_ROWS);
+            release.run();
+            return result(deleted);
           } catch (error) {
-            if (db.inTransaction) rollback.run();
+            if (db.inTransaction) {
+              rollbackTo.run();
+              release.run();
+            }
             throw error;
           }
-          // A step that did not use its whole budget found nothing more to delete.
-          return {
-            deletedRows: deleted,
-            done: deleted < PURGE_STEP_ROWS ? { sessions, idempotency } : undefined,
-          };
+        },
+
+        step() {
+          let deleted: number;
+          // A step need not be durable on its own: one lost in a crash is done again by the
+          // next purge, and the next commit's fsync (S9) covers its frames, which come
+          // before that commit's in the WAL.
+          db.pragma("synchronous = OFF");
+          try {
+            begin.run();
+            try {
+              deleted = deleteSome(PURGE_STEP_ROWS);
+              commit.run();
+            } catch (error) {
+              if (db.inTransaction) rollback.run();
+              throw error;
+            }
+          } finally {
+            db.pragma(`synchronous = ${synchronous === "full" ? "FULL" : "NORMAL"}`);
+          }
+          return result(deleted);
         },
       };
     },

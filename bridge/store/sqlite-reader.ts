@@ -1,9 +1,10 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { IdempotencyRecord, JournalRecord, SessionRecord } from "./records.js";
 import type { RecordedExchange, RecoveredState, SessionPage, SessionQuery } from "./session-store.js";
-import type { IdempotencyRow, JournalRow, OutboxRow, SessionRow } from "./sqlite-rows.js";
+import type { IdempotencyRow, JournalRow, OutboxRow, StoredSessionRow } from "./sqlite-rows.js";
 import { rowToEntry, rowToIdempotency, rowToOutbox, rowToSession } from "./sqlite-rows.js";
 import { EXCHANGE_KEY } from "./sqlite-schema.js";
+import { type JournalTail, TAIL_COLUMNS, withJournalTail } from "./sqlite-session-tail.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
 /**
@@ -22,16 +23,26 @@ export interface SqliteReader {
   getIdempotency(principal: string, key: string): IdempotencyRecord | undefined;
 }
 
+type SessionWithTail = StoredSessionRow & JournalTail;
+
+const toSession = (row: SessionWithTail): SessionRecord => rowToSession(withJournalTail(row));
+
 export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
-  const liveSessions = db.prepare<[], SessionRow>(
-    "SELECT * FROM sessions WHERE state = 'active' ORDER BY created_at_ms, id",
+  // Every read of a session row takes its hot fields from its journal's tail as well.
+  const liveSessions = db.prepare<[], SessionWithTail>(
+    `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions WHERE state = 'active' ORDER BY created_at_ms, id`,
   );
+  // Sorted here rather than kept in an index: the outbox holds only what is in flight, and
+  // an index would be one more page in the WAL of every commit.
   const allOutbox = db.prepare<[], OutboxRow>("SELECT * FROM outbox ORDER BY session_id, idx, message_id");
-  const sessionById = db.prepare<[string], SessionRow>("SELECT * FROM sessions WHERE id = ?");
+  const sessionById = db.prepare<[string], SessionWithTail>(
+    `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions WHERE id = ?`,
+  );
   // S5: the literal `state = 'active'` lets SQLite use the partial unique index
   // sessions_live_correlation, whose condition this query implies.
-  const liveByCorrelation = db.prepare<[string, string], SessionRow>(
-    "SELECT * FROM sessions WHERE service = ? AND correlation_key = ? AND state = 'active'",
+  const liveByCorrelation = db.prepare<[string, string], SessionWithTail>(
+    `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions
+     WHERE service = ? AND correlation_key = ? AND state = 'active'`,
   );
   const journalFrom = db.prepare<[string, number, number], JournalRow>(
     "SELECT * FROM journal WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
@@ -51,7 +62,10 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
   const idempotencyByKey = db.prepare<[string, string], IdempotencyRow>(
     "SELECT * FROM idempotency WHERE principal = ? AND key = ?",
   );
-  const listStatements = new Map<string, BetterSqlite3.Statement<[Record<string, unknown>], SessionRow>>();
+  const listStatements = new Map<
+    string,
+    BetterSqlite3.Statement<[Record<string, unknown>], SessionWithTail>
+  >();
 
   // A read transaction gives queries that belong together one snapshot.
   const readTransaction = db.transaction((read: () => unknown) => read());
@@ -80,7 +94,7 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
       // Keyset paging: rows after the last one returned, in (created_at_ms DESC, id) order.
       if (paged) where.push("created_at_ms <= @afterMs AND (created_at_ms < @afterMs OR id > @afterId)");
       statement = db.prepare(
-        `SELECT * FROM sessions ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+        `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
          ORDER BY created_at_ms DESC, id LIMIT @limit`,
       );
       listStatements.set(key, statement);
@@ -91,18 +105,18 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
   return {
     recover: () =>
       snapshot(() => ({
-        sessions: liveSessions.all().map(rowToSession),
+        sessions: liveSessions.all().map(toSession),
         outbox: allOutbox.all().map(rowToOutbox),
       })),
 
     getSession(id) {
       const row = sessionById.get(id);
-      return row === undefined ? undefined : rowToSession(row);
+      return row === undefined ? undefined : toSession(row);
     },
 
     findSessionByCorrelation(service, correlationKey) {
       const row = liveByCorrelation.get(service, correlationKey);
-      return row === undefined ? undefined : rowToSession(row);
+      return row === undefined ? undefined : toSession(row);
     },
 
     listSessions(query) {
@@ -118,7 +132,7 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
       }
       // One row more than the page tells whether another page follows.
       const rows = listStatement(query, after !== undefined).all(params);
-      const page = rows.slice(0, query.pageSize).map(rowToSession);
+      const page = rows.slice(0, query.pageSize).map(toSession);
       const last = page[page.length - 1];
       return {
         sessions: page,

@@ -31,6 +31,11 @@ export interface SessionRow {
   journal_length: number;
 }
 
+/** A session row as stored: see sqlite-session-tail.ts for written_at_idx. */
+export interface StoredSessionRow extends SessionRow {
+  written_at_idx: number;
+}
+
 export interface JournalRow {
   session_id: string;
   idx: number;

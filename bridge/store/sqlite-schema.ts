@@ -86,6 +86,16 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX journal_exchange ON journal
     (session_id, (CASE WHEN in_reply_to <> '' THEN in_reply_to ELSE message_id END), idx);
   `,
+  // 3: fewer pages per commit. The session row's hot fields (journal length, next sb-seq,
+  // last activity) are read from the journal's tail past written_at_idx instead of being
+  // written with every entry (sqlite-session-tail.ts); rows written so far were up to date,
+  // so their mark is their journal's end. The outbox holds only what is in flight and is
+  // sorted when recovered, so its order index goes.
+  `
+  ALTER TABLE sessions ADD COLUMN written_at_idx INTEGER NOT NULL DEFAULT 0;
+  UPDATE sessions SET written_at_idx = coalesce((SELECT max(idx) FROM journal WHERE session_id = sessions.id), 0);
+  DROP INDEX outbox_order;
+  `,
 ];
 
 /**

@@ -29,10 +29,12 @@ const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 /**
  * Rows committed (sessions, entries, idempotency and outbox rows) between two requests to
- * the checkpointer: about 16 MiB of WAL for the engine's commit shapes. A page changed
- * many times in that window (a session row, an index leaf) reaches the database once.
+ * the checkpointer: about 30 MiB of WAL for the engine's commit shapes. A page changed
+ * many times in that window (an index leaf, the outbox, the journal's tail) reaches the
+ * database once, and the checkpoint writes each 4 KiB page of the file it touches once:
+ * every 4,096 rows it wrote about a fifth more per call (bench/store-write-amplification.ts).
  */
-const CHECKPOINT_EVERY_ROWS = 4096;
+export const CHECKPOINT_EVERY_ROWS = 16_384;
 
 /** The SQLite store, plus what it can tell about its writer. */
 export interface SqliteSessionStore extends SessionStore {

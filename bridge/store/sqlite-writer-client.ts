@@ -15,6 +15,12 @@ export interface WriterStats {
    * Purge steps run in transactions of their own and are not counted here.
    */
   readonly transactions: number;
+  /** Purge steps that deleted something, each in a group's transaction or a short one of its own. */
+  readonly purgeSteps: number;
+  /** The longest any purge step held the writer, in milliseconds: what a commit could wait for it. */
+  readonly longestPurgeStepMs: number;
+  /** Purge steps that held the writer more than 10 ms (a loaded machine descheduling the thread). */
+  readonly purgeStepsOver10Ms: number;
 }
 
 /** The main thread's handle on the writer thread (sqlite-writer.ts). */
@@ -47,6 +53,9 @@ export function startSqliteWriter(
   const purging: Pending<PurgeCounts>[] = [];
   let batches = 0;
   let transactions = 0;
+  let purgeSteps = 0;
+  let longestPurgeStepMs = 0;
+  let purgeStepsOver10Ms = 0;
   let stopped: BridgeError | undefined;
   let threadError: unknown;
   let closing: Promise<void> | undefined;
@@ -96,6 +105,9 @@ export function startSqliteWriter(
         break;
       }
       case "wrote":
+        purgeSteps++;
+        longestPurgeStepMs = Math.max(longestPurgeStepMs, reply.ms);
+        if (reply.ms > 10) purgeStepsOver10Ms++;
         onPurgeRows(reply.rows);
         break;
       case "closed":
@@ -175,7 +187,7 @@ export function startSqliteWriter(
       );
     },
 
-    stats: () => ({ batches, transactions }),
+    stats: () => ({ batches, transactions, purgeSteps, longestPurgeStepMs, purgeStepsOver10Ms }),
 
     close() {
       closeRequested = true;

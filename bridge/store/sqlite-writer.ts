@@ -7,6 +7,9 @@ import { createPurger, type PurgeJob } from "./sqlite-purge.js";
 import { migrate } from "./sqlite-schema.js";
 import { storeClosed } from "./store-errors.js";
 
+/** How far apart purge steps run when no commits come to carry them. */
+const PURGE_IDLE_STEP_MS = 2;
+
 /**
  * Entry of the SQLite writer thread (started by sqlite-writer-client.ts). It owns the only
  * writing connection. Requests that arrive while a transaction is being made durable
@@ -29,7 +32,7 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
   try {
     migrate(db);
     applier = createGroupApplier(db);
-    purger = createPurger(db);
+    purger = createPurger(db, options.synchronous);
   } catch (error) {
     db.close();
     send({ type: "failed", error: toWireError(error, `cannot prepare the schema of ${options.path}`) });
@@ -50,14 +53,20 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
     setImmediate(flush);
   };
 
-  /** One bounded step of the oldest purge; answers it when it is done or has failed. */
-  const purgeStep = (): void => {
+  let idleStep: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * One bounded step of the oldest purge, inside the transaction of a group of commits
+   * (`within`) or alone; answers the purge when it is done or has failed.
+   */
+  const purgeStep = (within: boolean): void => {
     const current = purges[0];
     if (current === undefined) return;
     try {
+      const started = performance.now();
       current.job ??= purger.start(current.endedBeforeMs, current.idempotencyBeforeMs);
-      const { deletedRows, done: purged } = current.job.step();
-      if (deletedRows > 0) send({ type: "wrote", rows: deletedRows });
+      const { deletedRows, done: purged } = within ? current.job.stepWithin() : current.job.step();
+      if (deletedRows > 0) send({ type: "wrote", rows: deletedRows, ms: performance.now() - started });
       if (purged === undefined) return;
       purges.shift();
       send({ type: "purged", result: { ok: true, purged } });
@@ -79,8 +88,26 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
       // `close` is always last: the store sends it once nothing else is pending.
       else close = true;
     }
-    if (group.length > 0) send({ type: "applied", results: applier.apply(group) });
+    if (group.length > 0) {
+      // A purge step rides along in the group's transaction: commits wait for no
+      // transaction of the purge's, only for its few rows.
+      const purging = purges[0];
+      const { results, committed } = applier.apply(
+        group,
+        purging === undefined ? undefined : () => purgeStep(true),
+      );
+      send({ type: "applied", results });
+      if (!committed && purging !== undefined && purges[0] === purging) {
+        // What the step deleted was rolled back with the group; its counts are wrong now.
+        purges.shift();
+        const first = results[0];
+        const error =
+          first !== undefined && !first.ok ? first.error : toWireError(undefined, "the purge stopped");
+        send({ type: "purged", result: { ok: false, error } });
+      }
+    }
     if (close) {
+      if (idleStep !== undefined) clearTimeout(idleStep);
       // What a cut-short purge deleted stays deleted; the rest waits for the next purge.
       const error = toWireError(storeClosed("sqlite"), "the purge stopped");
       for (const _ of purges.splice(0)) send({ type: "purged", result: { ok: false, error } });
@@ -89,9 +116,15 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
       port.close();
       return;
     }
-    purgeStep();
-    // More purge steps come after the commits that arrive meanwhile.
-    if (purges.length > 0) schedule();
+    if (group.length === 0) purgeStep(false);
+    // With no commits coming, steps run on their own, a little apart, so a commit that
+    // arrives finds at most one step ahead of it.
+    if (purges.length > 0 && idleStep === undefined) {
+      idleStep = setTimeout(() => {
+        idleStep = undefined;
+        schedule();
+      }, PURGE_IDLE_STEP_MS);
+    }
   };
 
   // The store sends the requests of one turn of its event loop together.

@@ -7,7 +7,7 @@ import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
 import { createStore } from "../../../bridge/store/create-store.js";
 import { EXCHANGE_KEY, migrate, SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
-import { createSqliteStore } from "../../../bridge/store/sqlite-store.js";
+import { CHECKPOINT_EVERY_ROWS, createSqliteStore } from "../../../bridge/store/sqlite-store.js";
 import { expectBridgeError } from "./expect-bridge-error.js";
 import { openTempSqlite, type TempSqlite } from "./sqlite-fixture.js";
 import { ended, entry, idempotency, outbox, session } from "./store-records.js";
@@ -81,7 +81,8 @@ describe("SQLite store", () => {
 
   it("checkpoints the WAL from its own thread once enough rows are committed", async () => {
     expect(temp.store.stats().checkpoints).to.equal(0);
-    for (let first = 1; first <= 5_000; first += 500) {
+    const rows = Math.ceil((CHECKPOINT_EVERY_ROWS + 1) / 500) * 500;
+    for (let first = 1; first <= rows; first += 500) {
       await temp.store.commit({
         entries: Array.from({ length: 500 }, (_, i) => entry("s1", first + i)),
       });
@@ -90,12 +91,12 @@ describe("SQLite store", () => {
     while (temp.store.stats().checkpoints === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     const db = new Database(temp.path, { readonly: true });
     try {
-      expect(db.prepare("SELECT count(*) AS n FROM journal").get()).to.deep.equal({ n: 5_000 });
+      expect(db.prepare("SELECT count(*) AS n FROM journal").get()).to.deep.equal({ n: rows });
     } finally {
       db.close();
     }
-    await temp.store.commit({ entries: [entry("s1", 5_001)] });
-    expect(await temp.store.readJournal("s1", 4_999, 10)).to.have.length(3);
+    await temp.store.commit({ entries: [entry("s1", rows + 1)] });
+    expect(await temp.store.readJournal("s1", rows - 1, 10)).to.have.length(3);
   });
 
   it("fails a bad batch alone inside a group and commits its neighbours", async () => {
@@ -159,7 +160,7 @@ describe("SQLite store", () => {
       expect(db.pragma("journal_mode", { simple: true })).to.equal("wal");
       expect(db.pragma("user_version", { simple: true })).to.equal(SCHEMA_VERSION);
       // Small pages for a new database: each commit writes whole pages to the WAL.
-      expect(db.pragma("page_size", { simple: true })).to.equal(1024);
+      expect(db.pragma("page_size", { simple: true })).to.equal(512);
       const indexes = db
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%UNIQUE%'")
         .all();
