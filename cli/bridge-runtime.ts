@@ -19,8 +19,8 @@ import { type Logger, silentLogger } from "../bridge/logger.js";
 import type { ProcessClient, ProcessTransport } from "../bridge/process/process-client.js";
 import { anonymousPrincipals } from "../bridge/security/principal.js";
 import { createStore } from "../bridge/store/create-store.js";
-import { type ClusterParts, prepareCluster } from "./cluster-runtime.js";
 import type { Clock } from "../bridge/util/clock.js";
+import { type ClusterParts, prepareCluster } from "./cluster-runtime.js";
 
 export interface RuntimeOptions {
   readonly config: BridgeConfig;
@@ -102,7 +102,12 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     // Several replicas (DESIGN §7): the store and the engine learn the partitioning first.
     const clusterConfig = config.cluster;
     if (clusterConfig !== undefined) {
-      cluster = await prepareCluster({ config: { ...config, cluster: clusterConfig }, contracts, connection, logger });
+      cluster = await prepareCluster({
+        config: { ...config, cluster: clusterConfig },
+        contracts,
+        connection,
+        logger,
+      });
     }
     store = await createStore(config.store, {
       ...(connection === undefined ? {} : { natsConnection: connection }),

@@ -71,7 +71,11 @@ export function createNatsForwarder(options: ClusterForwardingOptions): Forwarde
       const now = Date.now();
       const remaining = call.deadlineMs === undefined ? undefined : call.deadlineMs - now;
       if (remaining !== undefined && remaining <= 0) {
-        throw new BridgeError(Code.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, "deadline passed before forwarding");
+        throw new BridgeError(
+          Code.DEADLINE_EXCEEDED,
+          Reason.DEADLINE_EXCEEDED,
+          "deadline passed before forwarding",
+        );
       }
       const head: CallHead = {
         operation: call.operation.path,
@@ -152,7 +156,11 @@ async function serveOne(
   const { head, payload } = unframe<CallHead>(msg.data, maxBytes);
   const operation = contracts.operations.get(head.operation);
   if (operation === undefined) {
-    throw new BridgeError(Code.UNIMPLEMENTED, Reason.UNKNOWN_OPERATION, `${head.operation} is not served here`);
+    throw new BridgeError(
+      Code.UNIMPLEMENTED,
+      Reason.UNKNOWN_OPERATION,
+      `${head.operation} is not served here`,
+    );
   }
   const call: UnaryCall = {
     operation,
@@ -210,7 +218,10 @@ function malformed(why: string): BridgeError {
 
 /** No responder: the owner is gone (UNAVAILABLE, retry); no answer in time: the deadline, or UNAVAILABLE. */
 function forwardFailure(replica: string, error: unknown, deadlineMs: number | undefined): BridgeError {
-  if (error instanceof errors.NoRespondersError || (error instanceof Error && /no responders/i.test(error.message))) {
+  if (
+    error instanceof errors.NoRespondersError ||
+    (error instanceof Error && /no responders/i.test(error.message))
+  ) {
     return new BridgeError(
       Code.UNAVAILABLE,
       Reason.PARTITION_MOVING,
@@ -218,7 +229,11 @@ function forwardFailure(replica: string, error: unknown, deadlineMs: number | un
     );
   }
   if (deadlineMs !== undefined && Date.now() >= deadlineMs - 5) {
-    return new BridgeError(Code.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, `replica ${replica} did not answer in time`);
+    return new BridgeError(
+      Code.DEADLINE_EXCEEDED,
+      Reason.DEADLINE_EXCEEDED,
+      `replica ${replica} did not answer in time`,
+    );
   }
   return new BridgeError(
     Code.UNAVAILABLE,

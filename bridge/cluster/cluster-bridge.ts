@@ -112,7 +112,8 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
       if (partition === undefined) return engine.unary(call);
       if (ownership.serves(partition)) return serveHere(partition, call);
       const owner = ownership.ownerOf(partition);
-      if (owner === undefined || owner === replica) throw partitionMoving(partition, "it has no serving owner");
+      if (owner === undefined || owner === replica)
+        throw partitionMoving(partition, "it has no serving owner");
       return forwarder.unary(owner, call);
     },
 

@@ -183,7 +183,9 @@ export class PartitionLeases {
     if (this.#stopped || this.#ticking) return;
     this.#ticking = true;
     try {
-      await this.#heartbeat().catch((error: unknown) => this.#logger.warn({ err: error }, "heartbeat failed"));
+      await this.#heartbeat().catch((error: unknown) =>
+        this.#logger.warn({ err: error }, "heartbeat failed"),
+      );
       await this.#renew();
       this.#balance();
     } finally {

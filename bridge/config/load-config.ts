@@ -98,7 +98,8 @@ export function loadLocatedConfig(options: LoadConfigOptions = {}): LocatedConfi
     if (problems.length > 0) throw new ConfigError(problems);
     const config = resolveConfig({}, undefined, cwd, overrides);
     const cluster = checkCluster(config);
-    if (cluster !== undefined) throw new ConfigError([{ file: COMMAND_LINE, path: "--replica", message: cluster }]);
+    if (cluster !== undefined)
+      throw new ConfigError([{ file: COMMAND_LINE, path: "--replica", message: cluster }]);
     return { config, placeOf: () => ({ file: "(embedded defaults)" }) };
   }
 
@@ -152,7 +153,9 @@ export function loadLocatedConfig(options: LoadConfigOptions = {}): LocatedConfi
   const cluster = checkCluster(config);
   if (cluster !== undefined) {
     const keyPath = parsed.data.cluster === undefined ? [] : ["cluster"];
-    throw new ConfigError([{ ...placeOf(keyPath, true), path: formatKeyPath(keyPath) || "--replica", message: cluster }]);
+    throw new ConfigError([
+      { ...placeOf(keyPath, true), path: formatKeyPath(keyPath) || "--replica", message: cluster },
+    ]);
   }
   return { config, placeOf: (keyPath) => placeOf(keyPath) };
 }

@@ -2,12 +2,12 @@ import path from "node:path";
 import {
   type BridgeConfig,
   type ClusterConfig,
-  DEFAULT_LEASE_TTL_MS,
-  DEFAULT_PARTITIONS,
   DEFAULT_GRPC_ADDRESS,
   DEFAULT_JETSTREAM_STORE_PREFIX,
+  DEFAULT_LEASE_TTL_MS,
   DEFAULT_NATS_PREFIX,
   DEFAULT_NATS_QUEUE,
+  DEFAULT_PARTITIONS,
   DEFAULT_SQLITE_PATH,
   DEFAULTS,
   type DefaultsConfig,
@@ -83,10 +83,7 @@ export function resolveConfig(
 }
 
 /** The cluster settings when a file's cluster block or --replica asks for them. */
-function clusterOf(
-  file: ConfigFile["cluster"],
-  replica: string | undefined,
-): { cluster?: ClusterConfig } {
+function clusterOf(file: ConfigFile["cluster"], replica: string | undefined): { cluster?: ClusterConfig } {
   if (file === undefined && replica === undefined) return {};
   return {
     cluster: {

@@ -8,11 +8,11 @@ import {
   jetstreamManager,
   StorageType,
 } from "@nats-io/jetstream";
+import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
-import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import {
   batchFromJson,
   batchToJson,

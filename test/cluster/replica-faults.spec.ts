@@ -73,12 +73,22 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
   it("S7 and S8 hold across replicas: a duplicate sent to the other replica gets the recorded outcome", async () => {
     const opened = await call<Order>(() => "a", "Open", { order_id: "s78-order", customer: "bob" });
     const sessionId = header(opened.headers, "sb-session-id") ?? "";
-    const first = await call<Order>(() => "a", "AddItem", { order_id: "s78-order", sku: "x", qty: 1 }, {
-      "sb-seq": "1",
-    });
-    const again = await call<Order>(() => "b", "AddItem", { order_id: "s78-order", sku: "x", qty: 1 }, {
-      "sb-seq": "1",
-    });
+    const first = await call<Order>(
+      () => "a",
+      "AddItem",
+      { order_id: "s78-order", sku: "x", qty: 1 },
+      {
+        "sb-seq": "1",
+      },
+    );
+    const again = await call<Order>(
+      () => "b",
+      "AddItem",
+      { order_id: "s78-order", sku: "x", qty: 1 },
+      {
+        "sb-seq": "1",
+      },
+    );
     expect(header(again.headers, "sb-message-id")).to.equal(header(first.headers, "sb-message-id"));
     const keyed = await call<Order>(
       () => "b",
@@ -107,7 +117,8 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
       const name = names[n % 2] ?? "a";
       return down.has(name) ? (names[(n + 1) % 2] ?? "b") : name;
     };
-    for (let s = 0; s < sessions; s++) await call<Order>(via(s), "Open", { order_id: `f${s}`, customer: "c" });
+    for (let s = 0; s < sessions; s++)
+      await call<Order>(via(s), "Open", { order_id: `f${s}`, customer: "c" });
 
     const counts = { sent: 0, acknowledged: 0, retried: 0, failed: 0 };
     const acked = new Map<string, number[]>();

@@ -68,8 +68,16 @@ export async function startNatsCluster(size = 3): Promise<NatsClusterFixture> {
       },
       async restartNode(index) {
         const node = nodeAt(index);
-        if (node.child.exitCode === null && node.child.signalCode === null) throw new Error("node is running");
-        nodes[index] = await startNode(dir, `n${index + 1}`, routePorts[index] ?? 0, routes, clientPorts[index] ?? -1, true);
+        if (node.child.exitCode === null && node.child.signalCode === null)
+          throw new Error("node is running");
+        nodes[index] = await startNode(
+          dir,
+          `n${index + 1}`,
+          routePorts[index] ?? 0,
+          routes,
+          clientPorts[index] ?? -1,
+          true,
+        );
       },
     };
   } catch (error) {
