@@ -208,8 +208,10 @@ export class PartitionLeases {
         } catch (error) {
           if (this.#held.get(partition) !== lease) return;
           // A lost CAS: someone took it. Anything else: keep it while the last renew that
-          // succeeded still covers the TTL (nobody can have taken it before then).
-          if (isCasFailure(error) || Date.now() - lease.sentAtMs >= ttl) this.#drop(partition, error);
+          // succeeded covers three quarters of the TTL. Others take it only once they have
+          // seen no renew for the whole TTL, so this replica has stopped serving by then.
+          if (isCasFailure(error) || Date.now() - lease.sentAtMs >= (ttl * 3) / 4)
+            this.#drop(partition, error);
         }
       }),
     );

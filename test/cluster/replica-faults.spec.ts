@@ -175,9 +175,21 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
       for (const n of numbers) if (!applied.includes(n)) lost++;
       for (let i = 1; i < applied.length; i++) if ((applied[i] ?? 0) <= (applied[i - 1] ?? 0)) reordered++;
     }
-    const report = { ...counts, delivered, duplicatesApplied: duplicates, lost, reordered };
+    const takeovers = (set.replicas.get("b")?.lines ?? []).filter((l) =>
+      l.includes('"partitions taken over"'),
+    );
+    const report = {
+      ...counts,
+      delivered,
+      duplicatesApplied: duplicates,
+      lost,
+      reordered,
+      takeoversByB: takeovers.length,
+    };
     console.log(`      fault run: ${JSON.stringify(report)}`);
     expect(counts.acknowledged, "most messages acknowledged").to.be.greaterThan(total / 2);
+    // b took partitions at its start and again when a was killed.
+    expect(takeovers.length, "takeovers by replica b").to.be.at.least(2);
     expect(lost, "acknowledged messages lost").to.equal(0);
     expect(duplicates, "duplicates applied").to.equal(0);
     expect(reordered, "messages applied out of order").to.equal(0);
