@@ -522,18 +522,29 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     if (broken !== undefined)
       throw storeFailure("a committed batch could not be applied; reopen the store", broken);
     const partition = partitionOf(batch);
-    if (partition !== undefined && !heads.has(partition)) {
-      throw partitionMoving(partition, "this replica does not write it");
+    if (partition !== undefined) {
+      if (!heads.has(partition)) throw partitionMoving(partition, "this replica does not write it");
+      try {
+        await checkEntries(batch.entries ?? []);
+        const records = batch.sessions ?? [];
+        const { claims, states } = await planClaims(records);
+        const taken = await takeClaims(claims, states, records);
+        await commitInPartition(batch, partition, taken);
+        await releaseFreed(claims, states, taken);
+        return;
+      } catch (error) {
+        // Only S5 is a verdict on the batch itself. Anything else — NATS failing, or a
+        // journal that does not continue where the engine thinks (its view is stale) — makes
+        // the owner load the partition again from the store before it writes there again.
+        if (!(error instanceof BridgeError && error.code === Code.ALREADY_EXISTS))
+          losePartition(partition, error);
+        throw natsStoreError(error, "cannot commit the batch");
+      }
     }
     await checkEntries(batch.entries ?? []);
     const records = batch.sessions ?? [];
     const { claims, states } = await planClaims(records);
     const taken = await takeClaims(claims, states, records);
-    if (partition !== undefined) {
-      await commitInPartition(batch, partition, taken);
-      await releaseFreed(claims, states, taken);
-      return;
-    }
     let walSeq: number;
     try {
       const ack = await js.publish(`${prefix}.wal`, encodeJson(batchToJson(batch)), { msgID: randomUUID() });
@@ -620,7 +631,7 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     } catch (error) {
       // A read cut short by close() (a woken follower's, say) is the store shutting down.
       if (closed) throw storeClosed("jetstream");
-      throw asStoreError(error, "cannot read the journal");
+      throw natsStoreError(error, "cannot read the journal");
     }
   };
 
@@ -660,7 +671,7 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
         () => undefined,
       );
       return run.catch((error: unknown) => {
-        throw asStoreError(error, "cannot commit the batch");
+        throw natsStoreError(error, "cannot commit the batch");
       });
     },
 
@@ -728,13 +739,21 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     async findBySeq(sessionId, seq) {
       checkOpen();
       if (seq <= 0) return undefined;
-      return journals.findBy(sessionId, (e) => e.seq === seq);
+      try {
+        return await journals.findBy(sessionId, (e) => e.seq === seq);
+      } catch (error) {
+        throw natsStoreError(error, "cannot read the journal");
+      }
     },
 
     async findByMessageId(sessionId, messageId) {
       checkOpen();
-      // An outcome is not found by its own id: only an entry that answers none.
-      return journals.findBy(sessionId, (e) => e.messageId === messageId && e.inReplyTo === "");
+      try {
+        // An outcome is not found by its own id: only an entry that answers none.
+        return await journals.findBy(sessionId, (e) => e.messageId === messageId && e.inReplyTo === "");
+      } catch (error) {
+        throw natsStoreError(error, "cannot read the journal");
+      }
     },
 
     async getIdempotency(principal, key) {
@@ -789,6 +808,31 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
   };
 
   return { api, replay };
+}
+
+/**
+ * A failure of NATS itself (a timeout while a node is down or a leader is elected, a
+ * dropped connection, a read that stalled) is UNAVAILABLE, which clients retry; anything
+ * else is the store's INTERNAL failure.
+ */
+function natsStoreError(error: unknown, doing: string): BridgeError {
+  if (error instanceof BridgeError) return error;
+  const text = error instanceof Error ? error.message : String(error);
+  if (
+    /timeout|timed out|stalled|ended early|disconnect|connection closed|no responders|no leader|not ready/i.test(
+      text,
+    )
+  ) {
+    return new BridgeError(
+      Code.UNAVAILABLE,
+      Reason.STORE_FAILURE,
+      `${doing}: NATS did not answer (${text}); retry`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return asStoreError(error, doing);
 }
 
 /** UNAVAILABLE: the partition is not this store's to write now; the caller retries (DESIGN §7). */

@@ -7,6 +7,7 @@ import { type ReplicaSet, startReplicaSet } from "./replica-set.js";
 interface Order {
   order_id: string;
   items: { sku: string; qty: number }[];
+  notes: string[];
 }
 
 /** gRPC codes a client retries: UNAVAILABLE (a takeover, a replica gone) and DEADLINE_EXCEEDED. */
@@ -122,6 +123,7 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
 
     const counts = { sent: 0, acknowledged: 0, retried: 0, failed: 0 };
     const acked = new Map<string, number[]>();
+    const failures: string[] = [];
     let progress = 0;
     let finished = false;
     const sender = async (s: number): Promise<void> => {
@@ -130,17 +132,27 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
       for (let k = 1; k <= perSession; k++) {
         counts.sent++;
         try {
-          const out = await call<Order>(
-            via(s + k),
-            "AddItem",
-            { order_id: `f${s}`, sku: `n${k}`, qty: 1 },
-            { "sb-seq": String(k) },
-          );
+          // Every fifth message is one-way: acknowledged once journaled, delivered later (S9, S10).
+          const out =
+            k % 5 === 0
+              ? await call<Order>(
+                  via(s + k),
+                  "Note",
+                  { order_id: `f${s}`, text: `n${k}` },
+                  { "sb-seq": String(k) },
+                )
+              : await call<Order>(
+                  via(s + k),
+                  "AddItem",
+                  { order_id: `f${s}`, sku: `n${k}`, qty: 1 },
+                  { "sb-seq": String(k) },
+                );
           counts.retried += out.attempts - 1;
           counts.acknowledged++;
           mine.push(k);
-        } catch {
+        } catch (error) {
           counts.failed++;
+          failures.push(`${(error as CallFailure).code} ${(error as Error).message}`);
           return; // a session whose message was refused for good stops: later numbers would be gaps (S7)
         }
         progress++;
@@ -168,12 +180,25 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
     let lost = 0;
     let reordered = 0;
     for (const [orderId, numbers] of acked) {
-      const order = await call<Order>(() => "b", "Get", { order_id: orderId });
-      const applied = order.response.items.map((i) => Number(i.sku.slice(1)));
+      // One-way messages are delivered after their acknowledgement: wait for the last one.
+      const lastNote = numbers.filter((n) => n % 5 === 0).pop();
+      const read = () => call<Order>(() => "b", "Get", { order_id: orderId });
+      let order = await read();
+      const until = Date.now() + 60_000;
+      while (lastNote !== undefined && !order.response.notes.includes(`n${lastNote}`) && Date.now() < until) {
+        await sleep(200);
+        order = await read();
+      }
+      const applied = [...order.response.items.map((i) => i.sku), ...order.response.notes]
+        .map((text) => Number(text.slice(1)))
+        .sort((x, y) => x - y);
+      const orderOf = (list: readonly string[]) => list.map((text) => Number(text.slice(1)));
       delivered += applied.length;
       duplicates += applied.length - new Set(applied).size;
       for (const n of numbers) if (!applied.includes(n)) lost++;
-      for (let i = 1; i < applied.length; i++) if ((applied[i] ?? 0) <= (applied[i - 1] ?? 0)) reordered++;
+      for (const list of [orderOf(order.response.items.map((i) => i.sku)), orderOf(order.response.notes)]) {
+        for (let i = 1; i < list.length; i++) if ((list[i] ?? 0) <= (list[i - 1] ?? 0)) reordered++;
+      }
     }
     const takeovers = (set.replicas.get("b")?.lines ?? []).filter((l) =>
       l.includes('"partitions taken over"'),
@@ -187,6 +212,7 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
       takeoversByB: takeovers.length,
     };
     console.log(`      fault run: ${JSON.stringify(report)}`);
+    for (const failure of failures) console.log(`      refused: ${failure}`);
     expect(counts.acknowledged, "most messages acknowledged").to.be.greaterThan(total / 2);
     // b took partitions at its start and again when a was killed.
     expect(takeovers.length, "takeovers by replica b").to.be.at.least(2);
