@@ -78,6 +78,13 @@ export class PartitionLeases {
     });
     await this.#watch();
     await this.#heartbeat();
+    // A first round at once, so a replica that finds partitions free serves them before it
+    // reports ready; bounded, since taking over what others hold waits for their TTL.
+    await this.#tick();
+    await Promise.race([
+      this.#busy,
+      new Promise<void>((resolve) => setTimeout(resolve, this.#options.leaseTtlMs).unref()),
+    ]);
     this.#schedule();
   }
 
