@@ -227,6 +227,14 @@ try {
           ),
         );
       }
+      for (const [name, bridge] of set.replicas) {
+        const events = new Map<string, number>();
+        for (const line of bridge.lines) {
+          const msg = (JSON.parse(line) as { msg?: string; level?: number }).msg ?? "";
+          if (/partition|lease|takeover|taken/.test(msg)) events.set(msg, (events.get(msg) ?? 0) + 1);
+        }
+        process.stderr.write(`bench: replica ${name}: ${JSON.stringify(Object.fromEntries(events))}\n`);
+      }
     } finally {
       await set.stop();
     }

@@ -7,6 +7,7 @@ import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import { type Logger, silentLogger } from "../../bridge/logger.js";
+import type { SessionRecord } from "../../bridge/store/records.js";
 import { faultHeaders, faultOf } from "./nats-error.js";
 import { metadataOf } from "./nats-headers.js";
 
@@ -39,6 +40,8 @@ export interface ClusterForwardingOptions {
 }
 
 interface CallHead {
+  /** Set for a forwarded SessionService Close: the session to close (S12). */
+  readonly close?: string;
   readonly operation: string;
   readonly metadata: Metadata;
   readonly principal: string;
@@ -103,6 +106,28 @@ export function createNatsForwarder(options: ClusterForwardingOptions): Forwarde
         payload,
       };
     },
+
+    async close(replica, sessionId, principal) {
+      const head: CallHead = {
+        close: sessionId,
+        operation: "",
+        metadata: {},
+        principal,
+        codec: "proto",
+        timeoutMs: undefined,
+      };
+      let msg: Msg;
+      try {
+        msg = await connection.request(clusterSubject(prefix, replica), frame(head, new Uint8Array(0)), {
+          timeout: options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+        });
+      } catch (error) {
+        throw forwardFailure(replica, error, undefined);
+      }
+      const fault = faultOf(metadataOf(msg.headers), {});
+      if (fault !== undefined) throw fault;
+      return unframe<SessionRecord>(msg.data, maxBytes).head;
+    },
   };
 }
 
@@ -129,7 +154,7 @@ export function serveForwardedCalls(
       inflight++;
       serveOne(bridge, options.contracts, msg, maxBytes, controller.signal)
         .then(
-          (reply) => respondOk(msg, reply),
+          (reply) => (isRecord(reply) ? msg.respond(frame(reply, new Uint8Array(0))) : respondOk(msg, reply)),
           (failure: unknown) => respondFault(msg, BridgeError.from(failure)),
         )
         .catch((failure: unknown) => logger.warn({ err: failure }, "cannot answer a forwarded call"))
@@ -152,8 +177,9 @@ async function serveOne(
   msg: Msg,
   maxBytes: number,
   signal: AbortSignal,
-): Promise<UnaryReply> {
+): Promise<UnaryReply | SessionRecord> {
   const { head, payload } = unframe<CallHead>(msg.data, maxBytes);
+  if (typeof head.close === "string") return bridge.serveForwardedClose(head.close, head.principal);
   const operation = contracts.operations.get(head.operation);
   if (operation === undefined) {
     throw new BridgeError(
@@ -172,6 +198,10 @@ async function serveOne(
     payload,
   };
   return bridge.serveForwarded(call);
+}
+
+function isRecord(reply: UnaryReply | SessionRecord): reply is SessionRecord {
+  return "state" in reply;
 }
 
 function respondOk(msg: Msg, reply: UnaryReply): void {

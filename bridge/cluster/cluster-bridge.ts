@@ -7,6 +7,7 @@ import type { SessionsApi } from "../engine/sessions-api.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import type { SessionRecord } from "../store/records.js";
 import type { Partitioning } from "./partitions.js";
 
 /** Who owns what, as the lease table says now (partition-leases.ts). */
@@ -20,6 +21,8 @@ export interface Ownership {
 /** Sends a call to the replica that owns its session and returns that replica's answer unchanged. */
 export interface Forwarder {
   unary(replica: string, call: UnaryCall): Promise<UnaryReply>;
+  /** SessionService Close (S12) of a session the replica owns. */
+  close(replica: string, sessionId: string, principal: string): Promise<SessionRecord>;
 }
 
 export interface ClusterBridgeOptions {
@@ -37,6 +40,8 @@ export interface ClusterBridgeOptions {
 export interface ClusterBridge extends Bridge {
   /** A call another replica forwarded here: served only if this replica owns its partition. */
   serveForwarded(call: UnaryCall): Promise<UnaryReply>;
+  /** A Close another replica forwarded here. */
+  serveForwardedClose(sessionId: string, principal: string): Promise<SessionRecord>;
   /** Resolves once the calls this replica runs in `partition` have finished. */
   settled(partition: number): Promise<void>;
 }
@@ -101,10 +106,30 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     return track(partition, engine.unary(call));
   };
 
+  // Reads (get, list, history) come from the shared store on any replica; closing a
+  // session changes it, so only its owner does it (S12), like any other call.
+  const sessions: SessionsApi = {
+    get: (sessionId, principal) => engine.sessions.get(sessionId, principal),
+    list: (options, principal) => engine.sessions.list(options, principal),
+    history: (sessionId, options, principal) => engine.sessions.history(sessionId, options, principal),
+    async close(sessionId, principal) {
+      const partition = partitioning.ofSession(sessionId);
+      if (ownership.serves(partition)) return engine.sessions.close(sessionId, principal);
+      const owner = ownership.ownerOf(partition);
+      if (owner === undefined || owner === replica)
+        throw partitionMoving(partition, "it has no serving owner");
+      return forwarder.close(owner, sessionId, principal);
+    },
+  };
+
   return {
     contracts: engine.contracts,
-    get sessions(): SessionsApi {
-      return engine.sessions;
+    sessions,
+
+    async serveForwardedClose(sessionId, principal) {
+      const partition = partitioning.ofSession(sessionId);
+      if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
+      return engine.sessions.close(sessionId, principal);
     },
 
     async unary(call) {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
+import { createSessionServiceClient } from "../../sdk/ts/session-service-client.js";
 import { type CallFailure, unaryCall } from "../support/grpc-call.js";
 import { type ReplicaSet, startReplicaSet } from "./replica-set.js";
 
@@ -106,6 +107,34 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
     expect(header(keyedAgain.headers, "sb-message-id")).to.equal(header(keyed.headers, "sb-message-id"));
     const order = await call<Order>(() => "b", "Get", { order_id: "s78-order" });
     expect(order.response.items.map((i) => i.sku)).to.deep.equal(["x", "y"]);
+  });
+
+  it("closes a session through either replica: the owner closes it (S12)", async () => {
+    const sessions = createSessionServiceClient(set.replicas.get("b")?.address ?? "", { deadlineMs: 15_000 });
+    try {
+      for (let i = 0; i < 8; i++) {
+        const opened = await call<Order>(() => "a", "Open", { order_id: `close-${i}`, customer: "c" });
+        const sessionId = header(opened.headers, "sb-session-id") ?? "";
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await sessions.closeSession(sessionId);
+            break;
+          } catch (error) {
+            if ((error as CallFailure).code !== 14 || attempt > 50) throw error;
+            await sleep(200);
+          }
+        }
+        let code: number | undefined;
+        try {
+          await unaryCall(set.client("a"), "AddItem", { order_id: `close-${i}`, sku: "z", qty: 1 });
+        } catch (error) {
+          code = (error as CallFailure).code;
+        }
+        expect(code, `session ${i} closed through b`).to.equal(5);
+      }
+    } finally {
+      sessions.close();
+    }
   });
 
   it("keeps every acknowledged message, once and in order, while a NATS node and a replica are killed", async () => {
