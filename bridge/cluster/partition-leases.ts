@@ -308,12 +308,25 @@ export class PartitionLeases {
 
   async #load(partitions: readonly number[]): Promise<void> {
     if (partitions.length === 0 || this.#stopped) return;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.#options.onAcquired(partitions);
+      // Bounded: a load stuck on NATS must not hold the leases (and so the partitions)
+      // for ever; given back, they are taken again by whoever can load them.
+      await Promise.race([
+        this.#options.onAcquired(partitions),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("taking the partitions over did not finish in time")),
+            Math.max(LOAD_TIMEOUT_MS, 6 * this.#options.leaseTtlMs),
+          );
+        }),
+      ]);
       for (const p of partitions) if (this.#held.has(p)) this.#serving.add(p);
+      clearTimeout(timer);
       this.#logger.info({ partitions: partitions.length }, "partitions taken over");
     } catch (error) {
       this.#logger.warn({ partitions, err: error }, "cannot take partitions over; giving them back");
+      clearTimeout(timer);
       for (const p of partitions) {
         const lease = this.#held.get(p);
         if (lease === undefined) continue;
@@ -342,6 +355,9 @@ export class PartitionLeases {
       });
   }
 }
+
+/** Longest a takeover (fence, replay, loading the sessions) may take before it is given up. */
+const LOAD_TIMEOUT_MS = 30_000;
 
 function leaseKey(partition: number): string {
   return `lease.${partition}`;
