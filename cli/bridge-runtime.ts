@@ -20,6 +20,7 @@ import type { ProcessClient, ProcessTransport } from "../bridge/process/process-
 import { anonymousPrincipals } from "../bridge/security/principal.js";
 import { createStore } from "../bridge/store/create-store.js";
 import type { Clock } from "../bridge/util/clock.js";
+import { type ClusterParts, prepareCluster } from "./cluster-runtime.js";
 
 export interface RuntimeOptions {
   readonly config: BridgeConfig;
@@ -96,26 +97,46 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
   }
 
   let store: Awaited<ReturnType<typeof createStore>>;
+  let cluster: ClusterParts | undefined;
   try {
-    store = await createStore(config.store, connection === undefined ? {} : { natsConnection: connection });
+    // Several replicas (DESIGN §7): the store and the engine learn the partitioning first.
+    const clusterConfig = config.cluster;
+    if (clusterConfig !== undefined) {
+      cluster = await prepareCluster({
+        config: { ...config, cluster: clusterConfig },
+        contracts,
+        connection,
+        logger,
+      });
+    }
+    store = await createStore(config.store, {
+      ...(connection === undefined ? {} : { natsConnection: connection }),
+      ...(cluster === undefined ? {} : { partitions: cluster.storePartitions }),
+    });
   } catch (error) {
+    await cluster?.stop();
     await closeNats();
     throw error;
   }
-  const bridge = createBridge({
+  const engine = createBridge({
     contracts,
     store,
     processes,
     defaults: config.defaults,
     logger,
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(cluster === undefined ? {} : { placement: cluster.placement }),
   });
+  let bridge: Bridge = engine;
   try {
     // Recovery (S10) runs before the listener opens: resumed one-way messages queue
-    // ahead of any new call.
-    await bridge.start();
+    // ahead of any new call. A replica restores nothing here: it loads each partition
+    // it takes over (cluster-runtime.ts).
+    await engine.start();
+    if (cluster !== undefined) bridge = await cluster.start(engine, store);
   } catch (error) {
-    await bridge.close();
+    await cluster?.stop();
+    await engine.close();
     await closeNats();
     throw error;
   }
@@ -150,6 +171,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     }
   } catch (error) {
     await Promise.allSettled(listeners.map((l) => l.close()));
+    await cluster?.stop();
     await bridge.close();
     await closeNats();
     throw error;
@@ -160,6 +182,8 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     stopping ??= (async () => {
       await Promise.all(listeners.map((listener) => listener.drain(graceMs)));
       await bridge.drain(graceMs);
+      // Leases go back once nothing runs here, so the others take over without waiting for the TTL.
+      await cluster?.stop();
       await bridge.close();
       await Promise.allSettled(clients.map((c) => c.close()));
       await closeNats();

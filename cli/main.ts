@@ -71,6 +71,10 @@ function program(): Command {
       "--nats <url>",
       "NATS server URL(s), comma-separated: serve the contracts on NATS too and reach nats:// processes",
     )
+    .option(
+      "--replica <name>",
+      "this bridge is one replica of several sharing the jetstream store: its unique name (cluster.replica)",
+    )
     .addOption(
       new Option("--drain-ms <ms>", "how long calls in flight may take to finish on shutdown")
         .argParser(positiveInteger("--drain-ms", 0))
@@ -84,6 +88,7 @@ function program(): Command {
         http?: string;
         store?: string;
         nats?: string;
+        replica?: string;
         drainMs: number;
       }) => {
         const { startCommand } = await import("./start-command.js");

@@ -16,6 +16,7 @@ export interface StartOptions {
   readonly http?: string;
   readonly store?: string;
   readonly nats?: string;
+  readonly replica?: string;
   readonly drainMs: number;
 }
 
@@ -32,6 +33,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     ...(options.http === undefined ? {} : { http: options.http }),
     ...(options.store === undefined ? {} : { store: options.store }),
     ...(options.nats === undefined ? {} : { nats: options.nats }),
+    ...(options.replica === undefined ? {} : { replica: options.replica }),
   };
   let setup: ReturnType<typeof loadBridgeSetup>;
   try {
@@ -67,6 +69,9 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
         ? {}
         : { nats: { url: config.listeners.nats?.url, prefix: runtime.nats.address } }),
       store: describeStore(config.store),
+      ...(config.cluster === undefined
+        ? {}
+        : { replica: config.cluster.replica, partitions: config.cluster.partitions }),
       config: config.source ?? "embedded defaults",
       services: [...contracts.services.keys()],
     },

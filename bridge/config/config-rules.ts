@@ -1,7 +1,7 @@
 import { checkHttpListen, checkListenAddress } from "./addresses.js";
-import { DEFAULTS } from "./config.js";
+import { type BridgeConfig, DEFAULTS } from "./config.js";
 import { COMMAND_LINE, type ConfigProblem, expectedGot } from "./config-error.js";
-import { checkNatsUrls, checkStore } from "./config-schema.js";
+import { checkNatsUrls, checkStore, REPLICA_EXPECTED, REPLICA_NAME } from "./config-schema.js";
 import type { ConfigOverrides } from "./resolve-config.js";
 import type { KeyPath } from "./yaml-places.js";
 
@@ -63,7 +63,27 @@ export function checkOverrides(overrides: ConfigOverrides): ConfigProblem[] {
   if (nats !== undefined) problems.push({ file: COMMAND_LINE, path: "--nats", message: nats });
   const store = overrides.store === undefined ? undefined : checkStore(overrides.store);
   if (store !== undefined) problems.push({ file: COMMAND_LINE, path: "--store", message: store });
+  if (overrides.replica !== undefined && !REPLICA_NAME.test(overrides.replica)) {
+    const message = expectedGot("invalid replica name", REPLICA_EXPECTED, overrides.replica);
+    problems.push({ file: COMMAND_LINE, path: "--replica", message });
+  }
   return problems;
+}
+
+/**
+ * Several replicas share sessions only through the JetStream store (DESIGN §7), and each
+ * needs a name: checked on the resolved configuration, since --store and --replica may
+ * supply either half.
+ */
+export function checkCluster(config: BridgeConfig): string | undefined {
+  if (config.cluster === undefined) return undefined;
+  if (config.store.kind !== "jetstream") {
+    return `several replicas share sessions only through the jetstream store (expected store: jetstream with cluster, got store: ${config.store.kind})`;
+  }
+  if (config.cluster.replica === "") {
+    return `required key missing (expected cluster.replica or --replica: ${REPLICA_EXPECTED})`;
+  }
+  return undefined;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

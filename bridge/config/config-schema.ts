@@ -42,6 +42,13 @@ const positiveInteger = z
   .int({ error: says("not an integer", "a positive integer") })
   .positive({ error: says("not positive", "a positive integer") });
 
+/** A replica's name: a NATS subject token and KV key token (several replicas, DESIGN §7). */
+export const REPLICA_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const REPLICA_EXPECTED = "a replica name of 1-64 letters, digits, '_' and '-'";
+/** Leases are renewed every quarter of the TTL: shorter ones would renew all the time. */
+export const MIN_LEASE_TTL_MS = 500;
+export const MAX_PARTITIONS = 4096;
+
 /** A full service name, or a package followed by `.*`: every service of that package (not sub-packages). */
 const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\.\*)?$/;
 const PROCESS_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -152,6 +159,15 @@ export const configFileSchema = mapping({
         "a list of intakes",
       ).optional(),
     }).optional(),
+  }).optional(),
+  cluster: mapping({
+    replica: matching(REPLICA_NAME, "invalid replica name", REPLICA_EXPECTED).optional(),
+    partitions: positiveInteger
+      .max(MAX_PARTITIONS, { error: says("too many partitions", `at most ${MAX_PARTITIONS}`) })
+      .optional(),
+    leaseTtlMs: positiveInteger
+      .min(MIN_LEASE_TTL_MS, { error: says("too short a lease", `at least ${MIN_LEASE_TTL_MS}`) })
+      .optional(),
   }).optional(),
   store: checked(STORE_EXPECTED, checkStore).optional(),
   storeOptions: mapping({

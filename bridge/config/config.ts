@@ -137,6 +137,22 @@ export interface DefaultsConfig {
   readonly timeScale?: number;
 }
 
+/**
+ * Several bridge replicas on one JetStream store (DESIGN §7, docs/jetstream-store.md):
+ * sessions fall into `partitions`, each owned by one replica through a lease renewed
+ * within `leaseTtlMs`.
+ */
+export interface ClusterConfig {
+  /** This replica's name, unique among the replicas. */
+  readonly replica: string;
+  readonly partitions: number;
+  /** A lease not renewed for this long lapses and another replica takes its partition over. */
+  readonly leaseTtlMs: number;
+}
+
+export const DEFAULT_PARTITIONS = 64;
+export const DEFAULT_LEASE_TTL_MS = 5_000;
+
 export interface BridgeConfig {
   /** The file it was read from; undefined for the embedded defaults. */
   readonly source: string | undefined;
@@ -144,6 +160,8 @@ export interface BridgeConfig {
   readonly processes: readonly ProcessConfig[];
   readonly listeners: ListenersConfig;
   readonly store: StoreConfig;
+  /** Set when this bridge is one of several replicas (cluster: in YAML, or --replica). */
+  readonly cluster?: ClusterConfig;
   readonly defaults: DefaultsConfig;
 }
 

@@ -48,8 +48,8 @@ import { LineCounter, parseDocument } from "yaml";
 import type * as z from "zod";
 import { closestName } from "../util/did-you-mean.js";
 import type { BridgeConfig } from "./config.js";
-import { ConfigError, type ConfigProblem, sortConfigProblems } from "./config-error.js";
-import { checkAcrossKeys, checkOverrides } from "./config-rules.js";
+import { COMMAND_LINE, ConfigError, type ConfigProblem, sortConfigProblems } from "./config-error.js";
+import { checkAcrossKeys, checkCluster, checkOverrides } from "./config-rules.js";
 import { configFileSchema } from "./config-schema.js";
 import { type ConfigOverrides, resolveConfig } from "./resolve-config.js";
 import { formatKeyPath, type KeyPath, offsetOf } from "./yaml-places.js";
@@ -101,10 +101,11 @@ export function loadLocatedConfig(options: LoadConfigOptions = {}): LocatedConfi
   if (!explicit && !existsSync(source)) {
     const problems = checkOverrides(overrides);
     if (problems.length > 0) throw new ConfigError(problems);
-    return {
-      config: resolveConfig({}, undefined, cwd, overrides, options.defaultHttp),
-      placeOf: () => ({ file: "(embedded defaults)" }),
-    };
+    const config = resolveConfig({}, undefined, cwd, overrides, options.defaultHttp);
+    const cluster = checkCluster(config);
+    if (cluster !== undefined)
+      throw new ConfigError([{ file: COMMAND_LINE, path: "--replica", message: cluster }]);
+    return { config, placeOf: () => ({ file: "(embedded defaults)" }) };
   }
 
   let text: string;
@@ -153,10 +154,15 @@ export function loadLocatedConfig(options: LoadConfigOptions = {}): LocatedConfi
   checkAcrossKeys(raw, report);
   problems.push(...checkOverrides(overrides));
   if (problems.length > 0 || !parsed.success) throw new ConfigError(sortConfigProblems(problems));
-  return {
-    config: resolveConfig(parsed.data, source, cwd, overrides, options.defaultHttp),
-    placeOf: (keyPath) => placeOf(keyPath),
-  };
+  const config = resolveConfig(parsed.data, source, cwd, overrides, options.defaultHttp);
+  const cluster = checkCluster(config);
+  if (cluster !== undefined) {
+    const keyPath = parsed.data.cluster === undefined ? [] : ["cluster"];
+    throw new ConfigError([
+      { ...placeOf(keyPath, true), path: formatKeyPath(keyPath) || "--replica", message: cluster },
+    ]);
+  }
+  return { config, placeOf: (keyPath) => placeOf(keyPath) };
 }
 
 function reportIssue(

@@ -1,10 +1,13 @@
 import path from "node:path";
 import {
   type BridgeConfig,
+  type ClusterConfig,
   DEFAULT_GRPC_ADDRESS,
   DEFAULT_JETSTREAM_STORE_PREFIX,
+  DEFAULT_LEASE_TTL_MS,
   DEFAULT_NATS_PREFIX,
   DEFAULT_NATS_QUEUE,
+  DEFAULT_PARTITIONS,
   DEFAULT_SQLITE_PATH,
   DEFAULTS,
   type DefaultsConfig,
@@ -23,6 +26,8 @@ export interface ConfigOverrides {
   readonly nats?: string;
   /** --store memory|sqlite:PATH; a sqlite path is relative to the working directory. */
   readonly store?: string;
+  /** --replica NAME: this bridge is one replica of several (cluster.replica). */
+  readonly replica?: string;
 }
 
 /**
@@ -76,7 +81,21 @@ export function resolveConfig(
       ...natsListener(resolveNats(file.listeners?.nats, overrides.nats, dir)),
     },
     store,
+    ...clusterOf(file.cluster, overrides.replica),
     defaults,
+  };
+}
+
+/** The cluster settings when a file's cluster block or --replica asks for them. */
+function clusterOf(file: ConfigFile["cluster"], replica: string | undefined): { cluster?: ClusterConfig } {
+  if (file === undefined && replica === undefined) return {};
+  return {
+    cluster: {
+      // Checked by checkCluster: a cluster needs a name for this replica.
+      replica: replica ?? file?.replica ?? "",
+      partitions: file?.partitions ?? DEFAULT_PARTITIONS,
+      leaseTtlMs: file?.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    },
   };
 }
 

@@ -19,6 +19,12 @@ import { JournalFeed } from "./journal-feed.js";
 import { LifetimeMonitor } from "./lifetime-monitor.js";
 import type { LiveSession } from "./live-session.js";
 import { OneWayDispatcher } from "./one-way-dispatcher.js";
+import {
+  adoptSessions,
+  releaseSessions,
+  type SessionFilter,
+  type SessionPlacement,
+} from "./partition-sessions.js";
 import { recoverSessions } from "./recovery.js";
 import { deadlineExceeded } from "./session-errors.js";
 import { SessionLifecycle } from "./session-lifecycle.js";
@@ -36,6 +42,11 @@ export interface BridgeOptions {
   readonly logger?: Logger;
   /** Session time (S12 idle and lifetime, retention); the system clock unless a test moves it. */
   readonly clock?: Clock;
+  /**
+   * One replica of several on a shared store (DESIGN §7): new sessions are born where this
+   * says, and start() restores nothing; the engine holds what adopt() loads.
+   */
+  readonly placement?: SessionPlacement;
 }
 
 /**
@@ -56,6 +67,13 @@ export interface Bridge {
   start(): Promise<void>;
   /** Stops accepting calls and waits up to `graceMs` for calls in flight. */
   drain(graceMs?: number): Promise<void>;
+  /**
+   * Several replicas (DESIGN §7): loads the live sessions `owns` selects and re-queues
+   * their unanswered requests (S10), once this replica owns them.
+   */
+  adopt(owns: SessionFilter): Promise<{ restored: number; requeued: number }>;
+  /** Several replicas: drops the sessions `owns` selects, now owned elsewhere. */
+  release(owns: SessionFilter): number;
   /** Drains, then closes the store. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -101,6 +119,7 @@ class BridgeEngine implements Bridge {
   #state: "new" | "running" | "draining" | "closed" = "new";
   #purgeTimer: Timer | undefined;
   #closing: Promise<void> | undefined;
+  readonly #placed: boolean;
 
   constructor(options: BridgeOptions) {
     this.contracts = options.contracts;
@@ -109,7 +128,15 @@ class BridgeEngine implements Bridge {
     const registry = new SessionRegistry();
     const feed = new JournalFeed();
     const journal = new Journal(options.store, feed);
-    const lifecycle = new SessionLifecycle(registry, journal, feed, options.defaults, clock);
+    const lifecycle = new SessionLifecycle(
+      registry,
+      journal,
+      feed,
+      options.defaults,
+      clock,
+      options.placement?.newSessionId.bind(options.placement),
+    );
+    this.#placed = options.placement !== undefined;
     this.#monitor = new LifetimeMonitor(clock, (session, reason) => this.#expire(session, reason));
     lifecycle.attachMonitor(this.#monitor);
     this.#ctx = {
@@ -143,7 +170,7 @@ class BridgeEngine implements Bridge {
       throw new BridgeError(Code.FAILED_PRECONDITION, Reason.INTERNAL, "bridge already started");
     }
     const ctx = this.#ctx;
-    const recovered = await ctx.store.recover();
+    const recovered = this.#placed ? { sessions: [], outbox: [] } : await ctx.store.recover();
     // S10: what was accepted and never answered is queued first, in journal order.
     const { restored, requeued } = await recoverSessions(ctx, recovered.sessions, recovered.outbox);
     this.#state = "running";
@@ -179,6 +206,14 @@ class BridgeEngine implements Bridge {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  adopt(owns: SessionFilter): Promise<{ restored: number; requeued: number }> {
+    return adoptSessions(this.#ctx, owns);
+  }
+
+  release(owns: SessionFilter): number {
+    return releaseSessions(this.#ctx, owns);
   }
 
   stats(): EngineStats {
@@ -225,7 +260,9 @@ class BridgeEngine implements Bridge {
   }
 
   #expire(session: LiveSession, reason: "idle-timeout" | "max-lifetime"): void {
-    const { lifecycle, journal, logger } = this.#ctx;
+    const { lifecycle, journal, logger, registry } = this.#ctx;
+    // A session released to another replica is no longer this engine's to end.
+    if (registry.get(session.id) !== session) return;
     const ended = lifecycle.end(session, "expired", reason);
     const committed = journal.commit(session, { entries: [ended] });
     lifecycle.settle(session, committed);

@@ -31,6 +31,7 @@ export class SessionLifecycle {
   readonly #defaults: DefaultsConfig;
   readonly #clock: Clock;
   #monitor: LifetimeMonitor | undefined;
+  readonly #newSessionId: (service: ServiceContract, correlationKey: string | undefined) => string;
 
   constructor(
     registry: SessionRegistry,
@@ -38,7 +39,10 @@ export class SessionLifecycle {
     feed: JournalFeed,
     defaults: DefaultsConfig,
     clock: Clock,
+    /** Several replicas (DESIGN §7): ids drawn in the starter's partition. */
+    newSessionId?: (service: ServiceContract, correlationKey: string | undefined) => string,
   ) {
+    this.#newSessionId = newSessionId ?? (() => newId());
     this.#clock = clock;
     this.#registry = registry;
     this.#journal = journal;
@@ -58,7 +62,7 @@ export class SessionLifecycle {
   start(facts: StartFacts): { session: LiveSession; started: JournalRecord } | undefined {
     const now = this.#clock.now();
     const record: SessionRecord = {
-      id: newId(),
+      id: this.#newSessionId(facts.service, facts.correlationKey),
       service: facts.service.name,
       state: "active",
       endReason: undefined,

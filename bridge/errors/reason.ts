@@ -67,6 +67,11 @@ export const Reason = {
    * recorded. Metadata `expected_index` says which index the journal takes next.
    */
   JOURNAL_CONFLICT: "JOURNAL_CONFLICT",
+  /**
+   * Several replicas (DESIGN §7): the session's partition is changing owner, or its owner
+   * cannot be reached now; nothing of the call was recorded. Retry (UNAVAILABLE).
+   */
+  PARTITION_MOVING: "PARTITION_MOVING",
   /** An unexpected failure inside the bridge. */
   INTERNAL: "INTERNAL",
 } as const;

@@ -3,7 +3,7 @@ import type { StoreConfig } from "../config/config.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
-import { createJetStreamStore } from "./jetstream-store.js";
+import { createJetStreamStore, type StorePartitions } from "./jetstream-store.js";
 import { createMemoryStore } from "./memory-store.js";
 import type { SessionStore } from "./session-store.js";
 import { createSqliteStore } from "./sqlite-store.js";
@@ -14,6 +14,8 @@ export interface CreateStoreOptions {
    * storeOptions.url names no servers of its own; the store leaves it open.
    */
   readonly natsConnection?: NatsConnection;
+  /** Several replicas (DESIGN §7): the jetstream store writes only the partitions it claims. */
+  readonly partitions?: StorePartitions;
 }
 
 /**
@@ -45,7 +47,12 @@ export async function createStore(
           "the jetstream store needs NATS: set storeOptions.url, listeners.nats or --nats",
         );
       }
-      return createJetStreamStore({ ...where, prefix: config.prefix, replicas: config.replicas });
+      return createJetStreamStore({
+        ...where,
+        prefix: config.prefix,
+        replicas: config.replicas,
+        ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
+      });
     }
   }
 }

@@ -56,6 +56,11 @@ interface Head {
 /** How many sessions' heads are kept; older ones are read from the stream again when used. */
 const MAX_CACHED_HEADS = 1024;
 
+/** How long a journal read waits for its next message before it starts over. */
+const SCAN_STALL_MS = 10_000;
+/** Reads of one journal before it fails. */
+const SCAN_ATTEMPTS = 3;
+
 export function createJetStreamJournals(
   js: JetStreamClient,
   jsm: JetStreamManager,
@@ -73,17 +78,45 @@ export function createJetStreamJournals(
     const subject = subjectOf(sessionId);
     const last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
     if (last === null) return 0;
+    // A consumer whose server went away may never deliver again: a read that stalls starts
+    // over with a new consumer, and after SCAN_ATTEMPTS fails (the caller retries) instead
+    // of holding the session's turn for ever. Entries are visited only from a whole read.
+    for (let attempt = 1; ; attempt++) {
+      const read = await readOnce(subject, last.seq);
+      if (read !== undefined) {
+        for (const { entry, seq } of read) visit(entry, seq);
+        return last.seq;
+      }
+      if (attempt >= SCAN_ATTEMPTS) throw new Error(`journal read of session ${sessionId} stalled; retry`);
+    }
+  };
+
+  /** Every entry of the subject up to `lastSeq`, or undefined when the consumer stalled. */
+  const readOnce = async (
+    subject: string,
+    lastSeq: number,
+  ): Promise<{ entry: JournalRecord; seq: number }[] | undefined> => {
     const consumer = await js.consumers.get(stream, { filter_subjects: [subject] });
     const messages = await consumer.consume({ max_messages: 256 });
+    const out: { entry: JournalRecord; seq: number }[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = setTimeout(() => messages.stop(), SCAN_STALL_MS);
+    };
+    arm();
     try {
       for await (const m of messages) {
-        visit(entryFromJson(decodeJson(m.data)), m.seq);
-        if (m.seq >= last.seq) break;
+        arm();
+        out.push({ entry: entryFromJson(decodeJson(m.data)), seq: m.seq });
+        // Never answer from part of a journal (S7, S9): done only once the last is read.
+        if (m.seq >= lastSeq) return out;
       }
+      return undefined;
     } finally {
+      if (timer !== undefined) clearTimeout(timer);
       messages.stop();
     }
-    return last.seq;
   };
 
   const headOf = async (sessionId: string): Promise<Head> => {

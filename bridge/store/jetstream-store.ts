@@ -10,6 +10,9 @@ import {
 } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { BridgeError } from "../errors/bridge-error.js";
+import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
 import {
   batchFromJson,
   batchToJson,
@@ -62,6 +65,17 @@ import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } fr
  * stale and may be taken over by CAS; a claim younger than IN_FLIGHT_CLAIM_MS whose holder
  * has no record yet counts as held, since its batch may be between steps (1) and (3).
  *
+ * Partitions and fencing (option `partitions`, several replicas, DESIGN §7). Each
+ * partition has its own write-ahead subject `<prefix>.pwal.<partition>` in the stream
+ * `<prefix>_pwal`, which keeps one message per subject. The batch of a session is
+ * published there with Nats-Expected-Last-Subject-Sequence set to the sequence this
+ * store last wrote (or fenced) on that subject, so the publish — the commit point — fails
+ * as soon as another store has claimed the partition: a replica that lost its lease
+ * cannot commit one more batch, and nothing it did not commit is acknowledged. The one
+ * kept message is the partition's last batch; a claim applies it again (every step is
+ * safe to repeat) before fencing, which is how a new owner completes what a killed one
+ * committed and did not apply. Batches naming no session use `<prefix>.wal`.
+ *
  * One store instance writes a given session at a time (the bridge's engine orders
  * commits per session, and several replicas partition sessions); the journal's expected
  * last subject sequence turns a violation of that into a failed commit, never an
@@ -78,18 +92,51 @@ export interface JetStreamStoreOptions {
   readonly prefix?: string;
   /** JetStream replication factor of every bucket and stream (1, 3 or 5). Default 1. */
   readonly replicas?: number;
+  /**
+   * Several replicas (DESIGN §7): sessions fall into partitions and this store writes only
+   * the partitions it has claimed (claimPartition). See "Partitions and fencing" above.
+   */
+  readonly partitions?: StorePartitions;
+}
+
+/** How the store learns a session's partition (bridge/cluster/partitions.ts). */
+export interface StorePartitions {
+  readonly count: number;
+  of(sessionId: string): number;
+  /**
+   * Called when the store stops writing a partition on its own: another replica fenced it
+   * out, or a commit's outcome is unknown (NATS failed mid-publish). The owner re-claims
+   * it (which replays the partition's last batch) before it writes there again.
+   */
+  onLost?(partition: number, cause: Error): void;
 }
 
 /** The JetStream store, with what tests and diagnostics read of it. */
 export interface JetStreamSessionStore extends SessionStore {
   /** Journal followers registered now (S9). */
   followers(): number;
+  /**
+   * Several replicas: makes this store the partition's only writer. Applies the
+   * partition's last write-ahead batch (its previous writer may have stopped before
+   * applying it), then publishes a fence message on the partition's write-ahead subject,
+   * expecting the subject's last sequence it read: any other store's next commit there
+   * then fails before its commit point. Call only while holding the partition's lease.
+   */
+  claimPartition(partition: number): Promise<void>;
+  /** Stops writing the partition: its commits are refused with UNAVAILABLE from now on. */
+  releasePartition(partition: number): void;
 }
 
 /** How long a claim whose holder has no session record yet counts as held. */
 const IN_FLIGHT_CLAIM_MS = 30_000;
 /** Attempts to apply a committed batch before the store gives up until reopened. */
 const APPLY_ATTEMPTS = 3;
+/** Attempts to apply a partition's batch: about 10 s of backoff, longer than a NATS leader election. */
+const PARTITION_APPLY_ATTEMPTS = 14;
+/** Fence publishes a claim tries while the previous writer still commits. */
+const CLAIM_ATTEMPTS = 5;
+/** The field that tells a fence message from a batch on a partition's write-ahead subject. */
+const FENCE_FIELD = "fence";
 /** Concurrent KV reads when a query reads many records. */
 const READ_CONCURRENCY = 32;
 
@@ -138,7 +185,22 @@ export async function createJetStreamStore(options: JetStreamStoreOptions): Prom
       outbox: await bucket("outbox"),
     };
     const journals = createJetStreamJournals(js, jsm, journalStream, prefix);
-    const store = buildStore({ nc, owned, js, jsm, walStream, prefix, buckets, journals });
+    const partitionStream = `${prefix}_pwal`;
+    if (options.partitions !== undefined) {
+      await ensureStream(jsm, partitionStream, `${prefix}.pwal.*`, replicas, { max_msgs_per_subject: 1 });
+    }
+    const store = buildStore({
+      nc,
+      owned,
+      js,
+      jsm,
+      walStream,
+      partitionStream,
+      prefix,
+      buckets,
+      journals,
+      partitions: options.partitions,
+    });
     await store.replay();
     return store.api;
   } catch (error) {
@@ -152,11 +214,18 @@ async function ensureStream(
   name: string,
   subject: string,
   replicas: number,
+  extra: { max_msgs_per_subject?: number } = {},
 ): Promise<void> {
   try {
     await jsm.streams.info(name);
   } catch {
-    await jsm.streams.add({ name, subjects: [subject], storage: StorageType.File, num_replicas: replicas });
+    await jsm.streams.add({
+      name,
+      subjects: [subject],
+      storage: StorageType.File,
+      num_replicas: replicas,
+      ...extra,
+    });
   }
 }
 
@@ -166,13 +235,17 @@ interface Parts {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly walStream: string;
+  readonly partitionStream: string;
   readonly prefix: string;
+  readonly partitions: StorePartitions | undefined;
   readonly buckets: { sessions: KV; correlation: KV; idempotency: KV; outbox: KV };
   readonly journals: JetStreamJournals;
 }
 
 function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => Promise<void> } {
-  const { nc, js, jsm, walStream, prefix, buckets, journals } = parts;
+  const { nc, js, jsm, walStream, partitionStream, prefix, buckets, journals, partitions } = parts;
+  /** Claimed partitions → the last sequence this store wrote on their write-ahead subject. */
+  const heads = new Map<number, number>();
   let closed = false;
   let broken: Error | undefined;
   // Commits run one at a time, so they resolve in the order they were made.
@@ -368,10 +441,106 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     throw asStoreError(lastError, "cannot apply a committed batch");
   };
 
+  /** The store stops writing a partition until it is claimed again (see StorePartitions.onLost). */
+  const losePartition = (partition: number, cause: unknown): void => {
+    if (!heads.delete(partition)) return;
+    partitions?.onLost?.(partition, cause instanceof Error ? cause : new Error(String(cause)));
+  };
+
+  /**
+   * Applies a batch of a partition. A node of the NATS cluster may be electing leaders
+   * for a few seconds, so this retries longer than the shared path; if it still fails the
+   * partition is given up (the batch is kept as the partition's last write-ahead message
+   * and the next claim applies it), never the whole store.
+   */
+  const applyPartitionBatch = async (batch: StoreBatch): Promise<void> => {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < PARTITION_APPLY_ATTEMPTS; attempt++) {
+      try {
+        await apply(batch);
+        if (batch.entries !== undefined && batch.entries.length > 0) {
+          wakeups.notify(new Set(batch.entries.map((e) => e.sessionId)));
+        }
+        return;
+      } catch (error) {
+        lastError = error;
+        for (const entry of batch.entries ?? []) journals.forget(entry.sessionId);
+        await sleep(Math.min(1000, 50 * 2 ** attempt));
+      }
+    }
+    throw lastError;
+  };
+
+  /** The one partition a batch writes, when the store is partitioned and it names a session. */
+  const partitionOf = (batch: StoreBatch): number | undefined => {
+    if (partitions === undefined) return undefined;
+    const ids = new Set<string>();
+    for (const r of batch.sessions ?? []) ids.add(r.id);
+    for (const e of batch.entries ?? []) ids.add(e.sessionId);
+    for (const o of batch.outboxAdd ?? []) ids.add(o.sessionId);
+    for (const o of batch.outboxRemove ?? []) ids.add(o.sessionId);
+    const found = new Set([...ids].map((id) => partitions.of(id)));
+    if (found.size > 1) throw storeFailure("a batch may write sessions of one partition only");
+    return found.values().next().value;
+  };
+
+  /** Steps (2) and (3) on the partition's write-ahead subject, fenced (see the header). */
+  const commitInPartition = async (
+    batch: StoreBatch,
+    partition: number,
+    taken: Map<string, number>,
+  ): Promise<void> => {
+    const expected = heads.get(partition);
+    if (expected === undefined) {
+      await releaseClaims(taken);
+      throw partitionMoving(partition, "this replica no longer writes it");
+    }
+    try {
+      const ack = await js.publish(`${prefix}.pwal.${partition}`, encodeJson(batchToJson(batch)), {
+        msgID: randomUUID(),
+        expect: { lastSubjectSequence: expected },
+      });
+      heads.set(partition, ack.seq);
+    } catch (error) {
+      // Fenced out: nothing was written, the claims go back. Any other failure leaves the
+      // outcome unknown: the claims stay (they turn stale if the batch was not stored) and
+      // the partition is claimed again, which applies the batch if it was stored.
+      if (isCasFailure(error)) await releaseClaims(taken);
+      losePartition(partition, error);
+      throw partitionMoving(partition, isCasFailure(error) ? "another replica took it over" : "NATS failed");
+    }
+    try {
+      await applyPartitionBatch(batch);
+    } catch (error) {
+      losePartition(partition, error);
+      throw partitionMoving(partition, "its last batch is not applied yet");
+    }
+  };
+
   const commitNow = async (batch: StoreBatch): Promise<void> => {
     // Not checkOpen(): commits made before close() still run (close finishes them).
     if (broken !== undefined)
       throw storeFailure("a committed batch could not be applied; reopen the store", broken);
+    const partition = partitionOf(batch);
+    if (partition !== undefined) {
+      if (!heads.has(partition)) throw partitionMoving(partition, "this replica does not write it");
+      try {
+        await checkEntries(batch.entries ?? []);
+        const records = batch.sessions ?? [];
+        const { claims, states } = await planClaims(records);
+        const taken = await takeClaims(claims, states, records);
+        await commitInPartition(batch, partition, taken);
+        await releaseFreed(claims, states, taken);
+        return;
+      } catch (error) {
+        // Only S5 is a verdict on the batch itself. Anything else — NATS failing, or a
+        // journal that does not continue where the engine thinks (its view is stale) — makes
+        // the owner load the partition again from the store before it writes there again.
+        if (!(error instanceof BridgeError && error.code === Code.ALREADY_EXISTS))
+          losePartition(partition, error);
+        throw natsStoreError(error, "cannot commit the batch");
+      }
+    }
     await checkEntries(batch.entries ?? []);
     const records = batch.sessions ?? [];
     const { claims, states } = await planClaims(records);
@@ -385,13 +554,47 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
       throw asStoreError(error, "cannot commit the batch");
     }
     await applyCommitted(batch, walSeq);
-    // Keys the batch freed: release them when still held as read (CAS), best effort.
+    await releaseFreed(claims, states, taken);
+  };
+
+  /** Keys a batch freed: released when still held as read (CAS), best effort. */
+  const releaseFreed = async (
+    claims: Map<string, string | undefined>,
+    states: Map<string, ClaimState>,
+    taken: Map<string, number>,
+  ): Promise<void> => {
     const freed = new Map<string, number>();
     for (const [key, sessionId] of claims) {
       const entry = states.get(key)?.entry;
       if (sessionId === undefined && entry !== undefined && !taken.has(key)) freed.set(key, entry.revision);
     }
     await releaseClaims(freed);
+  };
+
+  const claimPartition = async (partition: number): Promise<void> => {
+    checkOpen();
+    if (partitions === undefined) throw storeFailure("the store was opened without partitions");
+    const subject = `${prefix}.pwal.${partition}`;
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const last = await jsm.streams.getMessage(partitionStream, { last_by_subj: subject });
+      if (last !== null) {
+        const body = decodeJson(last.data);
+        // The previous writer's last batch: it may have stopped before applying it.
+        if (!(FENCE_FIELD in body)) await applyPartitionBatch(batchFromJson(body));
+      }
+      try {
+        const ack = await js.publish(subject, encodeJson({ [FENCE_FIELD]: Date.now() }), {
+          msgID: randomUUID(),
+          expect: { lastSubjectSequence: last?.seq ?? 0 },
+        });
+        heads.set(partition, ack.seq);
+        return;
+      } catch (error) {
+        // The old writer committed once more between the read and the fence: apply that too.
+        if (!isCasFailure(error)) throw asStoreError(error, `cannot claim partition ${partition}`);
+      }
+    }
+    throw partitionMoving(partition, "its previous writer keeps committing");
   };
 
   /** Applies batches committed by a store that stopped before applying them. */
@@ -428,7 +631,7 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     } catch (error) {
       // A read cut short by close() (a woken follower's, say) is the store shutting down.
       if (closed) throw storeClosed("jetstream");
-      throw asStoreError(error, "cannot read the journal");
+      throw natsStoreError(error, "cannot read the journal");
     }
   };
 
@@ -468,7 +671,7 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
         () => undefined,
       );
       return run.catch((error: unknown) => {
-        throw asStoreError(error, "cannot commit the batch");
+        throw natsStoreError(error, "cannot commit the batch");
       });
     },
 
@@ -536,13 +739,21 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     async findBySeq(sessionId, seq) {
       checkOpen();
       if (seq <= 0) return undefined;
-      return journals.findBy(sessionId, (e) => e.seq === seq);
+      try {
+        return await journals.findBy(sessionId, (e) => e.seq === seq);
+      } catch (error) {
+        throw natsStoreError(error, "cannot read the journal");
+      }
     },
 
     async findByMessageId(sessionId, messageId) {
       checkOpen();
-      // An outcome is not found by its own id: only an entry that answers none.
-      return journals.findBy(sessionId, (e) => e.messageId === messageId && e.inReplyTo === "");
+      try {
+        // An outcome is not found by its own id: only an entry that answers none.
+        return await journals.findBy(sessionId, (e) => e.messageId === messageId && e.inReplyTo === "");
+      } catch (error) {
+        throw natsStoreError(error, "cannot read the journal");
+      }
     },
 
     async getIdempotency(principal, key) {
@@ -588,9 +799,47 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     },
 
     followers: () => wakeups.followers(),
+
+    claimPartition,
+
+    releasePartition(partition) {
+      heads.delete(partition);
+    },
   };
 
   return { api, replay };
+}
+
+/**
+ * A failure of NATS itself (a timeout while a node is down or a leader is elected, a
+ * dropped connection, a read that stalled) is UNAVAILABLE, which clients retry; anything
+ * else is the store's INTERNAL failure.
+ */
+function natsStoreError(error: unknown, doing: string): BridgeError {
+  if (error instanceof BridgeError) return error;
+  const text = error instanceof Error ? error.message : String(error);
+  if (
+    /timeout|timed out|stalled|ended early|disconnect|connection closed|no responders|no leader|not ready/i.test(
+      text,
+    )
+  ) {
+    return new BridgeError(
+      Code.UNAVAILABLE,
+      Reason.STORE_FAILURE,
+      `${doing}: NATS did not answer (${text}); retry`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return asStoreError(error, doing);
+}
+
+/** UNAVAILABLE: the partition is not this store's to write now; the caller retries (DESIGN §7). */
+function partitionMoving(partition: number, why: string): BridgeError {
+  return new BridgeError(Code.UNAVAILABLE, Reason.PARTITION_MOVING, `partition ${partition}: ${why}; retry`, {
+    metadata: { partition: String(partition) },
+  });
 }
 
 function outboxKey(sessionId: string, messageId: string): string {

@@ -12,6 +12,10 @@ import { NATS_SERVER_BIN } from "./nats-server.js";
 export interface NatsClusterFixture {
   /** Client URLs, one per node. */
   readonly urls: readonly string[];
+  /** SIGKILLs node `index` (0-based); its data directory stays. */
+  killNode(index: number): Promise<void>;
+  /** Starts node `index` again on the same ports and data, after killNode(). */
+  restartNode(index: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -41,13 +45,41 @@ export async function startNatsCluster(size = 3): Promise<NatsClusterFixture> {
   };
   try {
     const routePorts = await freePorts(size);
+    // Client ports are fixed too, so a node restarted after a kill is where clients left it.
+    const clientPorts = await freePorts(size);
     const routes = routePorts.map((port) => `nats-route://127.0.0.1:${port}`);
     for (const [i, port] of routePorts.entries()) {
-      nodes.push(await startNode(dir, `n${i + 1}`, port, routes));
+      nodes.push(await startNode(dir, `n${i + 1}`, port, routes, clientPorts[i] ?? -1));
     }
     const urls = nodes.map((n) => n.ports.nats);
     await waitForReplicatedStreams(urls, size);
-    return { urls, stop };
+    const nodeAt = (index: number): Node => {
+      const node = nodes[index];
+      if (node === undefined) throw new Error(`no node ${index}`);
+      return node;
+    };
+    return {
+      urls,
+      stop,
+      async killNode(index) {
+        const node = nodeAt(index);
+        node.child.kill("SIGKILL");
+        await node.exited;
+      },
+      async restartNode(index) {
+        const node = nodeAt(index);
+        if (node.child.exitCode === null && node.child.signalCode === null)
+          throw new Error("node is running");
+        nodes[index] = await startNode(
+          dir,
+          `n${index + 1}`,
+          routePorts[index] ?? 0,
+          routes,
+          clientPorts[index] ?? -1,
+          true,
+        );
+      },
+    };
   } catch (error) {
     await stop();
     throw error;
@@ -80,12 +112,18 @@ async function startNode(
   name: string,
   routePort: number,
   routes: readonly string[],
+  clientPort: number,
+  again = false,
 ): Promise<Node> {
   const dir = path.join(root, name);
-  mkdirSync(dir);
+  if (again) {
+    for (const file of readdirSync(dir)) if (file.endsWith(".ports")) rmSync(path.join(dir, file));
+  } else {
+    mkdirSync(dir);
+  }
   const config = [
     `server_name: ${name}`,
-    "listen: 127.0.0.1:-1",
+    `listen: 127.0.0.1:${clientPort}`,
     `ports_file_dir: ${JSON.stringify(dir)}`,
     `jetstream { store_dir: ${JSON.stringify(path.join(dir, "js"))} }`,
     "cluster {",

@@ -1,0 +1,184 @@
+import type { StreamCall, StreamEvent, UnaryCall, UnaryReply } from "../call/call.js";
+import { readControl } from "../call/control.js";
+import type { ServiceContract } from "../contracts/contract.js";
+import { extractCorrelation } from "../contracts/correlation.js";
+import type { Bridge, EngineStats } from "../engine/bridge-engine.js";
+import type { SessionsApi } from "../engine/sessions-api.js";
+import { BridgeError } from "../errors/bridge-error.js";
+import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
+import type { SessionRecord } from "../store/records.js";
+import type { Partitioning } from "./partitions.js";
+
+/** Who owns what, as the lease table says now (partition-leases.ts). */
+export interface Ownership {
+  /** True while this replica owns the partition and has loaded its sessions. */
+  serves(partition: number): boolean;
+  /** The owner of a partition with a live lease, or undefined. */
+  ownerOf(partition: number): string | undefined;
+}
+
+/** Sends a call to the replica that owns its session and returns that replica's answer unchanged. */
+export interface Forwarder {
+  unary(replica: string, call: UnaryCall): Promise<UnaryReply>;
+  /** SessionService Close (S12) of a session the replica owns. */
+  close(replica: string, sessionId: string, principal: string): Promise<SessionRecord>;
+}
+
+export interface ClusterBridgeOptions {
+  /** The engine of this replica, created with a SessionPlacement. */
+  readonly engine: Bridge;
+  readonly partitioning: Partitioning;
+  readonly ownership: Ownership;
+  readonly replica: string;
+  readonly forwarder: Forwarder;
+  /** defaults.maxCorrelationValueBytes, so routing reads the values as the engine will. */
+  readonly maxCorrelationValueBytes: number;
+}
+
+/** The bridge every inbound adapter of a replica is given: the engine behind a partition router. */
+export interface ClusterBridge extends Bridge {
+  /** A call another replica forwarded here: served only if this replica owns its partition. */
+  serveForwarded(call: UnaryCall): Promise<UnaryReply>;
+  /** A Close another replica forwarded here. */
+  serveForwardedClose(sessionId: string, principal: string): Promise<SessionRecord>;
+  /** Resolves once the calls this replica runs in `partition` have finished. */
+  settled(partition: number): Promise<void>;
+}
+
+/**
+ * Routes each call to the replica that owns its session's partition (DESIGN §7):
+ * served here when this replica owns it, else forwarded to the owner over NATS with the
+ * caller's deadline, metadata, principal and idempotency key, and the owner's answer
+ * (a fault included) returned unchanged. While a partition has no owner that serves it
+ * (a takeover is replaying it, or its owner died and the lease has not lapsed yet) the
+ * call fails with UNAVAILABLE, reason PARTITION_MOVING, and nothing of it is recorded:
+ * a client retries it (safely with sb-seq or an Idempotency-Key, S7/S8). It sits in
+ * front of the engine as a Bridge, so no adapter knows replicas exist.
+ *
+ * Streaming calls are not forwarded: a stream naming a session another replica owns
+ * gets UNAVAILABLE (PARTITION_MOVING) and is retried against any replica later; a
+ * stream that starts a session is served where it arrives (its session is born in a
+ * partition this replica owns, or the store refuses the commit).
+ */
+export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridge {
+  const { engine, partitioning, ownership, replica, forwarder } = options;
+  const running = new Map<number, Set<Promise<unknown>>>();
+
+  const track = <T>(partition: number, promise: Promise<T>): Promise<T> => {
+    let set = running.get(partition);
+    if (set === undefined) {
+      set = new Set();
+      running.set(partition, set);
+    }
+    set.add(promise);
+    const done = (): void => {
+      set.delete(promise);
+      if (set.size === 0 && running.get(partition) === set) running.delete(partition);
+    };
+    promise.then(done, done);
+    return promise;
+  };
+
+  /** The partition a call's session lives in, or undefined when any replica may serve it. */
+  const partitionOf = (call: UnaryCall | StreamCall, payload: Uint8Array | undefined): number | undefined => {
+    const service: ServiceContract | undefined = engine.contracts.services.get(call.operation.service);
+    if (service === undefined || !service.sessionful) return undefined;
+    let sessionId: string | undefined;
+    try {
+      sessionId = readControl(call.metadata).sessionId;
+    } catch {
+      return undefined; // malformed control headers: the engine answers INVALID_ARGUMENT
+    }
+    if (sessionId !== undefined) return partitioning.ofSession(sessionId);
+    if (service.execution !== "concurrent") return partitioning.ofService(service.name);
+    if (call.operation.correlation === undefined || payload === undefined) return undefined;
+    try {
+      const { key } = extractCorrelation(call.operation, payload, options.maxCorrelationValueBytes);
+      return partitioning.ofCorrelation(service.name, key);
+    } catch {
+      return undefined; // malformed: the engine answers it (S4), wherever it runs
+    }
+  };
+
+  const serveHere = (partition: number, call: UnaryCall): Promise<UnaryReply> => {
+    // Checked again after admission: the engine answers only while this replica serves it.
+    return track(partition, engine.unary(call));
+  };
+
+  // Reads (get, list, history) come from the shared store on any replica; closing a
+  // session changes it, so only its owner does it (S12), like any other call.
+  const sessions: SessionsApi = {
+    get: (sessionId, principal) => engine.sessions.get(sessionId, principal),
+    list: (options, principal) => engine.sessions.list(options, principal),
+    history: (sessionId, options, principal) => engine.sessions.history(sessionId, options, principal),
+    async close(sessionId, principal) {
+      const partition = partitioning.ofSession(sessionId);
+      if (ownership.serves(partition)) return engine.sessions.close(sessionId, principal);
+      const owner = ownership.ownerOf(partition);
+      if (owner === undefined || owner === replica)
+        throw partitionMoving(partition, "it has no serving owner");
+      return forwarder.close(owner, sessionId, principal);
+    },
+  };
+
+  return {
+    contracts: engine.contracts,
+    sessions,
+
+    async serveForwardedClose(sessionId, principal) {
+      const partition = partitioning.ofSession(sessionId);
+      if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
+      return engine.sessions.close(sessionId, principal);
+    },
+
+    async unary(call) {
+      const partition = partitionOf(call, call.payload);
+      if (partition === undefined) return engine.unary(call);
+      if (ownership.serves(partition)) return serveHere(partition, call);
+      const owner = ownership.ownerOf(partition);
+      if (owner === undefined || owner === replica)
+        throw partitionMoving(partition, "it has no serving owner");
+      return forwarder.unary(owner, call);
+    },
+
+    async serveForwarded(call) {
+      const partition = partitionOf(call, call.payload);
+      if (partition === undefined) return engine.unary(call);
+      // Never forwarded again: a call that finds its owner changed goes back to the client.
+      if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
+      return serveHere(partition, call);
+    },
+
+    stream(call): AsyncIterable<StreamEvent> {
+      const partition = partitionOf(call, undefined);
+      if (partition !== undefined && !ownership.serves(partition)) {
+        throw partitionMoving(partition, "streaming calls are served only by the session's owner");
+      }
+      return engine.stream(call);
+    },
+
+    async settled(partition) {
+      const set = running.get(partition);
+      if (set !== undefined) await Promise.allSettled([...set]);
+    },
+
+    stats: (): EngineStats => engine.stats(),
+    start: () => engine.start(),
+    drain: (graceMs) => engine.drain(graceMs),
+    adopt: (owns) => engine.adopt(owns),
+    release: (owns) => engine.release(owns),
+    close: () => engine.close(),
+    [Symbol.asyncDispose]: () => engine.close(),
+  };
+}
+
+/** UNAVAILABLE, retryable: the partition has no owner that serves it right now (DESIGN §7). */
+export function partitionMoving(partition: number, why: string): BridgeError {
+  return new BridgeError(
+    Code.UNAVAILABLE,
+    Reason.PARTITION_MOVING,
+    `the session's partition ${partition} is moving between replicas (${why}); retry`,
+    { metadata: { partition: String(partition) } },
+  );
+}

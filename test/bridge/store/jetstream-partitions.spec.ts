@@ -1,0 +1,122 @@
+import { randomBytes } from "node:crypto";
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { expect } from "chai";
+import { Code } from "../../../bridge/errors/code.js";
+import { Reason } from "../../../bridge/errors/reason.js";
+import { batchToJson, encodeJson } from "../../../bridge/store/jetstream-codec.js";
+import { createJetStreamStore, type JetStreamSessionStore } from "../../../bridge/store/jetstream-store.js";
+import { type NatsServerFixture, startNatsServer } from "../../support/nats-server.js";
+import { expectBridgeError } from "./expect-bridge-error.js";
+import { entry, session } from "./store-records.js";
+
+/**
+ * The partitioned JetStream store (several replicas, DESIGN §7): a store writes only the
+ * partitions it claimed, a claim by another store fences it out before its commit point,
+ * and a claim applies the batch a killed writer committed and did not apply.
+ */
+describe("JetStream store: partitions claimed, fenced and taken over", function () {
+  this.timeout(60_000);
+  let server: NatsServerFixture;
+  let prefix: string;
+  const open: JetStreamSessionStore[] = [];
+  /** Sessions "p<n>-…" are in partition n. */
+  const of = (sessionId: string): number => Number(/^p(\d+)-/.exec(sessionId)?.[1] ?? 0);
+
+  const openStore = async (lost: number[] = []): Promise<JetStreamSessionStore> => {
+    const store = await createJetStreamStore({
+      servers: server.url,
+      prefix,
+      partitions: { count: 4, of, onLost: (p) => lost.push(p) },
+    });
+    open.push(store);
+    return store;
+  };
+
+  before(async () => {
+    server = await startNatsServer({ jetstream: true });
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  beforeEach(() => {
+    prefix = `t${randomBytes(6).toString("hex")}`;
+  });
+
+  afterEach(async () => {
+    for (const store of open.splice(0)) await store.close();
+  });
+
+  it("refuses with UNAVAILABLE a commit to a partition it has not claimed", async () => {
+    const store = await openStore();
+    await expectBridgeError(
+      store.commit({ sessions: [session("p1-a", { journalLength: 1 })], entries: [entry("p1-a", 1)] }),
+      Code.UNAVAILABLE,
+      Reason.PARTITION_MOVING,
+    );
+    expect(await store.getSession("p1-a")).to.equal(undefined);
+  });
+
+  it("fences out the previous writer: its next commit fails before the commit point, the new owner's succeeds", async () => {
+    const lost: number[] = [];
+    const first = await openStore(lost);
+    const second = await openStore();
+    await first.claimPartition(0);
+    await first.commit({ sessions: [session("p0-a", { journalLength: 1 })], entries: [entry("p0-a", 1)] });
+
+    // Both believe they own partition 0 and both passed the append check for index 2:
+    // only the claim decides, and the old writer learns it at its commit point.
+    await second.claimPartition(0);
+    await expectBridgeError(
+      first.commit({
+        sessions: [session("p0-a", { journalLength: 2 })],
+        entries: [entry("p0-a", 2, { seq: 1 })],
+      }),
+      Code.UNAVAILABLE,
+      Reason.PARTITION_MOVING,
+    );
+    expect(lost).to.deep.equal([0]);
+    await second.commit({
+      sessions: [session("p0-a", { journalLength: 2 })],
+      entries: [entry("p0-a", 2, { messageId: "from-second" })],
+    });
+    const journal = await second.readJournal("p0-a", 1, 10);
+    expect(journal.map((e) => e.messageId)).to.deep.equal(["p0-a-m1", "from-second"]);
+    // The fenced store is not broken: it still writes the partitions it holds.
+    await first.claimPartition(1);
+    await first.commit({ sessions: [session("p1-b", { journalLength: 1 })], entries: [entry("p1-b", 1)] });
+    expect((await second.getSession("p1-b"))?.journalLength).to.equal(1);
+  });
+
+  it("applies, when claiming, the last batch a killed writer committed and never applied", async () => {
+    const store = await openStore();
+    await store.claimPartition(2);
+    await store.commit({ sessions: [session("p2-a", { journalLength: 1 })], entries: [entry("p2-a", 1)] });
+    // What a writer killed between its commit point and applying leaves behind.
+    const nc = await connect({ servers: server.url });
+    try {
+      const batch = { sessions: [session("p2-a", { journalLength: 2 })], entries: [entry("p2-a", 2)] };
+      await jetstream(nc).publish(`${prefix}.pwal.2`, encodeJson(batchToJson(batch)));
+    } finally {
+      await nc.close();
+    }
+    const next = await openStore();
+    await next.claimPartition(2);
+    expect((await next.getSession("p2-a"))?.journalLength).to.equal(2);
+    expect((await next.readJournal("p2-a", 1, 10)).map((e) => e.index)).to.deep.equal([1, 2]);
+    await next.commit({ sessions: [session("p2-a", { journalLength: 3 })], entries: [entry("p2-a", 3)] });
+  });
+
+  it("refuses a batch that writes sessions of two partitions", async () => {
+    const store = await openStore();
+    await store.claimPartition(0);
+    await store.claimPartition(1);
+    await expectBridgeError(
+      store.commit({ sessions: [session("p0-x"), session("p1-y")] }),
+      Code.INTERNAL,
+      Reason.STORE_FAILURE,
+    );
+  });
+});
