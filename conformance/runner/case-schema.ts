@@ -23,7 +23,12 @@ export type Rule = (typeof RULES)[number];
 export const MODES = ["direct", "bridged"] as const;
 export type Mode = (typeof MODES)[number];
 
-export const FEATURES = ["streaming", "sequential", "single", "durable", "expiry"] as const;
+/**
+ * What a target may declare. `pipelining`: exclusive calls of one session sent back to back
+ * without waiting for answers are applied in the order they arrived (S6); a service that
+ * only promises not to interleave them leaves it out, and those cases are skipped.
+ */
+export const FEATURES = ["streaming", "sequential", "single", "durable", "expiry", "pipelining"] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** gRPC code names in google.rpc.Code numbering (S14). */

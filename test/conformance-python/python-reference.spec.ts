@@ -64,7 +64,14 @@ describe("Python reference lab service (conformance/reference/python)", function
 
   it("answers the harness protocol with every transport its target file declares", () => {
     expect(target.transports).to.deep.equal(["grpc", "http", "nats"]);
-    expect(target.features).to.have.members(["streaming", "sequential", "single", "durable", "expiry"]);
+    expect(target.features).to.have.members([
+      "streaming",
+      "sequential",
+      "single",
+      "durable",
+      "expiry",
+      "pipelining",
+    ]);
     expect(service.addresses.grpc).to.match(/^127\.0\.0\.1:\d+$/);
     expect(service.addresses.http).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(service.addresses.nats).to.equal("lab");

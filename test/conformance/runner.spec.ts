@@ -210,6 +210,13 @@ describe("conformance runner", function () {
   it("keeps the TypeScript reference's target files loadable", () => {
     // The reference has nothing known to fail: every case it declares must pass.
     expect(existsSync(path.join(root, "conformance/known-failing/ts-reference.txt"))).to.equal(false);
-    expect(reference.features).to.deep.equal(["streaming", "sequential", "single", "durable", "expiry"]);
+    expect(reference.features).to.deep.equal([
+      "streaming",
+      "sequential",
+      "single",
+      "durable",
+      "expiry",
+      "pipelining",
+    ]);
   });
 });
