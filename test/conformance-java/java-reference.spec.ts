@@ -124,7 +124,7 @@ describe("conformance: Java reference service (direct, gRPC)", function () {
     );
     assert.equal(gap.code, Status.FAILED_PRECONDITION);
     assert.equal(gap.info?.reason, "OUT_OF_SEQUENCE");
-    assert.equal(gap.info?.metadata.expected, "2");
+    assert.equal(gap.info?.metadata.expected_seq, "2");
     const two = await unary<LabReply>(
       clients.lab,
       "act",
