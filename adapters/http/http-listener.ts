@@ -16,7 +16,13 @@ import {
   NODE_MAX_HEADER_PAIRS,
 } from "../grpc/h2-server.js";
 import { ServingStatus } from "../grpc/health-service.js";
-import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
+import {
+  type CallTarget,
+  type ConnectServing,
+  mediaType,
+  replyError,
+  serveConnect,
+} from "./connect-inbound.js";
 import { createCookieRules } from "./cookie-binding.js";
 import { isGrpcWebType, replyGrpcWebError } from "./grpc-web-inbound.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
@@ -155,10 +161,10 @@ async function handle(
   const ownOp = own.operations.get(path);
   const op = ownOp ?? serving.context.contracts.operations.get(path);
   // A gRPC-Web caller gets its faults in gRPC-Web's form, whatever went wrong.
-  const contentType = String(request.headers["content-type"] ?? "")
-    .trim()
-    .toLowerCase();
-  if (isGrpcWebType(contentType) && (op === undefined || request.method !== "POST")) {
+  if (
+    isGrpcWebType(mediaType(request.headers["content-type"])) &&
+    (op === undefined || request.method !== "POST")
+  ) {
     return replyGrpcWebError(
       response,
       op === undefined

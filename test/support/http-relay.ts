@@ -1,14 +1,15 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { connectCodeName } from "../../adapters/http/connect-error.js";
-import { type Code, codeFromNumber } from "../../bridge/errors/code.js";
+import { type ConnectErrorJson, connectErrorJson } from "../../adapters/http/connect-error.js";
+import { END_STREAM_FLAG, frameEnvelope } from "../../adapters/http/connect-framing.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { codeFromNumber } from "../../bridge/errors/code.js";
 import { httpStatusOf } from "../../bridge/errors/http-status.js";
 import { decodeStatus } from "../../bridge/errors/rich-status.js";
 
 const identity = (bytes: Buffer): Buffer => bytes;
 const DETAILS_KEY = "grpc-status-details-bin";
-const TYPE_URL_PREFIX = "type.googleapis.com/";
 /** Request headers of HTTP and the Connect protocol itself, which are not call metadata. */
 const TRANSPORT_HEADERS = new Set([
   "host",
@@ -125,7 +126,7 @@ export async function startHttpRelay(labPort: number): Promise<HttpRelay> {
     call.on("metadata", (m: grpc.Metadata) => start(m));
     call.on("data", (item: Buffer) => {
       start(new grpc.Metadata());
-      response.write(envelope(0, item));
+      response.write(frameEnvelope(0, item));
     });
     call.on("error", () => {
       // The status event below carries the outcome.
@@ -138,7 +139,7 @@ export async function startHttpRelay(labPort: number): Promise<HttpRelay> {
         metadata[key] = values.map((v) => (Buffer.isBuffer(v) ? v.toString("base64") : String(v)));
       }
       const end = status.code === grpc.status.OK ? { metadata } : { error: errorJson(status), metadata };
-      response.end(envelope(2, Buffer.from(JSON.stringify(end), "utf8")));
+      response.end(frameEnvelope(END_STREAM_FLAG, Buffer.from(JSON.stringify(end), "utf8")));
     });
   }
 
@@ -153,18 +154,15 @@ export async function startHttpRelay(labPort: number): Promise<HttpRelay> {
   };
 }
 
-/** A Connect error body from a gRPC status: code, message and the rich status's details. */
-function errorJson(status: grpc.StatusObject): { code: string; message: string; details: object[] } {
+/**
+ * The Connect error body of the lab's gRPC status, as a Connect process sends it: the
+ * bridge's own encoder, the status passed through as the process's (no details added).
+ */
+function errorJson(status: grpc.StatusObject): ConnectErrorJson {
   const raw = status.metadata.get(DETAILS_KEY)[0];
   const details = Buffer.isBuffer(raw) ? decodeStatus(raw).details : [];
-  return {
-    code: connectCodeName(status.code as number as Code),
-    message: status.details,
-    details: details.map((d) => ({
-      type: d.typeUrl.startsWith(TYPE_URL_PREFIX) ? d.typeUrl.slice(TYPE_URL_PREFIX.length) : d.typeUrl,
-      value: Buffer.from(d.value).toString("base64").replace(/=+$/, ""),
-    })),
-  };
+  const code = codeFromNumber(status.code);
+  return connectErrorJson(new BridgeError(code, "", status.details, { details, fromProcess: true }));
 }
 
 function putMetadata(out: http.OutgoingHttpHeaders, metadata: grpc.Metadata, prefix: string): void {
@@ -172,11 +170,4 @@ function putMetadata(out: http.OutgoingHttpHeaders, metadata: grpc.Metadata, pre
     if (key === DETAILS_KEY) continue;
     out[`${prefix}${key}`] = values.map((v) => (Buffer.isBuffer(v) ? v.toString("base64") : String(v)));
   }
-}
-
-function envelope(flags: number, data: Buffer): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flags, 0);
-  head.writeUInt32BE(data.length, 1);
-  return Buffer.concat([head, data]);
 }
