@@ -19,7 +19,9 @@ if [ -z "$against" ]; then
     exit 0
   fi
 fi
-if ! git ls-tree -r --name-only "$against" | grep -q '^buf.yaml$'; then
+# cat-file, not `ls-tree | grep -q`: under pipefail, grep closing the pipe early makes
+# ls-tree fail with SIGPIPE, and the check would always skip.
+if ! git cat-file -e "$against:buf.yaml" 2>/dev/null; then
   echo "buf breaking: $against has no buf.yaml; nothing to compare with"
   exit 0
 fi
