@@ -106,4 +106,3 @@ func (c *connectLab) Items(ctx context.Context, r *connect.Request[pb.ItemsReque
 	}
 	return nil
 }
-
