@@ -21,7 +21,7 @@ import {
   type Step,
 } from "./case-schema.js";
 import type { Environment } from "./environment.js";
-import { expandRequest, mismatch } from "./expectation.js";
+import { expandRequest, headerMismatch, mismatch } from "./expectation.js";
 import { LAB_PACKAGE, type LabOutcome } from "./lab-wire.js";
 import type { Exchange, Permutation } from "./run-result.js";
 
@@ -49,6 +49,12 @@ interface Binding {
   readonly code: number;
   readonly reply: unknown;
 }
+
+/** Services whose one session (SINGLE) or one session at a time (SEQUENTIAL) a case must end. */
+const EXCLUSIVE_SERVICES = new Set(["SequentialLabService", "SingleLabService"]);
+
+/** lab.proto's service without session options: the bridge passes it through (docs/sessions.md). */
+const SESSIONLESS_SERVICE = "PingLabService";
 
 /** The pause between the sends of a pipeline: they leave in order without waiting for answers. */
 const PIPELINE_GAP_MS = 25;
@@ -154,11 +160,6 @@ export class CaseExecution {
     const [serviceName, method] = step.call.split(".") as [string, string];
     const service = `${LAB_PACKAGE}.${serviceName}`;
     const streaming = method === "Items";
-    if (method === "Ping" && !this.#direct) {
-      throw new CaseSkip(
-        "LabService.Ping is sessionless in a service with correlation sets, which the bridge refuses (S4)",
-      );
-    }
     if (streaming && this.#permutation.inbound === "nats") {
       throw new CaseSkip("server streams are not carried on NATS (docs/nats.md)");
     }
@@ -293,13 +294,13 @@ export class CaseExecution {
       }
     }
     for (const [key, value] of Object.entries(expected.headers ?? {})) {
-      if (outcome.headers[key] !== value)
-        fail(`expected header ${key}: ${value}, got ${outcome.headers[key] ?? "none"}`);
+      const m = headerMismatch(value, outcome.headers[key]);
+      if (m !== undefined) fail(`expected header ${key}: ${m}`);
     }
     for (const [key, value] of Object.entries(expected.trailers ?? {})) {
       // NATS has no trailers: a process's trailers arrive among the headers there.
-      const got = outcome.trailers[key] ?? outcome.headers[key];
-      if (got !== value) fail(`expected trailer ${key}: ${value}, got ${got ?? "none"}`);
+      const m = headerMismatch(value, outcome.trailers[key] ?? outcome.headers[key]);
+      if (m !== undefined) fail(`expected trailer ${key}: ${m}`);
     }
     if (expected.reply !== undefined) {
       const m = mismatch(this.#resolveRefs(expected.reply), replies[0]);
@@ -326,7 +327,8 @@ export class CaseExecution {
     if (step.session === "unknown") return { sessionId: newId() };
     if (step.session === "none") return {};
     if (step.session !== undefined) return { sessionId: this.#binding(step.session).sessionId };
-    if (!this.#direct || method === "Ping") return {};
+    // Sessionless calls (PingLabService) reach no session: the bridge resolves none.
+    if (!this.#direct || serviceName === SESSIONLESS_SERVICE) return {};
     if (serviceName === "SingleLabService") {
       if (method === "Open") return { sessionId: newId(), fresh: true };
       return this.#single === undefined ? { refusal: correlationError() } : { sessionId: this.#single };
@@ -347,7 +349,7 @@ export class CaseExecution {
     route: { sessionId?: string; key?: string; fresh?: boolean },
     sessionId: string,
   ): void {
-    if (serviceName !== "LabService" && sessionId !== "") {
+    if (EXCLUSIVE_SERVICES.has(serviceName) && sessionId !== "") {
       if (method === "Finish") this.#exclusiveSessions.delete(sessionId);
       else this.#exclusiveSessions.set(sessionId, serviceName);
     }
