@@ -72,6 +72,12 @@ export class CaseExecution {
   /** Correlation values are namespaced per execution, so cases share an environment safely. */
   readonly #ns = `${randomBytes(5).toString("hex")}`;
   readonly #bindings = new Map<string, Binding>();
+  /**
+   * The log entries sent to each session (S1), by session id; `#sentUnrouted` holds those
+   * of calls whose session the runner learns only from the answer (bridged, by values).
+   */
+  readonly #sent = new Map<string, Set<string>>();
+  readonly #sentUnrouted = new Set<string>();
   /** Direct mode: the runner's correlation index (S2, S5) and the SINGLE service's session. */
   readonly #index = new Map<string, string>();
   #single: string | undefined;
@@ -172,6 +178,7 @@ export class CaseExecution {
     const body = this.#namespaced(expandRequest(step.request) as Record<string, unknown>);
     const request = encodeRequest(method, body);
     const route = this.#route(step, serviceName, method, body);
+    this.#noteAppends(route.sessionId, body);
     const metadata: Record<string, string> = { ...(step.metadata ?? {}) };
     if (route.sessionId !== undefined) metadata["sb-session-id"] = route.sessionId;
     if (step.seq !== undefined) metadata["sb-seq"] = String(step.seq);
@@ -246,7 +253,35 @@ export class CaseExecution {
       ...(step.expect ?? {}),
       ...((this.#direct ? step.expect_direct : step.expect_bridged) ?? {}),
     };
-    this.#check(expected, outcome, reason, replies, rules, operation);
+    this.#check(expected, outcome, reason, replies, rules, operation, sessionId);
+  }
+
+  /** Remembers what a call asks to append, before it is sent (parallel calls included). */
+  #noteAppends(sessionId: string | undefined, body: Record<string, unknown>): void {
+    const append = (body.instruction as { append?: unknown } | undefined)?.append;
+    if (!Array.isArray(append)) return;
+    let into = this.#sentUnrouted;
+    if (sessionId !== undefined) {
+      into = this.#sent.get(sessionId) ?? new Set<string>();
+      this.#sent.set(sessionId, into);
+    }
+    for (const entry of append) if (typeof entry === "string") into.add(entry);
+  }
+
+  /**
+   * Entries of a reply's log that no call of this execution sent to that session: they
+   * can only come from another session's state (S1), whatever the step checks.
+   */
+  #foreignEntries(sessionId: string, reply: unknown): string[] {
+    const log = (reply as { log?: unknown } | undefined)?.log;
+    if (!Array.isArray(log)) return [];
+    const sent = (entry: string): boolean => {
+      if (this.#sentUnrouted.has(entry)) return true;
+      if (sessionId !== "") return this.#sent.get(sessionId)?.has(entry) === true;
+      // The answer named no session: anything this execution sent may be there.
+      return [...this.#sent.values()].some((entries) => entries.has(entry));
+    };
+    return log.filter((entry): entry is string => typeof entry === "string" && !sent(entry));
   }
 
   #check(
@@ -256,6 +291,7 @@ export class CaseExecution {
     replies: readonly unknown[],
     rules: readonly Rule[],
     operation: string,
+    sessionId: string,
   ): void {
     // Retrying applies a write again: only reads, and calls that never got through, are retried.
     const retryable = operation.endsWith("/Peek") || outcome.code === 14;
@@ -267,6 +303,15 @@ export class CaseExecution {
     if (outcome.code !== wantCode) {
       fail(
         `expected ${CODE_NAMES[wantCode]}, got ${CODE_NAMES[outcome.code] ?? outcome.code}${reason === undefined ? "" : ` (${reason})`}: ${outcome.message}`,
+      );
+    }
+    const foreign = this.#foreignEntries(sessionId, replies[0]);
+    if (foreign.length > 0) {
+      // Blamed on S1 alone: the step's own rule is not what broke, and the entries stay.
+      throw new CheckFailure(
+        ["S1"],
+        `step ${this.#step} (${operation}): the log has entries never sent to session ${sessionId || "(none named)"}: ${JSON.stringify(foreign.slice(0, 10))}${foreign.length > 10 ? ` and ${foreign.length - 10} more` : ""}`,
+        false,
       );
     }
     if (expected.reason !== undefined) {
