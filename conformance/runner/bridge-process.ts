@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { stringify } from "yaml";
@@ -7,7 +7,13 @@ import { reapOnExit } from "./child-reaper.js";
 import { LAB_PACKAGE, type TransportName } from "./lab-wire.js";
 
 const READY_TIMEOUT_MS = 60_000;
-export const LAB_SERVICES = ["LabService", "SequentialLabService", "SingleLabService"] as const;
+/** Every service of lab.proto; PingLabService is sessionless, passed through without a session. */
+export const LAB_SERVICES = [
+  "LabService",
+  "SequentialLabService",
+  "SingleLabService",
+  "PingLabService",
+] as const;
 
 export interface BridgeAddresses {
   readonly grpc: string;
@@ -50,7 +56,7 @@ export function writeBridgeConfig(spec: BridgeSpec): string {
   });
   const config = {
     contracts: {
-      importPaths: [writeBridgeContract(spec), path.join(spec.root, "proto")],
+      importPaths: [path.join(spec.root, "proto")],
       files: [LAB_PROTO],
     },
     processes,
@@ -72,22 +78,6 @@ export function writeBridgeConfig(spec: BridgeSpec): string {
 }
 
 const LAB_PROTO = "sessionbridge/conformance/v1/lab.proto";
-
-/**
- * lab.proto declares LabService.Ping without a session in a CONCURRENT service that has
- * correlation sets, which the bridge refuses at load (S4: its messages could not reach a
- * session). lab.proto is fixed for every language, so the bridge gets a copy without Ping;
- * Ping stays a direct-mode operation.
- */
-function writeBridgeContract(spec: BridgeSpec): string {
-  const source = readFileSync(path.join(spec.root, "proto", LAB_PROTO), "utf8");
-  const withoutPing = source.replace(/\n[ \t]*rpc Ping\(ActRequest\) returns \(LabReply\);/, "\n");
-  if (withoutPing === source) throw new Error(`${LAB_PROTO}: LabService.Ping not found where expected`);
-  const dir = path.join(spec.dir, "contract");
-  mkdirSync(path.join(dir, path.dirname(LAB_PROTO)), { recursive: true });
-  writeFileSync(path.join(dir, LAB_PROTO), withoutPing);
-  return dir;
-}
 
 export async function startBridgeProcess(root: string, configFile: string): Promise<BridgeProcess> {
   const child = spawn(

@@ -21,7 +21,7 @@ import {
   type Step,
 } from "./case-schema.js";
 import type { Environment } from "./environment.js";
-import { expandRequest, mismatch } from "./expectation.js";
+import { expandRequest, headerMismatch, mismatch } from "./expectation.js";
 import { LAB_PACKAGE, type LabOutcome } from "./lab-wire.js";
 import type { Exchange, Permutation } from "./run-result.js";
 
@@ -50,6 +50,12 @@ interface Binding {
   readonly reply: unknown;
 }
 
+/** Services whose one session (SINGLE) or one session at a time (SEQUENTIAL) a case must end. */
+const EXCLUSIVE_SERVICES = new Set(["SequentialLabService", "SingleLabService"]);
+
+/** lab.proto's service without session options: the bridge passes it through (docs/sessions.md). */
+const SESSIONLESS_SERVICE = "PingLabService";
+
 /** The pause between the sends of a pipeline: they leave in order without waiting for answers. */
 const PIPELINE_GAP_MS = 25;
 
@@ -66,6 +72,12 @@ export class CaseExecution {
   /** Correlation values are namespaced per execution, so cases share an environment safely. */
   readonly #ns = `${randomBytes(5).toString("hex")}`;
   readonly #bindings = new Map<string, Binding>();
+  /**
+   * The log entries sent to each session (S1), by session id; `#sentUnrouted` holds those
+   * of calls whose session the runner learns only from the answer (bridged, by values).
+   */
+  readonly #sent = new Map<string, Set<string>>();
+  readonly #sentUnrouted = new Set<string>();
   /** Direct mode: the runner's correlation index (S2, S5) and the SINGLE service's session. */
   readonly #index = new Map<string, string>();
   #single: string | undefined;
@@ -154,11 +166,6 @@ export class CaseExecution {
     const [serviceName, method] = step.call.split(".") as [string, string];
     const service = `${LAB_PACKAGE}.${serviceName}`;
     const streaming = method === "Items";
-    if (method === "Ping" && !this.#direct) {
-      throw new CaseSkip(
-        "LabService.Ping is sessionless in a service with correlation sets, which the bridge refuses (S4)",
-      );
-    }
     if (streaming && this.#permutation.inbound === "nats") {
       throw new CaseSkip("server streams are not carried on NATS (docs/nats.md)");
     }
@@ -171,6 +178,7 @@ export class CaseExecution {
     const body = this.#namespaced(expandRequest(step.request) as Record<string, unknown>);
     const request = encodeRequest(method, body);
     const route = this.#route(step, serviceName, method, body);
+    this.#noteAppends(route.sessionId, body);
     const metadata: Record<string, string> = { ...(step.metadata ?? {}) };
     if (route.sessionId !== undefined) metadata["sb-session-id"] = route.sessionId;
     if (step.seq !== undefined) metadata["sb-seq"] = String(step.seq);
@@ -245,7 +253,35 @@ export class CaseExecution {
       ...(step.expect ?? {}),
       ...((this.#direct ? step.expect_direct : step.expect_bridged) ?? {}),
     };
-    this.#check(expected, outcome, reason, replies, rules, operation);
+    this.#check(expected, outcome, reason, replies, rules, operation, sessionId);
+  }
+
+  /** Remembers what a call asks to append, before it is sent (parallel calls included). */
+  #noteAppends(sessionId: string | undefined, body: Record<string, unknown>): void {
+    const append = (body.instruction as { append?: unknown } | undefined)?.append;
+    if (!Array.isArray(append)) return;
+    let into = this.#sentUnrouted;
+    if (sessionId !== undefined) {
+      into = this.#sent.get(sessionId) ?? new Set<string>();
+      this.#sent.set(sessionId, into);
+    }
+    for (const entry of append) if (typeof entry === "string") into.add(entry);
+  }
+
+  /**
+   * Entries of a reply's log that no call of this execution sent to that session: they
+   * can only come from another session's state (S1), whatever the step checks.
+   */
+  #foreignEntries(sessionId: string, reply: unknown): string[] {
+    const log = (reply as { log?: unknown } | undefined)?.log;
+    if (!Array.isArray(log)) return [];
+    const sent = (entry: string): boolean => {
+      if (this.#sentUnrouted.has(entry)) return true;
+      if (sessionId !== "") return this.#sent.get(sessionId)?.has(entry) === true;
+      // The answer named no session: anything this execution sent may be there.
+      return [...this.#sent.values()].some((entries) => entries.has(entry));
+    };
+    return log.filter((entry): entry is string => typeof entry === "string" && !sent(entry));
   }
 
   #check(
@@ -255,6 +291,7 @@ export class CaseExecution {
     replies: readonly unknown[],
     rules: readonly Rule[],
     operation: string,
+    sessionId: string,
   ): void {
     // Retrying applies a write again: only reads, and calls that never got through, are retried.
     const retryable = operation.endsWith("/Peek") || outcome.code === 14;
@@ -266,6 +303,15 @@ export class CaseExecution {
     if (outcome.code !== wantCode) {
       fail(
         `expected ${CODE_NAMES[wantCode]}, got ${CODE_NAMES[outcome.code] ?? outcome.code}${reason === undefined ? "" : ` (${reason})`}: ${outcome.message}`,
+      );
+    }
+    const foreign = this.#foreignEntries(sessionId, replies[0]);
+    if (foreign.length > 0) {
+      // Blamed on S1 alone: the step's own rule is not what broke, and the entries stay.
+      throw new CheckFailure(
+        ["S1"],
+        `step ${this.#step} (${operation}): the log has entries never sent to session ${sessionId || "(none named)"}: ${JSON.stringify(foreign.slice(0, 10))}${foreign.length > 10 ? ` and ${foreign.length - 10} more` : ""}`,
+        false,
       );
     }
     if (expected.reason !== undefined) {
@@ -293,13 +339,13 @@ export class CaseExecution {
       }
     }
     for (const [key, value] of Object.entries(expected.headers ?? {})) {
-      if (outcome.headers[key] !== value)
-        fail(`expected header ${key}: ${value}, got ${outcome.headers[key] ?? "none"}`);
+      const m = headerMismatch(value, outcome.headers[key]);
+      if (m !== undefined) fail(`expected header ${key}: ${m}`);
     }
     for (const [key, value] of Object.entries(expected.trailers ?? {})) {
       // NATS has no trailers: a process's trailers arrive among the headers there.
-      const got = outcome.trailers[key] ?? outcome.headers[key];
-      if (got !== value) fail(`expected trailer ${key}: ${value}, got ${got ?? "none"}`);
+      const m = headerMismatch(value, outcome.trailers[key] ?? outcome.headers[key]);
+      if (m !== undefined) fail(`expected trailer ${key}: ${m}`);
     }
     if (expected.reply !== undefined) {
       const m = mismatch(this.#resolveRefs(expected.reply), replies[0]);
@@ -326,7 +372,8 @@ export class CaseExecution {
     if (step.session === "unknown") return { sessionId: newId() };
     if (step.session === "none") return {};
     if (step.session !== undefined) return { sessionId: this.#binding(step.session).sessionId };
-    if (!this.#direct || method === "Ping") return {};
+    // Sessionless calls (PingLabService) reach no session: the bridge resolves none.
+    if (!this.#direct || serviceName === SESSIONLESS_SERVICE) return {};
     if (serviceName === "SingleLabService") {
       if (method === "Open") return { sessionId: newId(), fresh: true };
       return this.#single === undefined ? { refusal: correlationError() } : { sessionId: this.#single };
@@ -347,7 +394,7 @@ export class CaseExecution {
     route: { sessionId?: string; key?: string; fresh?: boolean },
     sessionId: string,
   ): void {
-    if (serviceName !== "LabService" && sessionId !== "") {
+    if (EXCLUSIVE_SERVICES.has(serviceName) && sessionId !== "") {
       if (method === "Finish") this.#exclusiveSessions.delete(sessionId);
       else this.#exclusiveSessions.set(sessionId, serviceName);
     }

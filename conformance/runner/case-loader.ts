@@ -86,7 +86,8 @@ function needsIsolation(value: CaseFile): boolean {
     if ("kill" in step) return true;
     const calls =
       "call" in step ? [step] : "parallel" in step ? step.parallel : "pipeline" in step ? step.pipeline : [];
-    return calls.some((c) => !c.call.startsWith("LabService."));
+    // PingLabService keeps no state (sessionless), so it shares an environment safely.
+    return calls.some((c) => !c.call.startsWith("LabService.") && !c.call.startsWith("PingLabService."));
   };
   return value.steps.some(touches);
 }

@@ -56,6 +56,9 @@ const rule = z.enum(RULES);
 const rules = z.array(rule).min(1);
 const jsonObject = z.record(z.string(), z.unknown());
 
+const headerExpectation = z.union([z.string(), z.strictObject({ $present: z.boolean() })]);
+export type HeaderExpectation = z.infer<typeof headerExpectation>;
+
 /** What a call must answer; every field is optional and compared as a subset. */
 const expectSchema = z.strictObject({
   code: z.union([z.enum(CODE_NAMES), z.number().int().min(0).max(16)]).optional(),
@@ -69,8 +72,10 @@ const expectSchema = z.strictObject({
   reason_metadata: z.record(z.string(), z.string()).optional(),
   /** A subset of the reply in proto3 JSON (lowerCamelCase names, defaults omitted). */
   reply: jsonObject.optional(),
-  headers: z.record(z.string(), z.string()).optional(),
-  trailers: z.record(z.string(), z.string()).optional(),
+  /** Header values byte for byte, or `{$present: false}` for a header that must not be sent. */
+  headers: z.record(z.string(), headerExpectation).optional(),
+  /** Trailers likewise; a trailer may also arrive among the headers (NATS has no trailers). */
+  trailers: z.record(z.string(), headerExpectation).optional(),
   /** Number of stream items. */
   items: z.number().int().min(0).optional(),
   /** A subset each stream item must match. */
@@ -82,7 +87,10 @@ const callSchema = z.strictObject({
   /** `Service.Method` of the lab contract, for example `LabService.Open`. */
   call: z
     .string()
-    .regex(/^(LabService|SequentialLabService|SingleLabService)\.[A-Z]\w*$/, "Service.Method of lab.proto"),
+    .regex(
+      /^(LabService|SequentialLabService|SingleLabService|PingLabService)\.[A-Z]\w*$/,
+      "Service.Method of lab.proto",
+    ),
   /** The request in proto3 JSON; `{$bytes: N}` stands for N bytes of payload. */
   request: jsonObject.default({}),
   /**

@@ -1,3 +1,5 @@
+import type { HeaderExpectation } from "./case-schema.js";
+
 /**
  * Subset matching of an expected value (from a case) against an actual one (a reply in
  * proto3 JSON): objects match key by key, arrays element by element and in length,
@@ -122,4 +124,15 @@ export function expandRequest(value: unknown): unknown {
     return Object.fromEntries(entries.map(([k, v]) => [k, expandRequest(v)]));
   }
   return value;
+}
+
+/**
+ * A header or trailer against its expectation: the value byte for byte, or `{$present}`
+ * (a sessionless answer carries no `sb-session-id`, for example). Returns what was
+ * expected and what came, or undefined when it matches.
+ */
+export function headerMismatch(expected: HeaderExpectation, got: string | undefined): string | undefined {
+  if (typeof expected === "string") return got === expected ? undefined : `${expected}, got ${got ?? "none"}`;
+  if ((got !== undefined) === expected.$present) return undefined;
+  return expected.$present ? "a value, got none" : `none, got ${JSON.stringify(got)}`;
 }

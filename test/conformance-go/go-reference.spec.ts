@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -57,30 +57,6 @@ async function openWires(
     http: http === "" ? undefined : httpWire(http),
     nats: prefix === "" || nats === undefined ? undefined : natsWire(nats, prefix),
   };
-}
-
-/**
- * The lab contract as the bridge can load it. The bridge refuses a non-starter without
- * correlation in a CONCURRENT service (docs/sessions.md, contract checks), which is what
- * the sessionless LabService.Ping is; so the bridged tests use the contract without Ping.
- * Everything else is the file as it is, and the service serves it unchanged.
- */
-function writeBridgeContract(root: string): void {
-  const source = path.join(repoRoot(), "proto");
-  const lab = readFileSync(path.join(source, "sessionbridge/conformance/v1/lab.proto"), "utf8");
-  const withoutPing = lab.replace(
-    /\n( {2}\/\/[^\n]*\n)* {2}rpc Ping\(ActRequest\) returns \(LabReply\);\n/,
-    "\n",
-  );
-  if (withoutPing === lab)
-    throw new Error("lab.proto no longer declares Ping as expected; revisit this workaround");
-  mkdirSync(path.join(root, "sessionbridge/conformance/v1"), { recursive: true });
-  mkdirSync(path.join(root, "sessionbridge/v1"), { recursive: true });
-  writeFileSync(path.join(root, "sessionbridge/conformance/v1/lab.proto"), withoutPing);
-  copyFileSync(
-    path.join(source, "sessionbridge/v1/options.proto"),
-    path.join(root, "sessionbridge/v1/options.proto"),
-  );
 }
 
 describe("Go reference lab service (conformance/reference/go)", function () {
@@ -322,7 +298,7 @@ describe("Go reference lab service (conformance/reference/go)", function () {
             value: Buffer.from([0x0a, 0x03, 0x61, 0x62, 0x63]),
           });
           const message = "tab\there\r\nnon-BMP 😀 ünïcode";
-          const out = await wire().call("LabService", "Ping", {
+          const out = await wire().call("PingLabService", "Ping", {
             instruction: {
               fail: { code: Code.RESOURCE_EXHAUSTED, message, reason: "LAB_FULL", details: [detail] },
             },
@@ -343,7 +319,7 @@ describe("Go reference lab service (conformance/reference/go)", function () {
           const observedId = sid();
           const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
           const out = await wire().call(
-            "LabService",
+            "PingLabService",
             "Ping",
             {
               instruction: {
@@ -372,7 +348,7 @@ describe("Go reference lab service (conformance/reference/go)", function () {
             principal: "alice",
             seq: 7,
             traceparent,
-            operation: `${PKG}.LabService/Ping`,
+            operation: `${PKG}.PingLabService/Ping`,
             transport: w,
             deliveryCount: 1,
           });
@@ -391,8 +367,15 @@ describe("Go reference lab service (conformance/reference/go)", function () {
           expect(out.headers["x-reply-header"]).to.equal("h1");
           // NATS has no trailers: they come back as headers (docs/nats.md).
           expect((w === "nats" ? out.headers : out.trailers)["x-reply-trailer"]).to.equal("t1");
-          const noDeadline = await wire().call("LabService", "Ping", { instruction: { observe: true } });
+          const noDeadline = await wire().call("PingLabService", "Ping", { instruction: { observe: true } });
           expect(noDeadline.reply?.observed?.deadlineRemainingMs).to.equal(-1);
+        });
+
+        it("serves Ping in the sessionless PingLabService only", async () => {
+          const gone = await wire().call("LabService", "Ping", { instruction: { note: "x" } });
+          expect(gone.fault?.code).to.equal(Code.UNIMPLEMENTED);
+          const pinged = await wire().call("PingLabService", "Ping", { instruction: { note: "x" } });
+          expect(pinged.reply?.note).to.equal("x");
         });
 
         it("keeps one live session of the single service (S3, S6)", async () => {
@@ -609,7 +592,7 @@ describe("Go reference lab service (conformance/reference/go)", function () {
         return peek.reply !== undefined && count(peek.reply.log, token) === 1;
       },
       async S14(c) {
-        const out = await c.call("LabService", "Ping", {
+        const out = await c.call("PingLabService", "Ping", {
           instruction: { fail: { code: Code.FAILED_PRECONDITION, message: "m", reason: "R" } },
         });
         return out.fault?.code === Code.FAILED_PRECONDITION && out.fault.reason === "R";
@@ -654,7 +637,6 @@ describe("Go reference lab service (conformance/reference/go)", function () {
       natsServer = await startNatsServer();
       nats = await connect({ servers: natsServer.url });
       dir = mkdtempSync(path.join(os.tmpdir(), "sb-golab-bridge-"));
-      writeBridgeContract(path.join(dir, "proto"));
       service = await startHarnessService(GO_REFERENCE, {
         stateDir: path.join(dir, "state"),
         natsUrl: natsServer.url,
@@ -669,7 +651,9 @@ describe("Go reference lab service (conformance/reference/go)", function () {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    const services = ["LabService", "SequentialLabService", "SingleLabService"].map((s) => `${PKG}.${s}`);
+    const services = ["LabService", "SequentialLabService", "SingleLabService", "PingLabService"].map(
+      (s) => `${PKG}.${s}`,
+    );
 
     function location(outbound: Wire, serviceName: string): string {
       if (outbound === "grpc") return `grpc://${service.addresses.grpc}`;
@@ -690,7 +674,7 @@ describe("Go reference lab service (conformance/reference/go)", function () {
         file,
         [
           "contracts:",
-          `  importPaths: [${JSON.stringify(path.join(dir, "proto"))}]`,
+          `  importPaths: [${JSON.stringify(path.join(repoRoot(), "proto"))}]`,
           "  files: [sessionbridge/conformance/v1/lab.proto]",
           "processes:",
           ...processes,
@@ -787,6 +771,18 @@ describe("Go reference lab service (conformance/reference/go)", function () {
             { headers: { "sb-session-id": sessionId ?? "" } },
           );
           expect(after.fault?.code).to.equal(Code.NOT_FOUND);
+          // PingLabService is sessionless: passed through without a session.
+          const pinged = await client.call("PingLabService", "Ping", {
+            instruction: { note: "pong", observe: true },
+          });
+          expect(pinged.fault).to.equal(undefined);
+          expect(pinged.reply?.observed).to.include({
+            sessionId: "",
+            transport: outbound,
+            operation: `${PKG}.PingLabService/Ping`,
+          });
+          expect(pinged.headers["sb-session-id"]).to.equal(undefined);
+          expect(pinged.trailers["sb-session-id"]).to.equal(undefined);
         } finally {
           await client.close();
           await runtime.stop(1000);

@@ -1,5 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
 import { Any } from "../../sdk/gen/google/protobuf/any.js";
 import {
@@ -10,6 +11,7 @@ import {
   LabReply,
   LabServiceService,
   OpenRequest,
+  PingLabServiceService,
   PostAck,
   SequentialLabServiceService,
   SingleLabServiceService,
@@ -20,7 +22,7 @@ export type Wire = "grpc" | "http" | "nats";
 export const WIRES: readonly Wire[] = ["grpc", "http", "nats"];
 
 export const PKG = "sessionbridge.conformance.v1";
-export type LabServiceName = "LabService" | "SequentialLabService" | "SingleLabService";
+export type LabServiceName = "LabService" | "SequentialLabService" | "SingleLabService" | "PingLabService";
 export type Method = "Open" | "Act" | "Peek" | "Post" | "Finish" | "Ping";
 
 /** The request of a unary operation: OpenRequest for Open, ActRequest otherwise. */
@@ -76,6 +78,7 @@ const DEFINITIONS = {
   LabService: LabServiceService,
   SequentialLabService: SequentialLabServiceService,
   SingleLabService: SingleLabServiceService,
+  PingLabService: PingLabServiceService,
 } as const;
 
 function encodeRequest(method: Method, request: LabRequest): Uint8Array {
@@ -261,6 +264,24 @@ function faultOfConnect(body: unknown): WireFault {
   };
 }
 
+/**
+ * A non-200 answer: Connect error JSON, or (an unknown path answered by the HTTP router,
+ * for example) a code synthesized from the HTTP status, as the Connect protocol says.
+ */
+function faultOfHttp(response: Response, body: Uint8Array): WireFault {
+  if ((response.headers.get("content-type") ?? "").startsWith("application/json")) {
+    return faultOfConnect(JSON.parse(Buffer.from(body).toString("utf8")));
+  }
+  return {
+    code: codeFromHttpStatus(response.status),
+    message: Buffer.from(body).toString("utf8"),
+    reason: "",
+    domain: "",
+    errorMetadata: {},
+    details: [],
+  };
+}
+
 const CONNECT_CODES = [
   "ok",
   "canceled",
@@ -314,9 +335,7 @@ export function httpWire(baseUrl: string): LabWire {
       });
       const body = new Uint8Array(await response.arrayBuffer());
       const { headers, trailers } = split(response.headers);
-      if (response.status !== 200) {
-        return { fault: faultOfConnect(JSON.parse(Buffer.from(body).toString("utf8"))), headers, trailers };
-      }
+      if (response.status !== 200) return { fault: faultOfHttp(response, body), headers, trailers };
       const reply = json
         ? method === "Post"
           ? LabReply.fromPartial({})
@@ -336,8 +355,7 @@ export function httpWire(baseUrl: string): LabWire {
       });
       const { headers } = split(response.headers);
       let body = Buffer.from(await response.arrayBuffer());
-      if (response.status !== 200)
-        return { items: [], fault: faultOfConnect(JSON.parse(body.toString("utf8"))), headers };
+      if (response.status !== 200) return { items: [], fault: faultOfHttp(response, body), headers };
       const items: LabItem[] = [];
       while (body.length >= 5) {
         const flags = body.readUInt8(0);

@@ -15,6 +15,8 @@ import type { LabTransport } from "../support/lab-transport.js";
 export const LAB = "sessionbridge.conformance.v1.LabService";
 export const SEQUENTIAL = "sessionbridge.conformance.v1.SequentialLabService";
 export const SINGLE = "sessionbridge.conformance.v1.SingleLabService";
+/** Sessionless: no session options, so the bridge passes Ping through without a session. */
+export const PING = "sessionbridge.conformance.v1.PingLabService";
 
 export interface CallSettings {
   readonly service?: string;
@@ -73,7 +75,7 @@ export async function labCall(
   if (settings.session !== undefined) metadata["sb-session-id"] = settings.session;
   const outcome = await transport.call({
     kind: method === "Items" ? "server_stream" : "unary",
-    path: `/${settings.service ?? LAB}/${method}`,
+    path: `/${settings.service ?? (method === "Ping" ? PING : LAB)}/${method}`,
     requests: [request.finish()],
     metadata,
     timeoutMs: settings.timeoutMs,

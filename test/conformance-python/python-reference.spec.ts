@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,7 +14,7 @@ import type { LabTransport } from "../support/lab-transport.js";
 import { type NatsServerFixture, startNatsServer } from "../support/nats-server.js";
 import { startNatsLabTransport } from "../support/nats-transport.js";
 import { repoRoot } from "../support/repo-root.js";
-import { LAB, labCall, labReply, SEQUENTIAL, SINGLE } from "./lab-calls.js";
+import { LAB, labCall, labReply, PING, SEQUENTIAL, SINGLE } from "./lab-calls.js";
 import { type LabServiceProcess, readTarget, startLabService } from "./lab-service-process.js";
 
 const target = readTarget("python-reference");
@@ -233,6 +233,15 @@ describe("Python reference lab service (conformance/reference/python)", function
         expect((await labReply(t(), "Ping", {})).payload).to.have.length(0);
       });
 
+      it("serves Ping in the sessionless PingLabService, and no longer in LabService", async () => {
+        const pinged = await labReply(t(), "Ping", { observe: true });
+        expect(pinged.observed?.operation).to.equal(`${PING}/Ping`);
+        expect(pinged.observed?.sessionId).to.equal("");
+        const gone = await labCall(t(), "Ping", {}, { service: LAB });
+        // On NATS nobody subscribes to the subject: no responders, which is UNAVAILABLE.
+        expect(gone.code, gone.message).to.equal(kind === "nats" ? Code.UNAVAILABLE : Code.UNIMPLEMENTED);
+      });
+
       it("runs SINGLE with one session and SEQUENTIAL one session at a time [S3, S6]", async () => {
         await labReply(t(), "Open", {}, { service: SINGLE, session: id("only") });
         const second = await labCall(t(), "Open", {}, { service: SINGLE, session: id("other") });
@@ -447,25 +456,9 @@ describe("Python reference lab service behind a real bridge", function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /**
-   * lab.proto declares LabService.Ping without a session in a CONCURRENT service with
-   * correlation sets, a contract the bridge refuses (S4). lab.proto is fixed for every
-   * language, so the bridge loads a copy without Ping; Ping is checked directly above.
-   */
-  function protoWithoutPing(): string {
-    const root = path.join(dir, "proto");
-    cpSync(path.join(repoRoot(), "proto"), root, { recursive: true });
-    const file = path.join(root, "sessionbridge/conformance/v1/lab.proto");
-    const source = readFileSync(file, "utf8");
-    const stripped = source.replace(/\n[ \t]*rpc Ping\(ActRequest\) returns \(LabReply\);/, "\n");
-    expect(stripped).to.not.equal(source);
-    writeFileSync(file, stripped);
-    return root;
-  }
-
   /** A bridge whose process for the lab services is the Python service over `outbound`. */
   async function bridgeTo(outbound: "grpc" | "http" | "nats"): Promise<BridgeRuntime> {
-    const services = [LAB, SEQUENTIAL, SINGLE];
+    const services = [LAB, SEQUENTIAL, SINGLE, PING];
     const processes = services.map((name) => {
       const location =
         outbound === "grpc"
@@ -480,7 +473,7 @@ describe("Python reference lab service behind a real bridge", function () {
       file,
       [
         "contracts:",
-        `  importPaths: [${JSON.stringify(protoWithoutPing())}]`,
+        `  importPaths: [${JSON.stringify(path.join(repoRoot(), "proto"))}]`,
         "  files: [sessionbridge/conformance/v1/lab.proto]",
         "processes:",
         ...processes,
@@ -540,6 +533,14 @@ describe("Python reference lab service behind a real bridge", function () {
           "DENIED",
           DOMAIN,
         ]);
+        // PingLabService is sessionless: the bridge passes it through without a session.
+        const pinged = await labCall(client, "Ping", { note: "pong", observe: true });
+        expect(pinged.code, pinged.message).to.equal(Code.OK);
+        expect(pinged.reply?.note).to.equal("pong");
+        expect(pinged.reply?.observed?.sessionId).to.equal("");
+        expect(pinged.reply?.observed?.operation).to.equal(`${PING}/Ping`);
+        expect(pinged.headers["sb-session-id"]).to.equal(undefined);
+        expect(pinged.trailers["sb-session-id"]).to.equal(undefined);
       } finally {
         await client.close();
       }

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { expandRequest, mismatch } from "../../conformance/runner/expectation.js";
+import { expandRequest, headerMismatch, mismatch } from "../../conformance/runner/expectation.js";
 import { timeoutMs } from "../../conformance/runner/lab-wire.js";
 import { globToRegExp, permutationsOf } from "../../conformance/runner/runner.js";
 import { parseKnownFailing, type TargetFile } from "../../conformance/runner/target-file.js";
@@ -25,6 +25,16 @@ describe("conformance runner parts", () => {
     expect(mismatch({ replayed: true }, {})).to.match(/expected true/);
     const payload = expandRequest({ p: { $bytes: 3 } }) as { p: string };
     expect(mismatch({ p: { $bytes: 3 } }, payload)).to.equal(undefined);
+  });
+
+  it("matches headers by value or by presence: a sessionless answer carries no sb-session-id", () => {
+    expect(headerMismatch("a", "a")).to.equal(undefined);
+    expect(headerMismatch("a", "b")).to.equal("a, got b");
+    expect(headerMismatch("", undefined)).to.equal(", got none");
+    expect(headerMismatch({ $present: false }, undefined)).to.equal(undefined);
+    expect(headerMismatch({ $present: false }, "AAAAAAAAAAAAAAAAAAAAAA")).to.match(/^none, got/);
+    expect(headerMismatch({ $present: true }, "")).to.equal(undefined);
+    expect(headerMismatch({ $present: true }, undefined)).to.equal("a value, got none");
   });
 
   it("reads known-failing entries with and without permutations", () => {

@@ -150,6 +150,15 @@ describe("conformance runner", function () {
     expect(clean.summary.failed).to.equal(0);
   });
 
+  it("runs the sessionless PingLabService.Ping directly and behind the bridge, without a session", async () => {
+    const report = await runConformance(options({ casesGlob: "modalities/ping-sessionless" }));
+    const runs = report.results.map((r) => `${r.status} ${r.permutation.mode} ${r.failure ?? ""}`.trim());
+    // Every transport direct (3) and every inbound × outbound behind the bridge (9): none skipped.
+    expect(runs).to.have.length(12);
+    expect(runs.filter((r) => r === "pass bridged")).to.have.length(9);
+    expect(runs.filter((r) => r === "pass direct")).to.have.length(3);
+  });
+
   it("fails the run when a known-failing entry passes (stale entry)", async () => {
     const report = await runConformance(
       options({

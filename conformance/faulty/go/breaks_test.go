@@ -25,7 +25,11 @@ func run(t *testing.T, dev lab.Deviation, method, session, messageID, seq string
 	if seq != "" {
 		h[lab.HeaderSeq] = []string{seq}
 	}
-	c := lab.NewCall(lab.LabService, method, lab.TransportGRPC, h, true, time.Time{}, time.Now())
+	service := lab.LabService
+	if method == "Ping" {
+		service = lab.PingLabService
+	}
+	c := lab.NewCall(service, method, lab.TransportGRPC, h, true, time.Time{}, time.Now())
 	l := labs[dev]
 	switch r := req.(type) {
 	case *pb.OpenRequest:

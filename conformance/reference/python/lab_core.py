@@ -411,12 +411,20 @@ class LabCore:
 
     def _sweep(self):
         """Expires idle sessions on its own, so expiry needs no message to happen (S12)."""
-        period = max(0.02, min(1.0, min(s.idle_timeout_ms for s in SERVICES.values()) * self.time_scale / 4000))
+        period = sweep_period_s(self.time_scale)
         while not self._stop.wait(period):
             try:
                 self._expire_idle()
             except Exception:  # the store closed at shutdown
                 return
+
+
+def sweep_period_s(time_scale):
+    """How often idle sessions are looked for: a quarter of the shortest scaled idle timeout,
+    between 20 ms and 1 s. Services without sessions (PingLabService) have no idle timeout
+    and set no pace."""
+    shortest = min(s.idle_timeout_ms for s in SERVICES.values() if s.idle_timeout_ms > 0)
+    return max(0.02, min(1.0, shortest * time_scale / 4000))
 
 
 class _Turn:

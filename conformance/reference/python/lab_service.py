@@ -5,7 +5,7 @@ Run: .tools/conformance/python/venv/bin/python conformance/reference/python/lab_
 proto/sessionbridge/conformance/v1/harness.proto:
 
 1. read one ServiceSettings from stdin (4-byte big-endian length, then the message);
-2. serve the three lab services on every transport asked for, on 127.0.0.1 port 0;
+2. serve the four lab services on every transport asked for, on 127.0.0.1 port 0;
 3. write one ServiceAddresses to stdout the same way;
 4. serve until stdin closes or SIGTERM.
 

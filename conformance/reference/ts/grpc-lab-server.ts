@@ -1,13 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { encodeStatus } from "../../../bridge/errors/rich-status.js";
-import { isServerStreaming, type LabAnswer, type LabLogic } from "./lab-logic.js";
-
-const PACKAGE = "sessionbridge.conformance.v1";
-const SERVICES: Record<string, readonly string[]> = {
-  LabService: ["Open", "Act", "Peek", "Post", "Finish", "Items", "Ping"],
-  SequentialLabService: ["Open", "Act", "Finish"],
-  SingleLabService: ["Open", "Act", "Finish"],
-};
+import { isServerStreaming, LAB_METHODS, type LabAnswer, type LabLogic } from "./lab-logic.js";
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -16,8 +9,7 @@ export async function startGrpcLabServer(
   logic: LabLogic,
 ): Promise<{ address: string; close(): Promise<void> }> {
   const server = new grpc.Server();
-  for (const [name, methods] of Object.entries(SERVICES)) {
-    const service = `${PACKAGE}.${name}`;
+  for (const [service, methods] of Object.entries(LAB_METHODS)) {
     const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const method of methods) {

@@ -23,11 +23,19 @@ const TIMEOUTS: Record<string, { idleMs: number; lifetimeMs: number }> = {
   [`${PACKAGE}.SingleLabService`]: { idleMs: 600_000, lifetimeMs: Number.POSITIVE_INFINITY },
 };
 
-const METHODS: Record<string, readonly string[]> = {
-  [`${PACKAGE}.LabService`]: ["Open", "Act", "Peek", "Post", "Finish", "Items", "Ping"],
+/** The services of lab.proto (full names) and their methods, which every transport serves. */
+export const LAB_METHODS: Readonly<Record<string, readonly string[]>> = {
+  [`${PACKAGE}.LabService`]: ["Open", "Act", "Peek", "Post", "Finish", "Items"],
   [`${PACKAGE}.SequentialLabService`]: ["Open", "Act", "Finish"],
   [`${PACKAGE}.SingleLabService`]: ["Open", "Act", "Finish"],
+  [`${PACKAGE}.PingLabService`]: ["Ping"],
 };
+
+/**
+ * PingLabService has no session options: the bridge passes its calls through without a
+ * session (docs/sessions.md "sessionless"), and the service runs them against no log.
+ */
+const SESSIONLESS_SERVICE = `${PACKAGE}.PingLabService`;
 
 export function isServerStreaming(method: string): boolean {
   return method === "Items";
@@ -98,7 +106,7 @@ export class LabLogic {
   }
 
   knows(service: string, method: string): boolean {
-    return METHODS[service]?.includes(method) === true;
+    return LAB_METHODS[service]?.includes(method) === true;
   }
 
   async handle(request: LabRequest, emit: Emit): Promise<LabAnswer> {
@@ -125,7 +133,7 @@ export class LabLogic {
       headers: instruction?.replyHeaders ?? {},
       trailers: instruction?.replyTrailers ?? {},
     };
-    if (request.method === "Ping") {
+    if (request.service === SESSIONLESS_SERVICE) {
       const outcome = await this.#run(request, instruction, undefined, 0);
       return { ...answerHeaders, ...this.#answerOf(request, outcome.recorded) };
     }
@@ -286,15 +294,16 @@ export class LabLogic {
     const abandon = await this.#sleep(request, instruction?.sleepMs ?? 0);
     if (abandon !== undefined) return { applied: false, fault: abandon, recorded: recordFault(abandon) };
     const append = instruction?.append ?? [];
-    if ((request.method === "Peek" || request.method === "Ping") && append.length > 0) {
+    const sessionless = request.service === SESSIONLESS_SERVICE;
+    if ((request.method === "Peek" || sessionless) && append.length > 0) {
       const fault = labFault(3, "INVALID_ARGUMENT", `${request.method} may not append`);
       return { applied: false, fault, recorded: recordFault(fault) };
     }
     if (instruction?.fail !== undefined && instruction.fail.code !== 0) {
       const fault = failureFault(instruction.fail);
-      return { applied: request.method !== "Ping", fault, recorded: recordFault(fault) };
+      return { applied: !sessionless, fault, recorded: recordFault(fault) };
     }
-    const log = request.method === "Ping" ? [] : [...(session?.log ?? []), ...append];
+    const log = sessionless ? [] : [...(session?.log ?? []), ...append];
     const body =
       request.method === "Post"
         ? PostAck.encode({}).finish()
@@ -306,7 +315,7 @@ export class LabLogic {
             note: instruction?.note ?? "",
           }).finish();
     return {
-      applied: request.method !== "Ping",
+      applied: !sessionless,
       recorded: {
         code: 0,
         message: "",

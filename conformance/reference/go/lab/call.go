@@ -51,6 +51,10 @@ type Call struct {
 	turn *ticket
 }
 
+// sessionless: PingLabService's calls reach no session; the instruction runs against no
+// log (lab.proto).
+func (c *Call) sessionless() bool { return c.Service == PingLabService }
+
 // Operation is the full method name, as Observed.operation reports it.
 func (c *Call) Operation() string { return c.Service + "/" + c.Method }
 

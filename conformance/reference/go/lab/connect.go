@@ -19,16 +19,18 @@ type connectLab struct {
 	conformancev1connect.UnimplementedLabServiceHandler
 	conformancev1connect.UnimplementedSequentialLabServiceHandler
 	conformancev1connect.UnimplementedSingleLabServiceHandler
+	conformancev1connect.UnimplementedPingLabServiceHandler
 	lab     *Lab
 	service string
 }
 
-// ConnectHandler serves the three lab services at /<package.Service>/<Method>.
+// ConnectHandler serves the four lab services at /<package.Service>/<Method>.
 func ConnectHandler(l *Lab) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(conformancev1connect.NewLabServiceHandler(&connectLab{lab: l, service: LabService}))
 	mux.Handle(conformancev1connect.NewSequentialLabServiceHandler(&connectLab{lab: l, service: SequentialLabService}))
 	mux.Handle(conformancev1connect.NewSingleLabServiceHandler(&connectLab{lab: l, service: SingleLabService}))
+	mux.Handle(conformancev1connect.NewPingLabServiceHandler(&connectLab{lab: l, service: PingLabService}))
 	return mux
 }
 
@@ -104,4 +106,3 @@ func (c *connectLab) Items(ctx context.Context, r *connect.Request[pb.ItemsReque
 	}
 	return nil
 }
-

@@ -23,7 +23,7 @@ type Deviation interface {
 // Conformant is the reference behaviour: no deviation at all.
 type Conformant struct{}
 
-func (Conformant) LogKey(service, sessionID string) string  { return service + "/" + sessionID }
-func (Conformant) ReplaysDuplicateSeq() bool                { return true }
-func (Conformant) DedupesMessageIDs() bool                  { return true }
+func (Conformant) LogKey(service, sessionID string) string    { return service + "/" + sessionID }
+func (Conformant) ReplaysDuplicateSeq() bool                  { return true }
+func (Conformant) DedupesMessageIDs() bool                    { return true }
 func (Conformant) InstructedCode(asked codes.Code) codes.Code { return asked }

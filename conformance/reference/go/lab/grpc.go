@@ -14,21 +14,23 @@ import (
 )
 
 // grpcLab serves one lab service over grpc-go; one value per service, registered under
-// that service's descriptor. It implements every method of the three services, of
+// that service's descriptor. It implements every method of the four services, of
 // which each registration uses its own.
 type grpcLab struct {
 	pb.UnimplementedLabServiceServer
 	pb.UnimplementedSequentialLabServiceServer
 	pb.UnimplementedSingleLabServiceServer
+	pb.UnimplementedPingLabServiceServer
 	lab     *Lab
 	service string
 }
 
-// RegisterGRPC registers the three lab services on s.
+// RegisterGRPC registers the four lab services on s.
 func RegisterGRPC(s *grpc.Server, l *Lab) {
 	pb.RegisterLabServiceServer(s, &grpcLab{lab: l, service: LabService})
 	pb.RegisterSequentialLabServiceServer(s, &grpcLab{lab: l, service: SequentialLabService})
 	pb.RegisterSingleLabServiceServer(s, &grpcLab{lab: l, service: SingleLabService})
+	pb.RegisterPingLabServiceServer(s, &grpcLab{lab: l, service: PingLabService})
 }
 
 func (g *grpcLab) call(ctx context.Context, method string) *Call {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-
 	"google.golang.org/grpc/codes"
 
 	pb "sessionbridge.dev/conformance/lab-go/gen/sessionbridge/conformance/v1"
@@ -95,4 +94,3 @@ func itemPayload(index, n uint32) []byte {
 	}
 	return b
 }
-

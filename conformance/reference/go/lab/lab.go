@@ -22,6 +22,9 @@ const (
 	LabService           = Package + ".LabService"
 	SequentialLabService = Package + ".SequentialLabService"
 	SingleLabService     = Package + ".SingleLabService"
+	// PingLabService has no session options: the bridge passes its calls through
+	// without a session (docs/sessions.md "sessionless").
+	PingLabService = Package + ".PingLabService"
 )
 
 // maxItemBytes bounds one stream item's payload: ItemsRequest.item_bytes comes from the
@@ -156,7 +159,7 @@ func isShared(method string) bool { return method == "Peek" }
 // Enqueue takes the call's place in its session's queue now, in arrival order (S6).
 // Transports call it as soon as a request arrives; Unary and Items wait for the turn.
 func (l *Lab) Enqueue(call *Call) {
-	if call.turn != nil || call.Method == "Ping" || call.SessionID == "" {
+	if call.turn != nil || call.sessionless() || call.SessionID == "" {
 		return
 	}
 	call.turn = l.turns.enqueue(sessionKey(call.Service, call.SessionID), isShared(call.Method))
@@ -205,7 +208,7 @@ func (l *Lab) Unary(ctx context.Context, call *Call, req proto.Message) *Outcome
 	if err != nil {
 		return faultOutcome(storageFault(err))
 	}
-	if call.Method == "Ping" {
+	if call.sessionless() {
 		return l.ping(ctx, call, in, count)
 	}
 	if err := call.turn.wait(ctx); err != nil {
@@ -215,10 +218,10 @@ func (l *Lab) Unary(ctx context.Context, call *Call, req proto.Message) *Outcome
 }
 
 func validate(call *Call, in *pb.Instruction) *Fault {
-	if call.Method != "Ping" && call.SessionID == "" {
+	if !call.sessionless() && call.SessionID == "" {
 		return newFault(codes.InvalidArgument, ReasonMissingSessionID, "the call carries no sb-session-id", nil)
 	}
-	if (call.Method == "Peek" || call.Method == "Ping") && len(in.GetAppend()) > 0 {
+	if (call.Method == "Peek" || call.sessionless()) && len(in.GetAppend()) > 0 {
 		return newFault(codes.InvalidArgument, ReasonInvalidRequest, call.Method+" may not append to a log", nil)
 	}
 	if f := in.GetFail(); f != nil && (f.GetCode() < 1 || f.GetCode() > 16) {
@@ -248,7 +251,8 @@ func (l *Lab) countDelivery(messageID string) (uint32, error) {
 	return l.deliveries[messageID], nil
 }
 
-// ping runs an instruction against no session.
+// ping runs an instruction of PingLabService against no session: whatever sb-session-id
+// arrives is ignored, and nothing is recorded.
 func (l *Lab) ping(ctx context.Context, call *Call, in *pb.Instruction, count uint32) *Outcome {
 	if n := in.GetFailFirstDeliveries(); n > 0 && count <= n {
 		return faultOutcome(firstDeliveriesFault(count, n))

@@ -234,7 +234,7 @@ func TestInstructedFaultCarriesReasonAndDetails(t *testing.T) { // S14
 	detail, _ := anypb.New(wrapperspb.String("extra"))
 	req := act()
 	req.Instruction.Fail = &pb.Failure{Code: int32(codes.ResourceExhausted), Message: "tab\there\r\n😀", Reason: "FULL", Details: []*anypb.Any{detail}}
-	out := l.Unary(context.Background(), call("Ping", facts{}), req)
+	out := l.Unary(context.Background(), call("Ping", facts{service: PingLabService}), req)
 	mustFault(t, out, codes.ResourceExhausted, "FULL")
 	st := out.Fault.Status
 	if st.GetMessage() != "tab\there\r\n😀" || len(st.GetDetails()) != 2 || !proto.Equal(st.GetDetails()[1], detail) {
@@ -242,7 +242,7 @@ func TestInstructedFaultCarriesReasonAndDetails(t *testing.T) { // S14
 	}
 	bad := act()
 	bad.Instruction.Fail = &pb.Failure{Code: 0}
-	mustFault(t, l.Unary(context.Background(), call("Ping", facts{}), bad), codes.InvalidArgument, ReasonInvalidRequest)
+	mustFault(t, l.Unary(context.Background(), call("Ping", facts{service: PingLabService}), bad), codes.InvalidArgument, ReasonInvalidRequest)
 }
 
 func TestSingleServiceHasOneLiveSession(t *testing.T) { // S3, S6
@@ -306,5 +306,5 @@ func TestPeekMayNotAppend(t *testing.T) {
 	l := openLab(t, "", 0, nil)
 	mustReply(t, l.Unary(context.Background(), call("Open", facts{session: "s"}), open()))
 	mustFault(t, l.Unary(context.Background(), call("Peek", facts{session: "s"}), act("x")), codes.InvalidArgument, ReasonInvalidRequest)
-	mustFault(t, l.Unary(context.Background(), call("Ping", facts{}), act("x")), codes.InvalidArgument, ReasonInvalidRequest)
+	mustFault(t, l.Unary(context.Background(), call("Ping", facts{service: PingLabService}), act("x")), codes.InvalidArgument, ReasonInvalidRequest)
 }

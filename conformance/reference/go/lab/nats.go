@@ -79,9 +79,10 @@ func ServeNATS(ctx context.Context, nc *nats.Conn, prefix string, l *Lab) (*nats
 // natsRequest is an empty request message of the operation, nil for an unknown one.
 func natsRequest(service, method string) proto.Message {
 	known := map[string][]string{
-		LabService:           {"Open", "Act", "Peek", "Post", "Finish", "Items", "Ping"},
+		LabService:           {"Open", "Act", "Peek", "Post", "Finish", "Items"},
 		SequentialLabService: {"Open", "Act", "Finish"},
 		SingleLabService:     {"Open", "Act", "Finish"},
+		PingLabService:       {"Ping"},
 	}
 	for _, m := range known[service] {
 		if m != method {

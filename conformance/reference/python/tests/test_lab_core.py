@@ -25,12 +25,13 @@ from sessionbridge.conformance.v1 import lab_pb2  # noqa: E402
 import faulty_lab_service  # noqa: E402
 from call import Call  # noqa: E402
 from faults import LabFault  # noqa: E402
-from lab_core import LabCore  # noqa: E402
+from lab_core import LabCore, sweep_period_s  # noqa: E402
 from lab_store import LabStore  # noqa: E402
 
 LAB = "sessionbridge.conformance.v1.LabService"
 SEQUENTIAL = "sessionbridge.conformance.v1.SequentialLabService"
 SINGLE = "sessionbridge.conformance.v1.SingleLabService"
+PING = "sessionbridge.conformance.v1.PingLabService"
 
 
 def act(*append, **fields):
@@ -146,7 +147,7 @@ class ReferenceTest(unittest.TestCase):
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.ErrorInfo(reason="INNER", domain="x"))
         failure = lab_pb2.Failure(code=7, message="tab\there 😀", reason="NOPE", details=[detail])
-        fault = self.lab.fault("Ping", act(fail=failure), session="")
+        fault = self.lab.fault("Ping", act(fail=failure), session="", service=PING)
         status = fault.to_status()
         self.assertEqual((status.code, status.message), (7, "tab\there 😀"))
         info = error_details_pb2.ErrorInfo()
@@ -157,10 +158,10 @@ class ReferenceTest(unittest.TestCase):
     def test_effects_and_records_survive_a_restart(self):
         self.lab.call("Open", open_("a"))
         self.lab.call("Post", act("posted"), sb_message_id="p1")
-        incarnation = self.lab.call("Ping", act(observe=True), session="").observed.incarnation
+        incarnation = self.lab.call("Ping", act(observe=True), session="", service=PING).observed.incarnation
         self.lab.reopen(abandon=True)
         self.assertEqual(list(self.lab.call("Peek", act()).log), ["a", "posted"])
-        self.assertEqual(self.lab.call("Ping", act(observe=True), session="").observed.incarnation, incarnation + 1)
+        self.assertEqual(self.lab.call("Ping", act(observe=True), session="", service=PING).observed.incarnation, incarnation + 1)
         # The redelivered one-way message is acknowledged again and not applied twice.
         self.assertEqual(self.lab.call("Post", act("posted"), sb_message_id="p1"), lab_pb2.PostAck())
         self.assertEqual(list(self.lab.call("Peek", act()).log), ["a", "posted"])
@@ -184,8 +185,18 @@ class ReferenceTest(unittest.TestCase):
     def test_peek_is_read_only_and_ping_has_no_session(self):
         self.lab.call("Open", open_())
         self.assertEqual(self.lab.fault("Peek", act("x")).code, 3)
-        self.assertEqual(self.lab.fault("Ping", act("x"), session="").code, 3)
-        self.assertEqual(self.lab.call("Ping", act(note="ü", payload=b"\x00\xff"), session="").note, "ü")
+        self.assertEqual(self.lab.fault("Ping", act("x"), session="", service=PING).code, 3)
+        self.assertEqual(self.lab.call("Ping", act(note="ü", payload=b"\x00\xff"), session="", service=PING).note, "ü")
+
+    def test_ping_lives_in_its_own_sessionless_service(self):
+        self.assertEqual(self.lab.call("Ping", act(observe=True), session="", service=PING).observed.session_id, "")
+        with self.assertRaises(KeyError):
+            self.lab.call("Ping", act(), session="", service=LAB)
+
+    def test_the_expiry_sweep_is_paced_by_session_services_only(self):
+        # PingLabService declares no idle timeout; it must not make the sweep run every 20 ms.
+        self.assertEqual(sweep_period_s(1.0), 1.0)
+        self.assertAlmostEqual(sweep_period_s(0.002), 0.3)
 
     def test_the_first_deliveries_can_be_refused(self):
         self.lab.call("Open", open_())

@@ -1922,19 +1922,6 @@ export const LabServiceService = {
     responseSerialize: (value: LabItem): Buffer => Buffer.from(LabItem.encode(value).finish()),
     responseDeserialize: (value: Buffer): LabItem => LabItem.decode(value),
   },
-  /**
-   * Sessionless: no session is resolved; the instruction runs against no log (`append`
-   * must be empty). For faults, deadlines, metadata and payloads without a session.
-   */
-  ping: {
-    path: "/sessionbridge.conformance.v1.LabService/Ping" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ActRequest): Buffer => Buffer.from(ActRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ActRequest => ActRequest.decode(value),
-    responseSerialize: (value: LabReply): Buffer => Buffer.from(LabReply.encode(value).finish()),
-    responseDeserialize: (value: Buffer): LabReply => LabReply.decode(value),
-  },
 } as const;
 
 export interface LabServiceServer extends UntypedServiceImplementation {
@@ -1953,11 +1940,6 @@ export interface LabServiceServer extends UntypedServiceImplementation {
   finish: handleUnaryCall<ActRequest, LabReply>;
   /** Server streaming within a session. */
   items: handleServerStreamingCall<ItemsRequest, LabItem>;
-  /**
-   * Sessionless: no session is resolved; the instruction runs against no log (`append`
-   * must be empty). For faults, deadlines, metadata and payloads without a session.
-   */
-  ping: handleUnaryCall<ActRequest, LabReply>;
 }
 
 /**
@@ -2040,6 +2022,29 @@ export interface SingleLabServiceServer extends UntypedServiceImplementation {
   open: handleUnaryCall<OpenRequest, LabReply>;
   act: handleUnaryCall<ActRequest, LabReply>;
   finish: handleUnaryCall<ActRequest, LabReply>;
+}
+
+/**
+ * Sessionless: a service with no session options, so the bridge passes its calls
+ * through without a session. No session is resolved; the instruction runs against no
+ * log (`append` must be empty). For faults, deadlines, metadata and payloads without a
+ * session.
+ */
+export type PingLabServiceService = typeof PingLabServiceService;
+export const PingLabServiceService = {
+  ping: {
+    path: "/sessionbridge.conformance.v1.PingLabService/Ping" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ActRequest): Buffer => Buffer.from(ActRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ActRequest => ActRequest.decode(value),
+    responseSerialize: (value: LabReply): Buffer => Buffer.from(LabReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LabReply => LabReply.decode(value),
+  },
+} as const;
+
+export interface PingLabServiceServer extends UntypedServiceImplementation {
+  ping: handleUnaryCall<ActRequest, LabReply>;
 }
 
 function bytesFromBase64(b64: string): Uint8Array {
