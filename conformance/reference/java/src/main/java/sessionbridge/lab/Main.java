@@ -48,30 +48,41 @@ public final class Main {
 
     SessionStore store = SessionStore.open(settings.getStateDir());
     LabEngine engine = new LabEngine(store, settings.getTimeScale(), deviation);
+    SessionTurns turns = new SessionTurns();
     boolean grpc = settings.getTransportsList().isEmpty() || settings.getTransportsList().contains("grpc");
     Server server = null;
     ServiceAddresses.Builder addresses = ServiceAddresses.newBuilder();
     if (grpc) {
       NettyServerBuilder builder =
           NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+              // Handlers run on the connection's event loop in arrival order and only hand
+              // their call to SessionTurns, which keeps that order per session [S6].
+              .directExecutor()
               .maxInboundMessageSize(MAX_MESSAGE_BYTES);
       CallFactsInterceptor facts = new CallFactsInterceptor(deviation);
-      for (BindableService service : LabServices.create(engine)) {
+      for (BindableService service : LabServices.create(engine, turns)) {
         builder.addService(ServerInterceptors.intercept(service, facts));
       }
       server = builder.build().start();
       addresses.setGrpc("127.0.0.1:" + server.getPort());
     }
+    ConnectServer http = null;
+    if (settings.getTransportsList().isEmpty() || settings.getTransportsList().contains("http")) {
+      http = ConnectServer.start(engine, turns, deviation);
+      addresses.setHttp("http://127.0.0.1:" + http.port());
+    }
     for (String t : settings.getTransportsList()) {
-      if (!t.equals("grpc")) System.err.println("sb-lab-java: transport " + t + " is not served");
+      if (!t.equals("grpc") && !t.equals("http")) System.err.println("sb-lab-java: transport " + t + " is not served");
     }
 
     final Server running = server;
+    final ConnectServer connect = http;
     Runtime.getRuntime()
         .addShutdownHook(
             new Thread(
                 () -> {
                   engine.close();
+                  if (connect != null) connect.close();
                   if (running == null) return;
                   running.shutdown();
                   try {
