@@ -119,7 +119,7 @@ describe("conformance: Java reference service (direct, gRPC)", function () {
     const peek = await unary<LabReply>(clients.lab, "peek", act(), session("s6-p"));
     assert.deepEqual(peek.reply.log, expected);
     // Each answer carries the log right after its own message: a prefix of the final one.
-    answers.forEach((a, i) => assert.deepEqual(a.reply.log, expected.slice(0, i + 1)));
+    for (const [i, a] of answers.entries()) assert.deepEqual(a.reply.log, expected.slice(0, i + 1));
   });
 
   it("answers a number already applied with its recorded outcome and refuses a gap [S7]", async () => {
