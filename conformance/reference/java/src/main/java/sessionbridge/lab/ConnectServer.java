@@ -1,14 +1,10 @@
 package sessionbridge.lab;
 
-import com.google.protobuf.Descriptors.MethodDescriptor;
-import com.google.protobuf.Descriptors.ServiceDescriptor;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.ListValue;
 import com.google.protobuf.Message;
 import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
-import com.google.protobuf.util.JsonFormat;
-import com.google.rpc.ErrorDetailsProto;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.Status;
@@ -49,7 +45,6 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Base64;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -57,15 +52,11 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
 import java.util.zip.GZIPInputStream;
-import sessionbridge.conformance.v1.Lab;
-import sessionbridge.conformance.v1.Lab.ActRequest;
 import sessionbridge.conformance.v1.Lab.Instruction;
 import sessionbridge.conformance.v1.Lab.ItemsRequest;
 import sessionbridge.conformance.v1.Lab.LabItem;
-import sessionbridge.conformance.v1.Lab.OpenRequest;
 import sessionbridge.lab.LabEngine.ItemSink;
 import sessionbridge.lab.LabEngine.ItemsStart;
-import sessionbridge.lab.LabEngine.Op;
 
 /**
  * The lab services over HTTP/1.1 with the Connect protocol [S14, S15].
@@ -91,16 +82,7 @@ final class ConnectServer implements AutoCloseable {
   private static final int COMPRESSED = 0x01;
   private static final long WRITABLE_POLL_NANOS = 2_000_000;
 
-  private static final JsonFormat.TypeRegistry TYPES =
-      JsonFormat.TypeRegistry.newBuilder().add(ErrorDetailsProto.getDescriptor().getMessageTypes()).build();
-  private static final JsonFormat.Parser JSON_IN = JsonFormat.parser().ignoringUnknownFields().usingTypeRegistry(TYPES);
-  private static final JsonFormat.Printer JSON_OUT =
-      JsonFormat.printer().omittingInsignificantWhitespace().usingTypeRegistry(TYPES);
-
-  /** One operation of the contract as the HTTP path names it. */
-  private record Route(String service, Op op, Message requestType, boolean streaming) {}
-
-  private static final Map<String, Route> ROUTES = routes();
+  private static final Map<String, LabRoute> ROUTES = LabRoute.byOperation();
 
   private final EventLoopGroup group;
   private final Channel server;
@@ -143,24 +125,6 @@ final class ConnectServer implements AutoCloseable {
   public void close() {
     server.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
     group.shutdownGracefully(0, 2, TimeUnit.SECONDS);
-  }
-
-  private static Map<String, Route> routes() {
-    Map<String, Message> requestTypes =
-        Map.of(
-            "OpenRequest", OpenRequest.getDefaultInstance(),
-            "ActRequest", ActRequest.getDefaultInstance(),
-            "ItemsRequest", ItemsRequest.getDefaultInstance());
-    Map<String, Route> out = new HashMap<>();
-    for (ServiceDescriptor s : Lab.getDescriptor().getServices()) {
-      for (MethodDescriptor m : s.getMethods()) {
-        Op op = Op.valueOf(m.getName().toUpperCase(Locale.ROOT));
-        Message type = requestTypes.get(m.getInputType().getName());
-        if (type == null) throw new IllegalStateException("no request type for " + m.getFullName());
-        out.put(s.getFullName() + "/" + m.getName(), new Route(s.getFullName(), op, type, m.isServerStreaming()));
-      }
-    }
-    return Map.copyOf(out);
   }
 
   /** What every connection shares: the engine, the turns and the deadline timer. */
@@ -255,7 +219,7 @@ final class ConnectServer implements AutoCloseable {
       String path = req.uri();
       int query = path.indexOf('?');
       if (query >= 0) path = path.substring(0, query);
-      Route route = ROUTES.get(path.startsWith("/") ? path.substring(1) : path);
+      LabRoute route = ROUTES.get(path.startsWith("/") ? path.substring(1) : path);
       if (!req.method().equals(HttpMethod.POST)) {
         ex.plain(HttpResponseStatus.METHOD_NOT_ALLOWED, "only POST is served");
         return ex;
@@ -292,7 +256,7 @@ final class ConnectServer implements AutoCloseable {
       // At the deadline (or when the client hangs up) a call still waiting for its turn is
       // answered at once and never runs (S15).
       ex.context.addListener(c -> ex.cancelledWhileQueued(codec), Runnable::run);
-      boolean sessionless = route.op() == Op.PING;
+      boolean sessionless = route.sessionless();
       Runnable work =
           route.streaming()
               ? () -> ex.items(calls, route, (ItemsRequest) request, codec)
@@ -311,10 +275,9 @@ final class ConnectServer implements AutoCloseable {
       }
     }
 
-    private void unary(Calls calls, Route route, Message request, String codec) {
+    private void unary(Calls calls, LabRoute route, Message request, String codec) {
       if (!state.compareAndSet(QUEUED, RUNNING)) return;
-      Instruction ins =
-          request instanceof OpenRequest o ? o.getInstruction() : ((ActRequest) request).getInstruction();
+      Instruction ins = LabRoute.instruction(request);
       try {
         Message reply = calls.engine().unary(route.service(), route.op(), ins);
         byte[] body = encode(reply, codec);
@@ -330,7 +293,7 @@ final class ConnectServer implements AutoCloseable {
       }
     }
 
-    private void items(Calls calls, Route route, ItemsRequest request, String codec) {
+    private void items(Calls calls, LabRoute route, ItemsRequest request, String codec) {
       if (!state.compareAndSet(QUEUED, RUNNING)) return;
       HttpResponse head = new DefaultHttpResponse(HttpVersion.HTTP_1_1, HttpResponseStatus.OK);
       head.headers().set(HttpHeaderNames.CONTENT_TYPE, "application/connect+" + codec);
@@ -484,7 +447,7 @@ final class ConnectServer implements AutoCloseable {
     return Long.parseLong(text);
   }
 
-  private static Message decode(Route route, String codec, FullHttpRequest req) throws LabFault {
+  private static Message decode(LabRoute route, String codec, FullHttpRequest req) throws LabFault {
     ByteBuf content = req.content();
     byte[] data;
     if (route.streaming()) {
@@ -505,20 +468,7 @@ final class ConnectServer implements AutoCloseable {
         throw LabFault.of(Status.Code.UNIMPLEMENTED, "UNSUPPORTED_ENCODING", "Content-Encoding " + encoding);
       }
     }
-    try {
-      if (codec.equals("json")) {
-        Message.Builder b = route.requestType().newBuilderForType();
-        String text = new String(data, StandardCharsets.UTF_8);
-        JSON_IN.merge(text.isBlank() ? "{}" : text, b);
-        return b.build();
-      }
-      return route.requestType().getParserForType().parseFrom(data);
-    } catch (InvalidProtocolBufferException | RuntimeException e) {
-      throw LabFault.of(
-          Status.Code.INVALID_ARGUMENT,
-          "MALFORMED_MESSAGE",
-          "the request is not a " + route.requestType().getDescriptorForType().getName() + ": " + e.getMessage());
-    }
+    return route.decode(data, codec.equals("json"));
   }
 
   private static byte[] gunzip(byte[] data) throws LabFault {
@@ -544,11 +494,7 @@ final class ConnectServer implements AutoCloseable {
   }
 
   private static String print(com.google.protobuf.MessageOrBuilder m) {
-    try {
-      return JSON_OUT.print(m);
-    } catch (InvalidProtocolBufferException e) {
-      throw new IllegalStateException("not printable as JSON: " + e.getMessage(), e);
-    }
+    return LabRoute.json(m);
   }
 
   /** The Connect error form: code, message, and every detail, the ErrorInfo reason first. */

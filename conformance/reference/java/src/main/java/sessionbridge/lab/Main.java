@@ -11,6 +11,7 @@ import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.InetSocketAddress;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import sessionbridge.conformance.v1.Harness.ServiceAddresses;
 import sessionbridge.conformance.v1.Harness.ServiceSettings;
@@ -71,17 +72,30 @@ public final class Main {
       http = ConnectServer.start(engine, turns, deviation);
       addresses.setHttp("http://127.0.0.1:" + http.port());
     }
+    NatsTransport nats = null;
+    // Empty transports mean every one served; NATS then needs a server to connect to.
+    boolean wantNats =
+        settings.getTransportsList().contains("nats")
+            || (settings.getTransportsList().isEmpty() && !settings.getNatsUrl().isEmpty());
+    if (wantNats) {
+      if (settings.getNatsUrl().isEmpty()) throw new IOException("nats is asked for but ServiceSettings.nats_url is empty");
+      String prefix = settings.getNatsSubjectPrefix().isEmpty() ? "lab" : settings.getNatsSubjectPrefix();
+      nats = NatsTransport.start(settings.getNatsUrl(), prefix, engine, turns, deviation);
+      addresses.setNats(prefix);
+    }
     for (String t : settings.getTransportsList()) {
-      if (!t.equals("grpc") && !t.equals("http")) System.err.println("sb-lab-java: transport " + t + " is not served");
+      if (!List.of("grpc", "http", "nats").contains(t)) System.err.println("sb-lab-java: transport " + t + " is not served");
     }
 
     final Server running = server;
     final ConnectServer connect = http;
+    final NatsTransport natsTransport = nats;
     Runtime.getRuntime()
         .addShutdownHook(
             new Thread(
                 () -> {
                   engine.close();
+                  if (natsTransport != null) natsTransport.close();
                   if (connect != null) connect.close();
                   if (running == null) return;
                   running.shutdown();
