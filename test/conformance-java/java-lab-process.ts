@@ -32,6 +32,8 @@ export interface JavaLabOptions {
   readonly breakRule?: string;
   /** ServiceSettings.transports; gRPC alone unless told. */
   readonly transports?: readonly string[];
+  readonly natsUrl?: string;
+  readonly natsSubjectPrefix?: string;
 }
 
 /** A Java lab service started with the harness protocol (harness.proto). */
@@ -58,6 +60,8 @@ export function startJavaLab(options: JavaLabOptions = {}): Promise<JavaLab> {
       stateDir: options.stateDir ?? "",
       timeScale: options.timeScale ?? 1,
       transports: [...(options.transports ?? ["grpc"])],
+      natsUrl: options.natsUrl ?? "",
+      natsSubjectPrefix: options.natsSubjectPrefix ?? "",
     }),
   ).finish();
   const frame = Buffer.alloc(4 + settings.length);
