@@ -1,6 +1,5 @@
 package sessionbridge.lab;
 
-import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.ListValue;
 import com.google.protobuf.Message;
 import com.google.protobuf.Struct;
