@@ -28,7 +28,19 @@ public final class Main {
 
   private Main() {}
 
-  public static void main(String[] args) throws Exception {
+  public static void main(String[] args) {
+    try {
+      run(args);
+    } catch (Exception | Error e) {
+      // Transport threads would keep a failed start alive without an answer: exit instead,
+      // so the harness sees the failure at once.
+      System.err.println("sb-lab-java: failed to start: " + e);
+      e.printStackTrace();
+      System.exit(1);
+    }
+  }
+
+  private static void run(String[] args) throws Exception {
     Deviation deviation = Deviation.NONE;
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--break") && i + 1 < args.length) {

@@ -41,6 +41,9 @@ import java.util.concurrent.TimeUnit;
  * them to {@link SessionTurns} there, so a session's messages keep their order [S6].
  */
 final class NatsTransport implements AutoCloseable {
+  /** How long the first connection is tried before the service gives up starting. */
+  private static final long CONNECT_FOR_SECONDS = 30;
+
   private final Connection connection;
   private final ScheduledExecutorService timer;
 
@@ -57,9 +60,11 @@ final class NatsTransport implements AutoCloseable {
             .server(url)
             .connectionName("sb-lab-java")
             .maxReconnects(-1)
+            // A busy machine may take longer than the client's 2 s default to answer.
+            .connectionTimeout(Duration.ofSeconds(10))
             .errorListener(new io.nats.client.ErrorListener() {})
             .build();
-    Connection nc = Nats.connect(options);
+    Connection nc = connect(options);
     ScheduledExecutorService timer =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -85,6 +90,23 @@ final class NatsTransport implements AutoCloseable {
       throw new IOException("NATS did not confirm the subscriptions: " + e.getMessage(), e);
     }
     return transport;
+  }
+
+  /**
+   * The first connection, tried again for a while: a restarted service (kill -9 cases) must
+   * come back even when the server is slow to accept at that moment.
+   */
+  private static Connection connect(Options options) throws IOException, InterruptedException {
+    long giveUpAt = System.nanoTime() + TimeUnit.SECONDS.toNanos(CONNECT_FOR_SECONDS);
+    while (true) {
+      try {
+        return Nats.connect(options);
+      } catch (IOException e) {
+        if (System.nanoTime() > giveUpAt) throw e;
+        System.err.println("sb-lab-java: NATS not reached yet, trying again: " + e.getMessage());
+        Thread.sleep(250);
+      }
+    }
   }
 
   /** Runs on the dispatcher thread, in arrival order: fixes the session's order [S6]. */
