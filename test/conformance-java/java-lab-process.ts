@@ -3,6 +3,8 @@ import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { ServiceAddresses, ServiceSettings } from "../../sdk/gen/sessionbridge/conformance/v1/harness.js";
 import {
+  ActRequest,
+  LabReply,
   LabServiceService,
   SequentialLabServiceService,
   SingleLabServiceService,
@@ -28,6 +30,10 @@ export interface JavaLabOptions {
   readonly timeScale?: number;
   /** The rule to break: `--break <name>` of the faulty services. */
   readonly breakRule?: string;
+  /** ServiceSettings.transports; gRPC alone unless told. */
+  readonly transports?: readonly string[];
+  readonly natsUrl?: string;
+  readonly natsSubjectPrefix?: string;
 }
 
 /** A Java lab service started with the harness protocol (harness.proto). */
@@ -53,7 +59,9 @@ export function startJavaLab(options: JavaLabOptions = {}): Promise<JavaLab> {
     ServiceSettings.fromPartial({
       stateDir: options.stateDir ?? "",
       timeScale: options.timeScale ?? 1,
-      transports: ["grpc"],
+      transports: [...(options.transports ?? ["grpc"])],
+      natsUrl: options.natsUrl ?? "",
+      natsSubjectPrefix: options.natsSubjectPrefix ?? "",
     }),
   ).finish();
   const frame = Buffer.alloc(4 + settings.length);
@@ -93,11 +101,28 @@ export function startJavaLab(options: JavaLabOptions = {}): Promise<JavaLab> {
   });
 }
 
-/** grpc-js clients of the three lab services at one address. */
+/**
+ * The sessionless PingLabService (lab.proto): its one operation, declared here from the
+ * request and reply codecs so the client does not depend on how the generator names it.
+ */
+const PING_SERVICE: grpc.ServiceDefinition = {
+  ping: {
+    path: "/sessionbridge.conformance.v1.PingLabService/Ping",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: ActRequest) => Buffer.from(ActRequest.encode(value).finish()),
+    requestDeserialize: (bytes: Buffer) => ActRequest.decode(bytes),
+    responseSerialize: (value: LabReply) => Buffer.from(LabReply.encode(value).finish()),
+    responseDeserialize: (bytes: Buffer) => LabReply.decode(bytes),
+  },
+};
+
+/** grpc-js clients of the four lab services at one address. */
 export interface LabClients {
   readonly lab: grpc.Client;
   readonly sequential: grpc.Client;
   readonly single: grpc.Client;
+  readonly ping: grpc.Client;
   close(): void;
 }
 
@@ -106,17 +131,25 @@ export function labClients(address: string): LabClients {
   const Lab = grpc.makeGenericClientConstructor(LabServiceService, "LabService");
   const Sequential = grpc.makeGenericClientConstructor(SequentialLabServiceService, "SequentialLabService");
   const Single = grpc.makeGenericClientConstructor(SingleLabServiceService, "SingleLabService");
-  const lab = new Lab(address, credentials);
-  const sequential = new Sequential(address, credentials);
-  const single = new Single(address, credentials);
+  const Ping = grpc.makeGenericClientConstructor(PING_SERVICE, "PingLabService");
+  // One channel for all four, so calls of a test share one HTTP/2 connection, as the
+  // runner's and the bridge's do (the order of pipelined calls is kept per connection).
+  const channel = new grpc.Channel(address, credentials, {});
+  const lab = new Lab(address, credentials, { channelOverride: channel });
+  const sequential = new Sequential(address, credentials, { channelOverride: channel });
+  const single = new Single(address, credentials, { channelOverride: channel });
+  const ping = new Ping(address, credentials, { channelOverride: channel });
   return {
     lab,
     sequential,
     single,
+    ping,
     close() {
       lab.close();
       sequential.close();
       single.close();
+      ping.close();
+      channel.close();
     },
   };
 }

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { status as Status } from "@grpc/grpc-js";
+import { Metadata, status as Status } from "@grpc/grpc-js";
 import { Any } from "../../sdk/gen/google/protobuf/any.js";
-import { type LabReply, PostAck } from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
+import { ActRequest, LabReply, PostAck } from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
 import { sleep } from "../support/wait.js";
 import {
   buildConformance,
@@ -101,6 +101,27 @@ describe("conformance: Java reference service (direct, gRPC)", function () {
     );
   });
 
+  it("applies pipelined messages of a session in arrival order, a slow first one included [S6]", async () => {
+    // Sent back to back on one HTTP/2 connection without waiting for answers: the service
+    // must apply them in the order they arrived, not in the order its threads happen to run.
+    await unary(clients.lab, "open", open("t", "a6p"), session("s6-p"));
+    const count = 48;
+    const calls = Array.from({ length: count }, (_, i) =>
+      unary<LabReply>(
+        clients.lab,
+        "act",
+        act({ append: [String(i)], ...(i % 8 === 0 ? { sleepMs: 40 } : {}) }),
+        session("s6-p"),
+      ),
+    );
+    const answers = await Promise.all(calls);
+    const expected = Array.from({ length: count }, (_, i) => String(i));
+    const peek = await unary<LabReply>(clients.lab, "peek", act(), session("s6-p"));
+    assert.deepEqual(peek.reply.log, expected);
+    // Each answer carries the log right after its own message: a prefix of the final one.
+    for (const [i, a] of answers.entries()) assert.deepEqual(a.reply.log, expected.slice(0, i + 1));
+  });
+
   it("answers a number already applied with its recorded outcome and refuses a gap [S7]", async () => {
     await unary(clients.lab, "open", open("t", "a7"), session("s7"));
     const one = await unary<LabReply>(
@@ -168,11 +189,31 @@ describe("conformance: Java reference service (direct, gRPC)", function () {
     assert.deepEqual(peek.reply.log, []);
   });
 
+  it("serves Ping on the sessionless PingLabService only; LabService has no Ping", async () => {
+    const pong = await unary<LabReply>(clients.ping, "ping", act({ observe: true, note: "p" }));
+    assert.equal(pong.reply.note, "p");
+    assert.deepEqual(pong.reply.log, []);
+    assert.equal(pong.reply.observed?.sessionId, "");
+    assert.equal(pong.reply.observed?.operation, "sessionbridge.conformance.v1.PingLabService/Ping");
+    const code = await new Promise<number>((resolve) => {
+      clients.lab.makeUnaryRequest(
+        "/sessionbridge.conformance.v1.LabService/Ping",
+        (value: ActRequest) => Buffer.from(ActRequest.encode(value).finish()),
+        (bytes: Buffer) => LabReply.decode(bytes),
+        act(),
+        new Metadata(),
+        {},
+        (error) => resolve(error?.code ?? Status.OK),
+      );
+    });
+    assert.equal(code, Status.UNIMPLEMENTED);
+  });
+
   it("reports the remaining deadline, or -1 without one [S15]", async () => {
-    const withDeadline = await unary<LabReply>(clients.lab, "ping", act({ observe: true }), {}, 20_000);
+    const withDeadline = await unary<LabReply>(clients.ping, "ping", act({ observe: true }), {}, 20_000);
     const remaining = withDeadline.reply.observed?.deadlineRemainingMs ?? -1;
     assert.ok(remaining > 0 && remaining <= 20_000, `remaining ${remaining}`);
-    const without = await unary<LabReply>(clients.lab, "ping", act({ observe: true }));
+    const without = await unary<LabReply>(clients.ping, "ping", act({ observe: true }));
     assert.equal(without.reply.observed?.deadlineRemainingMs, -1);
   });
 
@@ -184,7 +225,7 @@ describe("conformance: Java reference service (direct, gRPC)", function () {
     const message = "bad\tthing\r\nhappened: \u00e9\u{1F600}";
     const f = await fault(
       unary(
-        clients.lab,
+        clients.ping,
         "ping",
         act({ fail: { code: 9, message, reason: "LAB_REASON", details: [detail] } }),
       ),
@@ -239,7 +280,7 @@ describe("conformance: Java reference service (direct, gRPC)", function () {
   });
 
   it("refuses an append on Peek and Ping with INVALID_ARGUMENT", async () => {
-    const f = await fault(unary(clients.lab, "ping", act({ append: ["no"] })));
+    const f = await fault(unary(clients.ping, "ping", act({ append: ["no"] })));
     assert.equal(f.code, Status.INVALID_ARGUMENT);
   });
 

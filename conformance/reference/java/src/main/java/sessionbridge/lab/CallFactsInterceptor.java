@@ -9,7 +9,9 @@ import io.grpc.ServerCallHandler;
 import io.grpc.ServerInterceptor;
 import io.grpc.Status;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Base64;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -26,10 +28,8 @@ final class CallFactsInterceptor implements ServerInterceptor {
   @Override
   public <Q, R> ServerCall.Listener<Q> interceptCall(
       ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
-    // The deviation DROP_METADATA is checked here only: custom metadata never reaches the
-    // handler and reply headers are never sent (the faulty service breaks S15).
-    boolean drop = deviation == Deviation.DROP_METADATA;
-    CallFacts facts = new CallFacts(call.getMethodDescriptor().getFullMethodName(), "grpc", headers, drop);
+    CallFacts facts =
+        new CallFacts(call.getMethodDescriptor().getFullMethodName(), "grpc", pairs(headers), deviation);
     ServerCall<Q, R> replying =
         new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
           private boolean headersSent;
@@ -37,18 +37,35 @@ final class CallFactsInterceptor implements ServerInterceptor {
           @Override
           public void sendHeaders(Metadata h) {
             headersSent = true;
-            if (!drop) put(h, facts.replyHeaders);
+            put(h, facts.replyHeaders());
             super.sendHeaders(h);
           }
 
           @Override
           public void close(Status status, Metadata trailers) {
-            if (!headersSent && !drop && !facts.replyHeaders.isEmpty()) sendHeaders(new Metadata());
-            if (!drop) put(trailers, facts.replyTrailers);
+            if (!headersSent && !facts.replyHeaders().isEmpty()) sendHeaders(new Metadata());
+            put(trailers, facts.replyTrailers());
             super.close(status, trailers);
           }
         };
     return Contexts.interceptCall(Context.current().withValue(CallFacts.KEY, facts), replying, headers, next);
+  }
+
+  /** The request metadata as (name, value) pairs; binary values as base64, as HTTP carries them. */
+  private static List<CallFacts.Header> pairs(Metadata headers) {
+    List<CallFacts.Header> out = new ArrayList<>();
+    for (String name : headers.keys()) {
+      if (name.endsWith(Metadata.BINARY_HEADER_SUFFIX)) {
+        for (byte[] v : headers.getAll(Metadata.Key.of(name, Metadata.BINARY_BYTE_MARSHALLER))) {
+          out.add(new CallFacts.Header(name, Base64.getEncoder().encodeToString(v)));
+        }
+      } else {
+        for (String v : headers.getAll(Metadata.Key.of(name, Metadata.ASCII_STRING_MARSHALLER))) {
+          out.add(new CallFacts.Header(name, v));
+        }
+      }
+    }
+    return out;
   }
 
   private static void put(Metadata target, Map<String, String> values) {

@@ -15,6 +15,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 import sessionbridge.conformance.v1.Lab.Failure;
 import sessionbridge.conformance.v1.Lab.Instruction;
+import sessionbridge.conformance.v1.Lab.ItemsRequest;
+import sessionbridge.conformance.v1.Lab.LabItem;
 import sessionbridge.conformance.v1.Lab.LabReply;
 import sessionbridge.conformance.v1.Lab.Observed;
 import sessionbridge.conformance.v1.Lab.PostAck;
@@ -42,6 +44,9 @@ final class LabEngine {
   static final long IDLE_TIMEOUT_MS = 600_000;
 
   static final String SINGLE_SERVICE = "sessionbridge.conformance.v1.SingleLabService";
+
+  /** Largest stream item the service builds, so one request cannot exhaust its memory. */
+  static final int MAX_ITEM_BYTES = 4 << 20;
 
   /** Keeps the count of message ids for Observed.delivery_count bounded in memory. */
   private static final int MAX_TRACKED_MESSAGE_IDS = 1_000_000;
@@ -77,8 +82,7 @@ final class LabEngine {
   /** The answer of a unary session operation or Ping: a LabReply, or a PostAck for Post. */
   Message unary(String service, Op op, Instruction ins) throws LabFault {
     CallFacts facts = CallFacts.current();
-    facts.replyHeaders = ins.getReplyHeadersMap();
-    facts.replyTrailers = ins.getReplyTrailersMap();
+    facts.reply(ins.getReplyHeadersMap(), ins.getReplyTrailersMap());
     long remainingMs = remainingMs();
     if ((op == Op.PEEK || op == Op.PING) && ins.getAppendCount() > 0) {
       throw LabFault.of(Status.Code.INVALID_ARGUMENT, "INVALID_REQUEST", op + " must not append");
@@ -187,8 +191,50 @@ final class LabEngine {
     return answer;
   }
 
+  /** Where a stream's items go, whatever the transport. */
+  interface ItemSink {
+    /** True when the caller went away: the stream stops (S15). */
+    boolean cancelled();
+
+    void send(LabItem item);
+  }
+
+  /** What an Items call's stream needs, taken when its turn came [S6]. */
+  record ItemsStart(ItemsRequest request, CallFacts facts, long remainingMs, int delivery) {}
+
+  /**
+   * The first part of an Items call, run in the session's turn: checked like any exclusive
+   * message (unknown and ended sessions, sb-seq) [S4, S7, S12]. The stream itself applies
+   * nothing and runs outside the turn ({@link #streamItems}).
+   */
+  ItemsStart startItems(String service, ItemsRequest req) throws LabFault {
+    CallFacts facts = CallFacts.current();
+    long remainingMs = remainingMs();
+    if (req.getItemBytes() > MAX_ITEM_BYTES) {
+      throw LabFault.of(Status.Code.INVALID_ARGUMENT, "INVALID_REQUEST", "item_bytes above " + MAX_ITEM_BYTES);
+    }
+    int delivery = countDelivery(facts.messageId);
+    checkItems(service, facts);
+    return new ItemsStart(req, facts, remainingMs, delivery);
+  }
+
+  /** Sends the items, pausing between them; the pauses end at the deadline or on cancel [S15]. */
+  void streamItems(ItemsStart start, ItemSink sink) throws LabFault {
+    ItemsRequest req = start.request();
+    ByteString payload = ByteString.copyFrom(new byte[req.getItemBytes()]);
+    for (int i = 0; i < req.getCount(); i++) {
+      if (i > 0) sleep(req.getIntervalMs());
+      abandonIfDone();
+      if (sink.cancelled()) return;
+      LabItem.Builder item = LabItem.newBuilder().setIndex(i).setPayload(payload);
+      if (req.getObserve()) item.setObserved(observed(start.facts(), start.remainingMs(), start.delivery()));
+      sink.send(item.build());
+    }
+    if (req.hasFail()) throw fault(req.getFail());
+  }
+
   /** Checks an Items call like any exclusive message; the stream applies nothing. */
-  void checkItems(String service, CallFacts facts) throws LabFault {
+  private void checkItems(String service, CallFacts facts) throws LabFault {
     if (facts.badSeq) throw LabFault.of(Status.Code.INVALID_ARGUMENT, "INVALID_SEQ", "sb-seq is not a number from 1");
     if (facts.sessionId.isEmpty()) throw LabFault.of(Status.Code.NOT_FOUND, "CORRELATION_ERROR", "no sb-session-id");
     Session s = store.get(service, facts.sessionId);
@@ -323,11 +369,6 @@ final class LabEngine {
     } catch (InvalidProtocolBufferException e) {
       throw LabFault.of(Status.Code.INTERNAL, "STORE_FAILURE", "recorded outcome unreadable");
     }
-  }
-
-  /** Throws the fault a Failure describes (the end of a failing stream) [S14]. */
-  void unaryFault(Failure f) throws LabFault {
-    throw fault(f);
   }
 
   private static LabFault fault(Failure f) {

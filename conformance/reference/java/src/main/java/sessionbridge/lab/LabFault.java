@@ -15,6 +15,32 @@ import java.util.Map;
 public final class LabFault extends Exception {
   public static final String DOMAIN = "sessionbridge.conformance";
 
+  /** Connect code names in gRPC numbering (DESIGN §3). */
+  private static final String[] CONNECT_CODES = {
+    "ok",
+    "canceled",
+    "unknown",
+    "invalid_argument",
+    "deadline_exceeded",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "resource_exhausted",
+    "failed_precondition",
+    "aborted",
+    "out_of_range",
+    "unimplemented",
+    "internal",
+    "unavailable",
+    "data_loss",
+    "unauthenticated",
+  };
+
+  /** The HTTP status of each gRPC code (DESIGN §3). */
+  private static final int[] HTTP_STATUS = {
+    200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401,
+  };
+
   private final com.google.rpc.Status status;
 
   private LabFault(com.google.rpc.Status status) {
@@ -44,6 +70,23 @@ public final class LabFault extends Exception {
 
   public com.google.rpc.Status status() {
     return status;
+  }
+
+  /** The gRPC code number (google.rpc.Code). */
+  public int code() {
+    return status.getCode();
+  }
+
+  /** The Connect protocol's name of the code, "unknown" outside 1-16 (DESIGN §3). */
+  public String connectCode() {
+    int c = status.getCode();
+    return c >= 1 && c < CONNECT_CODES.length ? CONNECT_CODES[c] : "unknown";
+  }
+
+  /** The HTTP status of the code (DESIGN §3). */
+  public int httpStatus() {
+    int c = status.getCode();
+    return c >= 1 && c < HTTP_STATUS.length ? HTTP_STATUS[c] : 500;
   }
 
   public StatusRuntimeException toException() {

@@ -11,6 +11,7 @@ import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.InetSocketAddress;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import sessionbridge.conformance.v1.Harness.ServiceAddresses;
 import sessionbridge.conformance.v1.Harness.ServiceSettings;
@@ -27,7 +28,19 @@ public final class Main {
 
   private Main() {}
 
-  public static void main(String[] args) throws Exception {
+  public static void main(String[] args) {
+    try {
+      run(args);
+    } catch (Exception | Error e) {
+      // Transport threads would keep a failed start alive without an answer: exit instead,
+      // so the harness sees the failure at once.
+      System.err.println("sb-lab-java: failed to start: " + e);
+      e.printStackTrace();
+      System.exit(1);
+    }
+  }
+
+  private static void run(String[] args) throws Exception {
     Deviation deviation = Deviation.NONE;
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--break") && i + 1 < args.length) {
@@ -48,30 +61,54 @@ public final class Main {
 
     SessionStore store = SessionStore.open(settings.getStateDir());
     LabEngine engine = new LabEngine(store, settings.getTimeScale(), deviation);
+    SessionTurns turns = new SessionTurns();
     boolean grpc = settings.getTransportsList().isEmpty() || settings.getTransportsList().contains("grpc");
     Server server = null;
     ServiceAddresses.Builder addresses = ServiceAddresses.newBuilder();
     if (grpc) {
       NettyServerBuilder builder =
           NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+              // Handlers run on the connection's event loop in arrival order and only hand
+              // their call to SessionTurns, which keeps that order per session [S6].
+              .directExecutor()
               .maxInboundMessageSize(MAX_MESSAGE_BYTES);
       CallFactsInterceptor facts = new CallFactsInterceptor(deviation);
-      for (BindableService service : LabServices.create(engine)) {
+      for (BindableService service : LabServices.create(engine, turns)) {
         builder.addService(ServerInterceptors.intercept(service, facts));
       }
       server = builder.build().start();
       addresses.setGrpc("127.0.0.1:" + server.getPort());
     }
+    ConnectServer http = null;
+    if (settings.getTransportsList().isEmpty() || settings.getTransportsList().contains("http")) {
+      http = ConnectServer.start(engine, turns, deviation);
+      addresses.setHttp("http://127.0.0.1:" + http.port());
+    }
+    NatsTransport nats = null;
+    // Empty transports mean every one served; NATS then needs a server to connect to.
+    boolean wantNats =
+        settings.getTransportsList().contains("nats")
+            || (settings.getTransportsList().isEmpty() && !settings.getNatsUrl().isEmpty());
+    if (wantNats) {
+      if (settings.getNatsUrl().isEmpty()) throw new IOException("nats is asked for but ServiceSettings.nats_url is empty");
+      String prefix = settings.getNatsSubjectPrefix().isEmpty() ? "lab" : settings.getNatsSubjectPrefix();
+      nats = NatsTransport.start(settings.getNatsUrl(), prefix, engine, turns, deviation);
+      addresses.setNats(prefix);
+    }
     for (String t : settings.getTransportsList()) {
-      if (!t.equals("grpc")) System.err.println("sb-lab-java: transport " + t + " is not served");
+      if (!List.of("grpc", "http", "nats").contains(t)) System.err.println("sb-lab-java: transport " + t + " is not served");
     }
 
     final Server running = server;
+    final ConnectServer connect = http;
+    final NatsTransport natsTransport = nats;
     Runtime.getRuntime()
         .addShutdownHook(
             new Thread(
                 () -> {
                   engine.close();
+                  if (natsTransport != null) natsTransport.close();
+                  if (connect != null) connect.close();
                   if (running == null) return;
                   running.shutdown();
                   try {
