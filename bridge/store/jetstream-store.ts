@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -12,7 +11,6 @@ import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
-import { Reason } from "../errors/reason.js";
 import {
   batchFromJson,
   batchToJson,
@@ -24,6 +22,7 @@ import {
   sessionToJson,
   token,
 } from "./jetstream-codec.js";
+import { isAlreadyDeleted, isCasFailure, natsStoreError, partitionMoving } from "./jetstream-errors.js";
 import { createJetStreamJournals, type JetStreamJournals } from "./jetstream-journal.js";
 import { checkJournalAppend } from "./journal-append.js";
 import { followStoredJournal } from "./journal-follow.js";
@@ -810,38 +809,6 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
   return { api, replay };
 }
 
-/**
- * A failure of NATS itself (a timeout while a node is down or a leader is elected, a
- * dropped connection, a read that stalled) is UNAVAILABLE, which clients retry; anything
- * else is the store's INTERNAL failure.
- */
-function natsStoreError(error: unknown, doing: string): BridgeError {
-  if (error instanceof BridgeError) return error;
-  const text = error instanceof Error ? error.message : String(error);
-  if (
-    /timeout|timed out|stalled|ended early|disconnect|connection closed|no responders|no leader|not ready/i.test(
-      text,
-    )
-  ) {
-    return new BridgeError(
-      Code.UNAVAILABLE,
-      Reason.STORE_FAILURE,
-      `${doing}: NATS did not answer (${text}); retry`,
-      {
-        cause: error,
-      },
-    );
-  }
-  return asStoreError(error, doing);
-}
-
-/** UNAVAILABLE: the partition is not this store's to write now; the caller retries (DESIGN §7). */
-function partitionMoving(partition: number, why: string): BridgeError {
-  return new BridgeError(Code.UNAVAILABLE, Reason.PARTITION_MOVING, `partition ${partition}: ${why}; retry`, {
-    metadata: { partition: String(partition) },
-  });
-}
-
 function outboxKey(sessionId: string, messageId: string): string {
   return `${token(sessionId)}.${token(messageId)}`;
 }
@@ -851,16 +818,4 @@ function claimKeyOf(record: SessionRecord | undefined): string | undefined {
   if (record === undefined || record.state !== "active" || record.correlationKey === undefined)
     return undefined;
   return `${token(record.service)}.${token(record.correlationKey)}`;
-}
-
-/** JetStream's "wrong last sequence" (10071): the CAS lost to another writer. */
-function isCasFailure(error: unknown): boolean {
-  return error instanceof Error && /wrong last sequence|10071|key exists/i.test(error.message);
-}
-
-/** The server's answer to deleting a message no longer there (10057, "no message found"). */
-function isAlreadyDeleted(error: unknown): boolean {
-  return (
-    error instanceof JetStreamApiError && error.code === 10057 && /no message found/i.test(error.message)
-  );
 }
