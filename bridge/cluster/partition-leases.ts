@@ -412,15 +412,17 @@ export class PartitionLeases {
       ]);
       clearTimeout(timer);
       const again: number[] = [];
+      const served: number[] = [];
       for (const p of partitions) {
         if (!this.#held.has(p)) continue;
         if (this.#lostWhileLoading.delete(p)) again.push(p);
-        else this.#serving.add(p);
+        else {
+          this.#serving.add(p);
+          served.push(p);
+        }
       }
-      this.#logger.info(
-        { partitions: partitions.length - again.length, list: partitions },
-        "partitions taken over",
-      );
+      if (served.length > 0)
+        this.#logger.info({ partitions: served.length, list: served }, "partitions taken over");
       if (again.length > 0) {
         // The store stopped writing these during the load: release what the load made
         // of them and load them once more (claim again, then adopt).
