@@ -2,6 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import { createPartitioning } from "../bridge/cluster/partitions.js";
 import { createJetStreamStore } from "../bridge/store/jetstream-store.js";
 import { createMemoryStore } from "../bridge/store/memory-store.js";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
@@ -177,7 +180,8 @@ try {
           const orderId = `o${s}-${Date.now()}`;
           for (let attempt = 0; ; attempt++) {
             try {
-              await unaryCall(set.client(via()), "Open", { order_id: orderId, customer: "c" });
+              const opened = await unaryCall(set.client(via()), "Open", { order_id: orderId, customer: "c" });
+              sessionIds.set(orderId, String(opened.headers?.get("sb-session-id")[0] ?? ""));
               break;
             } catch (error) {
               if (attempt > 50) throw error;
@@ -188,6 +192,7 @@ try {
         }
       };
       const orderIds: string[] = [];
+      const sessionIds = new Map<string, string>();
       const add = (via: (i: number) => string) => (i: number) =>
         unaryCall(
           set.client(via(i)),
@@ -226,6 +231,26 @@ try {
             add((i) => (i % 2 === 0 ? "a" : "b")),
           ),
         );
+        // Where the time of that row goes: the same calls sent each to its session's owner,
+        // then each to the other replica (every call forwarded once).
+        const owners = await ownersOf(set.nats.urls, orderIds, sessionIds);
+        const other = (name: string | undefined): string => (name === "a" ? "b" : "a");
+        rows.push(
+          await fixedRate(
+            "replicas/two (R3, calls to the owner)",
+            replicaRate,
+            replicaSeconds,
+            add((i) => owners.get(orderIds[i % orderIds.length] ?? "") ?? "a"),
+          ),
+        );
+        rows.push(
+          await fixedRate(
+            "replicas/two (R3, every call forwarded)",
+            replicaRate,
+            replicaSeconds,
+            add((i) => other(owners.get(orderIds[i % orderIds.length] ?? ""))),
+          ),
+        );
       }
       for (const [name, bridge] of set.replicas) {
         const events = new Map<string, number>();
@@ -253,3 +278,25 @@ const table = [
 ].join("\n");
 process.stdout.write(`${table}\n`);
 if (only === undefined) writeFileSync(path.join("bench", "results", "store-replicas.md"), `${table}\n`);
+
+/** Each order's owner replica now, from its session's partition and the lease bucket. */
+async function ownersOf(
+  urls: readonly string[],
+  orderIds: readonly string[],
+  sessionIds: ReadonlyMap<string, string>,
+): Promise<Map<string, string>> {
+  const partitioning = createPartitioning(64);
+  const nc = await connect({ servers: [...urls] });
+  try {
+    const kv = await new Kvm(nc).open("bench_cluster");
+    const owners = new Map<string, string>();
+    for (const orderId of orderIds) {
+      const entry = await kv.get(`lease.${partitioning.ofSession(sessionIds.get(orderId) ?? "")}`);
+      if (entry === null || entry.operation !== "PUT") continue;
+      owners.set(orderId, (JSON.parse(new TextDecoder().decode(entry.value)) as { replica: string }).replica);
+    }
+    return owners;
+  } finally {
+    await nc.close();
+  }
+}

@@ -64,6 +64,15 @@ export class PartitionLeases {
   #stopped = false;
   #busy: Promise<void> | undefined;
   #ticking = false;
+  /** Held partitions the store gave up while they were being loaded: loaded again after. */
+  readonly #lostWhileLoading = new Set<number>();
+  /** The running watch of the bucket, undefined while none runs. */
+  #watcher: { stop(): void } | undefined;
+  #watchStarting = false;
+  /** Highest revision the watch delivered. */
+  #watched = 0;
+  /** This replica's oldest heartbeat the watch has not delivered yet. */
+  #unwatchedBeat: { revision: number; atMs: number } | undefined;
 
   constructor(options: PartitionLeasesOptions) {
     this.#options = options;
@@ -111,7 +120,13 @@ export class PartitionLeases {
    * serving it, and load it again while the lease is still ours.
    */
   reload(partition: number): void {
-    if (!this.#serving.delete(partition)) return;
+    if (!this.#serving.delete(partition)) {
+      // Lost while being loaded (a commit of the load's own recovery failed after the
+      // claim): that load must not end in serving a partition the store no longer
+      // writes; it is loaded again once the running load ends.
+      if (this.#held.has(partition)) this.#lostWhileLoading.add(partition);
+      return;
+    }
     this.#options.onLost(partition);
     this.#acquire([partition]);
   }
@@ -121,6 +136,8 @@ export class PartitionLeases {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#watcher?.stop();
+    this.#watcher = undefined;
     await this.#busy?.catch(() => undefined);
     const kv = this.#kv;
     for (const [partition, lease] of this.#held) {
@@ -144,19 +161,60 @@ export class PartitionLeases {
 
   async #watch(): Promise<void> {
     const kv = this.#kv;
-    if (kv === undefined || this.#stopped) return;
-    const updates = await kv.watch({ key: ">" });
+    if (kv === undefined || this.#stopped || this.#watchStarting) return;
+    this.#watchStarting = true;
+    let updates: Awaited<ReturnType<KV["watch"]>>;
+    try {
+      updates = await kv.watch({ key: ">" });
+    } finally {
+      this.#watchStarting = false;
+    }
+    const watcher = { stop: () => updates.stop() };
+    this.#watcher?.stop();
+    this.#watcher = watcher;
+    this.#unwatchedBeat = undefined;
     void (async () => {
       for await (const entry of updates) {
+        if (entry.revision > this.#watched) this.#watched = entry.revision;
+        if (this.#unwatchedBeat !== undefined && this.#watched >= this.#unwatchedBeat.revision)
+          this.#unwatchedBeat = undefined;
         this.#note(entry.key, entry.operation === "PUT" ? entry.value : undefined, entry.revision);
       }
     })()
       .catch((error: unknown) => this.#logger.warn({ err: error }, "lease watch ended"))
       .finally(() => {
-        // The watch ends when NATS drops it: watch again while running.
-        if (!this.#stopped) setTimeout(() => void this.#watch().catch(() => undefined), 500).unref();
+        // The watch ends when NATS drops it: the next tick watches again.
+        if (this.#watcher === watcher) this.#watcher = undefined;
       });
     if (this.#stopped) updates.stop();
+  }
+
+  /**
+   * Every other replica's lease is seen only through the watch, so a watch that stopped
+   * delivering (a NATS node it read from was killed) would leave this replica with a
+   * frozen view: it would forward to an owner that is gone and never see a partition
+   * handed back. Its own heartbeat is the probe: one the watch has not delivered within
+   * a TTL means the watch is dead, and it is started again (the restart delivers every
+   * key's last value, so the view catches up).
+   */
+  #checkWatch(): void {
+    if (this.#watchStarting) return;
+    const beat = this.#unwatchedBeat;
+    const stalled = beat !== undefined && Date.now() - beat.atMs > this.#options.leaseTtlMs;
+    if (this.#watcher !== undefined && !stalled) return;
+    if (stalled) {
+      this.#logger.warn(
+        { revision: beat?.revision, watched: this.#watched },
+        "lease watch stalled; watching again",
+      );
+      this.#watcher?.stop();
+      this.#watcher = undefined;
+      // The next heartbeat probes the new watch.
+      this.#unwatchedBeat = undefined;
+    }
+    void this.#watch().catch((error: unknown) =>
+      this.#logger.warn({ err: error }, "cannot watch the leases"),
+    );
   }
 
   #note(key: string, value: Uint8Array | undefined, revision: number): void {
@@ -177,6 +235,8 @@ export class PartitionLeases {
     const kv = this.#kv;
     if (kv === undefined) return;
     const revision = await kv.put(memberKey(this.#options.replica), this.#value());
+    if (revision > this.#watched && this.#unwatchedBeat === undefined)
+      this.#unwatchedBeat = { revision, atMs: Date.now() };
     this.#note(memberKey(this.#options.replica), this.#value(), revision);
   }
 
@@ -194,6 +254,7 @@ export class PartitionLeases {
         this.#logger.warn({ err: error }, "heartbeat failed"),
       );
       await this.#renew();
+      this.#checkWatch();
       this.#balance();
     } finally {
       this.#ticking = false;
@@ -227,6 +288,7 @@ export class PartitionLeases {
   #drop(partition: number, cause: unknown): void {
     this.#held.delete(partition);
     this.#serving.delete(partition);
+    this.#lostWhileLoading.delete(partition);
     this.#logger.warn({ partition, err: cause }, "partition lease lost");
     this.#options.onLost(partition);
   }
@@ -273,7 +335,7 @@ export class PartitionLeases {
   #take(free: readonly { partition: number; revision: number | undefined }[]): void {
     const kv = this.#kv;
     if (kv === undefined) return;
-    this.#busy = (async () => {
+    this.#queue(async () => {
       const won: number[] = [];
       for (const { partition, revision } of free) {
         const sentAtMs = Date.now();
@@ -284,30 +346,57 @@ export class PartitionLeases {
               ? await kv.create(leaseKey(partition), value)
               : await kv.update(leaseKey(partition), value, revision);
           this.#held.set(partition, { revision: next, sentAtMs });
+          this.#lostWhileLoading.delete(partition);
           this.#note(leaseKey(partition), value, next);
           won.push(partition);
         } catch (error) {
           if (!isCasFailure(error)) this.#logger.warn({ partition, err: error }, "cannot take a lease");
+          else await this.#refresh(partition);
         }
       }
       if (won.length > 0) await this.#load(won);
-    })().finally(() => {
-      this.#busy = undefined;
     });
   }
 
+  /**
+   * A take lost its CAS: what this replica saw of the lease is behind the bucket (an
+   * update the watch has not delivered, or missed). Reads it again so the next tick
+   * decides on the lease as it is, instead of retrying a revision that can never win.
+   */
+  async #refresh(partition: number): Promise<void> {
+    try {
+      const entry = await this.#kv?.get(leaseKey(partition));
+      if (entry === null || entry === undefined) return;
+      this.#note(entry.key, entry.operation === "PUT" ? entry.value : undefined, entry.revision);
+    } catch (error) {
+      this.#logger.warn({ partition, err: error }, "cannot read a lease");
+    }
+  }
+
   #acquire(partitions: readonly number[]): void {
+    this.#queue(() => this.#load(partitions.filter((p) => this.#held.has(p) && !this.#serving.has(p))));
+  }
+
+  /**
+   * Runs lease work (take, load, hand-over) after the work already queued, one at a
+   * time. #busy is the queue's tail and is cleared only by the work that is still the
+   * tail when it ends: a tick balances only while nothing is queued, so a tail left set
+   * would stop this replica from ever taking a lapsed or handed-back partition again.
+   */
+  #queue(work: () => Promise<void>): void {
     const previous = this.#busy ?? Promise.resolve();
-    const run = previous
-      .catch(() => undefined)
-      .then(() => this.#load(partitions.filter((p) => this.#held.has(p) && !this.#serving.has(p))));
-    this.#busy = run.finally(() => {
-      if (this.#busy === run) this.#busy = undefined;
-    });
+    const tail: Promise<void> = previous
+      .then(work)
+      .catch((error: unknown) => this.#logger.warn({ err: error }, "lease work failed"))
+      .finally(() => {
+        if (this.#busy === tail) this.#busy = undefined;
+      });
+    this.#busy = tail;
   }
 
   async #load(partitions: readonly number[]): Promise<void> {
     if (partitions.length === 0 || this.#stopped) return;
+    this.#logger.info({ partitions }, "loading partitions");
     let timer: NodeJS.Timeout | undefined;
     try {
       // Bounded: a load stuck on NATS must not hold the leases (and so the partitions)
@@ -321,13 +410,31 @@ export class PartitionLeases {
           );
         }),
       ]);
-      for (const p of partitions) if (this.#held.has(p)) this.#serving.add(p);
       clearTimeout(timer);
-      this.#logger.info({ partitions: partitions.length }, "partitions taken over");
+      const again: number[] = [];
+      const served: number[] = [];
+      for (const p of partitions) {
+        if (!this.#held.has(p)) continue;
+        if (this.#lostWhileLoading.delete(p)) again.push(p);
+        else {
+          this.#serving.add(p);
+          served.push(p);
+        }
+      }
+      if (served.length > 0)
+        this.#logger.info({ partitions: served.length, list: served }, "partitions taken over");
+      if (again.length > 0) {
+        // The store stopped writing these during the load: release what the load made
+        // of them and load them once more (claim again, then adopt).
+        this.#logger.warn({ partitions: again }, "partitions lost while loading; loading them again");
+        for (const p of again) this.#options.onLost(p);
+        this.#acquire(again);
+      }
     } catch (error) {
       this.#logger.warn({ partitions, err: error }, "cannot take partitions over; giving them back");
       clearTimeout(timer);
       for (const p of partitions) {
+        this.#lostWhileLoading.delete(p);
         const lease = this.#held.get(p);
         if (lease === undefined) continue;
         this.#held.delete(p);
@@ -338,21 +445,18 @@ export class PartitionLeases {
   }
 
   #handOver(partition: number): void {
-    this.#busy = (async () => {
+    this.#queue(async () => {
       // New calls for it get UNAVAILABLE from now on; those running finish first.
       this.#serving.delete(partition);
       await this.#options.beforeRelease(partition);
       const lease = this.#held.get(partition);
       this.#held.delete(partition);
+      this.#lostWhileLoading.delete(partition);
       this.#options.onLost(partition);
       if (lease !== undefined) {
         await this.#kv?.delete(leaseKey(partition), { previousSeq: lease.revision }).catch(() => undefined);
       }
-    })()
-      .catch((error: unknown) => this.#logger.warn({ partition, err: error }, "hand-over failed"))
-      .finally(() => {
-        this.#busy = undefined;
-      });
+    });
   }
 }
 

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -12,7 +11,7 @@ import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
-import { Reason } from "../errors/reason.js";
+import { createCorrelationClaims, readValue } from "./jetstream-claims.js";
 import {
   batchFromJson,
   batchToJson,
@@ -24,6 +23,7 @@ import {
   sessionToJson,
   token,
 } from "./jetstream-codec.js";
+import { isAlreadyDeleted, isCasFailure, natsStoreError, partitionMoving } from "./jetstream-errors.js";
 import { createJetStreamJournals, type JetStreamJournals } from "./jetstream-journal.js";
 import { checkJournalAppend } from "./journal-append.js";
 import { followStoredJournal } from "./journal-follow.js";
@@ -32,7 +32,7 @@ import { copyBatch } from "./record-copy.js";
 import type { JournalRecord, OutboxRecord, SessionRecord } from "./records.js";
 import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
 import type { SessionStore, StoreBatch } from "./session-store.js";
-import { asStoreError, correlationTaken, storeClosed, storeFailure } from "./store-errors.js";
+import { asStoreError, storeClosed, storeFailure } from "./store-errors.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
 /**
@@ -41,8 +41,7 @@ import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } fr
  * Layout, all names under one prefix (default "sb"):
  * - `<prefix>_sessions` (KV): session records by id.
  * - `<prefix>_correlation` (KV): S5 claims, key = service + correlation key, value = the
- *   session holding it. A claim is taken with a KV create (compare-and-set on absent) or
- *   a CAS update on the revision read, so two bridges cannot both bind one key.
+ *   session holding it; see jetstream-claims.ts.
  * - `<prefix>_idempotency` and `<prefix>_outbox` (KV): S8 records and the S10 outbox.
  * - `<prefix>_journal` (stream): one subject per session, see jetstream-journal.ts.
  * - `<prefix>_wal` (stream): the write-ahead log of batches.
@@ -60,10 +59,6 @@ import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } fr
  * half visible after a restart. commit() resolves after (3), so what it acknowledges is
  * readable. If applying keeps failing the store refuses further work until it is opened
  * again (which replays), rather than answer from half a batch.
- *
- * A claim whose holder is not live with that key (ended, or its batch never committed) is
- * stale and may be taken over by CAS; a claim younger than IN_FLIGHT_CLAIM_MS whose holder
- * has no record yet counts as held, since its batch may be between steps (1) and (3).
  *
  * Partitions and fencing (option `partitions`, several replicas, DESIGN §7). Each
  * partition has its own write-ahead subject `<prefix>.pwal.<partition>` in the stream
@@ -127,8 +122,6 @@ export interface JetStreamSessionStore extends SessionStore {
   releasePartition(partition: number): void;
 }
 
-/** How long a claim whose holder has no session record yet counts as held. */
-const IN_FLIGHT_CLAIM_MS = 30_000;
 /** Attempts to apply a committed batch before the store gives up until reopened. */
 const APPLY_ATTEMPTS = 3;
 /** Attempts to apply a partition's batch: about 10 s of backoff, longer than a NATS leader election. */
@@ -139,18 +132,6 @@ const CLAIM_ATTEMPTS = 5;
 const FENCE_FIELD = "fence";
 /** Concurrent KV reads when a query reads many records. */
 const READ_CONCURRENCY = 32;
-
-interface Claim {
-  readonly sessionId: string;
-  readonly claimedAtMs: number;
-}
-
-/** What the store knows about one correlation key before a batch. */
-interface ClaimState {
-  readonly entry: KvEntry | undefined;
-  /** The live holder, undefined when free or stale. */
-  readonly holder: string | undefined;
-}
 
 export async function createJetStreamStore(options: JetStreamStoreOptions): Promise<JetStreamSessionStore> {
   const prefix = options.prefix ?? "sb";
@@ -258,11 +239,6 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
       throw storeFailure("a committed batch could not be applied; reopen the store", broken);
   };
 
-  const readValue = async (kv: KV, key: string): Promise<KvEntry | undefined> => {
-    const entry = await kv.get(key);
-    return entry === null || entry.operation !== "PUT" ? undefined : entry;
-  };
-
   const readSession = async (id: string): Promise<SessionRecord | undefined> => {
     const entry = await readValue(buckets.sessions, token(id));
     return entry === undefined ? undefined : sessionFromJson(decodeJson(entry.value));
@@ -282,91 +258,10 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
   const allSessions = (): Promise<SessionRecord[]> =>
     readAll(buckets.sessions, ">", (e) => sessionFromJson(decodeJson(e.value)));
 
-  const claimState = async (key: string, now: number): Promise<ClaimState> => {
-    const entry = await readValue(buckets.correlation, key);
-    if (entry === undefined) return { entry: undefined, holder: undefined };
-    const claim = decodeJson(entry.value) as unknown as Claim;
-    const record = await readSession(claim.sessionId);
-    if (record === undefined) {
-      return { entry, holder: now - claim.claimedAtMs < IN_FLIGHT_CLAIM_MS ? claim.sessionId : undefined };
-    }
-    return { entry, holder: claimKeyOf(record) === key ? claim.sessionId : undefined };
-  };
-
-  /**
-   * S5 before anything is written: the claims the batch's records make, one record at a
-   * time as the memory and SQLite stores check them. Returns key → holder after the batch
-   * (undefined: released) and the state read for each key.
-   */
-  const planClaims = async (
-    records: readonly SessionRecord[],
-  ): Promise<{ claims: Map<string, string | undefined>; states: Map<string, ClaimState> }> => {
-    const now = Date.now();
-    const current = new Map<string, SessionRecord | undefined>();
-    for (const record of records) {
-      if (!current.has(record.id)) current.set(record.id, await readSession(record.id));
-    }
-    const states = new Map<string, ClaimState>();
-    for (const record of [...records, ...current.values()]) {
-      const key = claimKeyOf(record);
-      if (key !== undefined && !states.has(key)) states.set(key, await claimState(key, now));
-    }
-    const claims = new Map<string, string | undefined>();
-    const staged = new Map<string, SessionRecord | undefined>(current);
-    const holder = (key: string): string | undefined =>
-      claims.has(key) ? claims.get(key) : states.get(key)?.holder;
-    for (const next of records) {
-      const prevKey = claimKeyOf(staged.get(next.id));
-      staged.set(next.id, next);
-      if (prevKey !== undefined && holder(prevKey) === next.id) claims.set(prevKey, undefined);
-      const nextKey = claimKeyOf(next);
-      if (nextKey === undefined) continue;
-      const taken = holder(nextKey);
-      if (taken !== undefined && taken !== next.id) throw correlationTaken(next.service, next.id);
-      claims.set(nextKey, next.id);
-    }
-    return { claims, states };
-  };
-
-  /** Takes the planned claims with CAS; on any failure releases those taken and rejects. */
-  const takeClaims = async (
-    claims: Map<string, string | undefined>,
-    states: Map<string, ClaimState>,
-    records: readonly SessionRecord[],
-  ): Promise<Map<string, number>> => {
-    const taken = new Map<string, number>();
-    try {
-      for (const [key, sessionId] of claims) {
-        if (sessionId === undefined) continue;
-        const state = states.get(key);
-        if (state?.holder === sessionId) continue;
-        const value = encodeJson({ sessionId, claimedAtMs: Date.now() } satisfies Claim);
-        try {
-          const revision =
-            state?.entry === undefined
-              ? await buckets.correlation.create(key, value)
-              : await buckets.correlation.update(key, value, state.entry.revision);
-          taken.set(key, revision);
-        } catch (error) {
-          if (!isCasFailure(error)) throw error;
-          // Another bridge bound the key between the read and the write.
-          const record = records.find((r) => r.id === sessionId);
-          throw correlationTaken(record?.service ?? "", sessionId);
-        }
-      }
-      return taken;
-    } catch (error) {
-      await releaseClaims(taken);
-      throw error;
-    }
-  };
-
-  const releaseClaims = async (claims: Map<string, number>): Promise<void> => {
-    for (const [key, revision] of claims) {
-      // Best effort: a claim left behind is stale and taken over by the next session.
-      await buckets.correlation.delete(key, { previousSeq: revision }).catch(() => undefined);
-    }
-  };
+  const { planClaims, takeClaims, releaseClaims, releaseFreed, holderOf } = createCorrelationClaims(
+    buckets.correlation,
+    readSession,
+  );
 
   /**
    * S9 before the commit point: the batch's entries must continue each session's stored
@@ -557,20 +452,6 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     await releaseFreed(claims, states, taken);
   };
 
-  /** Keys a batch freed: released when still held as read (CAS), best effort. */
-  const releaseFreed = async (
-    claims: Map<string, string | undefined>,
-    states: Map<string, ClaimState>,
-    taken: Map<string, number>,
-  ): Promise<void> => {
-    const freed = new Map<string, number>();
-    for (const [key, sessionId] of claims) {
-      const entry = states.get(key)?.entry;
-      if (sessionId === undefined && entry !== undefined && !taken.has(key)) freed.set(key, entry.revision);
-    }
-    await releaseClaims(freed);
-  };
-
   const claimPartition = async (partition: number): Promise<void> => {
     checkOpen();
     if (partitions === undefined) throw storeFailure("the store was opened without partitions");
@@ -700,13 +581,7 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
 
     async findSessionByCorrelation(service, correlationKey) {
       checkOpen();
-      // The S5 claim names the holder; it counts only while that session is live with the key.
-      const key = `${token(service)}.${token(correlationKey)}`;
-      const entry = await readValue(buckets.correlation, key);
-      if (entry === undefined) return undefined;
-      const claim = decodeJson(entry.value) as unknown as Claim;
-      const record = await readSession(claim.sessionId);
-      return claimKeyOf(record) === key ? record : undefined;
+      return holderOf(service, correlationKey);
     },
 
     async listSessions(query) {
@@ -810,57 +685,6 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
   return { api, replay };
 }
 
-/**
- * A failure of NATS itself (a timeout while a node is down or a leader is elected, a
- * dropped connection, a read that stalled) is UNAVAILABLE, which clients retry; anything
- * else is the store's INTERNAL failure.
- */
-function natsStoreError(error: unknown, doing: string): BridgeError {
-  if (error instanceof BridgeError) return error;
-  const text = error instanceof Error ? error.message : String(error);
-  if (
-    /timeout|timed out|stalled|ended early|disconnect|connection closed|no responders|no leader|not ready/i.test(
-      text,
-    )
-  ) {
-    return new BridgeError(
-      Code.UNAVAILABLE,
-      Reason.STORE_FAILURE,
-      `${doing}: NATS did not answer (${text}); retry`,
-      {
-        cause: error,
-      },
-    );
-  }
-  return asStoreError(error, doing);
-}
-
-/** UNAVAILABLE: the partition is not this store's to write now; the caller retries (DESIGN §7). */
-function partitionMoving(partition: number, why: string): BridgeError {
-  return new BridgeError(Code.UNAVAILABLE, Reason.PARTITION_MOVING, `partition ${partition}: ${why}; retry`, {
-    metadata: { partition: String(partition) },
-  });
-}
-
 function outboxKey(sessionId: string, messageId: string): string {
   return `${token(sessionId)}.${token(messageId)}`;
-}
-
-/** The S5 claim key of a session while it is live; undefined when it holds none. */
-function claimKeyOf(record: SessionRecord | undefined): string | undefined {
-  if (record === undefined || record.state !== "active" || record.correlationKey === undefined)
-    return undefined;
-  return `${token(record.service)}.${token(record.correlationKey)}`;
-}
-
-/** JetStream's "wrong last sequence" (10071): the CAS lost to another writer. */
-function isCasFailure(error: unknown): boolean {
-  return error instanceof Error && /wrong last sequence|10071|key exists/i.test(error.message);
-}
-
-/** The server's answer to deleting a message no longer there (10057, "no message found"). */
-function isAlreadyDeleted(error: unknown): boolean {
-  return (
-    error instanceof JetStreamApiError && error.code === 10057 && /no message found/i.test(error.message)
-  );
 }

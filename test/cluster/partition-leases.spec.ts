@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { expect } from "chai";
 import { PartitionLeases } from "../../bridge/cluster/partition-leases.js";
+import { createJetStreamStore, type JetStreamSessionStore } from "../../bridge/store/jetstream-store.js";
+import { entry, session } from "../bridge/store/store-records.js";
 import { type NatsServerFixture, startNatsServer } from "../support/nats-server.js";
 import { waitFor } from "../support/wait.js";
 
@@ -45,6 +47,7 @@ describe("partition leases in JetStream KV", function () {
     name: string,
     serving: Set<number>,
     leaseTtlMs = 1000,
+    partitions = 8,
   ): Promise<{ leases: PartitionLeases; nc: NatsConnection }> {
     const nc = await connect({ servers: server.url });
     connections.push(nc);
@@ -53,7 +56,7 @@ describe("partition leases in JetStream KV", function () {
       connection: nc,
       prefix,
       replica: name,
-      partitions: 8,
+      partitions,
       leaseTtlMs,
       replicas: 1,
       async onAcquired(partitions) {
@@ -98,5 +101,89 @@ describe("partition leases in JetStream KV", function () {
     // Stands for a crash: b's connection goes away without handing anything back.
     await connectionB.close();
     await waitFor(() => c.size === 8, 20_000, "c takes b's lapsed partitions");
+  });
+
+  it("still takes a dead replica's partitions after the store made it load one of its own again", async () => {
+    const a = new Set<number>();
+    const b = new Set<number>();
+    const { leases: leasesA } = await replica("a", a);
+    await waitFor(() => a.size === 8, 10_000, "a serves every partition");
+    const { nc: connectionB } = await replica("b", b);
+    await waitFor(() => a.size === 4 && b.size === 4, 20_000, "four each");
+    // What the store's onLost does when a commit fails (NATS timed out, a stale journal):
+    // the partition is loaded again while its lease is kept.
+    const [mine] = [...a];
+    leasesA.reload(mine ?? 0);
+    await waitFor(() => leasesA.serves(mine ?? 0), 10_000, "a serves the reloaded partition again");
+    // b dies: its leases lapse, and a, now the only replica, must take all of them. A reload
+    // used to leave lease work marked as running for ever, so a never balanced again and
+    // b's partitions stayed without a serving owner.
+    await connectionB.close();
+    await waitFor(() => a.size === 8, 20_000, "a takes b's lapsed partitions");
+  });
+
+  it("loads again a partition the store stopped writing while it was being loaded", async () => {
+    // Sessions "p<n>-…" are in partition n; the leases and a real JetStream store together,
+    // wired as the replica runtime wires them (cli/cluster-runtime.ts).
+    const of = (sessionId: string): number => Number(/^p(\d+)-/.exec(sessionId)?.[1] ?? 0);
+    const nc = await connect({ servers: server.url });
+    connections.push(nc);
+    let leases: PartitionLeases | undefined;
+    const store: JetStreamSessionStore = await createJetStreamStore({
+      connection: nc,
+      prefix,
+      partitions: { count: 1, of, onLost: (p) => leases?.reload(p) },
+    });
+    try {
+      let loads = 0;
+      leases = new PartitionLeases({
+        connection: nc,
+        prefix,
+        replica: "a",
+        partitions: 1,
+        leaseTtlMs: 1000,
+        replicas: 1,
+        async onAcquired(partitions) {
+          for (const p of partitions) await store.claimPartition(p);
+          loads++;
+          if (loads === 1) {
+            // While the first load recovers the partition's sessions, one of their commits
+            // fails for another reason than S5 (here a journal that does not continue where
+            // the writer thinks): the store stops writing the partition and asks for a reload.
+            const refused = await store
+              .commit({ sessions: [session("p0-a", { journalLength: 2 })], entries: [entry("p0-a", 2)] })
+              .then(
+                () => undefined,
+                (error: unknown) => error,
+              );
+            expect(refused, "the gapped commit is refused").to.be.instanceOf(Error);
+          }
+        },
+        onLost: (p) => store.releasePartition(p),
+        beforeRelease: async () => undefined,
+      });
+      running.push(leases);
+      await leases.start();
+      await waitFor(() => leases?.serves(0) === true, 10_000, "partition 0 served");
+      // Served means written: the load that lost the partition must not end in serving it.
+      // Before, it did, and every commit there got PARTITION_MOVING for as long as the lease
+      // was renewed.
+      const committed = store.commit({
+        sessions: [session("p0-a", { journalLength: 1 })],
+        entries: [entry("p0-a", 1)],
+      });
+      let outcome: unknown;
+      await committed.then(
+        () => undefined,
+        (error: unknown) => {
+          outcome = error;
+        },
+      );
+      expect(outcome, "a commit in the served partition").to.equal(undefined);
+      expect(loads, "loaded again after the loss").to.equal(2);
+    } finally {
+      await leases?.stop();
+      await store.close();
+    }
   });
 });

@@ -66,6 +66,7 @@ export async function startReplicaSet(options: {
     ].join("\n"),
   );
   const replicas = new Map<string, BridgeProcess>();
+  const started: { name: string; bridge: BridgeProcess }[] = [];
   const clients = new Map<string, { address: string; client: grpc.Client }>();
   const definition = protoLoader.loadSync("examples/orders/v1/orders.proto", {
     includeDirs: [path.join(repoRoot(), "examples/orders/proto"), path.join(repoRoot(), "proto")],
@@ -84,6 +85,7 @@ export async function startReplicaSet(options: {
         60_000,
       );
       replicas.set(name, bridge);
+      started.push({ name, bridge });
       return bridge;
     },
     async killReplica(name) {
@@ -103,6 +105,12 @@ export async function startReplicaSet(options: {
       return client;
     },
     async stop() {
+      const logDir = process.env.SB_CLUSTER_LOGS;
+      if (logDir !== undefined) {
+        for (const [i, { name, bridge }] of started.entries()) {
+          writeFileSync(path.join(logDir, `${i}-${name}.log`), `${bridge.lines.join("\n")}\n`);
+        }
+      }
       for (const { client } of clients.values()) client.close();
       for (const bridge of replicas.values()) {
         if (bridge.child.exitCode === null && bridge.child.signalCode === null) bridge.child.kill("SIGKILL");
