@@ -217,6 +217,7 @@ describe("conformance runner", function () {
       "durable",
       "expiry",
       "pipelining",
+      "nats_streams",
     ]);
   });
 });
