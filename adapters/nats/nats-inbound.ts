@@ -40,6 +40,21 @@ export async function serveUnary(
   msg: { readonly data: Uint8Array; readonly headers?: Msg["headers"] | undefined },
   extraMetadata: Readonly<Record<string, readonly string[]>> = {},
 ): Promise<UnaryReply> {
+  return context.listener.bridge.unary(callOf(context, op, msg, context.signal, extraMetadata));
+}
+
+/**
+ * A NATS request as the bridge's one internal call form: the payload checked for size
+ * before any copy and transcoded from JSON at the edge (DESIGN §7), the session facts and
+ * the deadline from the headers (S1, S7, S8, S15), the principal from the credentials (S13).
+ */
+export function callOf(
+  context: InboundContext,
+  op: OperationContract,
+  msg: { readonly data: Uint8Array; readonly headers?: Msg["headers"] | undefined },
+  signal: AbortSignal,
+  extraMetadata: Readonly<Record<string, readonly string[]>> = {},
+): UnaryCall {
   const { listener } = context;
   const received = metadataOf(msg.headers);
   const json = isJson(received);
@@ -57,16 +72,15 @@ export async function serveUnary(
     : msg.data;
   const authorization = received.authorization?.[0];
   const bearer = authorization?.match(/^Bearer\s+(.+)$/i)?.[1];
-  const call: UnaryCall = {
+  return {
     operation: op,
     metadata: { ...withoutNatsHeaders(received), ...extraMetadata },
     deadlineMs: deadlineOf(received, Date.now()),
-    signal: context.signal,
+    signal,
     principal: listener.principals.resolve(bearer === undefined ? {} : { bearerToken: bearer }),
     codec: json ? "json" : "proto",
     payload,
   };
-  return listener.bridge.unary(call);
 }
 
 /** Answers a NATS request: the reply's payload in the caller's form, with the session facts (S1). */

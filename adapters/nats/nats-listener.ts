@@ -9,6 +9,8 @@ import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
 import { type JetStreamIntake, startJetStreamIntake } from "./jetstream-intake.js";
 import { type InboundContext, respondFault, respondOk, serveUnary, wantsJson } from "./nats-inbound.js";
+import { DEFAULT_STREAM_ACK_TIMEOUT_MS } from "./nats-stream.js";
+import { type StreamServing, serveNatsStream } from "./nats-stream-inbound.js";
 
 /** The name the bridge registers under with the NATS services API ($SRV.*). */
 export const NATS_SERVICE_NAME = "sessionbridge";
@@ -20,6 +22,12 @@ export interface NatsListenerOptions {
   readonly connection: NatsConnection;
   readonly config: Pick<NatsConfig, "prefix" | "queue"> & Partial<Pick<NatsConfig, "intake">>;
   readonly maxInflight?: number;
+  /**
+   * How long a server stream with a full window waits for the requester's ack before it
+   * is given up (RESOURCE_EXHAUSTED) and its call cancelled: a requester that vanished
+   * holds at most one window of messages, for at most this long.
+   */
+  readonly streamAckTimeoutMs?: number;
 }
 
 export interface NatsListener extends Listener {
@@ -37,7 +45,8 @@ export function inboundSubject(prefix: string, op: OperationContract): string {
  * contracts, so `$SRV.PING|INFO|STATS` answer for `sessionbridge` and `nats micro info`
  * lists every operation with what it does; the endpoints share a queue group, so each
  * request reaches one replica. Request-response operations answer on the reply subject;
- * streaming operations are refused with UNIMPLEMENTED (NATS has no stream framing here).
+ * server-streaming operations answer there with the stream framing of nats-stream.ts;
+ * operations that take a stream of requests are refused with UNIMPLEMENTED.
  */
 export async function startNatsListener(
   context: ListenerContext,
@@ -50,6 +59,17 @@ export async function startNatsListener(
   const inbound: InboundContext = { listener: context, json, signal: stopped.signal };
   const inflight = new Set<Promise<void>>();
   let accepting = true;
+  const streaming: StreamServing = {
+    context: inbound,
+    connection,
+    ackTimeoutMs: options.streamAckTimeoutMs ?? DEFAULT_STREAM_ACK_TIMEOUT_MS,
+  };
+  // Every promise observed: a reply that cannot be sent (connection gone) is dropped.
+  const track = (work: Promise<void>): void => {
+    const tracked = work.catch(() => undefined);
+    inflight.add(tracked);
+    void tracked.finally(() => inflight.delete(tracked));
+  };
 
   const service: Service = await new Svcm(connection).add({
     name: NATS_SERVICE_NAME,
@@ -73,13 +93,14 @@ export async function startNatsListener(
             );
             return;
           }
-          if (op.requestStream || op.responseStream) {
+          if (op.requestStream) {
+            // A request stream needs framing from the client too; only server streams are carried.
             respondFault(
               msg,
               new BridgeError(
                 Code.UNIMPLEMENTED,
                 Reason.UNSUPPORTED_ON_STREAM,
-                `${op.path} streams; NATS serves unary and one-way operations only`,
+                `${op.path} takes a stream of requests; NATS serves unary, one-way and server-streaming operations`,
               ),
             );
             return;
@@ -93,6 +114,17 @@ export async function startNatsListener(
                 "too many NATS requests in flight",
               ),
             );
+            return;
+          }
+          if (op.responseStream) {
+            if (msg.reply === undefined || msg.reply === "") {
+              context.logger.warn(
+                { subject: msg.subject },
+                "NATS stream request without a reply subject was ignored",
+              );
+              return;
+            }
+            track(serveNatsStream(streaming, op, msg));
             return;
           }
           const work = (async () => {
@@ -125,10 +157,7 @@ export async function startNatsListener(
               respondFault(msg, error);
             }
           })();
-          // Every promise observed: a reply that cannot be sent (connection gone) is dropped.
-          const tracked = work.catch(() => undefined);
-          inflight.add(tracked);
-          void tracked.finally(() => inflight.delete(tracked));
+          track(work);
         },
       });
     }

@@ -25,6 +25,7 @@ import {
   PROTO_CONTENT_TYPE,
   toNatsHeaders,
 } from "./nats-headers.js";
+import { DEFAULT_STREAM_WINDOW, requestStream, streamKindOf } from "./nats-stream.js";
 
 /**
  * A request with no deadline still needs a timer in NATS request-reply: a day, so a
@@ -41,7 +42,7 @@ export interface NatsTransportOptions {
 
 /**
  * Processes at `nats://<subject-prefix>`: each unary or one-way delivery is a NATS
- * request on `<prefix>.<Method>` with the session facts and the remaining deadline as
+ * request on `<prefix>.<Method>` (server streams use the framing of nats-stream.ts) with the session facts and the remaining deadline as
  * headers (S1, S15). `?codec=json` sends protobuf JSON instead of binary (DESIGN §7).
  * No responders is UNAVAILABLE (retryable, S11); a timeout is DEADLINE_EXCEEDED; a fault
  * reply comes back with its exact code, reason and details (S14).
@@ -115,7 +116,7 @@ function createNatsProcessClient(
       return { payload: body, headers: passed, trailers: {} };
     },
     stream(delivery: StreamDelivery): AsyncIterable<ProcessStreamEvent> {
-      return refuseStream(delivery, target.name);
+      return streamFromProcess(options, { name: target.name, prefix, asJson }, json, delivery);
     },
     async close() {
       // The connection belongs to the runtime, which closes it after every user.
@@ -211,11 +212,104 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-async function* refuseStream(delivery: StreamDelivery, name: string): AsyncGenerator<ProcessStreamEvent> {
-  yield* [];
+/**
+ * A server stream from a process at `nats://` (docs/nats.md "Streaming"): the one request
+ * message goes out as a request with the session headers and the remaining deadline
+ * (S1, S15); head, msgs and end come back on the bridge's reply subject, acked a half
+ * window at a time, so the process sends no faster than the caller takes (robustness).
+ * The end's fault comes back with its exact code, reason and details (S14). Streams of
+ * requests are not carried.
+ */
+async function* streamFromProcess(
+  options: NatsTransportOptions,
+  target: { readonly name: string; readonly prefix: string; readonly asJson: boolean },
+  json: JsonCodec,
+  delivery: StreamDelivery,
+): AsyncGenerator<ProcessStreamEvent> {
+  const op = delivery.operation;
+  if (op.requestStream) {
+    throw new BridgeError(
+      Code.UNIMPLEMENTED,
+      Reason.UNSUPPORTED_ON_STREAM,
+      `process ${target.name}: ${op.path} takes a stream of requests; nats:// processes serve unary, one-way and server-streaming operations`,
+    );
+  }
+  let request: Uint8Array | undefined;
+  for await (const message of delivery.messages) {
+    request = message;
+    break;
+  }
+  if (request === undefined) {
+    throw new BridgeError(Code.INVALID_ARGUMENT, Reason.MALFORMED_MESSAGE, `${op.path}: no request message`);
+  }
+  const subject = `${target.prefix}.${op.name}`;
+  const remainingMs =
+    delivery.deadlineMs === undefined ? undefined : Math.max(1, Math.ceil(delivery.deadlineMs - Date.now()));
+  const own: Record<string, string> = {
+    ...deliveryHeaders(delivery),
+    [NatsHeader.contentType]: target.asJson ? JSON_CONTENT_TYPE : PROTO_CONTENT_TYPE,
+  };
+  if (remainingMs !== undefined) own[NatsHeader.timeoutMs] = String(remainingMs);
+  const payload = target.asJson ? Buffer.from(json.toJson(op.requestType, request), "utf8") : request;
+  delivery.signal.throwIfAborted();
+  let headersSent = false;
+  for await (const frame of requestStream(options.connection, subject, payload, {
+    headers: toNatsHeaders(delivery.metadata, own),
+    window: DEFAULT_STREAM_WINDOW,
+    timeoutMs: remainingMs ?? NO_DEADLINE_TIMEOUT_MS,
+    signal: delivery.signal,
+    maxPayloadBytes: options.maxPayloadBytes,
+    noResponders: () =>
+      new BridgeError(
+        Code.UNAVAILABLE,
+        Reason.PROCESS_UNAVAILABLE,
+        `process ${target.name}: no responders on ${subject}`,
+      ),
+    timedOut: () =>
+      new BridgeError(
+        Code.DEADLINE_EXCEEDED,
+        Reason.DEADLINE_EXCEEDED,
+        `process ${target.name} did not end its stream in time`,
+      ),
+  })) {
+    if (frame.kind === "head") continue;
+    const metadata = metadataOf(frame.msg.headers);
+    const passed = replyHeaders(metadata);
+    if (frame.kind === "end") {
+      const fault = faultOf(metadata, {});
+      if (fault !== undefined) {
+        // What the end carries beside the fault is the process's trailers (S14, S15).
+        throw new BridgeError(fault.code, fault.reason, fault.message, {
+          metadata: fault.metadata,
+          details: fault.details,
+          fromProcess: fault.fromProcess,
+          ...(headersSent ? {} : { headers: passed }),
+          trailers: passed,
+        });
+      }
+      // A plain reply that is no fault is not a stream: a process that does not stream.
+      if (streamKindOf(frame.msg.headers) === undefined) {
+        throw new BridgeError(
+          Code.INTERNAL,
+          Reason.PROCESS_FAULT,
+          `process ${target.name} answered ${op.path} with a single reply, not a stream (docs/nats.md)`,
+        );
+      }
+      yield { type: "trailers", metadata: passed };
+      return;
+    }
+    if (!headersSent) {
+      headersSent = true;
+      yield { type: "headers", metadata: passed };
+    }
+    const body = isJson(metadata)
+      ? json.toBinary(op.responseType, Buffer.from(frame.msg.data).toString("utf8"))
+      : frame.msg.data;
+    yield { type: "message", payload: body };
+  }
   throw new BridgeError(
-    Code.UNIMPLEMENTED,
-    Reason.UNSUPPORTED_ON_STREAM,
-    `process ${name}: ${delivery.operation.path} streams; nats:// processes serve unary and one-way operations`,
+    Code.UNAVAILABLE,
+    Reason.PROCESS_UNAVAILABLE,
+    `process ${target.name}: the stream on ${subject} ended without its end message`,
   );
 }

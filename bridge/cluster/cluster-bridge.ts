@@ -23,6 +23,8 @@ export interface Forwarder {
   unary(replica: string, call: UnaryCall): Promise<UnaryReply>;
   /** SessionService Close (S12) of a session the replica owns. */
   close(replica: string, sessionId: string, principal: string): Promise<SessionRecord>;
+  /** A streaming call of a session the replica owns: the owner's events, unchanged. */
+  stream?(replica: string, call: StreamCall): AsyncIterable<StreamEvent>;
 }
 
 export interface ClusterBridgeOptions {
@@ -40,6 +42,8 @@ export interface ClusterBridgeOptions {
 export interface ClusterBridge extends Bridge {
   /** A call another replica forwarded here: served only if this replica owns its partition. */
   serveForwarded(call: UnaryCall): Promise<UnaryReply>;
+  /** A streaming call another replica forwarded here: served only if this replica owns its partition. */
+  serveForwardedStream(call: StreamCall): AsyncIterable<StreamEvent>;
   /** A Close another replica forwarded here. */
   serveForwardedClose(sessionId: string, principal: string): Promise<SessionRecord>;
   /** Resolves once the calls this replica runs in `partition` have finished. */
@@ -56,9 +60,9 @@ export interface ClusterBridge extends Bridge {
  * a client retries it (safely with sb-seq or an Idempotency-Key, S7/S8). It sits in
  * front of the engine as a Bridge, so no adapter knows replicas exist.
  *
- * Streaming calls are not forwarded: a stream naming a session another replica owns
- * gets UNAVAILABLE (PARTITION_MOVING) and is retried against any replica later; a
- * stream that starts a session is served where it arrives (its session is born in a
+ * A streaming call naming a session another replica owns is forwarded to the owner the
+ * same way, when the forwarder carries streams; a stream found only by correlation values
+ * or one that starts a session is served where it arrives (its session is born in a
  * partition this replica owns, or the store refuses the commit).
  */
 export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridge {
@@ -152,9 +156,18 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
 
     stream(call): AsyncIterable<StreamEvent> {
       const partition = partitionOf(call, undefined);
-      if (partition !== undefined && !ownership.serves(partition)) {
-        throw partitionMoving(partition, "streaming calls are served only by the session's owner");
-      }
+      if (partition === undefined || ownership.serves(partition)) return engine.stream(call);
+      const owner = ownership.ownerOf(partition);
+      if (owner === undefined || owner === replica || forwarder.stream === undefined)
+        throw partitionMoving(partition, "it has no serving owner");
+      return forwarder.stream(owner, call);
+    },
+
+    serveForwardedStream(call): AsyncIterable<StreamEvent> {
+      const partition = partitionOf(call, undefined);
+      // Never forwarded again, as for unary calls.
+      if (partition !== undefined && !ownership.serves(partition))
+        throw partitionMoving(partition, "its owner is changing");
       return engine.stream(call);
     },
 

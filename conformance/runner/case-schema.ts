@@ -28,7 +28,16 @@ export type Mode = (typeof MODES)[number];
  * without waiting for answers are applied in the order they arrived (S6); a service that
  * only promises not to interleave them leaves it out, and those cases are skipped.
  */
-export const FEATURES = ["streaming", "sequential", "single", "durable", "expiry", "pipelining"] as const;
+/** `nats_streams`: the service serves server streams over NATS in the framing of docs/nats.md. */
+export const FEATURES = [
+  "streaming",
+  "sequential",
+  "single",
+  "durable",
+  "expiry",
+  "pipelining",
+  "nats_streams",
+] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** gRPC code names in google.rpc.Code numbering (S14). */

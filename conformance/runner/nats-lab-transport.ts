@@ -1,4 +1,8 @@
 import { connect, errors, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { DEFAULT_STREAM_WINDOW, requestStream } from "../../adapters/nats/nats-stream.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code } from "../../bridge/errors/code.js";
+import { Reason } from "../../bridge/errors/reason.js";
 import { decodeStatus } from "../../bridge/errors/rich-status.js";
 import { HTTP_STATUS } from "./connect-lab-transport.js";
 import { type LabCall, type LabOutcome, type LabTransport, timeoutMs, unavailable } from "./lab-wire.js";
@@ -22,17 +26,7 @@ export async function createNatsLabTransport(url: string, prefix: string): Promi
 }
 
 async function natsCall(connection: NatsConnection, prefix: string, call: LabCall): Promise<LabOutcome> {
-  if (call.serverStreaming) {
-    call.onSent?.();
-    return {
-      code: 12,
-      message: "streams are not carried on NATS",
-      details: [],
-      headers: {},
-      trailers: {},
-      messages: [],
-    };
-  }
+  if (call.serverStreaming) return natsStream(connection, prefix, call);
   const hdrs = natsHeaders();
   for (const [key, value] of Object.entries(call.metadata)) hdrs.set(key, value);
   hdrs.set("Content-Type", "application/proto");
@@ -109,4 +103,80 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener("abort", () => reject(signal.reason), { once: true });
     promise.then(resolve, reject);
   });
+}
+
+/**
+ * A server stream in the framing of docs/nats.md "Streaming": head, msgs (acked within
+ * the window), end with the status and trailers; aborting the call sends a cancel.
+ */
+async function natsStream(connection: NatsConnection, prefix: string, call: LabCall): Promise<LabOutcome> {
+  const hdrs = natsHeaders();
+  for (const [key, value] of Object.entries(call.metadata)) hdrs.set(key, value);
+  hdrs.set("Content-Type", "application/proto");
+  const limit = call.timeout === undefined ? NO_DEADLINE_MS : timeoutMs(call.timeout);
+  if (call.timeout !== undefined) hdrs.set("sb-timeout-ms", String(limit));
+  const subject = `${prefix}.${call.service}.${call.method}`;
+  const signal = call.signal ?? new AbortController().signal;
+  const messages: Uint8Array[] = [];
+  let headers: Record<string, string> = {};
+  const fields = (msg: { headers?: { keys(): string[]; values(k: string): string[] } | undefined }) => {
+    const out: Record<string, string> = {};
+    for (const key of msg.headers?.keys() ?? [])
+      out[key.toLowerCase()] = msg.headers?.values(key).join(",") ?? "";
+    return out;
+  };
+  let sent = false;
+  try {
+    for await (const frame of requestStream(connection, subject, call.request, {
+      headers: hdrs,
+      window: DEFAULT_STREAM_WINDOW,
+      timeoutMs: limit + 50,
+      signal,
+      maxPayloadBytes: 64 * 1024 * 1024,
+      noResponders: () =>
+        new BridgeError(Code.UNAVAILABLE, Reason.PROCESS_UNAVAILABLE, `no responders on ${subject}`),
+      timedOut: () =>
+        new BridgeError(
+          Code.DEADLINE_EXCEEDED,
+          Reason.DEADLINE_EXCEEDED,
+          "no end of the stream before the deadline",
+        ),
+    })) {
+      if (!sent) {
+        sent = true;
+        call.onSent?.();
+      }
+      if (frame.kind === "head") {
+        headers = { ...headers, ...fields(frame.msg) };
+        continue;
+      }
+      if (frame.kind === "msg") {
+        if (messages.length === 0) headers = { ...headers, ...fields(frame.msg) };
+        messages.push(frame.msg.data);
+        continue;
+      }
+      const trailers = fields(frame.msg);
+      const statusBin = trailers["sb-status-bin"];
+      if (statusBin !== undefined) {
+        const status = decodeStatus(Buffer.from(statusBin, "base64"));
+        return {
+          code: status.code,
+          message: status.message,
+          details: status.details,
+          headers,
+          trailers,
+          messages,
+        };
+      }
+      return { code: 0, message: "", details: [], headers, trailers, messages };
+    }
+    return unavailable(`the stream on ${subject} ended without its end message`);
+  } catch (error) {
+    if (!sent) call.onSent?.();
+    if (signal.aborted) {
+      return { code: 1, message: "cancelled by the runner", details: [], headers, trailers: {}, messages };
+    }
+    const fault = BridgeError.from(error);
+    return { code: fault.code, message: fault.message, details: [], headers, trailers: {}, messages };
+  }
 }

@@ -185,7 +185,9 @@ export async function runConformance(options: RunOptions): Promise<RunReport> {
 
 async function runOne(item: WorkItem, env: Environment, options: RunOptions): Promise<CaseResult> {
   const started = Date.now();
-  const execution = new CaseExecution(item.testCase, env, item.permutation);
+  const execution = new CaseExecution(item.testCase, env, item.permutation, {
+    natsStreams: options.target.features.includes("nats_streams"),
+  });
   const limit = options.caseTimeoutMs ?? 120_000;
   let timer: NodeJS.Timeout | undefined;
   try {

@@ -19,17 +19,10 @@ for (const target of ruleTargets()) {
       const unary = await h().client.unary("Counter", "Do", { text: "no key" }, { metadata });
       expect(unary.sessionId).to.equal(sessionId);
       expect(unary.response.session_id).to.equal(sessionId);
-      if (target.outbound === "nats") {
-        // nats:// processes serve unary and one-way operations only (docs/nats.md).
-        const refused = await expectFault(
-          h().client.serverStream("Counter", "Watch", { count: 2 }, { metadata }),
-        );
-        expect(refused.code).to.equal(Code.UNIMPLEMENTED);
-      } else {
-        const stream = await h().client.serverStream("Counter", "Watch", { count: 2 }, { metadata });
-        expect(stream.sessionId).to.equal(sessionId);
-        expect(stream.response.map((r) => r.session_id)).to.deep.equal([sessionId, sessionId]);
-      }
+      // Every outbound streams, nats:// processes included (docs/nats.md "Streaming").
+      const stream = await h().client.serverStream("Counter", "Watch", { count: 2 }, { metadata });
+      expect(stream.sessionId).to.equal(sessionId);
+      expect(stream.response.map((r) => r.session_id)).to.deep.equal([sessionId, sessionId]);
       // Values the request does carry must still be the session's.
       const wrong = await expectFault(
         h().client.unary("Counter", "Do", { key: "gap-someone-else" }, { metadata }),

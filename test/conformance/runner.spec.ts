@@ -226,6 +226,7 @@ describe("conformance runner", function () {
       "durable",
       "expiry",
       "pipelining",
+      "nats_streams",
     ]);
   });
 });

@@ -1,5 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type Msg, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import {
+  connect,
+  createInbox,
+  type Msg,
+  type NatsConnection,
+  headers as natsHeaders,
+} from "@nats-io/transport-node";
 import { encodeErrorInfo, encodeStatus } from "../../bridge/errors/rich-status.js";
 import type { LabOp } from "./lab-process.js";
 import { loadLabDefinition } from "./lab-process.js";
@@ -27,6 +33,10 @@ export const LAB_DETAIL = {
  */
 export interface NatsLabProcess {
   readonly deliveries: NatsLabDelivery[];
+  /** Watch: how many messages each key's stream has sent so far. */
+  readonly streamed: Map<string, number>;
+  /** Watch: keys whose stream the bridge cancelled. */
+  readonly cancelled: Set<string>;
   close(): Promise<void>;
 }
 
@@ -41,6 +51,8 @@ export async function startNatsLabProcess(url: string, prefix: string): Promise<
   const counter = definition["test.lab.v1.Counter"] ?? {};
   const deliveries: NatsLabDelivery[] = [];
   const logs = new Map<string, string[]>();
+  const streamed = new Map<string, number>();
+  const streamsCancelled = new Set<string>();
   const subscription = connection.subscribe(`${prefix}.*`, {
     callback: (error, msg) => {
       if (error === null) void answer(msg).catch(() => undefined);
@@ -57,6 +69,10 @@ export async function startNatsLabProcess(url: string, prefix: string): Promise<
     const json = headers["content-type"] === "application/json";
     const op: LabOp = json ? fromJson(msg.data) : codec.requestDeserialize(Buffer.from(msg.data));
     deliveries.push({ subject: msg.subject, key: op.key ?? "", headers });
+    if (method === "Watch") {
+      await watch(msg, op, headers, codec);
+      return;
+    }
     if ((op.delay_ms ?? 0) > 0) await sleep(op.delay_ms);
     const failCode = op.fail_code ?? 0;
     if (failCode !== 0) {
@@ -119,8 +135,86 @@ export async function startNatsLabProcess(url: string, prefix: string): Promise<
     msg.respond(op.text === "garbage" ? new Uint8Array([0x12, 0x7f, 0x41]) : reply, { headers: hdrs });
   }
 
+  /**
+   * Watch as a NATS process streams (docs/nats.md "Streaming"), written from the document:
+   * a head with a control subject, `count` messages, never more than the window ahead of
+   * the acks, then the end with a trailer, or, when the Op asks for fail_code, the fault
+   * after the messages (a fault mid-stream, S14). A cancel on the control subject stops it.
+   */
+  async function watch(msg: Msg, op: LabOp, headers: Record<string, string>, codec: Codec): Promise<void> {
+    const reply = msg.reply ?? "";
+    const key = op.key ?? "";
+    const window = Number(headers["sb-stream-window"] ?? "64");
+    const control = createInbox();
+    let acked = 0;
+    let cancelled = false;
+    let wake: (() => void) | undefined;
+    const sub = connection.subscribe(control, {
+      callback: (error, m) => {
+        if (error !== null) return;
+        if (m.headers?.has("sb-stream-cancel") === true) {
+          cancelled = true;
+          streamsCancelled.add(key);
+        }
+        const n = Number(m.headers?.get("sb-stream-ack") ?? "0");
+        if (n > acked) acked = n;
+        wake?.();
+      },
+    });
+    const send = (data: Uint8Array, fields: Record<string, string>): void => {
+      const hdrs = natsHeaders();
+      for (const [k, v] of Object.entries(fields)) hdrs.set(k, v);
+      connection.publish(reply, data, { headers: hdrs });
+    };
+    try {
+      send(new Uint8Array(0), { "sb-stream": "head", "sb-stream-control": control });
+      const base = {
+        key: op.key,
+        session_id: headers["sb-session-id"] ?? "",
+        message_id: headers["sb-message-id"] ?? "",
+        principal: headers["sb-principal"] ?? "",
+        deadline_ms: headers["sb-timeout-ms"] === undefined ? -1 : Number(headers["sb-timeout-ms"]),
+      };
+      for (let i = 1; i <= (op.count ?? 0); i++) {
+        while (!cancelled && i - 1 - acked >= window) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+        }
+        if (cancelled) return;
+        if ((op.delay_ms ?? 0) > 0) await sleep(op.delay_ms);
+        const fields: Record<string, string> = { "sb-stream": "msg", "sb-stream-seq": String(i) };
+        if (i === 1) fields["x-process-header"] = "nats-lab";
+        send(codec.responseSerialize({ ...base, text: `${op.text ?? ""}#${i}` }), fields);
+        streamed.set(key, i);
+      }
+      const failCode = op.fail_code ?? 0;
+      if (failCode !== 0) {
+        const message = `lab fault ${failCode}`;
+        const details = [
+          encodeErrorInfo({ reason: "LAB_FAULT", domain: "lab.test", metadata: { key } }),
+          LAB_DETAIL,
+        ];
+        send(new Uint8Array(0), {
+          "sb-stream": "end",
+          "Nats-Service-Error-Code": "500",
+          "Nats-Service-Error": message,
+          "sb-status-bin": Buffer.from(encodeStatus({ code: failCode, message, details })).toString("base64"),
+          "x-fault-note": "from-the-process",
+        });
+        return;
+      }
+      send(new Uint8Array(0), { "sb-stream": "end", "x-lab-trailer": "watched" });
+    } finally {
+      sub.unsubscribe();
+    }
+  }
+
   return {
     deliveries,
+    streamed,
+    cancelled: streamsCancelled,
     async close() {
       subscription.unsubscribe();
       await connection.close();

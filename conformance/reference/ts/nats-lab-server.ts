@@ -8,6 +8,7 @@ import {
 } from "../../../sdk/gen/sessionbridge/conformance/v1/lab.js";
 import { HTTP_STATUS } from "../../runner/connect-lab-transport.js";
 import { isServerStreaming, type LabLogic, labFault } from "./lab-logic.js";
+import { serveNatsLabStream } from "./nats-lab-stream.js";
 
 /**
  * The lab services over NATS request-reply on `<prefix>.<package.Service>.<Method>`
@@ -23,7 +24,7 @@ export async function startNatsLabServer(
   const subscription = connection.subscribe(`${prefix}.>`);
   void (async () => {
     for await (const msg of subscription) {
-      void serve(logic, prefix, msg).catch(() => undefined);
+      void serve(connection, logic, prefix, msg).catch(() => undefined);
     }
   })();
   await connection.flush();
@@ -35,7 +36,7 @@ export async function startNatsLabServer(
   };
 }
 
-async function serve(logic: LabLogic, prefix: string, msg: Msg): Promise<void> {
+async function serve(connection: NatsConnection, logic: LabLogic, prefix: string, msg: Msg): Promise<void> {
   const rest = msg.subject.slice(prefix.length + 1);
   const dot = rest.lastIndexOf(".");
   const service = rest.slice(0, dot);
@@ -54,7 +55,24 @@ async function serve(logic: LabLogic, prefix: string, msg: Msg): Promise<void> {
     h.set("sb-status-bin", Buffer.from(encodeStatus(fault)).toString("base64"));
     msg.respond(new Uint8Array(), { headers: h });
   };
-  if (!logic.knows(service, method) || isServerStreaming(method)) {
+  if (isServerStreaming(method) && logic.knows(service, method)) {
+    const timeout = metadata["sb-timeout-ms"];
+    await serveNatsLabStream(
+      connection,
+      logic,
+      {
+        service,
+        method,
+        transport: "nats",
+        metadata,
+        deadlineAtMs: timeout === undefined ? undefined : Date.now() + Number(timeout),
+        payload: msg.data,
+      },
+      msg,
+    );
+    return;
+  }
+  if (!logic.knows(service, method)) {
     respondFault(labFault(12, "UNIMPLEMENTED", `no method ${service}/${method} on NATS`), {});
     return;
   }

@@ -278,8 +278,8 @@ describe("NATS adapter", function () {
       expect(harness.lab.deliveries.find((d) => d.text === "acked")?.messageId).to.equal(messageId);
     });
 
-    it("streaming operations are UNIMPLEMENTED on NATS", async () => {
-      const reply = await raw.request("sb.test.lab.v1.Counter.Watch", new TextEncoder().encode("{}"), {
+    it("bidi streaming operations are UNIMPLEMENTED on NATS", async () => {
+      const reply = await raw.request("sb.test.lab.v1.Counter.Chat", new TextEncoder().encode("{}"), {
         timeout: 10_000,
         headers: jsonHeaders(),
       });
