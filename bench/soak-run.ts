@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { benchDir } from "./bench-paths.js";
@@ -7,7 +8,7 @@ import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import { connectPool, type H2Pool } from "./h2-client.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { openSessions } from "./open-sessions.js";
-import { cpuSeconds, memory, writtenBytes } from "./proc-stats.js";
+import { clockTicks, cpuSeconds, memory, writtenBytes } from "./proc-stats.js";
 import type { SoakSettings } from "./soak-settings.js";
 
 const SERVICE = "/bench.v1.Soak";
@@ -19,6 +20,18 @@ const END = `${SERVICE}/End`;
 const SAMPLE_EVERY_MS = 5_000;
 /** RSS growth compares the median of the first window after the warm-up with the last one's. */
 const RSS_WINDOW_SECONDS = 60;
+
+const TICKS = clockTicks();
+
+/**
+ * CPU seconds of the bridge's main thread (its task id is its pid): the rest of its CPU is
+ * its other threads, the SQLite writer and checkpointer among them.
+ */
+function mainThreadCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
 
 function median(values: readonly number[]): number | undefined {
   if (values.length === 0) return undefined;
@@ -37,6 +50,8 @@ export interface SoakSample {
   readonly writtenBytes: number | undefined;
   readonly calls: number;
   readonly cpuSeconds: number;
+  /** Of cpuSeconds, what the main thread used (the rest: the store's threads, GC helpers, libuv). */
+  readonly mainThreadCpuSeconds: number;
 }
 
 export interface PurgeSeen {
@@ -74,6 +89,8 @@ export interface SoakResult {
   /** The longest GC pause of the bridge's main thread in the run. */
   readonly longestGcPauseMs: number | undefined;
   readonly cpuSecondsPer1000: number;
+  /** Of it, the main thread's (the rest is the store's threads, GC helpers and libuv). */
+  readonly mainThreadCpuSecondsPer1000: number;
   readonly writes: {
     readonly bytesPerCall: number | undefined;
     /** Journal bytes appended per call (rows × their mean size, from the database). */
@@ -97,8 +114,9 @@ function journalFigures(dbPath: string, sinceRowid: number): { maxRowid: number;
     const max = db.prepare("SELECT coalesce(max(rowid), 0) AS m FROM journal").get() as { m: number };
     const mean = db
       .prepare(
-        "SELECT avg(length(envelope) + length(session_id) + length(message_id) + length(in_reply_to) + 24) AS b " +
-          "FROM journal WHERE rowid > ?",
+        // The session's id counts as stored with each entry, as it did when rows held it.
+        "SELECT avg(length(j.envelope) + length(k.id) + length(j.message_id) + length(j.in_reply_to) + 24) AS b " +
+          "FROM journal AS j JOIN session_keys AS k ON k.key = j.session_key WHERE j.rowid > ?",
       )
       .get(sinceRowid) as { b: number | null };
     return { maxRowid: max.m, meanRowBytes: mean.b ?? 0 };
@@ -164,6 +182,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
 
     const samples: SoakSample[] = [];
     const cpuAtStart = cpuSeconds(bridge.pid);
+    const mainCpuAtStart = mainThreadCpuSeconds(bridge.pid);
     const writtenAtStart = writtenBytes(bridge.pid);
     const journalAtStart = bridge.storePath === undefined ? undefined : journalFigures(bridge.storePath, 0);
     // The bridge reports its heap and its GC pauses since the last sample (bench/bridge-child.ts);
@@ -196,6 +215,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         writtenBytes: writtenBytes(bridge.pid),
         calls: ok,
         cpuSeconds: cpuSeconds(bridge.pid) - cpuAtStart,
+        mainThreadCpuSeconds: mainThreadCpuSeconds(bridge.pid) - mainCpuAtStart,
       });
       heap = { usedBytes: undefined, gcMaxMs: undefined };
       // Asked now, answered before the next sample.
@@ -395,6 +415,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       },
       longestGcPauseMs: gcPauses.length === 0 ? undefined : Math.max(...gcPauses),
       cpuSecondsPer1000: ((last?.cpuSeconds ?? 0) / Math.max(1, calls)) * 1000,
+      mainThreadCpuSecondsPer1000: ((last?.mainThreadCpuSeconds ?? 0) / Math.max(1, calls)) * 1000,
       writes: {
         bytesPerCall,
         storedBytesPerCall,

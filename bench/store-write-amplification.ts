@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
 import type { StoreBatch } from "../bridge/store/session-store.js";
 import { createSqliteStore } from "../bridge/store/sqlite-store.js";
+import { walPagesByBtree } from "./store-wal-pages.js";
 
 /**
  * Write amplification of the SQLite store: bytes the process makes the kernel write
@@ -243,6 +244,8 @@ await Promise.all(inFlight);
 const elapsedS = (performance.now() - startedAt) / 1000;
 const transactions = store.stats().transactions - transactionsBefore;
 const checkpoints = store.stats().checkpoints;
+// What the WAL holds now (the commits since its last reset), by b-tree: where the pages go.
+const walPages = walPagesByBtree(path);
 await store.close();
 
 const written = writeBytes() - writtenBefore;
@@ -267,6 +270,16 @@ const result = {
   storedKiBPerCall: Number(kb(growth / calls)),
   amplification: Number((written / growth).toFixed(2)),
   ...commitLatency(),
+  walNow: {
+    frames: walPages.frames,
+    transactions: walPages.transactions,
+    framesPerTransactionByBtree: Object.fromEntries(
+      walPages.byBtree.map((b) => [
+        b.name,
+        Number((b.frames / Math.max(1, walPages.transactions)).toFixed(2)),
+      ]),
+    ),
+  },
 };
 
 /** Commit latency from the call's point of view (its turn came, the commit resolved). */
