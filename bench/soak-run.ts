@@ -52,6 +52,11 @@ export interface SoakSample {
   readonly cpuSeconds: number;
   /** Of cpuSeconds, what the main thread used (the rest: the store's threads, GC helpers, libuv). */
   readonly mainThreadCpuSeconds: number;
+  /**
+   * Calls answered in the journals of the sessions live now: what a store keeps for live
+   * sessions grows with it, whatever its retention of ended ones.
+   */
+  readonly liveJournalCalls: number;
 }
 
 export interface PurgeSeen {
@@ -85,6 +90,15 @@ export interface SoakResult {
     readonly heapAfterWarmupBytes: number | undefined;
     readonly heapEndBytes: number | undefined;
     readonly heapGrowth: number | undefined;
+    /** Calls in live sessions' journals (SoakSample.liveJournalCalls), same windows. */
+    readonly liveJournalCallsAfterWarmup: number;
+    readonly liveJournalCallsEnd: number;
+    /**
+     * RSS growth per call added to live sessions' journals: about an entry pair's size when
+     * the growth is what the store keeps for live sessions, bounded by their number and
+     * their journals' length (S9), rather than a leak.
+     */
+    readonly growthBytesPerLiveCall: number | undefined;
   };
   /** The longest GC pause of the bridge's main thread in the run. */
   readonly longestGcPauseMs: number | undefined;
@@ -167,6 +181,19 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const latencies: number[] = [];
     let ok = 0;
     let inflight = 0;
+    // Calls answered per live session key, and their sum (SoakSample.liveJournalCalls).
+    const callsByKey = new Map<string, number>();
+    let liveJournalCalls = 0;
+    const counted = (key: string, failure: string | undefined): void => {
+      if (failure !== undefined) return;
+      callsByKey.set(key, (callsByKey.get(key) ?? 0) + 1);
+      liveJournalCalls += 1;
+    };
+    const endedKey = (key: string, failure: string | undefined): void => {
+      if (failure !== undefined) return;
+      liveJournalCalls -= callsByKey.get(key) ?? 0;
+      callsByKey.delete(key);
+    };
     let lastIdempotency: { key: string; session: string } | undefined;
 
     const pickLive = (i: number): number => {
@@ -216,6 +243,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         calls: ok,
         cpuSeconds: cpuSeconds(bridge.pid) - cpuAtStart,
         mainThreadCpuSeconds: mainThreadCpuSeconds(bridge.pid) - mainCpuAtStart,
+        liveJournalCalls,
       });
       heap = { usedBytes: undefined, gcMaxMs: undefined };
       // Asked now, answered before the next sample.
@@ -256,7 +284,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
               END,
               requestFrame(key, payload),
               replyFrameLength(settings.payloadBytes),
-              done(dueAt, "End"),
+              (failure) => {
+                endedKey(key, failure);
+                done(dueAt, "End")(failure);
+              },
             );
           } else {
             const s = ended.shift();
@@ -264,6 +295,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
             byKind.open = (byKind.open ?? 0) + 1;
             pool.unary(i, OPEN, requestFrame(key, emptyPayload), replyFrameLength(0), (failure) => {
               if (s !== undefined) live[s] = key;
+              counted(key, failure);
               done(dueAt, "Open")(failure);
             });
           }
@@ -272,7 +304,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         const key = live[pickLive(i)] as string;
         if (slot >= 13) {
           byKind.notify = (byKind.notify ?? 0) + 1;
-          pool.unary(i, NOTIFY, requestFrame(key, payload), replyFrameLength(0), done(dueAt, "Notify"));
+          pool.unary(i, NOTIFY, requestFrame(key, payload), replyFrameLength(0), (failure) => {
+            counted(key, failure);
+            done(dueAt, "Notify")(failure);
+          });
           return;
         }
         byKind.call = (byKind.call ?? 0) + 1;
@@ -296,7 +331,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
           CALL,
           requestFrame(callKey, payload),
           replyFrameLength(settings.payloadBytes),
-          done(dueAt, "Call"),
+          (failure) => {
+            counted(callKey, failure);
+            done(dueAt, "Call")(failure);
+          },
           headers,
         );
       };
@@ -374,6 +412,8 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const firstWindow = afterWarmup.filter((s) => s.atSeconds < settings.warmupSeconds + RSS_WINDOW_SECONDS);
     const lastWindow = afterWarmup.filter((s) => s.atSeconds > runEnd - RSS_WINDOW_SECONDS);
     const afterWarmupBytes = median(firstWindow.map((s) => s.rssBytes)) ?? 0;
+    const liveCallsAfterWarmup = median(firstWindow.map((s) => s.liveJournalCalls)) ?? 0;
+    const liveCallsEnd = median(lastWindow.map((s) => s.liveJournalCalls)) ?? 0;
     const endBytes = median(lastWindow.map((s) => s.rssBytes)) ?? 0;
     const heapOf = (window: readonly SoakSample[]): number | undefined =>
       median(window.flatMap((s) => (s.heapUsedBytes === undefined ? [] : [s.heapUsedBytes])));
@@ -412,6 +452,12 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
           heapAfterWarmupBytes === undefined || heapEndBytes === undefined
             ? undefined
             : (heapEndBytes - heapAfterWarmupBytes) / heapAfterWarmupBytes,
+        liveJournalCallsAfterWarmup: liveCallsAfterWarmup,
+        liveJournalCallsEnd: liveCallsEnd,
+        growthBytesPerLiveCall:
+          liveCallsEnd > liveCallsAfterWarmup
+            ? (endBytes - afterWarmupBytes) / (liveCallsEnd - liveCallsAfterWarmup)
+            : undefined,
       },
       longestGcPauseMs: gcPauses.length === 0 ? undefined : Math.max(...gcPauses),
       cpuSecondsPer1000: ((last?.cpuSeconds ?? 0) / Math.max(1, calls)) * 1000,

@@ -166,6 +166,8 @@ const sizeBefore = filesBytes(path);
 const writtenBefore = writeBytes();
 const transactionsBefore = store.stats().transactions;
 const startedAt = performance.now();
+// The process's CPU (all threads: this one, the writer and the checkpointer).
+const cpuBefore = process.cpuUsage();
 let storedPayload = 0;
 
 const commitMs: number[] = [];
@@ -247,6 +249,7 @@ const checkpoints = store.stats().checkpoints;
 // What the WAL holds now (the commits since its last reset), by b-tree: where the pages go.
 const walPages = walPagesByBtree(path);
 await store.close();
+const cpu = process.cpuUsage(cpuBefore);
 
 const written = writeBytes() - writtenBefore;
 const growth = filesBytes(path) - sizeBefore;
@@ -269,6 +272,10 @@ const result = {
   writtenKiBPerCall: Number(kb(written / calls)),
   storedKiBPerCall: Number(kb(growth / calls)),
   amplification: Number((written / growth).toFixed(2)),
+  // CPU of the whole process per call: the driver's share is small and the same in every
+  // run, the rest is the store's (main thread side, writer, checkpointer).
+  cpuMsPerCall: Number(((cpu.user + cpu.system) / 1000 / calls).toFixed(3)),
+  cpuSystemMsPerCall: Number((cpu.system / 1000 / calls).toFixed(3)),
   ...commitLatency(),
   walNow: {
     frames: walPages.frames,

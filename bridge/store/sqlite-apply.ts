@@ -15,7 +15,7 @@ import {
   derivable,
   type JournalTail,
   sameColdFields,
-  TAIL_COLUMNS,
+  TAIL_COLUMNS_BY_KEY,
   withJournalTail,
 } from "./sqlite-session-tail.js";
 import { correlationTaken } from "./store-errors.js";
@@ -75,8 +75,9 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     UPDATE sessions SET last_active_at_ms = @last_active_at_ms, next_seq = @next_seq,
       journal_length = @journal_length, written_at_idx = @written_at_idx
     WHERE id = @id`);
-  const storedSession = db.prepare<[string], StoredSessionRow & JournalTail>(
-    `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions WHERE id = ?`,
+  // The session's journal key is known here (keys below), so the tail is read by it.
+  const storedSession = db.prepare<[{ id: string; key: number | null }], StoredSessionRow & JournalTail>(
+    `SELECT sessions.*, ${TAIL_COLUMNS_BY_KEY} FROM sessions WHERE id = @id`,
   );
   const insertEntry = db.prepare(`
     INSERT INTO journal (session_key, idx, message_id, kind, seq, in_reply_to, exchange, recorded_at_ms, envelope)
@@ -103,14 +104,37 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   const deleteOutbox = db.prepare("DELETE FROM outbox WHERE session_id = ? AND message_id = ?");
   // One seek on the journal's key (session_key, idx).
   const lastIndex = db
-    .prepare<[string], number | null>(
-      "SELECT max(idx) FROM journal WHERE session_key = (SELECT key FROM session_keys WHERE id = ?)",
-    )
+    .prepare<[number], number | null>("SELECT max(idx) FROM journal WHERE session_key = ?")
     .pluck();
 
-  /** The session's journal key, given to it with its first entry. */
-  const keyOf = (sessionId: string): number =>
-    keyById.get(sessionId) ?? Number(insertKey.run(sessionId).lastInsertRowid);
+  /**
+   * The journal keys of the sessions one batch touches, each looked up once. A session
+   * gets its key with its first entry. Made per batch: a batch rolled back to its
+   * savepoint takes the keys it gave out with it.
+   */
+  const batchKeys = () => {
+    const known = new Map<string, number | undefined>();
+    const find = (sessionId: string): number | undefined => {
+      if (known.has(sessionId)) return known.get(sessionId);
+      const key = keyById.get(sessionId);
+      known.set(sessionId, key);
+      return key;
+    };
+    return {
+      find,
+      give(sessionId: string): number {
+        const held = find(sessionId);
+        if (held !== undefined) return held;
+        const key = Number(insertKey.run(sessionId).lastInsertRowid);
+        known.set(sessionId, key);
+        return key;
+      },
+      lastIndex(sessionId: string): number {
+        const key = find(sessionId);
+        return key === undefined ? 0 : (lastIndex.get(key) ?? 0);
+      },
+    };
+  };
 
   /**
    * Writes an idempotency record (S8). When its outcome is the envelope of an outcome entry
@@ -143,9 +167,9 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
    * (sqlite-session-tail.ts). The common commit, a live session whose journal moved on,
    * writes nothing to the sessions table.
    */
-  const storeSession = (record: SessionRecord): void => {
+  const storeSession = (record: SessionRecord, keys: ReturnType<typeof batchKeys>): void => {
     const row = sessionToRow(record);
-    const stored = storedSession.get(record.id);
+    const stored = storedSession.get({ id: record.id, key: keys.find(record.id) ?? null });
     if (stored !== undefined) {
       const current = withJournalTail(stored);
       if (derivable(row, current)) return;
@@ -154,7 +178,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         return;
       }
     }
-    const writtenAt = stored === undefined ? (lastIndex.get(record.id) ?? 0) : (stored.tail_idx ?? 0);
+    const writtenAt = stored === undefined ? keys.lastIndex(record.id) : (stored.tail_idx ?? 0);
     try {
       upsertSession.run({ ...row, written_at_idx: writtenAt });
     } catch (error) {
@@ -167,11 +191,12 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   };
 
   const applyBatch = (batch: StoreBatch): void => {
-    checkJournalAppend(batch.entries ?? [], (sessionId) => lastIndex.get(sessionId) ?? 0);
-    // Entries first: a session row written in this batch records the journal's new end.
+    const keys = batchKeys();
     const entries = batch.entries ?? [];
-    for (const entry of entries) insertEntry.run(entryToRow(entry, keyOf(entry.sessionId)));
-    for (const record of batch.sessions ?? []) storeSession(record);
+    checkJournalAppend(entries, keys.lastIndex);
+    // Entries first: a session row written in this batch records the journal's new end.
+    for (const entry of entries) insertEntry.run(entryToRow(entry, keys.give(entry.sessionId)));
+    for (const record of batch.sessions ?? []) storeSession(record, keys);
     for (const record of batch.idempotency ?? []) storeIdempotency(record, entries);
     for (const item of batch.outboxAdd ?? []) upsertOutbox.run(outboxToRow(item));
     for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);

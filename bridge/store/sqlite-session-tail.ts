@@ -30,6 +30,12 @@ export const TAIL_COLUMNS = `
   (SELECT max(seq) FROM journal WHERE session_key = ${SESSION_KEY} AND seq > 0) AS tail_seq,
   (SELECT recorded_at_ms FROM journal WHERE session_key = ${SESSION_KEY} ORDER BY idx DESC LIMIT 1) AS tail_at`;
 
+/** The same columns for a session whose journal key the query takes as `@key` (NULL: none yet). */
+export const TAIL_COLUMNS_BY_KEY = `
+  (SELECT max(idx) FROM journal WHERE session_key = @key) AS tail_idx,
+  (SELECT max(seq) FROM journal WHERE session_key = @key AND seq > 0) AS tail_seq,
+  (SELECT recorded_at_ms FROM journal WHERE session_key = @key ORDER BY idx DESC LIMIT 1) AS tail_at`;
+
 /** The session row with its hot fields brought up to its journal's tail. */
 export function withJournalTail(row: StoredSessionRow & JournalTail): StoredSessionRow {
   const { tail_idx, tail_seq, tail_at, ...stored } = row;
