@@ -46,8 +46,10 @@ export function renderSoakMarkdown(r: SoakResults): string {
         "RSS growth",
         "heap after warm-up → end (MB)",
         "heap growth",
+        "calls in live sessions' journals after warm-up → end",
+        "RSS growth per such call (B)",
         "longest GC pause (ms)",
-        "bridge CPU s / 1000 calls",
+        "bridge CPU s / 1000 calls (main thread)",
         "bytes written / call",
         "journal bytes / call",
         "write amplification",
@@ -64,8 +66,10 @@ export function renderSoakMarkdown(r: SoakResults): string {
         `${fixed(x.rss.growth * 100, 1)} %`,
         `${fixed(x.rss.heapAfterWarmupBytes === undefined ? undefined : x.rss.heapAfterWarmupBytes / MB, 0)} → ${fixed(x.rss.heapEndBytes === undefined ? undefined : x.rss.heapEndBytes / MB, 0)}`,
         x.rss.heapGrowth === undefined ? "–" : `${fixed(x.rss.heapGrowth * 100, 1)} %`,
+        `${fixed(x.rss.liveJournalCallsAfterWarmup, 0)} → ${fixed(x.rss.liveJournalCallsEnd, 0)}`,
+        fixed(x.rss.growthBytesPerLiveCall, 0),
         fixed(x.longestGcPauseMs, 1),
-        fixed(x.cpuSecondsPer1000, 3),
+        `${fixed(x.cpuSecondsPer1000, 3)} (${fixed(x.mainThreadCpuSecondsPer1000, 3)})`,
         fixed(x.writes.bytesPerCall, 0),
         fixed(x.writes.storedBytesPerCall, 0),
         x.writes.amplification === undefined ? "–" : `${x.writes.amplification.toFixed(1)}×`,
@@ -80,7 +84,16 @@ export function renderSoakMarkdown(r: SoakResults): string {
   out.push(
     "Bytes written from /proc/<pid>/io of the bridge (all threads: writer, checkpointer). Journal bytes: " +
       "journal rows appended in the run (highest rowid) × their mean size (envelope and keys), read from the " +
-      "database. A purge's window runs from its scheduled tick (less 1 s) to its logged end.",
+      "database. A purge's window runs from its scheduled tick (less 1 s) to its logged end. Calls in live " +
+      "sessions' journals: calls answered in sessions still live at the time (the soak's End picks among about " +
+      "500 of the slots, so most sessions stay live all run and their journals keep growing); RSS growth per " +
+      "such call near an entry pair's size says the growth is those journals, not a leak.",
+  );
+  out.push("");
+  out.push(
+    `The load average at the start (${m.loadAverageAtStart} on ${m.cores} cores) is other work sharing the ` +
+      "machine: latencies, GC pauses and the calls seen during purges then measure mostly the wait for a " +
+      "core; bytes written, RSS and CPU seconds per call do not depend on it.",
   );
   for (const x of r.runs) {
     out.push("");

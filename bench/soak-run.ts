@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { benchDir } from "./bench-paths.js";
@@ -7,7 +8,7 @@ import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import { connectPool, type H2Pool } from "./h2-client.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { openSessions } from "./open-sessions.js";
-import { cpuSeconds, memory, writtenBytes } from "./proc-stats.js";
+import { clockTicks, cpuSeconds, memory, writtenBytes } from "./proc-stats.js";
 import type { SoakSettings } from "./soak-settings.js";
 
 const SERVICE = "/bench.v1.Soak";
@@ -19,6 +20,18 @@ const END = `${SERVICE}/End`;
 const SAMPLE_EVERY_MS = 5_000;
 /** RSS growth compares the median of the first window after the warm-up with the last one's. */
 const RSS_WINDOW_SECONDS = 60;
+
+const TICKS = clockTicks();
+
+/**
+ * CPU seconds of the bridge's main thread (its task id is its pid): the rest of its CPU is
+ * its other threads, the SQLite writer and checkpointer among them.
+ */
+function mainThreadCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
 
 function median(values: readonly number[]): number | undefined {
   if (values.length === 0) return undefined;
@@ -37,6 +50,13 @@ export interface SoakSample {
   readonly writtenBytes: number | undefined;
   readonly calls: number;
   readonly cpuSeconds: number;
+  /** Of cpuSeconds, what the main thread used (the rest: the store's threads, GC helpers, libuv). */
+  readonly mainThreadCpuSeconds: number;
+  /**
+   * Calls answered in the journals of the sessions live now: what a store keeps for live
+   * sessions grows with it, whatever its retention of ended ones.
+   */
+  readonly liveJournalCalls: number;
 }
 
 export interface PurgeSeen {
@@ -70,10 +90,21 @@ export interface SoakResult {
     readonly heapAfterWarmupBytes: number | undefined;
     readonly heapEndBytes: number | undefined;
     readonly heapGrowth: number | undefined;
+    /** Calls in live sessions' journals (SoakSample.liveJournalCalls), same windows. */
+    readonly liveJournalCallsAfterWarmup: number;
+    readonly liveJournalCallsEnd: number;
+    /**
+     * RSS growth per call added to live sessions' journals: about an entry pair's size when
+     * the growth is what the store keeps for live sessions, bounded by their number and
+     * their journals' length (S9), rather than a leak.
+     */
+    readonly growthBytesPerLiveCall: number | undefined;
   };
   /** The longest GC pause of the bridge's main thread in the run. */
   readonly longestGcPauseMs: number | undefined;
   readonly cpuSecondsPer1000: number;
+  /** Of it, the main thread's (the rest is the store's threads, GC helpers and libuv). */
+  readonly mainThreadCpuSecondsPer1000: number;
   readonly writes: {
     readonly bytesPerCall: number | undefined;
     /** Journal bytes appended per call (rows × their mean size, from the database). */
@@ -97,8 +128,9 @@ function journalFigures(dbPath: string, sinceRowid: number): { maxRowid: number;
     const max = db.prepare("SELECT coalesce(max(rowid), 0) AS m FROM journal").get() as { m: number };
     const mean = db
       .prepare(
-        "SELECT avg(length(envelope) + length(session_id) + length(message_id) + length(in_reply_to) + 24) AS b " +
-          "FROM journal WHERE rowid > ?",
+        // The session's id counts as stored with each entry, as it did when rows held it.
+        "SELECT avg(length(j.envelope) + length(k.id) + length(j.message_id) + length(j.in_reply_to) + 24) AS b " +
+          "FROM journal AS j JOIN session_keys AS k ON k.key = j.session_key WHERE j.rowid > ?",
       )
       .get(sinceRowid) as { b: number | null };
     return { maxRowid: max.m, meanRowBytes: mean.b ?? 0 };
@@ -149,6 +181,19 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const latencies: number[] = [];
     let ok = 0;
     let inflight = 0;
+    // Calls answered per live session key, and their sum (SoakSample.liveJournalCalls).
+    const callsByKey = new Map<string, number>();
+    let liveJournalCalls = 0;
+    const counted = (key: string, failure: string | undefined): void => {
+      if (failure !== undefined) return;
+      callsByKey.set(key, (callsByKey.get(key) ?? 0) + 1);
+      liveJournalCalls += 1;
+    };
+    const endedKey = (key: string, failure: string | undefined): void => {
+      if (failure !== undefined) return;
+      liveJournalCalls -= callsByKey.get(key) ?? 0;
+      callsByKey.delete(key);
+    };
     let lastIdempotency: { key: string; session: string } | undefined;
 
     const pickLive = (i: number): number => {
@@ -164,6 +209,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
 
     const samples: SoakSample[] = [];
     const cpuAtStart = cpuSeconds(bridge.pid);
+    const mainCpuAtStart = mainThreadCpuSeconds(bridge.pid);
     const writtenAtStart = writtenBytes(bridge.pid);
     const journalAtStart = bridge.storePath === undefined ? undefined : journalFigures(bridge.storePath, 0);
     // The bridge reports its heap and its GC pauses since the last sample (bench/bridge-child.ts);
@@ -196,6 +242,8 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         writtenBytes: writtenBytes(bridge.pid),
         calls: ok,
         cpuSeconds: cpuSeconds(bridge.pid) - cpuAtStart,
+        mainThreadCpuSeconds: mainThreadCpuSeconds(bridge.pid) - mainCpuAtStart,
+        liveJournalCalls,
       });
       heap = { usedBytes: undefined, gcMaxMs: undefined };
       // Asked now, answered before the next sample.
@@ -236,7 +284,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
               END,
               requestFrame(key, payload),
               replyFrameLength(settings.payloadBytes),
-              done(dueAt, "End"),
+              (failure) => {
+                endedKey(key, failure);
+                done(dueAt, "End")(failure);
+              },
             );
           } else {
             const s = ended.shift();
@@ -244,6 +295,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
             byKind.open = (byKind.open ?? 0) + 1;
             pool.unary(i, OPEN, requestFrame(key, emptyPayload), replyFrameLength(0), (failure) => {
               if (s !== undefined) live[s] = key;
+              counted(key, failure);
               done(dueAt, "Open")(failure);
             });
           }
@@ -252,7 +304,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         const key = live[pickLive(i)] as string;
         if (slot >= 13) {
           byKind.notify = (byKind.notify ?? 0) + 1;
-          pool.unary(i, NOTIFY, requestFrame(key, payload), replyFrameLength(0), done(dueAt, "Notify"));
+          pool.unary(i, NOTIFY, requestFrame(key, payload), replyFrameLength(0), (failure) => {
+            counted(key, failure);
+            done(dueAt, "Notify")(failure);
+          });
           return;
         }
         byKind.call = (byKind.call ?? 0) + 1;
@@ -276,7 +331,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
           CALL,
           requestFrame(callKey, payload),
           replyFrameLength(settings.payloadBytes),
-          done(dueAt, "Call"),
+          (failure) => {
+            counted(callKey, failure);
+            done(dueAt, "Call")(failure);
+          },
           headers,
         );
       };
@@ -354,6 +412,8 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const firstWindow = afterWarmup.filter((s) => s.atSeconds < settings.warmupSeconds + RSS_WINDOW_SECONDS);
     const lastWindow = afterWarmup.filter((s) => s.atSeconds > runEnd - RSS_WINDOW_SECONDS);
     const afterWarmupBytes = median(firstWindow.map((s) => s.rssBytes)) ?? 0;
+    const liveCallsAfterWarmup = median(firstWindow.map((s) => s.liveJournalCalls)) ?? 0;
+    const liveCallsEnd = median(lastWindow.map((s) => s.liveJournalCalls)) ?? 0;
     const endBytes = median(lastWindow.map((s) => s.rssBytes)) ?? 0;
     const heapOf = (window: readonly SoakSample[]): number | undefined =>
       median(window.flatMap((s) => (s.heapUsedBytes === undefined ? [] : [s.heapUsedBytes])));
@@ -392,9 +452,16 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
           heapAfterWarmupBytes === undefined || heapEndBytes === undefined
             ? undefined
             : (heapEndBytes - heapAfterWarmupBytes) / heapAfterWarmupBytes,
+        liveJournalCallsAfterWarmup: liveCallsAfterWarmup,
+        liveJournalCallsEnd: liveCallsEnd,
+        growthBytesPerLiveCall:
+          liveCallsEnd > liveCallsAfterWarmup
+            ? (endBytes - afterWarmupBytes) / (liveCallsEnd - liveCallsAfterWarmup)
+            : undefined,
       },
       longestGcPauseMs: gcPauses.length === 0 ? undefined : Math.max(...gcPauses),
       cpuSecondsPer1000: ((last?.cpuSeconds ?? 0) / Math.max(1, calls)) * 1000,
+      mainThreadCpuSecondsPer1000: ((last?.mainThreadCpuSeconds ?? 0) / Math.max(1, calls)) * 1000,
       writes: {
         bytesPerCall,
         storedBytesPerCall,

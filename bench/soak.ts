@@ -23,23 +23,28 @@ const settings = soakSettings();
 const machine = machineInfo();
 const echo = await startGoEcho();
 const runs: SoakResult[] = [];
+// A full-length run is the latest result even for one store; shorter ones are partial.
+const partial = settings.seconds < 600;
+const base = path.join(resultsDir(), partial ? "soak-partial" : "soak-latest");
+const json = `${base}.json${partial ? ".tmp" : ""}`;
+const md = `${base}.md${partial ? ".tmp" : ""}`;
+/** Written after each store's run, so a run stopped during the next store keeps what it measured. */
+const write = (): string => {
+  const markdown = renderSoakMarkdown({ machine, settings, runs });
+  writeFileSync(json, `${JSON.stringify({ machine, settings, runs }, null, 2)}\n`);
+  writeFileSync(md, markdown);
+  return markdown;
+};
 try {
   for (const store of settings.stores) {
     process.stderr.write(`soak: ${store}, ${settings.seconds} s\n`);
     runs.push(await runSoak(echo, store, settings));
+    write();
   }
 } finally {
   await echo.stop();
 }
-const results = { machine, settings, runs };
-const partial = settings.seconds < 600 || settings.stores.length < 2;
-const base = path.join(resultsDir(), partial ? "soak-partial" : "soak-latest");
-const json = `${base}.json${partial ? ".tmp" : ""}`;
-const md = `${base}.md${partial ? ".tmp" : ""}`;
-const markdown = renderSoakMarkdown(results);
-writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
-writeFileSync(md, markdown);
-process.stdout.write(markdown);
+process.stdout.write(write());
 process.stderr.write(`soak: wrote ${json}, ${md}\n`);
 const problems = runs.flatMap((r) => r.problems);
 if (problems.length > 0) {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
 import type { StoreBatch } from "../bridge/store/session-store.js";
 import { createSqliteStore } from "../bridge/store/sqlite-store.js";
+import { walPagesByBtree } from "./store-wal-pages.js";
 
 /**
  * Write amplification of the SQLite store: bytes the process makes the kernel write
@@ -165,6 +166,8 @@ const sizeBefore = filesBytes(path);
 const writtenBefore = writeBytes();
 const transactionsBefore = store.stats().transactions;
 const startedAt = performance.now();
+// The process's CPU (all threads: this one, the writer and the checkpointer).
+const cpuBefore = process.cpuUsage();
 let storedPayload = 0;
 
 const commitMs: number[] = [];
@@ -243,7 +246,10 @@ await Promise.all(inFlight);
 const elapsedS = (performance.now() - startedAt) / 1000;
 const transactions = store.stats().transactions - transactionsBefore;
 const checkpoints = store.stats().checkpoints;
+// What the WAL holds now (the commits since its last reset), by b-tree: where the pages go.
+const walPages = walPagesByBtree(path);
 await store.close();
+const cpu = process.cpuUsage(cpuBefore);
 
 const written = writeBytes() - writtenBefore;
 const growth = filesBytes(path) - sizeBefore;
@@ -266,7 +272,21 @@ const result = {
   writtenKiBPerCall: Number(kb(written / calls)),
   storedKiBPerCall: Number(kb(growth / calls)),
   amplification: Number((written / growth).toFixed(2)),
+  // CPU of the whole process per call: the driver's share is small and the same in every
+  // run, the rest is the store's (main thread side, writer, checkpointer).
+  cpuMsPerCall: Number(((cpu.user + cpu.system) / 1000 / calls).toFixed(3)),
+  cpuSystemMsPerCall: Number((cpu.system / 1000 / calls).toFixed(3)),
   ...commitLatency(),
+  walNow: {
+    frames: walPages.frames,
+    transactions: walPages.transactions,
+    framesPerTransactionByBtree: Object.fromEntries(
+      walPages.byBtree.map((b) => [
+        b.name,
+        Number((b.frames / Math.max(1, walPages.transactions)).toFixed(2)),
+      ]),
+    ),
+  },
 };
 
 /** Commit latency from the call's point of view (its turn came, the commit resolved). */

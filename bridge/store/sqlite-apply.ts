@@ -1,6 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
 import { checkJournalAppend } from "./journal-append.js";
-import type { SessionRecord } from "./records.js";
+import type { IdempotencyRecord, JournalRecord, SessionRecord } from "./records.js";
 import type { StoreBatch } from "./session-store.js";
 import type { WriterRequest, WriterResult } from "./sqlite-protocol.js";
 import { toWireError } from "./sqlite-protocol.js";
@@ -15,7 +15,7 @@ import {
   derivable,
   type JournalTail,
   sameColdFields,
-  TAIL_COLUMNS,
+  TAIL_COLUMNS_BY_KEY,
   withJournalTail,
 } from "./sqlite-session-tail.js";
 import { correlationTaken } from "./store-errors.js";
@@ -75,35 +75,101 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     UPDATE sessions SET last_active_at_ms = @last_active_at_ms, next_seq = @next_seq,
       journal_length = @journal_length, written_at_idx = @written_at_idx
     WHERE id = @id`);
-  const storedSession = db.prepare<[string], StoredSessionRow & JournalTail>(
-    `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions WHERE id = ?`,
+  // The session's journal key is known here (keys below), so the tail is read by it.
+  const storedSession = db.prepare<[{ id: string; key: number | null }], StoredSessionRow & JournalTail>(
+    `SELECT sessions.*, ${TAIL_COLUMNS_BY_KEY} FROM sessions WHERE id = @id`,
   );
   const insertEntry = db.prepare(`
-    INSERT INTO journal (session_id, idx, message_id, kind, seq, in_reply_to, recorded_at_ms, envelope)
-    VALUES (@session_id, @idx, @message_id, @kind, @seq, @in_reply_to, @recorded_at_ms, @envelope)`);
+    INSERT INTO journal (session_key, idx, message_id, kind, seq, in_reply_to, exchange, recorded_at_ms, envelope)
+    VALUES (@session_key, @idx, @message_id, @kind, @seq, @in_reply_to, @exchange, @recorded_at_ms, @envelope)`);
+  const keyById = db.prepare<[string], number>("SELECT key FROM session_keys WHERE id = ?").pluck();
+  const insertKey = db.prepare<[string]>("INSERT INTO session_keys (id) VALUES (?)");
   const upsertIdempotency = db.prepare(`
-    INSERT INTO idempotency (principal, key, request_hash, operation, session_id, message_id, created_at_ms, outcome)
-    VALUES (@principal, @key, @request_hash, @operation, @session_id, @message_id, @created_at_ms, @outcome)
+    INSERT INTO idempotency (principal, key, request_hash, operation, session_id, message_id, created_at_ms,
+      outcome, outcome_idx)
+    VALUES (@principal, @key, @request_hash, @operation, @session_id, @message_id, @created_at_ms,
+      @outcome, @outcome_idx)
     ON CONFLICT (principal, key) DO UPDATE SET request_hash = excluded.request_hash,
       operation = excluded.operation, session_id = excluded.session_id, message_id = excluded.message_id,
-      created_at_ms = excluded.created_at_ms, outcome = excluded.outcome`);
+      created_at_ms = excluded.created_at_ms, outcome = excluded.outcome, outcome_idx = excluded.outcome_idx`);
+  // The common second write of a record (S8): the same call, now with its outcome. Only the
+  // outcome columns change, so the record's row is the only page of the table it writes.
+  const completeIdempotency = db.prepare(`
+    UPDATE idempotency SET outcome = @outcome, outcome_idx = @outcome_idx
+    WHERE principal = @principal AND key = @key AND request_hash = @request_hash AND operation = @operation
+      AND session_id IS @session_id AND message_id = @message_id AND created_at_ms = @created_at_ms`);
   const upsertOutbox = db.prepare(`
     INSERT INTO outbox (session_id, message_id, idx) VALUES (@session_id, @message_id, @idx)
     ON CONFLICT (session_id, message_id) DO UPDATE SET idx = excluded.idx`);
   const deleteOutbox = db.prepare("DELETE FROM outbox WHERE session_id = ? AND message_id = ?");
-  // One seek on the journal's key (session_id, idx).
+  // One seek on the journal's key (session_key, idx).
   const lastIndex = db
-    .prepare<[string], number | null>("SELECT max(idx) FROM journal WHERE session_id = ?")
+    .prepare<[number], number | null>("SELECT max(idx) FROM journal WHERE session_key = ?")
     .pluck();
+
+  /**
+   * The journal keys of the sessions one batch touches, each looked up once. A session
+   * gets its key with its first entry. Made per batch: a batch rolled back to its
+   * savepoint takes the keys it gave out with it.
+   */
+  const batchKeys = () => {
+    const known = new Map<string, number | undefined>();
+    const find = (sessionId: string): number | undefined => {
+      if (known.has(sessionId)) return known.get(sessionId);
+      const key = keyById.get(sessionId);
+      known.set(sessionId, key);
+      return key;
+    };
+    return {
+      find,
+      give(sessionId: string): number {
+        const held = find(sessionId);
+        if (held !== undefined) return held;
+        const key = Number(insertKey.run(sessionId).lastInsertRowid);
+        known.set(sessionId, key);
+        return key;
+      },
+      lastIndex(sessionId: string): number {
+        const key = find(sessionId);
+        return key === undefined ? 0 : (lastIndex.get(key) ?? 0);
+      },
+    };
+  };
+
+  /**
+   * Writes an idempotency record (S8). When its outcome is the envelope of an outcome entry
+   * of the same batch (the engine completes a record with the entry that answers its call),
+   * the row points at that entry instead of holding the same bytes again.
+   */
+  const storeIdempotency = (record: IdempotencyRecord, entries: readonly JournalRecord[]): void => {
+    const row = idempotencyToRow(record);
+    const outcome = record.outcome;
+    const answer =
+      outcome === undefined || record.sessionId === undefined
+        ? undefined
+        : entries.find(
+            (e) =>
+              e.sessionId === record.sessionId &&
+              e.inReplyTo === record.messageId &&
+              e.inReplyTo !== "" &&
+              sameBytes(e.envelope, outcome),
+          );
+    const stored =
+      answer === undefined
+        ? { ...row, outcome_idx: null }
+        : { ...row, outcome: null, outcome_idx: answer.index };
+    if (outcome !== undefined && completeIdempotency.run(stored).changes === 1) return;
+    upsertIdempotency.run(stored);
+  };
 
   /**
    * Writes what a session record says that its stored row and journal do not
    * (sqlite-session-tail.ts). The common commit, a live session whose journal moved on,
    * writes nothing to the sessions table.
    */
-  const storeSession = (record: SessionRecord): void => {
+  const storeSession = (record: SessionRecord, keys: ReturnType<typeof batchKeys>): void => {
     const row = sessionToRow(record);
-    const stored = storedSession.get(record.id);
+    const stored = storedSession.get({ id: record.id, key: keys.find(record.id) ?? null });
     if (stored !== undefined) {
       const current = withJournalTail(stored);
       if (derivable(row, current)) return;
@@ -112,7 +178,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         return;
       }
     }
-    const writtenAt = stored === undefined ? (lastIndex.get(record.id) ?? 0) : (stored.tail_idx ?? 0);
+    const writtenAt = stored === undefined ? keys.lastIndex(record.id) : (stored.tail_idx ?? 0);
     try {
       upsertSession.run({ ...row, written_at_idx: writtenAt });
     } catch (error) {
@@ -125,11 +191,13 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   };
 
   const applyBatch = (batch: StoreBatch): void => {
-    checkJournalAppend(batch.entries ?? [], (sessionId) => lastIndex.get(sessionId) ?? 0);
+    const keys = batchKeys();
+    const entries = batch.entries ?? [];
+    checkJournalAppend(entries, keys.lastIndex);
     // Entries first: a session row written in this batch records the journal's new end.
-    for (const entry of batch.entries ?? []) insertEntry.run(entryToRow(entry));
-    for (const record of batch.sessions ?? []) storeSession(record);
-    for (const record of batch.idempotency ?? []) upsertIdempotency.run(idempotencyToRow(record));
+    for (const entry of entries) insertEntry.run(entryToRow(entry, keys.give(entry.sessionId)));
+    for (const record of batch.sessions ?? []) storeSession(record, keys);
+    for (const record of batch.idempotency ?? []) storeIdempotency(record, entries);
     for (const item of batch.outboxAdd ?? []) upsertOutbox.run(outboxToRow(item));
     for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);
   };
@@ -170,4 +238,8 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
       }
     },
   };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }

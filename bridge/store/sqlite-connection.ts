@@ -10,6 +10,12 @@ import { storeFailure } from "./store-errors.js";
  * smaller frames (11 KB), though an envelope now spans more overflow pages
  * (bench/store-write-amplification.ts). An existing database keeps the page size it was
  * created with (changing it takes a VACUUM).
+ *
+ * Small pages cost CPU: more pages per entry (an envelope spans three), deeper b-trees, and
+ * more WAL frames to checksum and write. With the journal's integer index keys (migration
+ * 4), one transaction per commit, 10,000 sessions: 1 KiB pages wrote 25.5 KiB per call
+ * (with the final checkpoint) for about 0.65 ms of CPU, 512-byte pages 22.2 KiB for about
+ * 0.8 ms; 4 KiB pages 47.7 KiB. 512 keeps the soak under 10× write amplification.
  */
 const NEW_DATABASE_PAGE_BYTES = 512;
 

@@ -51,16 +51,28 @@ export function createPurger(db: BetterSqlite3.Database, synchronous: "full" | "
       "SELECT id FROM sessions WHERE state <> 'active' AND ended_at_ms < ? ORDER BY ended_at_ms LIMIT 1",
     )
     .pluck();
+  const keyById = db.prepare<[string], number>("SELECT key FROM session_keys WHERE id = ?").pluck();
   // The index of the entry that uses up the budget, if the journal has that many left.
   const journalCut = db
-    .prepare<[string, number], number>(
-      "SELECT idx FROM journal WHERE session_id = ? ORDER BY idx LIMIT 1 OFFSET ?",
+    .prepare<[number, number], number>(
+      "SELECT idx FROM journal WHERE session_key = ? ORDER BY idx LIMIT 1 OFFSET ?",
     )
     .pluck();
-  const deleteJournalUpTo = db.prepare<[string, number]>(
-    "DELETE FROM journal WHERE session_id = ? AND idx <= ?",
+  // S8: an idempotency record kept longer than the session's journal gets its own copy of
+  // the outcome it pointed at before that entry goes (sqlite-apply.ts). The literal
+  // `outcome_idx IS NOT NULL` lets SQLite use the partial index idempotency_journal_outcome;
+  // records due for purge themselves are left to the idempotency part of the purge.
+  const keepOutcomes = db.prepare<[number, string, number, number]>(
+    `UPDATE idempotency
+     SET outcome = (SELECT envelope FROM journal WHERE session_key = ? AND idx = idempotency.outcome_idx),
+       outcome_idx = NULL
+     WHERE session_id = ? AND outcome_idx IS NOT NULL AND outcome_idx <= ? AND created_at_ms >= ?`,
   );
-  const deleteJournal = db.prepare<[string]>("DELETE FROM journal WHERE session_id = ?");
+  const deleteJournalUpTo = db.prepare<[number, number]>(
+    "DELETE FROM journal WHERE session_key = ? AND idx <= ?",
+  );
+  const deleteJournal = db.prepare<[number]>("DELETE FROM journal WHERE session_key = ?");
+  const deleteKey = db.prepare<[number]>("DELETE FROM session_keys WHERE key = ?");
   const deleteOutbox = db.prepare<[string]>("DELETE FROM outbox WHERE session_id = ?");
   const deleteSession = db.prepare<[string]>("DELETE FROM sessions WHERE id = ?");
   const deleteIdempotency = db.prepare<[number, number]>(
@@ -82,12 +94,17 @@ export function createPurger(db: BetterSqlite3.Database, synchronous: "full" | "
             sessionsDone = true;
             break;
           }
-          const cut = journalCut.get(id, left - 1);
-          if (cut !== undefined) {
-            left -= deleteJournalUpTo.run(id, cut).changes;
-            continue;
+          const key = keyById.get(id);
+          if (key !== undefined) {
+            const cut = journalCut.get(key, left - 1);
+            left -= keepOutcomes.run(key, id, cut ?? Number.MAX_SAFE_INTEGER, idempotencyBeforeMs).changes;
+            if (cut !== undefined) {
+              left -= deleteJournalUpTo.run(key, cut).changes;
+              continue;
+            }
+            left -= deleteJournal.run(key).changes;
+            left -= deleteKey.run(key).changes;
           }
-          left -= deleteJournal.run(id).changes;
           left -= deleteOutbox.run(id).changes;
           left -= deleteSession.run(id).changes;
           sessions++;

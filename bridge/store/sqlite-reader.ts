@@ -1,9 +1,9 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { IdempotencyRecord, JournalRecord, SessionRecord } from "./records.js";
 import type { RecordedExchange, RecoveredState, SessionPage, SessionQuery } from "./session-store.js";
+import { exchangeKey } from "./sqlite-exchange-key.js";
 import type { IdempotencyRow, JournalRow, OutboxRow, StoredSessionRow } from "./sqlite-rows.js";
 import { rowToEntry, rowToIdempotency, rowToOutbox, rowToSession } from "./sqlite-rows.js";
-import { EXCHANGE_KEY } from "./sqlite-schema.js";
 import { type JournalTail, TAIL_COLUMNS, withJournalTail } from "./sqlite-session-tail.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
@@ -25,6 +25,9 @@ export interface SqliteReader {
 
 type SessionWithTail = StoredSessionRow & JournalTail;
 
+/** A session's journal key, from the query's first parameter, its id. */
+const KEY_OF = "(SELECT key FROM session_keys WHERE id = ?)";
+
 const toSession = (row: SessionWithTail): SessionRecord => rowToSession(withJournalTail(row));
 
 export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
@@ -44,23 +47,33 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
     `SELECT sessions.*, ${TAIL_COLUMNS} FROM sessions
      WHERE service = ? AND correlation_key = ? AND state = 'active'`,
   );
+  // The journal names a session by its key; each query looks it up once.
   const journalFrom = db.prepare<[string, number, number], JournalRow>(
-    "SELECT * FROM journal WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
+    `SELECT * FROM journal WHERE session_key = ${KEY_OF} AND idx >= ? ORDER BY idx LIMIT ?`,
   );
-  // The literal `seq > 0` and `in_reply_to <> ''` let SQLite use the partial indexes.
+  // The literal `seq > 0` lets SQLite use the partial index journal_seq.
   const requestBySeq = db.prepare<[string, number], JournalRow>(
-    "SELECT * FROM journal WHERE session_id = ? AND seq = ? AND seq > 0 ORDER BY idx LIMIT 1",
+    `SELECT * FROM journal WHERE session_key = ${KEY_OF} AND seq = ? AND seq > 0 ORDER BY idx LIMIT 1`,
   );
-  // Both on journal_exchange: a request (an entry that answers none) by its message id, and
-  // the outcomes that answer it.
-  const requestByMessageId = db.prepare<[string, string], JournalRow>(
-    `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to = '' ORDER BY idx LIMIT 1`,
+  // Both on journal_exchange (a hash of the id, then the id itself compared): a request (an
+  // entry that answers none) by its message id, and the outcomes that answer it.
+  const requestByMessageId = db.prepare<[string, number, string], JournalRow>(
+    `SELECT * FROM journal WHERE session_key = ${KEY_OF} AND exchange = ? AND in_reply_to = '' AND message_id = ?
+     ORDER BY idx LIMIT 1`,
   );
-  const outcomesOf = db.prepare<[string, string], JournalRow>(
-    `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to <> '' ORDER BY idx`,
+  const outcomesOf = db.prepare<[number, number, string], JournalRow>(
+    `SELECT * FROM journal WHERE session_key = ? AND exchange = ? AND in_reply_to = ? AND in_reply_to <> ''
+     ORDER BY idx`,
   );
+  // An outcome held as a journal entry (outcome_idx) is read from the journal (sqlite-apply.ts).
   const idempotencyByKey = db.prepare<[string, string], IdempotencyRow>(
-    "SELECT * FROM idempotency WHERE principal = ? AND key = ?",
+    `SELECT principal, key, request_hash, operation, session_id, message_id, created_at_ms,
+       CASE WHEN outcome_idx IS NULL THEN outcome ELSE
+         (SELECT envelope FROM journal
+          WHERE session_key = (SELECT key FROM session_keys WHERE id = idempotency.session_id)
+            AND idx = idempotency.outcome_idx)
+       END AS outcome
+     FROM idempotency WHERE principal = ? AND key = ?`,
   );
   const listStatements = new Map<
     string,
@@ -71,11 +84,13 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
   const readTransaction = db.transaction((read: () => unknown) => read());
   const snapshot = <T>(read: () => T): T => readTransaction.deferred(read) as T;
 
-  const exchange = (request: JournalRow | undefined): RecordedExchange | undefined => {
+  const exchange = (sessionId: string, request: JournalRow | undefined): RecordedExchange | undefined => {
     if (request === undefined) return undefined;
     return {
-      request: rowToEntry(request),
-      outcomes: outcomesOf.all(request.session_id, request.message_id).map(rowToEntry),
+      request: rowToEntry(request, sessionId),
+      outcomes: outcomesOf
+        .all(request.session_key, exchangeKey(request.message_id), request.message_id)
+        .map((row) => rowToEntry(row, sessionId)),
     };
   };
 
@@ -142,13 +157,15 @@ export function createSqliteReader(db: BetterSqlite3.Database): SqliteReader {
 
     readJournal(sessionId, fromIndex, limit) {
       checkJournalRange(fromIndex, limit);
-      return journalFrom.all(sessionId, fromIndex, limit).map(rowToEntry);
+      return journalFrom.all(sessionId, fromIndex, limit).map((row) => rowToEntry(row, sessionId));
     },
 
-    findBySeq: (sessionId, seq) => snapshot(() => exchange(requestBySeq.get(sessionId, seq))),
+    findBySeq: (sessionId, seq) => snapshot(() => exchange(sessionId, requestBySeq.get(sessionId, seq))),
 
     findByMessageId: (sessionId, messageId) =>
-      snapshot(() => exchange(requestByMessageId.get(sessionId, messageId))),
+      snapshot(() =>
+        exchange(sessionId, requestByMessageId.get(sessionId, exchangeKey(messageId), messageId)),
+      ),
 
     getIdempotency(principal, key) {
       const row = idempotencyByKey.get(principal, key);

@@ -7,6 +7,7 @@ import type {
   SessionRecord,
   SessionState,
 } from "./records.js";
+import { exchangeIdOf, exchangeKey } from "./sqlite-exchange-key.js";
 
 /**
  * Records ⇄ SQLite rows. Absent values are NULL in the database and undefined in records;
@@ -36,13 +37,15 @@ export interface StoredSessionRow extends SessionRow {
   written_at_idx: number;
 }
 
+/** A journal row: the session by its integer key (session_keys), see sqlite-schema.ts. */
 export interface JournalRow {
-  session_id: string;
+  session_key: number;
   idx: number;
   message_id: string;
   kind: number;
   seq: number;
   in_reply_to: string;
+  exchange: number;
   recorded_at_ms: number;
   envelope: Uint8Array;
 }
@@ -62,6 +65,11 @@ export interface IdempotencyRow {
   message_id: string;
   created_at_ms: number;
   outcome: Uint8Array | null;
+}
+
+/** An idempotency row as stored: the outcome may be a journal entry's (see sqlite-schema.ts). */
+export interface StoredIdempotencyRow extends IdempotencyRow {
+  outcome_idx: number | null;
 }
 
 export function sessionToRow(s: SessionRecord): SessionRow {
@@ -104,22 +112,24 @@ export function rowToSession(r: SessionRow): SessionRecord {
   };
 }
 
-export function entryToRow(e: JournalRecord): JournalRow {
+export function entryToRow(e: JournalRecord, sessionKey: number): JournalRow {
   return {
-    session_id: e.sessionId,
+    session_key: sessionKey,
     idx: e.index,
     message_id: e.messageId,
     kind: e.kind,
     seq: e.seq,
     in_reply_to: e.inReplyTo,
+    exchange: exchangeKey(exchangeIdOf(e.messageId, e.inReplyTo)),
     recorded_at_ms: e.recordedAtMs,
     envelope: asBlob(e.envelope),
   };
 }
 
-export function rowToEntry(r: JournalRow): JournalRecord {
+/** The entry a row holds; the row names its session by key, the caller knows its id. */
+export function rowToEntry(r: JournalRow, sessionId: string): JournalRecord {
   return {
-    sessionId: r.session_id,
+    sessionId,
     index: r.idx,
     messageId: r.message_id,
     kind: r.kind,

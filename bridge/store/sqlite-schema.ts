@@ -1,4 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
+import { EXCHANGE_KEY_FUNCTION, exchangeKey } from "./sqlite-exchange-key.js";
 import { storeFailure } from "./store-errors.js";
 
 /**
@@ -96,13 +97,51 @@ const MIGRATIONS: readonly string[] = [
   UPDATE sessions SET written_at_idx = coalesce((SELECT max(idx) FROM journal WHERE session_id = sessions.id), 0);
   DROP INDEX outbox_order;
   `,
+  // 4: short integer keys in the journal's indexes. Each journal entry adds an entry to
+  // three indexes (its key, journal_exchange, journal_seq for numbered requests), and
+  // with two text ids in a key a 512-byte leaf held about seven of them: nearly every
+  // commit split a leaf somewhere, and the index pages made two thirds of the WAL. A
+  // session gets an integer key (session_keys) that the journal uses instead of its id,
+  // and journal_exchange holds a hash of the exchange's message id
+  // (sqlite-exchange-key.ts). An idempotency record whose outcome is a journal entry
+  // points at it (outcome_idx) instead of holding a second copy of its bytes (S8).
+  `
+  CREATE TABLE session_keys (
+    key INTEGER PRIMARY KEY,
+    id  TEXT NOT NULL UNIQUE
+  );
+  INSERT INTO session_keys (id) SELECT id FROM sessions UNION SELECT session_id FROM journal;
+  CREATE TABLE journal_by_key (
+    session_key    INTEGER NOT NULL,
+    idx            INTEGER NOT NULL,
+    message_id     TEXT NOT NULL,
+    kind           INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    in_reply_to    TEXT NOT NULL,
+    exchange       INTEGER NOT NULL, -- sb_exchange_key(in_reply_to, else message_id)
+    recorded_at_ms INTEGER NOT NULL,
+    envelope       BLOB NOT NULL,
+    PRIMARY KEY (session_key, idx)
+  );
+  INSERT INTO journal_by_key
+    (session_key, idx, message_id, kind, seq, in_reply_to, exchange, recorded_at_ms, envelope)
+    SELECT k.key, j.idx, j.message_id, j.kind, j.seq, j.in_reply_to,
+      sb_exchange_key(CASE WHEN j.in_reply_to <> '' THEN j.in_reply_to ELSE j.message_id END),
+      j.recorded_at_ms, j.envelope
+    FROM journal AS j JOIN session_keys AS k ON k.id = j.session_id
+    ORDER BY j.rowid;
+  DROP TABLE journal;
+  ALTER TABLE journal_by_key RENAME TO journal;
+  -- S7: a duplicate sb-seq returns the recorded outcome; S8/S10 find a request and the
+  -- outcomes that answer it with one range scan.
+  CREATE INDEX journal_seq ON journal (session_key, seq, idx) WHERE seq > 0;
+  CREATE INDEX journal_exchange ON journal (session_key, exchange, idx);
+  ALTER TABLE idempotency ADD COLUMN outcome_idx INTEGER;
+  -- A session's journal is purged before its row; the outcomes its idempotency records
+  -- point at are copied into them first (sqlite-purge.ts), found by this index.
+  CREATE INDEX idempotency_journal_outcome ON idempotency (session_id) WHERE outcome_idx IS NOT NULL;
+  `,
 ];
-
-/**
- * The key of journal_exchange, written exactly as in the index so that SQLite uses the
- * index for queries that compare it.
- */
-export const EXCHANGE_KEY = "(CASE WHEN in_reply_to <> '' THEN in_reply_to ELSE message_id END)";
 
 /** The user_version a fully migrated database has. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -113,6 +152,8 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  * so two processes opening the same file at once cannot both run a migration.
  */
 export function migrate(db: BetterSqlite3.Database, toVersion: number = SCHEMA_VERSION): void {
+  // Migration 4 computes the journal's exchange keys with the same function as the writer.
+  db.function(EXCHANGE_KEY_FUNCTION, { deterministic: true }, (id: unknown) => exchangeKey(String(id)));
   for (;;) {
     const done = db
       .transaction(() => {

@@ -18,14 +18,23 @@ export interface JournalTail {
   tail_at: number | null;
 }
 
+/** The journal's key of the session in the enclosing query's `sessions` row (sqlite-schema.ts). */
+const SESSION_KEY = "(SELECT key FROM session_keys WHERE id = sessions.id)";
+
 /**
  * The tail columns of the session in the enclosing query's `sessions` row. Each is one seek
  * on an index of the journal (its primary key, journal_seq), whatever the journal's length.
  */
 export const TAIL_COLUMNS = `
-  (SELECT max(idx) FROM journal WHERE session_id = sessions.id) AS tail_idx,
-  (SELECT max(seq) FROM journal WHERE session_id = sessions.id AND seq > 0) AS tail_seq,
-  (SELECT recorded_at_ms FROM journal WHERE session_id = sessions.id ORDER BY idx DESC LIMIT 1) AS tail_at`;
+  (SELECT max(idx) FROM journal WHERE session_key = ${SESSION_KEY}) AS tail_idx,
+  (SELECT max(seq) FROM journal WHERE session_key = ${SESSION_KEY} AND seq > 0) AS tail_seq,
+  (SELECT recorded_at_ms FROM journal WHERE session_key = ${SESSION_KEY} ORDER BY idx DESC LIMIT 1) AS tail_at`;
+
+/** The same columns for a session whose journal key the query takes as `@key` (NULL: none yet). */
+export const TAIL_COLUMNS_BY_KEY = `
+  (SELECT max(idx) FROM journal WHERE session_key = @key) AS tail_idx,
+  (SELECT max(seq) FROM journal WHERE session_key = @key AND seq > 0) AS tail_seq,
+  (SELECT recorded_at_ms FROM journal WHERE session_key = @key ORDER BY idx DESC LIMIT 1) AS tail_at`;
 
 /** The session row with its hot fields brought up to its journal's tail. */
 export function withJournalTail(row: StoredSessionRow & JournalTail): StoredSessionRow {

@@ -6,7 +6,7 @@ import { expect } from "chai";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
 import { createStore } from "../../../bridge/store/create-store.js";
-import { EXCHANGE_KEY, migrate, SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
+import { migrate, SCHEMA_VERSION } from "../../../bridge/store/sqlite-schema.js";
 import { CHECKPOINT_EVERY_ROWS, createSqliteStore } from "../../../bridge/store/sqlite-store.js";
 import { expectBridgeError } from "./expect-bridge-error.js";
 import { openTempSqlite, type TempSqlite } from "./sqlite-fixture.js";
@@ -217,16 +217,20 @@ describe("SQLite store", () => {
           .all("a", "b")
           .map((row) => (row as { detail: string }).detail)
           .join("; ");
+      const key = "(SELECT key FROM session_keys WHERE id = ?)";
       expect(
         plan(
-          `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to = '' ORDER BY idx`,
+          `SELECT * FROM journal WHERE session_key = ${key} AND exchange = ? AND in_reply_to = '' ORDER BY idx`,
         ),
       ).to.contain("USING INDEX journal_exchange");
       expect(
         plan(
-          `SELECT * FROM journal WHERE session_id = ? AND ${EXCHANGE_KEY} = ? AND in_reply_to <> '' ORDER BY idx`,
+          `SELECT * FROM journal WHERE session_key = ${key} AND exchange = ? AND in_reply_to <> '' ORDER BY idx`,
         ),
       ).to.contain("USING INDEX journal_exchange");
+      expect(plan(`SELECT * FROM journal WHERE session_key = ${key} AND seq = ? AND seq > 0`)).to.contain(
+        "USING INDEX journal_seq",
+      );
       expect(
         plan("SELECT * FROM sessions WHERE service = ? AND correlation_key = ? AND state = 'active'"),
       ).to.contain("USING INDEX sessions_live_correlation");
@@ -261,7 +265,10 @@ describe("SQLite store", () => {
       const db = new Database(temp.path, { readonly: true });
       try {
         return db
-          .prepare("SELECT count(*) AS n FROM journal WHERE session_id NOT IN (SELECT id FROM sessions)")
+          .prepare(
+            `SELECT count(*) AS n FROM journal
+             WHERE session_key NOT IN (SELECT key FROM session_keys WHERE id IN (SELECT id FROM sessions))`,
+          )
           .get();
       } finally {
         db.close();
