@@ -1,6 +1,6 @@
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { CallContext } from "../../bridge/call/call.js";
-import { Header, type Metadata } from "../../bridge/call/metadata.js";
+import { Header } from "../../bridge/call/metadata.js";
 import type { JsonCodec } from "../../bridge/codec/json-codec.js";
 import type { OperationContract } from "../../bridge/contracts/contract.js";
 import type { Bridge } from "../../bridge/engine/bridge-engine.js";
@@ -14,7 +14,13 @@ import { serveStream } from "./connect-stream.js";
 import type { CookieRules } from "./cookie-binding.js";
 import { grpcWebMode, isGrpcWebType, replyGrpcWebError, serveGrpcWeb } from "./grpc-web-inbound.js";
 import { gunzipBounded, readBody } from "./http-body.js";
-import { headerValue, parseConnectTimeout, putResponseMetadata, requestMetadata } from "./http-metadata.js";
+import {
+  headerValue,
+  mediaType,
+  parseConnectTimeout,
+  putResponseMetadata,
+  requestMetadata,
+} from "./http-metadata.js";
 import type { HttpRequest, HttpResponse } from "./http-server.js";
 
 export type Codec = "json" | "proto";
@@ -39,11 +45,6 @@ const STREAM_TYPES: Readonly<Record<string, Codec>> = {
   "application/connect+json": "json",
   "application/connect+proto": "proto",
 };
-
-/** "application/json; charset=utf-8" → "application/json". */
-export function mediaType(contentType: string | undefined): string {
-  return (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-}
 
 /**
  * One Connect call: POST (or GET, for shared operations) on /<package.Service>/<Method>.

@@ -17,15 +17,10 @@ import {
   NODE_MAX_HEADER_PAIRS,
 } from "../grpc/h2-server.js";
 import { ServingStatus } from "../grpc/health-service.js";
-import {
-  type CallTarget,
-  type ConnectServing,
-  mediaType,
-  replyError,
-  serveConnect,
-} from "./connect-inbound.js";
+import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
 import { createCookieRules } from "./cookie-binding.js";
 import { isGrpcWebType, replyGrpcWebError } from "./grpc-web-inbound.js";
+import { mediaType } from "./http-metadata.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
 import { openApiDocument } from "./openapi.js";
 import { sessionServiceOperations, sessionServiceTarget } from "./session-service-target.js";
