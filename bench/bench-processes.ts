@@ -47,6 +47,10 @@ export interface BridgeOptions {
   readonly exposeGc?: boolean;
   /** Another bridge config than bench/sessionbridge.yaml (the soak's). */
   readonly configFile?: string;
+  /** Serve HTTP (Connect) too, and hand that port out as the bridge's address. */
+  readonly httpListener?: boolean;
+  /** The echo is a Connect server: reach it at http:// (the Connect outbound). */
+  readonly connectOutbound?: boolean;
 }
 
 /** Starts a bridge child in front of the echo process, on a fresh store and a random port. */
@@ -67,13 +71,13 @@ export async function startBridge(
   // study), so two settings can be compared in the same run conditions.
   const extra = process.env.BENCH_BRIDGE_NODE_ARGS?.trim();
   if (extra) nodeArgs.push(...extra.split(/\s+/));
-  const port = echo.address.slice(echo.address.lastIndexOf(":") + 1);
-  const child = new JsonLineChild(
-    `bridge-${store}`,
-    benchModule("bridge-child.js"),
-    options.configFile === undefined ? [port, storeArg] : [port, storeArg, options.configFile],
-    nodeArgs,
-  );
+  const port =
+    options.connectOutbound === true
+      ? `http://${echo.address}`
+      : echo.address.slice(echo.address.lastIndexOf(":") + 1);
+  const args = options.configFile === undefined ? [port, storeArg] : [port, storeArg, options.configFile];
+  if (options.httpListener === true) args.push("--http-listener");
+  const child = new JsonLineChild(`bridge-${store}`, benchModule("bridge-child.js"), args, nodeArgs);
   const cleanup = (): void => {
     if (dir === undefined) return;
     rmSync(dir, { recursive: true, force: true });

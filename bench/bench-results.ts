@@ -1,4 +1,5 @@
 import type { BenchSettings } from "./bench-settings.js";
+import { HTTP_PATHS, HTTP_REFERENCE, type HttpPathKind } from "./http-rows.js";
 import type { MachineInfo } from "./machine-info.js";
 import type { MachineLoad } from "./measure-job.js";
 import type { NatsBenchResult } from "./nats-bench.js";
@@ -18,6 +19,8 @@ export interface Comparison {
   readonly throughputRatio: number;
   /** Throughput against nginx grpc_pass in the same mode; undefined when nginx did not run. */
   readonly throughputRatioToNginx: number | undefined;
+  /** The direct row divided by: "direct", or the HTTP row's own (http-rows.ts). */
+  readonly reference?: PathKind;
 }
 
 /** One DESIGN §6 goal next to what this run measured. Informational: the run never fails on these. */
@@ -50,9 +53,13 @@ export function compare(scenarios: readonly ScenarioResult[]): Comparison[] {
   const out: Comparison[] = [];
   for (const s of scenarios) {
     if (s.path === "direct") continue;
-    const direct = scenarios.find((d) => d.path === "direct" && d.mode === s.mode);
+    const http = (HTTP_PATHS as readonly PathKind[]).includes(s.path);
+    const reference: PathKind | undefined = http ? HTTP_REFERENCE[s.path as HttpPathKind] : "direct";
+    if (reference === undefined) continue;
+    const direct = scenarios.find((d) => d.path === reference && d.mode === s.mode);
     if (direct === undefined) continue;
-    const nginx = scenarios.find((d) => d.path === "nginx" && d.mode === s.mode);
+    // nginx proxies gRPC: no peer of the HTTP rows.
+    const nginx = http ? undefined : scenarios.find((d) => d.path === "nginx" && d.mode === s.mode);
     const service = s.load.serviceLatency;
     const directService = direct.load.serviceLatency;
     out.push({
@@ -65,6 +72,7 @@ export function compare(scenarios: readonly ScenarioResult[]): Comparison[] {
       throughputRatio: s.load.throughputPerSec / direct.load.throughputPerSec,
       throughputRatioToNginx:
         nginx === undefined ? undefined : s.load.throughputPerSec / nginx.load.throughputPerSec,
+      reference,
     });
   }
   return out;

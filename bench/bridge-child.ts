@@ -7,7 +7,9 @@
  *   node dist/bench/bridge-child.js nats://… <memory|sqlite:/abs/path.db> [config.yaml]
  *
  * With a NATS URL instead of a port, the bridge serves NATS (prefix sb) and reaches the
- * echo process at nats://bench.echo.
+ * echo process at nats://bench.echo. With an http:// location instead of a port, the echo
+ * process is a Connect server reached over HTTP. With --http-listener among the
+ * arguments, the bridge serves HTTP (Connect, port 0) as well and "address" is that port.
  *
  * stdin: a line "memory" prints {"type":"memory",…} (after a full GC when the child runs
  * with --expose-gc, so heap figures are what is retained); closing stdin stops the bridge
@@ -26,7 +28,9 @@ import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "../cli/bridge-runtime.js";
 import { benchConfigFile } from "./bench-paths.js";
 
-const [echoPort, store, configFile] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const httpListener = args.includes("--http-listener");
+const [echoPort, store, configFile] = args.filter((a) => a !== "--http-listener");
 if (echoPort === undefined || store === undefined) {
   process.stderr.write("usage: bridge-child <echo-port> <memory|sqlite:/abs/path.db>\n");
   process.exit(2);
@@ -35,13 +39,23 @@ if (echoPort === undefined || store === undefined) {
 const nats = echoPort.startsWith("nats://") ? echoPort : undefined;
 const setup = loadBridgeSetup({
   file: configFile ?? benchConfigFile(),
-  overrides: { grpc: "127.0.0.1:0", store, ...(nats === undefined ? {} : { nats }) },
+  overrides: {
+    grpc: "127.0.0.1:0",
+    store,
+    ...(nats === undefined ? {} : { nats }),
+    ...(httpListener ? { http: "127.0.0.1:0" } : {}),
+  },
 });
 const config = {
   ...setup.config,
   processes: setup.config.processes.map((p) => ({
     ...p,
-    location: nats === undefined ? `grpc://127.0.0.1:${echoPort}` : "nats://bench.echo",
+    location:
+      nats !== undefined
+        ? "nats://bench.echo"
+        : echoPort.startsWith("http://")
+          ? echoPort
+          : `grpc://127.0.0.1:${echoPort}`,
   })),
 };
 // BENCH_BRIDGE_LOG=1: the bridge's info logs as JSON lines of type "log" on stdout (the
@@ -60,7 +74,8 @@ const runtime = await startBridgeRuntime({
 const print = (message: object): void => {
   process.stdout.write(`${JSON.stringify(message)}\n`);
 };
-print({ type: "ready", address: runtime.grpc.address, port: runtime.grpc.port, pid: process.pid });
+const front = httpListener && runtime.http !== undefined ? runtime.http : runtime.grpc;
+print({ type: "ready", address: front.address, port: front.port, pid: process.pid });
 
 // Garbage collection pauses, from perf_hooks: the bench resets the tally when its window
 // opens ("gc-reset") and reads it when the window closes ("gc").

@@ -5,6 +5,7 @@
  * instants) and sends its result back.
  */
 import { runClosedLoop } from "./closed-loop.js";
+import { connectConnectPool } from "./connect-client.js";
 import { runFixedRate } from "./fixed-rate.js";
 import { connectPool } from "./h2-client.js";
 import type { GeneratorJob, GeneratorMessage, GeneratorResult, LoadResult } from "./load-plan.js";
@@ -16,7 +17,14 @@ function post(message: GeneratorMessage): void {
 }
 
 async function run(job: GeneratorJob): Promise<GeneratorResult> {
-  const pool = await connectPool(job.target, job.connections);
+  const pool =
+    job.protocol === "connect-json" || job.protocol === "connect-proto"
+      ? await connectConnectPool(
+          job.target,
+          job.connections,
+          job.protocol === "connect-json" ? "json" : "proto",
+        )
+      : await connectPool(job.target, job.connections);
   try {
     const open = job.open === undefined ? undefined : await openSessions(pool, job.open);
     let load: LoadResult | undefined;

@@ -43,6 +43,8 @@ export interface LoadSpec {
 export interface GeneratorJob {
   /** host:port of the gRPC server (the echo process or a bridge); several, comma-separated, share the connections. */
   readonly target: string;
+  /** What the calls speak: gRPC (the default), or Connect unary with JSON or proto (the HTTP rows). */
+  readonly protocol?: "grpc" | "connect-json" | "connect-proto";
   readonly connections: number;
   readonly open?: OpenSpec;
   readonly load?: LoadSpec;

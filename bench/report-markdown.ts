@@ -104,7 +104,7 @@ export function renderMarkdown(r: BenchResults): string {
         "throughput ÷ nginx",
       ],
       r.comparisons.map((c) => [
-        c.path,
+        c.reference === undefined || c.reference === "direct" ? c.path : `${c.path} (÷ ${c.reference})`,
         c.mode,
         signedMs(c.addedP50Us),
         signedMs(c.addedP99Us),

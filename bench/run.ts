@@ -9,6 +9,7 @@ import { startEcho, startGoEcho } from "./bench-processes.js";
 import { type BenchResults, checkTargets, compare, disturbance } from "./bench-results.js";
 import { benchSettings } from "./bench-settings.js";
 import { installChildCleanup } from "./children.js";
+import { startGoConnectEcho } from "./http-rows.js";
 import { machineInfo } from "./machine-info.js";
 import { type NatsBenchResult, runNatsBench } from "./nats-bench.js";
 import { startNginx } from "./nginx-proxy.js";
@@ -44,7 +45,9 @@ const echo = await startGoEcho();
 const nodeEcho = await startEcho();
 const nginx = await startNginx(echo.address);
 if (!("address" in nginx)) warnings.push(`nginx row skipped: ${nginx.skipped}`);
-const servers = { goEcho: echo, nodeEcho, nginx };
+// The HTTP rows' connect-go echo, only when they run (it is built on first use).
+const connectEcho = wanted("http") ? await startGoConnectEcho() : undefined;
+const servers = { goEcho: echo, nodeEcho, nginx, connectEcho };
 try {
   for (const p of PATHS) {
     for (const mode of MODES) {
@@ -76,6 +79,7 @@ try {
 } finally {
   await echo.stop();
   await nodeEcho.stop();
+  await connectEcho?.stop();
   if ("address" in nginx) await nginx.stop();
 }
 

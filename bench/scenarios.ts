@@ -3,6 +3,7 @@ import path from "node:path";
 import { CALL_PATH, PLAIN_CALL_PATH, READ_PATH, resultsDir } from "./bench-paths.js";
 import { type Peer, type Server, type StoreKind, startBridge } from "./bench-processes.js";
 import type { BenchSettings } from "./bench-settings.js";
+import { HTTP_PATHS, type HttpPathKind } from "./http-rows.js";
 import type { GeneratorJob, LoadResult, OpenResult } from "./load-plan.js";
 import { type MachineLoad, measureJob, type ProcessFigures } from "./measure-job.js";
 
@@ -23,7 +24,8 @@ export type PathKind =
   | "bridged-memory-shared"
   | "bridged-memory"
   | "bridged-sqlite-shared"
-  | "bridged-sqlite";
+  | "bridged-sqlite"
+  | HttpPathKind;
 export type ModeKind = "fixed" | "unthrottled";
 
 export const PATHS: readonly PathKind[] = [
@@ -36,6 +38,7 @@ export const PATHS: readonly PathKind[] = [
   "bridged-memory",
   "bridged-sqlite-shared",
   "bridged-sqlite",
+  ...HTTP_PATHS,
 ];
 export const MODES: readonly ModeKind[] = ["fixed", "unthrottled"];
 
@@ -51,6 +54,10 @@ interface PathPlan {
    * split so: a session needs one owner (S6, S7), and connections do not follow sessions.
    */
   readonly replicas?: number;
+  /** The HTTP rows (http-rows.ts): what the generator speaks, which echo, the bridge's ports. */
+  readonly protocol?: "connect-json" | "connect-proto";
+  readonly echo?: "connect-go";
+  readonly httpListener?: boolean;
 }
 
 const PLANS: Readonly<Record<PathKind, PathPlan>> = {
@@ -63,6 +70,29 @@ const PLANS: Readonly<Record<PathKind, PathPlan>> = {
   "bridged-memory": { store: "memory", callPath: CALL_PATH, sessions: (s) => s.sessions },
   "bridged-sqlite-shared": { store: "sqlite", callPath: READ_PATH, sessions: () => 1 },
   "bridged-sqlite": { store: "sqlite", callPath: CALL_PATH, sessions: (s) => s.sessions },
+  "http-grpc-direct": { store: undefined, callPath: CALL_PATH, sessions: () => 0 },
+  "http-json-bridged": {
+    store: "memory",
+    callPath: CALL_PATH,
+    sessions: (s) => s.sessions,
+    protocol: "connect-json",
+    httpListener: true,
+  },
+  "http-connect-direct": {
+    store: undefined,
+    callPath: CALL_PATH,
+    sessions: () => 0,
+    protocol: "connect-proto",
+    echo: "connect-go",
+  },
+  "http-connect-bridged": {
+    store: "memory",
+    callPath: CALL_PATH,
+    sessions: (s) => s.sessions,
+    protocol: "connect-proto",
+    echo: "connect-go",
+    httpListener: true,
+  },
 };
 
 /** Garbage collection in the bridge over the window (perf_hooks). */
@@ -106,6 +136,8 @@ export interface Servers {
   readonly goEcho: Peer;
   readonly nodeEcho: Peer;
   readonly nginx: Peer | { readonly skipped: string };
+  /** The connect-go echo of the HTTP rows; started only when they run. */
+  readonly connectEcho?: Peer | undefined;
 }
 
 /**
@@ -121,7 +153,12 @@ export async function runScenario(
 ): Promise<ScenarioResult> {
   const id = scenarioId(p, mode);
   const plan = PLANS[p];
-  const echo = p === "direct-node" ? servers.nodeEcho : servers.goEcho;
+  const echo =
+    p === "direct-node"
+      ? servers.nodeEcho
+      : plan.echo === "connect-go"
+        ? (servers.connectEcho ?? missing("the connect-go echo"))
+        : servers.goEcho;
   let front: Peer | undefined;
   let bridge: Server | undefined;
   const others: Server[] = [];
@@ -131,6 +168,8 @@ export async function runScenario(
   } else if (plan.store !== undefined) {
     bridge = await startBridge(echo, plan.store, {
       ...(settings.cpuProfile === id ? { cpuProfileDir: profileDir() } : {}),
+      ...(plan.httpListener === true ? { httpListener: true } : {}),
+      ...(plan.echo === "connect-go" ? { connectOutbound: true } : {}),
     });
     front = bridge;
     for (let i = 1; i < (plan.replicas ?? 1); i++) others.push(await startBridge(echo, plan.store));
@@ -141,6 +180,7 @@ export async function runScenario(
     const keys = { prefix: "s", from: 0, count: Math.max(1, sessions) };
     const connections = mode === "fixed" ? settings.fixedConnections : settings.connections;
     const job: GeneratorJob = {
+      ...(plan.protocol === undefined ? {} : { protocol: plan.protocol }),
       target: [front?.address ?? echo.address, ...others.map((o) => o.address)].join(","),
       connections,
       ...(sessions > 0 ? { open: { keys, concurrency: Math.min(sessions, 16) } } : {}),
@@ -229,6 +269,10 @@ export async function runScenario(
     await bridge?.stop();
     for (const other of others) await other.stop();
   }
+}
+
+function missing(what: string): never {
+  throw new Error(`${what} is not running`);
 }
 
 /** Side-by-side bridges as one proxy: CPU added up, RSS added up (peak: the sum of peaks). */

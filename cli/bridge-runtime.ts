@@ -162,6 +162,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
         address: config.listeners.http,
         descriptors,
         cookies: config.listeners.httpCookies,
+        tls: config.listeners.httpTls,
       });
       listeners.push(http);
     }

@@ -63,6 +63,8 @@ function program(): Command {
       "--http <addr>",
       `HTTP listen address host:port for Connect, gRPC-Web and HTTP/JSON calls, or off (default: ${DEFAULT_HTTP_ADDRESS})`,
     )
+    .option("--http-tls-cert <file>", "PEM certificate chain: serve HTTP over TLS (HTTP/1.1 and h2 by ALPN)")
+    .option("--http-tls-key <file>", "PEM private key of --http-tls-cert")
     .option(
       "--store <store>",
       "memory, sqlite:PATH or jetstream[:PREFIX] (default: sqlite:./.sessionbridge/sessions.db)",
@@ -86,6 +88,8 @@ function program(): Command {
         config?: string;
         grpc?: string;
         http?: string;
+        httpTlsCert?: string;
+        httpTlsKey?: string;
         store?: string;
         nats?: string;
         replica?: string;

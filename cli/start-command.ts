@@ -14,6 +14,8 @@ export interface StartOptions {
   readonly config?: string;
   readonly grpc?: string;
   readonly http?: string;
+  readonly httpTlsCert?: string;
+  readonly httpTlsKey?: string;
   readonly store?: string;
   readonly nats?: string;
   readonly replica?: string;
@@ -31,6 +33,8 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   const overrides: ConfigOverrides = {
     ...(options.grpc === undefined ? {} : { grpc: options.grpc }),
     ...(options.http === undefined ? {} : { http: options.http }),
+    ...(options.httpTlsCert === undefined ? {} : { httpTlsCert: options.httpTlsCert }),
+    ...(options.httpTlsKey === undefined ? {} : { httpTlsKey: options.httpTlsKey }),
     ...(options.store === undefined ? {} : { store: options.store }),
     ...(options.nats === undefined ? {} : { nats: options.nats }),
     ...(options.replica === undefined ? {} : { replica: options.replica }),

@@ -1,6 +1,6 @@
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { CallContext } from "../../bridge/call/call.js";
-import { Header, type Metadata } from "../../bridge/call/metadata.js";
+import { Header } from "../../bridge/call/metadata.js";
 import type { JsonCodec } from "../../bridge/codec/json-codec.js";
 import type { OperationContract } from "../../bridge/contracts/contract.js";
 import type { Bridge } from "../../bridge/engine/bridge-engine.js";
@@ -10,11 +10,17 @@ import { httpStatusOf } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import type { ListenerContext } from "../../bridge/listener/listener.js";
 import { connectErrorJson, faultSessionHeaders } from "./connect-error.js";
-import { END_STREAM_FLAG, frameEnvelope, readEnvelopes } from "./connect-framing.js";
+import { serveStream } from "./connect-stream.js";
 import type { CookieRules } from "./cookie-binding.js";
 import { grpcWebMode, isGrpcWebType, replyGrpcWebError, serveGrpcWeb } from "./grpc-web-inbound.js";
 import { gunzipBounded, readBody } from "./http-body.js";
-import { headerValue, parseConnectTimeout, putResponseMetadata, requestMetadata } from "./http-metadata.js";
+import {
+  headerValue,
+  mediaType,
+  parseConnectTimeout,
+  putResponseMetadata,
+  requestMetadata,
+} from "./http-metadata.js";
 import type { HttpRequest, HttpResponse } from "./http-server.js";
 
 export type Codec = "json" | "proto";
@@ -40,11 +46,6 @@ const STREAM_TYPES: Readonly<Record<string, Codec>> = {
   "application/connect+proto": "proto",
 };
 
-/** "application/json; charset=utf-8" → "application/json". */
-export function mediaType(contentType: string | undefined): string {
-  return (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-}
-
 /**
  * One Connect call: POST (or GET, for shared operations) on /<package.Service>/<Method>.
  * Everything the caller sends is checked here, at the edge, before the engine sees it:
@@ -61,17 +62,17 @@ export async function serveConnect(
   const type = mediaType(request.headers["content-type"]);
   const streamCodec = STREAM_TYPES[type];
   if (streamCodec !== undefined) {
-    if (!op.responseStream || op.requestStream) {
+    if (!op.responseStream && !op.requestStream) {
       return replyError(
         response,
         new BridgeError(
           Code.UNIMPLEMENTED,
           Reason.INVALID_REQUEST,
-          `${op.path} is not a server-streaming operation; only server streaming is served over the Connect streaming protocol`,
+          `${op.path} is a unary operation: call it with application/json or application/proto`,
         ),
       );
     }
-    return serveServerStream(serving, op, streamCodec, request, response, target);
+    return serveStream(serving, op, streamCodec, request, response, target);
   }
   const web = grpcWebMode(type);
   if (web !== undefined)
@@ -222,87 +223,6 @@ async function unaryCall(
   }
 }
 
-/**
- * Server streaming in the Connect streaming format: one enveloped request message, then
- * enveloped response messages as the process sends them, then the end-stream message
- * with the trailers and, on failure, the error. The response is written with
- * backpressure: the next message waits until the client has taken the last (S6 order).
- */
-async function serveServerStream(
-  serving: ConnectServing,
-  op: OperationContract,
-  codec: Codec,
-  request: HttpRequest,
-  response: HttpResponse,
-  target: CallTarget,
-): Promise<void> {
-  let started = false;
-  const start = (extra: OutgoingHttpHeaders): void => {
-    if (started) return;
-    started = true;
-    response.writeHead(200, { ...extra, "content-type": `application/connect+${codec}` });
-  };
-  let session: Record<string, string> = {};
-  let trailers: Metadata = {};
-  try {
-    checkProtocolVersion(headerValue(request.headers, "connect-protocol-version"));
-    const encoding = headerValue(request.headers, "connect-content-encoding");
-    if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip")
-      throw unsupportedEncoding(encoding);
-    const call = callContext(serving.context, op, request, response, codec);
-    const body = await readBody(request, serving.context.maxPayloadBytes + 5);
-    const envelopes = readEnvelopes(body, serving.context.maxPayloadBytes);
-    const envelope = envelopes[0];
-    if (envelopes.length !== 1 || envelope === undefined) {
-      // As gRPC answers it: the method as called (with no message, or several) does not exist.
-      throw new BridgeError(
-        Code.UNIMPLEMENTED,
-        Reason.INVALID_REQUEST,
-        `a server-streaming call takes exactly one request message, got ${envelopes.length}`,
-      );
-    }
-    const data = await envelopeData(envelope, encoding, serving.context.maxPayloadBytes);
-    const payload = codec === "json" ? serving.json.toBinary(op.requestType, data.toString("utf8")) : data;
-    for await (const event of target.stream({ ...call, messages: single(payload) })) {
-      if (event.type === "session") session = sessionHeaders(event.sessionId, event.messageId);
-      else if (event.type === "headers") {
-        const headers: OutgoingHttpHeaders = { ...session };
-        putResponseMetadata(headers, event.metadata);
-        start(headers);
-      } else if (event.type === "message") {
-        start(session);
-        const bytes =
-          codec === "json"
-            ? Buffer.from(serving.json.toJson(op.responseType, event.payload), "utf8")
-            : Buffer.from(event.payload);
-        if (!writeChunk(response, frameEnvelope(0, bytes))) await drained(response);
-      } else {
-        trailers = event.metadata;
-      }
-    }
-    start(session);
-    response.end(frameEnvelope(END_STREAM_FLAG, endStream(trailers, undefined)));
-  } catch (error) {
-    const fault = BridgeError.from(error);
-    if (response.writableEnded || response.destroyed) return;
-    start({ ...session, ...faultSessionHeaders(fault) });
-    response.end(frameEnvelope(END_STREAM_FLAG, endStream({ ...fault.trailers, ...trailers }, fault)));
-  }
-}
-
-function endStream(trailers: Metadata, error: BridgeError | undefined): Buffer {
-  const metadata: OutgoingHttpHeaders = {};
-  putResponseMetadata(metadata, trailers);
-  const asLists: Record<string, string[]> = {};
-  for (const [key, value] of Object.entries(metadata)) {
-    asLists[key] = Array.isArray(value) ? value.map(String) : [String(value)];
-  }
-  const body: Record<string, unknown> = {};
-  if (error !== undefined) body.error = connectErrorJson(error);
-  if (Object.keys(asLists).length > 0) body.metadata = asLists;
-  return Buffer.from(JSON.stringify(body), "utf8");
-}
-
 /** write() on either HTTP version (their overloads do not unify). */
 export function writeChunk(response: HttpResponse, chunk: Uint8Array): boolean {
   return (response as ServerResponse).write(chunk);
@@ -386,7 +306,7 @@ export function replyError(
   if (tooLarge && "stream" in response) response.stream.close();
 }
 
-function checkProtocolVersion(value: string | undefined): void {
+export function checkProtocolVersion(value: string | undefined): void {
   if (value !== undefined && value !== "1") {
     throw new BridgeError(
       Code.INVALID_ARGUMENT,
@@ -423,7 +343,7 @@ export async function envelopeData(
   return gunzipBounded(envelope.data, maxBytes);
 }
 
-function unsupportedEncoding(encoding: string): BridgeError {
+export function unsupportedEncoding(encoding: string): BridgeError {
   return new BridgeError(
     Code.UNIMPLEMENTED,
     Reason.INVALID_REQUEST,
@@ -435,6 +355,6 @@ function badQuery(problem: string): BridgeError {
   return new BridgeError(Code.INVALID_ARGUMENT, Reason.INVALID_REQUEST, `GET request: ${problem}`);
 }
 
-async function* single(message: Uint8Array): AsyncGenerator<Uint8Array> {
+export async function* single(message: Uint8Array): AsyncGenerator<Uint8Array> {
   yield message;
 }

@@ -19,7 +19,7 @@ import type {
 } from "../../bridge/process/process-client.js";
 import { fromConnectError } from "./connect-error.js";
 import { END_STREAM_FLAG, EnvelopeReader, frameEnvelope } from "./connect-framing.js";
-import { isProtocolHeader, putResponseMetadata } from "./http-metadata.js";
+import { isProtocolHeader, mediaType, putResponseMetadata } from "./http-metadata.js";
 
 export interface HttpTransportOptions {
   /** The contracts, for processes that speak JSON (`?codec=json`). */
@@ -334,8 +334,4 @@ function protocolError(target: ProcessTarget, problem: string): BridgeError {
     Reason.PROCESS_FAULT,
     `${target.name} broke the Connect protocol: ${problem}`,
   );
-}
-
-function mediaType(contentType: string | undefined): string {
-  return (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }

@@ -67,11 +67,11 @@ export async function serveGrpcWeb(
   };
   let session: Record<string, string> = {};
   try {
-    if (op.requestStream) {
+    if (op.requestStream && op.responseStream) {
       throw new BridgeError(
         Code.UNIMPLEMENTED,
         Reason.INVALID_REQUEST,
-        `${op.path} streams requests, which gRPC-Web cannot carry; call it over gRPC`,
+        `${op.path} is a bidirectional stream, which gRPC-Web cannot carry; call it over gRPC or Connect on HTTP/2`,
       );
     }
     const limit = context.maxPayloadBytes + 5;
@@ -87,15 +87,26 @@ export async function serveGrpcWeb(
     }
     const envelopes = readEnvelopes(body, context.maxPayloadBytes);
     const envelope = envelopes[0];
-    if (envelopes.length !== 1 || envelope === undefined) {
+    const toBinary = (data: Buffer): Uint8Array =>
+      web.codec === "json" ? json.toBinary(op.requestType, data.toString("utf8")) : data;
+    // Client streaming: gRPC-Web sends the whole request at once, so its messages are the
+    // body's envelopes, read within the one body limit (nothing is held beyond it).
+    const uploaded = op.requestStream
+      ? await Promise.all(
+          envelopes.map(async (e) => toBinary(await envelopeData(e, encoding, context.maxPayloadBytes))),
+        )
+      : undefined;
+    if (uploaded === undefined && (envelopes.length !== 1 || envelope === undefined)) {
       throw new BridgeError(
         Code.UNIMPLEMENTED,
         Reason.INVALID_REQUEST,
         `a unary or server-streaming call takes exactly one request message, got ${envelopes.length}`,
       );
     }
-    const data = await envelopeData(envelope, encoding, context.maxPayloadBytes);
-    const payload = web.codec === "json" ? json.toBinary(op.requestType, data.toString("utf8")) : data;
+    const payload =
+      uploaded !== undefined || envelope === undefined
+        ? new Uint8Array(0)
+        : toBinary(await envelopeData(envelope, encoding, context.maxPayloadBytes));
     const bearer = headerValue(request.headers, "authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
     const abort = new AbortController();
     response.once("close", () => {
@@ -110,7 +121,7 @@ export async function serveGrpcWeb(
       codec: web.codec,
     };
     let trailers: Metadata = {};
-    if (!op.responseStream) {
+    if (!op.responseStream && uploaded === undefined) {
       const reply = await target.unary({ ...call, payload });
       const headers: OutgoingHttpHeaders = {};
       putResponseMetadata(headers, reply.headers);
@@ -118,7 +129,8 @@ export async function serveGrpcWeb(
       await send(frameEnvelope(0, toWire(reply.payload)));
       trailers = reply.trailers;
     } else {
-      for await (const event of target.stream({ ...call, messages: single(payload) })) {
+      const messages = uploaded === undefined ? single(payload) : listed(uploaded);
+      for await (const event of target.stream({ ...call, messages })) {
         if (event.type === "session") session = sessionHeaders(event.sessionId, event.messageId);
         else if (event.type === "headers") {
           const headers: OutgoingHttpHeaders = {};
@@ -183,4 +195,8 @@ function trailerBlock(trailers: OutgoingHttpHeaders): Buffer {
 
 async function* single(message: Uint8Array): AsyncGenerator<Uint8Array> {
   yield message;
+}
+
+async function* listed(messages: readonly Uint8Array[]): AsyncGenerator<Uint8Array> {
+  yield* messages;
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { createJsonCodec } from "../../bridge/codec/json-codec.js";
-import type { CookieBinding } from "../../bridge/config/config.js";
+import type { CookieBinding, HttpTlsConfig } from "../../bridge/config/config.js";
 import type { OperationContract } from "../../bridge/contracts/contract.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
@@ -16,15 +17,10 @@ import {
   NODE_MAX_HEADER_PAIRS,
 } from "../grpc/h2-server.js";
 import { ServingStatus } from "../grpc/health-service.js";
-import {
-  type CallTarget,
-  type ConnectServing,
-  mediaType,
-  replyError,
-  serveConnect,
-} from "./connect-inbound.js";
+import { type CallTarget, type ConnectServing, replyError, serveConnect } from "./connect-inbound.js";
 import { createCookieRules } from "./cookie-binding.js";
 import { isGrpcWebType, replyGrpcWebError } from "./grpc-web-inbound.js";
+import { mediaType } from "./http-metadata.js";
 import { type HttpRequest, type HttpResponse, startHttpServer } from "./http-server.js";
 import { openApiDocument } from "./openapi.js";
 import { sessionServiceOperations, sessionServiceTarget } from "./session-service-target.js";
@@ -41,6 +37,8 @@ export interface HttpListenerOptions {
   readonly descriptors: readonly Buffer[];
   /** Cookie bindings (listeners.httpCookies). */
   readonly cookies?: readonly CookieBinding[] | undefined;
+  /** TLS (listeners.httpTls): PEM files read once at start. Absent: cleartext. */
+  readonly tls?: HttpTlsConfig | undefined;
 }
 
 export interface HttpListener extends Listener {
@@ -57,11 +55,12 @@ export async function startHttpListener(
   context: ListenerContext,
   options: HttpListenerOptions,
 ): Promise<HttpListener> {
+  const tls = options.tls === undefined ? undefined : readTls(options.tls);
   const serving: ConnectServing = {
     context,
     json: createJsonCodec(context.contracts, { maxInputBytes: context.maxPayloadBytes }),
-    // No TLS on this listener yet, so cookies are not marked Secure.
-    cookies: createCookieRules(options.cookies ?? [], context.contracts, { secure: false }),
+    // Secure only over TLS: a browser would never send a Secure cookie back over cleartext.
+    cookies: createCookieRules(options.cookies ?? [], context.contracts, { secure: tls !== undefined }),
   };
   const own = {
     operations: sessionServiceOperations(),
@@ -97,6 +96,7 @@ export async function startHttpListener(
   const server = await startHttpServer({
     address: options.address,
     handler,
+    tls,
     claimStream: (stream, headers, rawHeaders) => {
       if (!isGrpcContentType(headers["content-type"])) return false;
       if (draining()) {
@@ -214,6 +214,34 @@ async function handle(
     response,
     ownOp === undefined ? serving.context.bridge : own.target,
   );
+}
+
+/** The certificate chain and key, or a clear INVALID_ARGUMENT naming the file that failed. */
+function readTls(config: HttpTlsConfig): { cert: Buffer; key: Buffer } {
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new BridgeError(
+        Code.INVALID_ARGUMENT,
+        Reason.INVALID_CONFIG,
+        `listeners.httpTls: cannot read the ${what} ${file}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  };
+  const pair = { cert: read(config.certFile, "certificate"), key: read(config.keyFile, "key") };
+  try {
+    // Checked here so that a key that does not match, or a file that is no PEM, is a
+    // configuration problem at start rather than a failure on the first connection.
+    createSecureContext(pair);
+  } catch (error) {
+    throw new BridgeError(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_CONFIG,
+      `listeners.httpTls: ${config.certFile} and ${config.keyFile} are no usable certificate and key: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  return pair;
 }
 
 /** The package version (dist/adapters/http → the package root). */

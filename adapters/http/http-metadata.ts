@@ -98,3 +98,8 @@ export function headerValue(headers: IncomingHttpHeaders, key: string): string |
   const value = headers[key];
   return Array.isArray(value) ? value[0] : value;
 }
+
+/** "application/json; charset=utf-8" → "application/json". */
+export function mediaType(contentType: string | undefined): string {
+  return (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+}

@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 import { parseHostPort } from "../../bridge/config/addresses.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
@@ -32,6 +33,8 @@ export interface HttpServerOptions {
   readonly claimStream?: Http2StreamClaim | undefined;
   /** node:http2 server options (limits) for the HTTP/2 side. */
   readonly http2Options?: http2.ServerOptions | undefined;
+  /** PEM certificate chain and key: the port speaks TLS, HTTP/1.1 and h2 chosen by ALPN. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
 }
 
 export interface HttpServer {
@@ -50,11 +53,15 @@ export interface HttpServer {
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 /** Bytes a client may send before the first one tells the versions apart. */
 const SNIFF_BYTES = 3;
+/** How long a client may take to send its first bytes or finish the TLS handshake. */
+const FIRST_BYTES_TIMEOUT_MS = 30_000;
 
 /**
  * HTTP/1.1 and HTTP/2 over cleartext (h2c with prior knowledge) on one port: the first
  * bytes of each connection say which one it speaks, and the connection is handed to the
  * matching node server. Browsers and curl use HTTP/1.1; Connect and gRPC clients h2c.
+ * With TLS, ALPN says which: "h2" goes to the HTTP/2 server, "http/1.1" or no ALPN at all
+ * to the HTTP/1.1 one, the same two servers as in cleartext.
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   let draining = false;
@@ -99,16 +106,37 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   });
 
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const track = (socket: net.Socket): void => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
-    sniff(socket, (isH2) => {
-      (isH2 ? h2 : h1).emit("connection", socket);
-      // The HTTP/1.1 parser reads the bytes put back only once the socket flows again.
-      if (!isH2) socket.resume();
-    });
-  });
+  };
+  const server =
+    options.tls === undefined
+      ? net.createServer((socket) => {
+          track(socket);
+          sniff(socket, (isH2) => {
+            (isH2 ? h2 : h1).emit("connection", socket);
+            // The HTTP/1.1 parser reads the bytes put back only once the socket flows again.
+            if (!isH2) socket.resume();
+          });
+        })
+      : tls.createServer(
+          {
+            cert: options.tls.cert,
+            key: options.tls.key,
+            ALPNProtocols: ["h2", "http/1.1"],
+            handshakeTimeout: FIRST_BYTES_TIMEOUT_MS,
+          },
+          (socket) => {
+            track(socket);
+            (socket.alpnProtocol === "h2" ? h2 : h1).emit("connection", socket);
+          },
+        );
+  if (server instanceof tls.Server) {
+    // A failed handshake (a cleartext client, a bad certificate) ends that socket only.
+    server.on("tlsClientError", (_error, socket) => socket.destroy());
+  }
   const parsed = parseHostPort(options.address, 0);
   if ("problem" in parsed) {
     throw new BridgeError(
@@ -157,7 +185,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
  */
 function sniff(socket: net.Socket, route: (isH2: boolean) => void): void {
   let seen = Buffer.alloc(0);
-  socket.setTimeout(30_000, () => socket.destroy());
+  socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
   const onData = (chunk: Buffer): void => {
     seen = Buffer.concat([seen, chunk]);
     if (seen.length < SNIFF_BYTES) return;

@@ -59,6 +59,13 @@ export function checkOverrides(overrides: ConfigOverrides): ConfigProblem[] {
   if (grpc !== undefined) problems.push({ file: COMMAND_LINE, path: "--grpc", message: grpc });
   const http = overrides.http === undefined ? undefined : checkHttpListen(overrides.http);
   if (http !== undefined) problems.push({ file: COMMAND_LINE, path: "--http", message: http });
+  if ((overrides.httpTlsCert === undefined) !== (overrides.httpTlsKey === undefined)) {
+    const [given, missing] =
+      overrides.httpTlsCert === undefined
+        ? ["--http-tls-key", "--http-tls-cert"]
+        : ["--http-tls-cert", "--http-tls-key"];
+    problems.push({ file: COMMAND_LINE, path: given, message: `${given} needs ${missing} as well` });
+  }
   const nats = overrides.nats === undefined ? undefined : checkNatsUrls(overrides.nats);
   if (nats !== undefined) problems.push({ file: COMMAND_LINE, path: "--nats", message: nats });
   const store = overrides.store === undefined ? undefined : checkStore(overrides.store);

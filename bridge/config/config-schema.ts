@@ -116,6 +116,10 @@ export const configFileSchema = mapping({
   listeners: mapping({
     grpc: checked("host:port", checkListenAddress).optional(),
     http: checked("host:port or off", checkHttpListen).optional(),
+    httpTls: mapping({
+      certFile: text("a certificate chain file path (PEM)"),
+      keyFile: text("a private key file path (PEM)"),
+    }).optional(),
     httpCookies: list(
       mapping({
         name: matching(COOKIE_NAME, "invalid cookie name", "a cookie name of letters, digits, '_' and '-'"),

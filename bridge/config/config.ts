@@ -31,8 +31,16 @@ export interface ListenersConfig {
    * the cookie to the session id, any other value to that correlation variable.
    */
   readonly httpCookies?: readonly CookieBinding[];
+  /** TLS on the HTTP listener (HTTP/1.1 and h2 by ALPN); absent: cleartext (h2c). */
+  readonly httpTls?: HttpTlsConfig;
   /** The NATS connection: inbound on `<prefix>.<package.Service>.<Method>` and nats:// processes. */
   readonly nats?: NatsConfig;
+}
+
+export interface HttpTlsConfig {
+  /** Absolute paths of the PEM certificate chain and private key. */
+  readonly certFile: string;
+  readonly keyFile: string;
 }
 
 export interface CookieBinding {

@@ -14,6 +14,7 @@
  * listeners:
  *   grpc: 127.0.0.1:50051           # host:port, port 0 picks a free one; IPv6 as [::1]:50051
  *   http: 127.0.0.1:8080            # optional: the HTTP listener (Connect); absent = not started
+ *   httpTls: { certFile: cert.pem, keyFile: key.pem }   # optional: HTTPS (relative to the config file)
  *   nats:                           # optional: NATS inbound and nats:// processes (docs/nats.md)
  *     url: nats://127.0.0.1:4222    # comma-separated for several servers; tls:// for TLS
  *     prefix: sb                    # inbound subjects <prefix>.<package.Service>.<Method>
@@ -37,7 +38,7 @@
  * Without a file, ./sessionbridge.yaml is used when it exists, otherwise the embedded
  * defaults: no contracts, no processes, gRPC on 127.0.0.1:50051 and the SQLite store at
  * .sessionbridge/sessions.db under the working directory. A file that names no store
- * (or just `sqlite`) gets that same database under the working directory. Command-line overrides (`--grpc`, `--http`, `--nats URL`,
+ * (or just `sqlite`) gets that same database under the working directory. Command-line overrides (`--grpc`, `--http`, `--http-tls-cert`/`--http-tls-key`, `--nats URL`,
  * `--store memory|sqlite:PATH`, a path relative to the working directory) win over the
  * file. Every problem is reported, each as `FILE:LINE:COL: path.to.key: what is wrong
  * (expected …, got …)`, together in one ConfigError.

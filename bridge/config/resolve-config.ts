@@ -12,6 +12,7 @@ import {
   DEFAULTS,
   type DefaultsConfig,
   HTTP_OFF,
+  type HttpTlsConfig,
   type NatsConfig,
   type StoreConfig,
 } from "./config.js";
@@ -22,6 +23,9 @@ export interface ConfigOverrides {
   readonly grpc?: string;
   /** --http ADDR */
   readonly http?: string;
+  /** --http-tls-cert FILE and --http-tls-key FILE (together), relative to the working directory. */
+  readonly httpTlsCert?: string;
+  readonly httpTlsKey?: string;
   /** --nats URL: the NATS listener and nats:// processes on that server. */
   readonly nats?: string;
   /** --store memory|sqlite:PATH; a sqlite path is relative to the working directory. */
@@ -78,11 +82,33 @@ export function resolveConfig(
       grpc: overrides.grpc ?? file.listeners?.grpc ?? DEFAULT_GRPC_ADDRESS,
       ...(http === undefined ? {} : { http }),
       ...(file.listeners?.httpCookies === undefined ? {} : { httpCookies: file.listeners.httpCookies }),
+      ...httpTlsOf(file.listeners?.httpTls, overrides, dir, cwd),
       ...natsListener(resolveNats(file.listeners?.nats, overrides.nats, dir)),
     },
     store,
     ...clusterOf(file.cluster, overrides.replica),
     defaults,
+  };
+}
+
+/** TLS for the HTTP listener: the command line's pair over the file's (checkOverrides wants both). */
+function httpTlsOf(
+  file: { certFile: string; keyFile: string } | undefined,
+  overrides: ConfigOverrides,
+  dir: string,
+  cwd: string,
+): { httpTls?: HttpTlsConfig } {
+  if (overrides.httpTlsCert !== undefined && overrides.httpTlsKey !== undefined) {
+    return {
+      httpTls: {
+        certFile: path.resolve(cwd, overrides.httpTlsCert),
+        keyFile: path.resolve(cwd, overrides.httpTlsKey),
+      },
+    };
+  }
+  if (file === undefined) return {};
+  return {
+    httpTls: { certFile: path.resolve(dir, file.certFile), keyFile: path.resolve(dir, file.keyFile) },
   };
 }
 

@@ -13,10 +13,10 @@ interface ConnectErrorBody {
 
 /**
  * Lab calls over the bridge's HTTP listener with the Connect protocol and fetch (HTTP/1.1,
- * application/proto): unary as POST, server streaming in the Connect streaming format.
- * Faults come back as the google.rpc.Status the other transports carry, so the rule
- * suites compare them the same way. Client and bidirectional streaming need HTTP/2 and
- * are not offered over this transport.
+ * application/proto): unary as POST, server and client streaming in the Connect streaming
+ * format. Faults come back as the google.rpc.Status the other transports carry, so the
+ * rule suites compare them the same way. Bidirectional streaming needs HTTP/2 and is not
+ * offered over this transport.
  */
 export function createConnectTransport(address: string): LabTransport {
   const base = `http://${address}`;
@@ -28,10 +28,10 @@ export function createConnectTransport(address: string): LabTransport {
 }
 
 async function run(base: string, call: RawCall): Promise<RawOutcome> {
-  if (call.kind === "client_stream" || call.kind === "bidi") {
+  if (call.kind === "bidi") {
     throw new Error(`the connect lab transport does not carry ${call.kind} calls`);
   }
-  const streaming = call.kind === "server_stream";
+  const streaming = call.kind === "server_stream" || call.kind === "client_stream";
   const headers: Record<string, string> = {
     ...call.metadata,
     "content-type": streaming ? "application/connect+proto" : "application/proto",
@@ -50,7 +50,7 @@ async function run(base: string, call: RawCall): Promise<RawOutcome> {
     const response = await fetch(`${base}${call.path}`, {
       method: "POST",
       headers,
-      body: streaming ? frameEnvelope(0, request) : request,
+      body: streaming ? Buffer.concat(call.requests.map((r) => frameEnvelope(0, r))) : request,
       ...(signal === undefined ? {} : { signal }),
     });
     const { head, trailers } = split(response.headers);

@@ -208,7 +208,7 @@ describe("loadConfig", () => {
         `${f}:16:11: processes[3].name: invalid process name (expected a name of letters, digits, '.', '_' and '-', got "bad name")`,
         `${f}:18:15: processes[3].location: not a location URL (expected grpc://host:port or http://host:port[/prefix][?codec=json|proto] or nats://subject.prefix, got "127.0.0.1:50063")`,
         `${f}:20:9: listeners.grpc: IPv6 address not in brackets (expected host:port with port 0-65535, IPv6 in brackets, got "::1:50051")`,
-        `${f}:21:3: listeners.htttp: unknown key, did you mean http? (expected one of grpc, http, httpCookies, nats)`,
+        `${f}:21:3: listeners.htttp: unknown key, did you mean http? (expected one of grpc, http, httpTls, httpCookies, nats)`,
         `${f}:22:8: store: unknown store (expected "memory", "sqlite:PATH" or "jetstream[:PREFIX]" (PREFIX: letters, digits, '_', '-'), got "postgres://db")`,
         `${f}:23:30: storeOptions.synchronous: unknown value (expected "full" or "normal", got "always")`,
         `${f}:25:18: defaults.idleTimeoutMs: not positive (expected a positive integer, got -5)`,
