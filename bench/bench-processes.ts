@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -53,6 +54,25 @@ export interface BridgeOptions {
   readonly connectOutbound?: boolean;
 }
 
+/**
+ * BENCH_BRIDGE_NODE: another node binary for the bridge children only (bench/install-node.sh
+ * installs one), so a newer Node's HTTP/2 and GC can be measured under the same generator,
+ * echo server and run conditions while the project still builds for Node 20. better-sqlite3
+ * is compiled for the Node that ran `npm ci`: SQLite rows fail on a Node of another ABI.
+ */
+export function bridgeNodeBinary(): string | undefined {
+  const node = process.env.BENCH_BRIDGE_NODE?.trim();
+  return node ? node : undefined;
+}
+
+/** The version of the Node the bridge children run on (`process.version` form). */
+export function bridgeNodeVersion(): string {
+  const node = bridgeNodeBinary();
+  return node === undefined
+    ? process.version
+    : execFileSync(node, ["--version"], { encoding: "utf8" }).trim();
+}
+
 /** Starts a bridge child in front of the echo process, on a fresh store and a random port. */
 export async function startBridge(
   echo: Peer,
@@ -77,7 +97,17 @@ export async function startBridge(
       : echo.address.slice(echo.address.lastIndexOf(":") + 1);
   const args = options.configFile === undefined ? [port, storeArg] : [port, storeArg, options.configFile];
   if (options.httpListener === true) args.push("--http-listener");
-  const child = new JsonLineChild(`bridge-${store}`, benchModule("bridge-child.js"), args, nodeArgs);
+  const node = bridgeNodeBinary();
+  const child =
+    node === undefined
+      ? new JsonLineChild(`bridge-${store}`, benchModule("bridge-child.js"), args, nodeArgs)
+      : new JsonLineChild(
+          `bridge-${store}`,
+          node,
+          [...nodeArgs, benchModule("bridge-child.js"), ...args],
+          [],
+          true,
+        );
   const cleanup = (): void => {
     if (dir === undefined) return;
     rmSync(dir, { recursive: true, force: true });

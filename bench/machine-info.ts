@@ -1,4 +1,5 @@
 import os from "node:os";
+import { bridgeNodeVersion } from "./bench-processes.js";
 import { verifyClockTicks } from "./proc-stats.js";
 
 export interface MachineInfo {
@@ -8,6 +9,8 @@ export interface MachineInfo {
   readonly platform: string;
   readonly kernel: string;
   readonly node: string;
+  /** The Node the bridge children run on: `node` unless BENCH_BRIDGE_NODE names another. */
+  readonly bridgeNode: string;
   readonly date: string;
   /** /proc tick rate and its check against Node's own CPU accounting (≈ 1 when right). */
   readonly clockTicks: { readonly ticksPerSec: number; readonly procOverNode: number };
@@ -24,6 +27,7 @@ export function machineInfo(): MachineInfo {
     platform: `${os.platform()} ${os.arch()}`,
     kernel: os.release(),
     node: process.version,
+    bridgeNode: bridgeNodeVersion(),
     date: new Date().toISOString(),
     clockTicks: verifyClockTicks(),
     loadAverageAtStart: Math.round((os.loadavg()[0] ?? 0) * 100) / 100,

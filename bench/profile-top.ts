@@ -14,6 +14,7 @@ interface ProfileNode {
     readonly url: string;
     readonly lineNumber: number;
   };
+  readonly children?: readonly number[];
 }
 
 interface CpuProfile {
@@ -109,6 +110,54 @@ function partOf(name: string, url: string): string {
   return "other JavaScript";
 }
 
+const OURS = ["bridge/store", "bridge/engine", "adapters/grpc", "bridge"];
+
+/**
+ * Time spent outside the bridge's code (Node's JavaScript, native code) while a bridge
+ * function was on the stack, charged to the nearest such function above it: what the
+ * bridge's own calls into Node cost, the work they ask of Node's streams, HTTP/2 and
+ * timers included. Samples with no bridge frame above them (Node reacting to sockets and
+ * nghttp2, the collector) are not charged to anyone.
+ */
+export function nodeTimeByCaller(profile: CpuProfile, count: number): { chargedMs: number; top: SelfTime[] } {
+  const byNode = new Map<number, ProfileNode>(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const ours = (node: ProfileNode): boolean =>
+    OURS.includes(partOf(node.callFrame.functionName, node.callFrame.url));
+  const totals = new Map<string, { name: string; where: string; us: number }>();
+  let busy = 0;
+  let charged = 0;
+  profile.samples.forEach((id, i) => {
+    const us = profile.timeDeltas[i] ?? 0;
+    const node = byNode.get(id);
+    if (node === undefined || node.callFrame.functionName === "(idle)") return;
+    busy += us;
+    if (ours(node)) return;
+    let up = parent.get(id);
+    while (up !== undefined) {
+      const caller = byNode.get(up);
+      if (caller !== undefined && ours(caller)) {
+        const frame = caller.callFrame;
+        const where = `${shorten(frame.url.replace(/^file:\/\//, ""))}:${frame.lineNumber + 1}`;
+        const name = frame.functionName || "(anonymous)";
+        const key = `${name}\n${where}`;
+        const entry = totals.get(key) ?? { name, where, us: 0 };
+        entry.us += us;
+        totals.set(key, entry);
+        charged += us;
+        return;
+      }
+      up = parent.get(up);
+    }
+  });
+  const top = [...totals.values()]
+    .sort((a, b) => b.us - a.us)
+    .slice(0, count)
+    .map((e) => ({ name: e.name, where: e.where, selfMs: e.us / 1000, percent: (e.us / busy) * 100 }));
+  return { chargedMs: charged / 1000, top };
+}
+
 /** Paths relative to node_modules or the repository's dist/, which is what identifies them. */
 function shorten(file: string): string {
   // Node's own modules (node:internal/…) are already short and unambiguous.
@@ -137,6 +186,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   process.stdout.write("\n");
   process.stdout.write("| # | self ms | self % | function | where |\n|---:|---:|---:|---|---|\n");
   top.forEach((r, i) => {
+    process.stdout.write(
+      `| ${i + 1} | ${r.selfMs.toFixed(0)} | ${r.percent.toFixed(1)} | \`${r.name}\` | ${r.where} |\n`,
+    );
+  });
+  const callers = nodeTimeByCaller(profile, Number(count ?? 15));
+  process.stdout.write(
+    `\nNode and native time under a bridge function, charged to the nearest one above it (${callers.chargedMs.toFixed(0)} ms in all; % of busy time)\n\n`,
+  );
+  process.stdout.write("| # | ms | % | bridge function | where |\n|---:|---:|---:|---|---|\n");
+  callers.top.forEach((r, i) => {
     process.stdout.write(
       `| ${i + 1} | ${r.selfMs.toFixed(0)} | ${r.percent.toFixed(1)} | \`${r.name}\` | ${r.where} |\n`,
     );

@@ -22,7 +22,8 @@ export function renderMarkdown(r: BenchResults): string {
   out.push("# sessionbridge benchmark");
   out.push("");
   out.push(
-    `${m.date} · ${m.cpuModel}, ${m.cores} cores, ${(m.memoryBytes / 1024 ** 3).toFixed(0)} GiB · Node ${m.node} · ` +
+    `${m.date} · ${m.cpuModel}, ${m.cores} cores, ${(m.memoryBytes / 1024 ** 3).toFixed(0)} GiB · Node ${m.node}` +
+      `${m.bridgeNode === m.node ? "" : ` (bridge children on Node ${m.bridgeNode})`} · ` +
       `${m.platform} ${m.kernel} · load average at start ${m.loadAverageAtStart} · run took ${r.durationSeconds.toFixed(0)} s`,
   );
   out.push("");

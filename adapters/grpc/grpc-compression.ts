@@ -20,16 +20,29 @@ export function canDecompress(encoding: string | undefined): encoding is string 
   return encoding !== undefined && COMPRESSIONS.includes(encoding);
 }
 
-/** The encodings a grpc-accept-encoding header lists (a comma-separated list). */
+const NO_ENCODINGS: ReadonlySet<string> = new Set();
+/** The last header parsed and its set: a client sends the same one on every call. */
+let lastHeader: string | undefined;
+let lastEncodings: ReadonlySet<string> = NO_ENCODINGS;
+
+/**
+ * The encodings a grpc-accept-encoding header lists (a comma-separated list). Parsed once
+ * per distinct header value in a row: every call of a connection carries the same one,
+ * and the sets are only read, so they can be shared (DESIGN §6, hot path).
+ */
 export function acceptedEncodings(header: string | string[] | undefined): ReadonlySet<string> {
-  if (header === undefined) return new Set();
+  if (header === undefined) return NO_ENCODINGS;
   const text = typeof header === "string" ? header : header.join(",");
-  return new Set(
+  if (text === lastHeader) return lastEncodings;
+  const encodings: ReadonlySet<string> = new Set(
     text
       .split(",")
       .map((name) => name.trim())
       .filter((name) => name !== "" && name !== "identity"),
   );
+  lastHeader = text;
+  lastEncodings = encodings;
+  return encodings;
 }
 
 /**

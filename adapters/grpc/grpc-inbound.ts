@@ -97,7 +97,16 @@ async function unary(
 ): Promise<void> {
   try {
     const payload = codec.request(await call.message());
-    const reply = await bridge.unary({ ...context(principals, op, call), payload });
+    // Spelled out rather than spread over context(): this runs for every call.
+    const reply = await bridge.unary({
+      operation: op,
+      metadata: call.metadata,
+      deadlineMs: call.deadlineMs,
+      signal: call.signal,
+      principal: principalOf(principals, call.metadata),
+      codec: call.codec,
+      payload,
+    });
     const out = codec.response(reply.payload);
     call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId), out);
     await call.write(out);

@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import type { Metadata } from "../../bridge/call/metadata.js";
+import { NEVER_ABORTED } from "../../bridge/engine/engine-context.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
@@ -47,6 +48,26 @@ export interface CallStart {
    */
   readonly request?: readonly Buffer[];
 }
+
+/** Where an attempt's stream keeps its state for the shared listeners (H2Call.#listen). */
+const ATTEMPT = Symbol("sessionbridge.h2Attempt");
+
+/** One attempt of a call: its stream's connection and what its response has shown so far. */
+interface Attempt {
+  readonly call: H2Call;
+  readonly connection: H2Connection;
+  readonly decoder: MessageDecoder;
+  responded: boolean;
+  /** The response's grpc-encoding. */
+  encoding: string | undefined;
+  /** The status: trailers, or the headers of a trailers-only response. */
+  status: http2.IncomingHttpHeaders | undefined;
+  streamError: (Error & { code?: string }) | undefined;
+  /** Why the response ended unfinished (no status, or inside a message), decided on close. */
+  unfinished: string | undefined;
+}
+
+type AttemptStream = http2.ClientHttp2Stream & { [ATTEMPT]: Attempt };
 
 /** Attempts of a call whose stream the process refused or dropped without looking at it. */
 const MAX_UNSEEN_ATTEMPTS = 3;
@@ -104,8 +125,12 @@ export class H2Call {
         this.#timer = setTimeout(() => this.cancel(deadlineExceeded()), remaining);
       }
     }
-    this.#onAbort = () => this.cancel(cancelled());
-    signal.addEventListener("abort", this.#onAbort, { once: true });
+    // A delivery in a session is never cancelled with its caller (S9): its signal never
+    // aborts, and listening on it would only cost every call a listener entry.
+    if (signal !== NEVER_ABORTED) {
+      this.#onAbort = () => this.cancel(cancelled());
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
     this.#open();
   }
 
@@ -213,114 +238,145 @@ export class H2Call {
     if (opening !== undefined) for (const wake of opening) wake();
   }
 
+  /**
+   * Listens to one attempt's stream. The listeners are shared functions that find the
+   * call and the attempt's state on the stream itself, rather than closures made for
+   * every call (DESIGN §6, hot path); they act only while the stream is the call's
+   * current one and the call is not over.
+   */
   #listen(stream: http2.ClientHttp2Stream, connection: H2Connection): void {
-    const listener = this.#start.listener;
-    const decoder = new MessageDecoder(this.#start.maxReplyBytes);
-    let responded = false;
-    let encoding: string | undefined;
-    let status: http2.IncomingHttpHeaders | undefined;
-    let streamError: (Error & { code?: string }) | undefined;
-    /** Why the response ended unfinished (no status, or inside a message), decided on close. */
-    let unfinished: string | undefined;
-    const current = (): boolean => stream === this.#stream && !this.#done;
-    const onMessage = (flag: number, bytes: Buffer): void => {
-      if (!current()) return;
-      if (flag === 0) listener.onMessage(bytes);
-      else this.#compressed(flag, bytes, encoding);
+    const attempt = stream as AttemptStream;
+    attempt[ATTEMPT] = {
+      call: this,
+      connection,
+      decoder: new MessageDecoder(this.#start.maxReplyBytes),
+      responded: false,
+      encoding: undefined,
+      status: undefined,
+      streamError: undefined,
+      unfinished: undefined,
     };
-
-    stream.on("response", (headers, flags) => {
-      if (!current()) return;
-      responded = true;
-      this.#start.pool.learnAccepts(headers["grpc-accept-encoding"]);
-      if (headers["grpc-status"] !== undefined || (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
-        // Trailers-only: the status came in the headers (or the stream ended without one).
-        status = headers;
-        return;
-      }
-      const httpStatus = Number(headers[":status"]);
-      if (httpStatus !== 200) {
-        this.cancel(httpFailure(httpStatus));
-        return;
-      }
-      const contentType = headers["content-type"];
-      if (contentType === undefined || !contentType.startsWith("application/grpc")) {
-        this.cancel(
-          fromGrpcStatus(
-            Code.UNKNOWN,
-            `the process answered with content-type ${contentType ?? "(none)"}`,
-            {},
-          ),
-        );
-        return;
-      }
-      encoding = headers["grpc-encoding"] as string | undefined;
-      listener.onHeaders(metadataOf(headers));
-    });
-    stream.on("data", (chunk: Buffer) => {
-      if (!current()) return;
-      try {
-        decoder.push(chunk, onMessage);
-      } catch (error) {
-        // Checked on the prefix, before the body is buffered: a process cannot make the
-        // bridge hold more than the limit for one reply.
-        this.cancel(
-          error instanceof MessageTooLargeError
-            ? new BridgeError(
-                Code.RESOURCE_EXHAUSTED,
-                Reason.PROCESS_FAULT,
-                `the process answered with a message of ${error.announcedBytes} bytes, over the limit of ${error.limitBytes}`,
-              )
-            : BridgeError.from(error, Code.INTERNAL, Reason.PROCESS_FAULT),
-        );
-      }
-    });
-    stream.on("trailers", (trailers) => {
-      status = trailers;
-    });
-    stream.on("end", () => {
-      if (!current()) return;
-      if (decoder.partial) unfinished = "the response ended inside a message";
-      else if (!isFinal(status)) unfinished = "the process ended the call without a grpc-status";
-      // An unfinished response is settled on close, when it is known whether the
-      // connection went with it: a dying connection ends its streams this way.
-      else this.#finish(status);
-      // The process has answered: whatever we still had to send is no longer wanted.
-      if (!stream.writableEnded && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
-    });
-    stream.on("error", (error: Error) => {
-      streamError = error;
-    });
-    stream.on("close", () => {
-      connection.release();
-      if (!current()) return;
-      if (unfinished !== undefined) {
-        this.#settleUnlessLost(connection, streamError, fromGrpcStatus(Code.INTERNAL, unfinished, {}));
-        return;
-      }
-      // Every stream id of the session is used up (2^31 - 1 of them): Node fails the
-      // stream before sending it, and the session would fail all the next ones.
-      if (streamError?.code === "ERR_HTTP2_OUT_OF_STREAMS") connection.retire();
-      if (
-        !responded &&
-        this.#start.request !== undefined &&
-        this.#attempts < MAX_UNSEEN_ATTEMPTS &&
-        (stream.rstCode === NGHTTP2_REFUSED_STREAM || connection.unseen(stream.id))
-      ) {
-        // The process did not look at this stream (RFC 9113 §8.7): safe to send again.
-        this.#stream = undefined;
-        this.#open();
-        return;
-      }
-      if (stream.rstCode === NGHTTP2_NO_ERROR) {
-        this.#settleUnlessLost(
-          connection,
-          streamError,
-          fromGrpcStatus(Code.INTERNAL, "the process closed the stream without a grpc-status", {}),
-        );
-      } else this.#settle(closedWithoutStatus(stream.rstCode, streamError, connection));
-    });
+    stream.on("response", H2Call.#onResponse);
+    stream.on("data", H2Call.#onData);
+    stream.on("trailers", H2Call.#onTrailers);
+    stream.on("end", H2Call.#onEnd);
+    stream.on("error", H2Call.#onError);
+    stream.on("close", H2Call.#onClose);
   }
+
+  /** The attempt's state when `stream` is this call's current stream and the call goes on. */
+  static #current(stream: AttemptStream): Attempt | undefined {
+    const attempt = stream[ATTEMPT];
+    return stream === attempt.call.#stream && !attempt.call.#done ? attempt : undefined;
+  }
+
+  static readonly #onResponse = function (
+    this: AttemptStream,
+    headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
+    flags: number,
+  ): void {
+    const attempt = H2Call.#current(this);
+    if (attempt === undefined) return;
+    const call = attempt.call;
+    attempt.responded = true;
+    call.#start.pool.learnAccepts(headers["grpc-accept-encoding"]);
+    if (headers["grpc-status"] !== undefined || (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
+      // Trailers-only: the status came in the headers (or the stream ended without one).
+      attempt.status = headers;
+      return;
+    }
+    const httpStatus = Number(headers[":status"]);
+    if (httpStatus !== 200) {
+      call.cancel(httpFailure(httpStatus));
+      return;
+    }
+    const contentType = headers["content-type"];
+    if (contentType === undefined || !contentType.startsWith("application/grpc")) {
+      call.cancel(
+        fromGrpcStatus(Code.UNKNOWN, `the process answered with content-type ${contentType ?? "(none)"}`, {}),
+      );
+      return;
+    }
+    attempt.encoding = headers["grpc-encoding"] as string | undefined;
+    call.#start.listener.onHeaders(metadataOf(headers));
+  };
+
+  static readonly #onData = function (this: AttemptStream, chunk: Buffer): void {
+    const attempt = H2Call.#current(this);
+    if (attempt === undefined) return;
+    const call = attempt.call;
+    try {
+      attempt.decoder.push(chunk, (flag, bytes) => {
+        if (H2Call.#current(this) === undefined) return;
+        if (flag === 0) call.#start.listener.onMessage(bytes);
+        else call.#compressed(flag, bytes, attempt.encoding);
+      });
+    } catch (error) {
+      // Checked on the prefix, before the body is buffered: a process cannot make the
+      // bridge hold more than the limit for one reply.
+      call.cancel(
+        error instanceof MessageTooLargeError
+          ? new BridgeError(
+              Code.RESOURCE_EXHAUSTED,
+              Reason.PROCESS_FAULT,
+              `the process answered with a message of ${error.announcedBytes} bytes, over the limit of ${error.limitBytes}`,
+            )
+          : BridgeError.from(error, Code.INTERNAL, Reason.PROCESS_FAULT),
+      );
+    }
+  };
+
+  static readonly #onTrailers = function (this: AttemptStream, trailers: http2.IncomingHttpHeaders): void {
+    this[ATTEMPT].status = trailers;
+  };
+
+  static readonly #onEnd = function (this: AttemptStream): void {
+    const attempt = H2Call.#current(this);
+    if (attempt === undefined) return;
+    if (attempt.decoder.partial) attempt.unfinished = "the response ended inside a message";
+    else if (!isFinal(attempt.status))
+      attempt.unfinished = "the process ended the call without a grpc-status";
+    // An unfinished response is settled on close, when it is known whether the
+    // connection went with it: a dying connection ends its streams this way.
+    else attempt.call.#finish(attempt.status);
+    // The process has answered: whatever we still had to send is no longer wanted.
+    if (!this.writableEnded && !this.destroyed) this.close(NGHTTP2_CANCEL);
+  };
+
+  static readonly #onError = function (this: AttemptStream, error: Error): void {
+    this[ATTEMPT].streamError = error;
+  };
+
+  static readonly #onClose = function (this: AttemptStream): void {
+    const { call, connection, responded, streamError, unfinished } = this[ATTEMPT];
+    connection.release();
+    if (H2Call.#current(this) === undefined) return;
+    if (unfinished !== undefined) {
+      call.#settleUnlessLost(connection, streamError, fromGrpcStatus(Code.INTERNAL, unfinished, {}));
+      return;
+    }
+    // Every stream id of the session is used up (2^31 - 1 of them): Node fails the
+    // stream before sending it, and the session would fail all the next ones.
+    if (streamError?.code === "ERR_HTTP2_OUT_OF_STREAMS") connection.retire();
+    if (
+      !responded &&
+      call.#start.request !== undefined &&
+      call.#attempts < MAX_UNSEEN_ATTEMPTS &&
+      (this.rstCode === NGHTTP2_REFUSED_STREAM || connection.unseen(this.id))
+    ) {
+      // The process did not look at this stream (RFC 9113 §8.7): safe to send again.
+      call.#stream = undefined;
+      call.#open();
+      return;
+    }
+    if (this.rstCode === NGHTTP2_NO_ERROR) {
+      call.#settleUnlessLost(
+        connection,
+        streamError,
+        fromGrpcStatus(Code.INTERNAL, "the process closed the stream without a grpc-status", {}),
+      );
+    } else call.#settle(closedWithoutStatus(this.rstCode, streamError, connection));
+  };
 
   /**
    * Settles a stream that ended without a status: UNAVAILABLE if the connection went

@@ -20,7 +20,7 @@ import { envelopeReply, toEnvelopeBytes } from "./envelope-delivery.js";
 import { ACCEPT_ENCODING, COMPRESSIONS, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
 import { grpcTimeout, putMetadata } from "./grpc-wire-headers.js";
-import { H2Call } from "./h2-call.js";
+import { type CallListener, H2Call } from "./h2-call.js";
 import { H2ConnectionPool } from "./h2-connection.js";
 import { PullQueue } from "./pull-queue.js";
 
@@ -146,9 +146,6 @@ class H2ProcessClient implements ProcessClient {
 
   #unary(path: string, payload: Uint8Array, delivery: Delivery): Promise<ProcessReply> {
     return new Promise<ProcessReply>((resolve, reject) => {
-      let headers: Metadata = {};
-      let reply: Buffer | undefined;
-      let count = 0;
       // A message that came compressed goes on in the same bytes (bridge/call/wire-form.ts)
       // unless the process said it does not read that encoding.
       const encoding = passedEncoding(wireFormOf(payload)?.encoding, this.#pool.accepts);
@@ -159,22 +156,7 @@ class H2ProcessClient implements ProcessClient {
         signal: delivery.signal,
         maxReplyBytes: this.#maxReplyBytes,
         request: framePassing(payload, encoding),
-        listener: {
-          onHeaders: (metadata) => {
-            headers = metadata;
-          },
-          onMessage: (message) => {
-            count += 1;
-            reply ??= message;
-          },
-          onEnd: (trailers) => {
-            if (count === 1 && reply !== undefined) resolve({ payload: reply, headers, trailers });
-            else
-              reject(fromGrpcStatus(Code.INTERNAL, `expected one response message, got ${count}`, trailers));
-          },
-          // S14, S15: headers the process sent before failing travel with the fault.
-          onError: (error) => reject(withHeaders(error, headers)),
-        },
+        listener: new UnaryReplyListener(resolve, reject),
       });
     });
   }
@@ -242,6 +224,47 @@ class H2ProcessClient implements ProcessClient {
       headers["grpc-timeout"] = grpcTimeout(delivery.deadlineMs - Date.now());
     putMetadata(headers, delivery.metadata, deliveryHeaders(delivery));
     return headers;
+  }
+}
+
+/**
+ * Collects the reply of a unary call: one object per call rather than a closure for each
+ * event (DESIGN §6, hot path).
+ */
+class UnaryReplyListener implements CallListener {
+  readonly #resolve: (reply: ProcessReply) => void;
+  readonly #reject: (error: BridgeError) => void;
+  #headers: Metadata = {};
+  #reply: Buffer | undefined;
+  #count = 0;
+
+  constructor(resolve: (reply: ProcessReply) => void, reject: (error: BridgeError) => void) {
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  onHeaders(metadata: Metadata): void {
+    this.#headers = metadata;
+  }
+
+  onMessage(message: Buffer): void {
+    this.#count += 1;
+    this.#reply ??= message;
+  }
+
+  onEnd(trailers: Metadata): void {
+    if (this.#count === 1 && this.#reply !== undefined) {
+      this.#resolve({ payload: this.#reply, headers: this.#headers, trailers });
+    } else {
+      this.#reject(
+        fromGrpcStatus(Code.INTERNAL, `expected one response message, got ${this.#count}`, trailers),
+      );
+    }
+  }
+
+  /** S14, S15: headers the process sent before failing travel with the fault. */
+  onError(error: BridgeError): void {
+    this.#reject(withHeaders(error, this.#headers));
   }
 }
 

@@ -63,7 +63,8 @@ export class GrpcServerCall {
     this.#encoding = encoding;
     this.#maxMessageBytes = maxMessageBytes;
     this.signal = this.#controller.signal;
-    stream.once("close", () => {
+    // "close" comes once per stream: on() spares the wrapper once() builds per call.
+    stream.on("close", () => {
       // A stream that closes before its status went out was cancelled or lost.
       if (!this.#finished) {
         this.#finished = true;
@@ -97,7 +98,7 @@ export class GrpcServerCall {
         }
       };
       this.#stream.on("data", onData);
-      this.#stream.once("end", () => {
+      this.#stream.on("end", () => {
         if (failed) return;
         if (decoder.partial) reject(invalid("the request ends inside a message"));
         else if (messages.length !== 1) {
@@ -156,9 +157,7 @@ export class GrpcServerCall {
   sendHeaders(metadata: Metadata, own: Readonly<Record<string, string>> = {}, first?: Uint8Array): void {
     if (this.#headersSent || this.#finished) return;
     this.#headersSent = true;
-    const candidates =
-      first === undefined ? [this.#encoding, ...COMPRESSIONS] : [wireFormOf(first)?.encoding, this.#encoding];
-    this.#responseEncoding = candidates.find((e) => e !== undefined && this.#accepts.has(e));
+    this.#responseEncoding = this.#replyEncoding(first);
     const headers: http2.OutgoingHttpHeaders = {
       [HTTP2_HEADER_STATUS]: 200,
       [HTTP2_HEADER_CONTENT_TYPE]: this.codec === "json" ? "application/grpc+json" : "application/grpc",
@@ -167,6 +166,21 @@ export class GrpcServerCall {
     if (this.#responseEncoding !== undefined) headers["grpc-encoding"] = this.#responseEncoding;
     putMetadata(headers, metadata, own);
     this.#stream.respond(headers, { waitForTrailers: true });
+  }
+
+  /** The first of the candidates sendHeaders() describes that the client reads. */
+  #replyEncoding(first: Uint8Array | undefined): string | undefined {
+    const accepts = this.#accepts;
+    // Most clients read no compression or are sent none: nothing to look for.
+    if (accepts.size === 0) return undefined;
+    const request = this.#encoding;
+    if (first !== undefined) {
+      const passed = wireFormOf(first)?.encoding;
+      if (passed !== undefined && accepts.has(passed)) return passed;
+      return request !== undefined && accepts.has(request) ? request : undefined;
+    }
+    if (request !== undefined && accepts.has(request)) return request;
+    return COMPRESSIONS.find((e) => accepts.has(e));
   }
 
   /** Writes one response message; resolves once the stream can take more. */
@@ -206,7 +220,8 @@ export class GrpcServerCall {
         { endStream: true },
       );
     } else {
-      stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+      // "wantTrailers" comes once, after end(): on() spares once()'s wrapper.
+      stream.on("wantTrailers", () => stream.sendTrailers(trailers));
       stream.end();
     }
     if (this.#refused) {

@@ -12,14 +12,13 @@ export class AdmissionLanes {
   run<T>(lane: string, admit: () => Promise<T>): Promise<T> {
     const previous = this.#tails.get(lane);
     const result = previous === undefined ? admit() : previous.then(admit, admit);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#tails.set(lane, tail);
-    void tail.then(() => {
+    // One settle step both ends the tail and forgets the lane once nothing follows it:
+    // every call with a session goes through here (DESIGN §6).
+    const forget = (): void => {
       if (this.#tails.get(lane) === tail) this.#tails.delete(lane);
-    });
+    };
+    const tail: Promise<void> = result.then(forget, forget);
+    this.#tails.set(lane, tail);
     return result;
   }
 }

@@ -8,7 +8,7 @@ import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
 import type { ProcessReply } from "../process/process-client.js";
 import type { IdempotencyRecord } from "../store/records.js";
-import { deliveryOf, sessionlessPlace } from "./delivery-of.js";
+import { deliveryOf, sessionlessPlace, unaryDeliveryOf } from "./delivery-of.js";
 import { type EngineContext, NEVER_ABORTED, processFor } from "./engine-context.js";
 import { EnvelopeKind, encodeEnvelope, faultOf, makeEnvelope } from "./envelope-codec.js";
 import { IdempotencyGuard } from "./idempotency-guard.js";
@@ -255,10 +255,9 @@ export async function runUnary(
       throw deadlineExceeded("while the call waited for its turn in the session");
     }
     const place = placeOf(session, sessionCall.messageId, run.seq, false);
-    reply = await processFor(ctx, op).unary({
-      ...deliveryOf({ ...run.call, signal: NEVER_ABORTED }, run.control, place, run.forwarded),
-      payload: run.payload,
-    });
+    reply = await processFor(ctx, op).unary(
+      unaryDeliveryOf(run.call, run.control, place, run.forwarded, run.payload, NEVER_ABORTED),
+    );
   } catch (error) {
     failure = waitAborted(error, "while the call waited for its turn in the session");
   }
@@ -317,10 +316,16 @@ export async function passthroughUnary(
   }
   const messageId = newId();
   try {
-    const reply = await processFor(ctx, call.operation).unary({
-      ...deliveryOf(call, control, sessionlessPlace(messageId)),
-      payload: call.payload,
-    });
+    const reply = await processFor(ctx, call.operation).unary(
+      unaryDeliveryOf(
+        call,
+        control,
+        sessionlessPlace(messageId),
+        forwardable(call.metadata),
+        call.payload,
+        call.signal,
+      ),
+    );
     return {
       payload: reply.payload,
       sessionId: undefined,
@@ -346,6 +351,8 @@ export function trackCompletion(
   idempotency: IdempotencyRecord | undefined,
   reply: Promise<unknown>,
 ): void {
+  // Nothing can wait for a call that has neither a number nor a key.
+  if ((seq === undefined || seq <= 0) && idempotency === undefined) return;
   const done = reply.then(
     () => undefined,
     () => undefined,

@@ -1,0 +1,138 @@
+/**
+ * What one bridged call costs the bridge, counted per call rather than per second: the
+ * bridge runs in this process (memory store, in front of the grpc-go echo server) and a
+ * raw node:http2 client drives a fixed number of calls through it, closed loop; then the
+ * same client drives the same number straight to the echo server. The difference per call
+ * is the bridge's share: V8 heap allocated (v8.GCProfiler, as bridge-child.ts counts it),
+ * CPU (process.cpuUsage) and collections. A fixed count instead of a fixed window keeps
+ * the heap figure steady on a loaded machine (timers and other per-second work barely
+ * weigh in), which is what an A/B of two builds needs; CPU still moves with the machine.
+ * Not a test; `npm run bench` stays the reference.
+ *
+ *   node dist/bench/call-cost.js [memory|passthrough] [calls] [rounds]
+ */
+import v8 from "node:v8";
+import { installLeanAsyncBind } from "../adapters/grpc/async-bind.js";
+import { loadBridgeSetup } from "../bridge/config/check-config.js";
+import { startBridgeRuntime } from "../cli/bridge-runtime.js";
+import { benchConfigFile, CALL_PATH, PLAIN_CALL_PATH } from "./bench-paths.js";
+import { startGoEcho } from "./bench-processes.js";
+import { installChildCleanup } from "./children.js";
+import { replyFrameLength, requestFrame } from "./grpc-frames.js";
+import { connectPool, type H2Pool } from "./h2-client.js";
+import { openSessions } from "./open-sessions.js";
+
+const [rowArg, callsArg, roundsArg] = process.argv.slice(2);
+const row = rowArg ?? "memory";
+if (row !== "memory" && row !== "passthrough")
+  throw new Error(`row must be memory or passthrough, got ${row}`);
+const calls = Number(callsArg ?? 20_000);
+const rounds = Number(roundsArg ?? 3);
+const CONNECTIONS = 4;
+const STREAMS = 16;
+const SESSIONS = 64;
+const PAYLOAD_BYTES = 1024;
+
+installChildCleanup();
+// As `sessionbridge start` does (cli/start-command.ts).
+installLeanAsyncBind();
+const echo = await startGoEcho();
+const setup = loadBridgeSetup({
+  file: benchConfigFile(),
+  overrides: { grpc: "127.0.0.1:0", store: "memory" },
+});
+const runtime = await startBridgeRuntime({
+  config: {
+    ...setup.config,
+    processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://${echo.address}` })),
+  },
+  contracts: setup.contracts,
+});
+const bridged = await connectPool(`127.0.0.1:${runtime.grpc.port}`, CONNECTIONS);
+const direct = await connectPool(echo.address, CONNECTIONS);
+const keys = { prefix: "s", from: 0, count: SESSIONS };
+if (row === "memory") {
+  const opened = await openSessions(bridged, { keys, concurrency: 16 });
+  if (opened.errors > 0) throw new Error(`opening sessions failed: ${opened.errorSamples.join("; ")}`);
+}
+const path = row === "memory" ? CALL_PATH : PLAIN_CALL_PATH;
+const payload = Buffer.alloc(PAYLOAD_BYTES, 0x5a);
+const frames = Array.from({ length: SESSIONS }, (_, i) => requestFrame(`s${i}`, payload));
+const expected = replyFrameLength(PAYLOAD_BYTES);
+
+/** `count` calls, CONNECTIONS × STREAMS outstanding; rejects on the first failure. */
+function drive(pool: H2Pool, count: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let done = 0;
+    const send = (connection: number): void => {
+      if (sent >= count) return;
+      const frame = frames[sent++ % SESSIONS] as Buffer;
+      pool.unary(connection, path, frame, expected, (failure) => {
+        if (failure !== undefined) {
+          reject(new Error(failure));
+          return;
+        }
+        done += 1;
+        if (done === count) resolve();
+        else send(connection);
+      });
+    };
+    for (let slot = 0; slot < CONNECTIONS * STREAMS; slot++) send(slot % CONNECTIONS);
+  });
+}
+
+interface Cost {
+  readonly cpuUs: number;
+  readonly heapBytes: number;
+  readonly scavenges: number;
+  readonly majors: number;
+  readonly wallMs: number;
+}
+
+async function measure(pool: H2Pool): Promise<Cost> {
+  await drive(pool, Math.min(2000, calls)); // warm-up: JIT, pools, young generation sized
+  const profiler = new v8.GCProfiler();
+  profiler.start();
+  const heapAtStart = v8.getHeapStatistics().used_heap_size;
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await drive(pool, calls);
+  const wallMs = performance.now() - started;
+  const used = process.cpuUsage(cpu);
+  const heapNow = v8.getHeapStatistics().used_heap_size;
+  const result = profiler.stop();
+  let heapBytes = 0;
+  let after = heapAtStart;
+  let scavenges = 0;
+  let majors = 0;
+  for (const gc of result.statistics) {
+    heapBytes += Math.max(0, gc.beforeGC.heapStatistics.usedHeapSize - after);
+    after = gc.afterGC.heapStatistics.usedHeapSize;
+    if (gc.gcType === "Scavenge" || gc.gcType === "MinorMarkCompact") scavenges += 1;
+    else if (gc.gcType === "MarkSweepCompact") majors += 1;
+  }
+  heapBytes += Math.max(0, heapNow - after);
+  return { cpuUs: used.user + used.system, heapBytes, scavenges, majors, wallMs };
+}
+
+const per = (value: number): string => (value / calls).toFixed(1);
+process.stdout.write(
+  `${row}: ${calls} calls per measurement, ${CONNECTIONS} × ${STREAMS} outstanding, Node ${process.version}\n`,
+);
+process.stdout.write(
+  "| round | bridged heap B / call | direct heap B / call | bridge's heap B / call | bridge's CPU µs / call | bridged GCs young / full | bridged calls / s |\n",
+);
+process.stdout.write("|---:|---:|---:|---:|---:|---:|---:|\n");
+for (let round = 1; round <= rounds; round++) {
+  const through = await measure(bridged);
+  const straight = await measure(direct);
+  process.stdout.write(
+    `| ${round} | ${per(through.heapBytes)} | ${per(straight.heapBytes)} | ${per(through.heapBytes - straight.heapBytes)} | ` +
+      `${per(through.cpuUs - straight.cpuUs)} | ${through.scavenges} / ${through.majors} | ${((calls / through.wallMs) * 1000).toFixed(0)} |\n`,
+  );
+}
+await bridged.close();
+await direct.close();
+await runtime.stop(2000);
+await echo.stop();
