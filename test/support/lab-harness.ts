@@ -146,7 +146,22 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       contracts: setup.contracts,
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
-  let runtime = await start();
+  // A bridge that fails to start (a bad config under test) must not leave the lab process,
+  // relays or NATS server running: they would keep the test runner from exiting.
+  const release = async (): Promise<void> => {
+    await relay?.close();
+    await httpRelay?.close();
+    await lab.close();
+    await nats?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  let runtime: BridgeRuntime;
+  try {
+    runtime = await start();
+  } catch (error) {
+    await release();
+    throw error;
+  }
   let client = await open(runtime.grpc.address, runtime.http?.address);
   let native = openGrpcJsClients(runtime.grpc.address);
 
@@ -182,11 +197,7 @@ export async function startLabHarness(store: StoreKind, options: HarnessOptions 
       closeGrpcJsClients(native);
       await client.close();
       await runtime.stop(1000);
-      await relay?.close();
-      await httpRelay?.close();
-      await lab.close();
-      await nats?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await release();
     },
   };
 }
