@@ -321,21 +321,8 @@ async function serveForwardedStream(
       abort: (reason) => controller.abort(reason),
     });
     const { head, payload } = unframe<CallHead>(msg.data, maxBytes);
-    const operation = options.contracts.operations.get(head.operation);
-    if (operation === undefined) {
-      throw new BridgeError(
-        Code.UNIMPLEMENTED,
-        Reason.UNKNOWN_OPERATION,
-        `${head.operation} is not served here`,
-      );
-    }
     const call: StreamCall = {
-      operation,
-      metadata: head.metadata,
-      deadlineMs: head.timeoutMs === undefined ? undefined : Date.now() + head.timeoutMs,
-      signal: controller.signal,
-      principal: head.principal,
-      codec: head.codec,
+      ...forwardedCall(options.contracts, head, controller.signal),
       messages: single(payload),
     };
     // Payloads stay binary between replicas: the receiving replica's adapter transcodes.
@@ -379,6 +366,19 @@ async function serveOne(
 ): Promise<UnaryReply | SessionRecord> {
   const { head, payload } = unframe<CallHead>(msg.data, maxBytes);
   if (typeof head.close === "string") return bridge.serveForwardedClose(head.close, head.principal);
+  const call: UnaryCall = { ...forwardedCall(contracts, head, signal), payload };
+  return bridge.serveForwarded(call);
+}
+
+/**
+ * The caller's facts as the forwarding replica sent them: the operation resolved here, the
+ * remaining deadline made absolute again on this replica's clock (S15).
+ */
+function forwardedCall(
+  contracts: ContractSet,
+  head: CallHead,
+  signal: AbortSignal,
+): Omit<UnaryCall, "payload"> {
   const operation = contracts.operations.get(head.operation);
   if (operation === undefined) {
     throw new BridgeError(
@@ -387,16 +387,14 @@ async function serveOne(
       `${head.operation} is not served here`,
     );
   }
-  const call: UnaryCall = {
+  return {
     operation,
     metadata: head.metadata,
     deadlineMs: head.timeoutMs === undefined ? undefined : Date.now() + head.timeoutMs,
     signal,
     principal: head.principal,
     codec: head.codec,
-    payload,
   };
-  return bridge.serveForwarded(call);
 }
 
 function isRecord(reply: UnaryReply | SessionRecord): reply is SessionRecord {

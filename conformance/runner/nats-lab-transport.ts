@@ -27,33 +27,15 @@ export async function createNatsLabTransport(url: string, prefix: string): Promi
 
 async function natsCall(connection: NatsConnection, prefix: string, call: LabCall): Promise<LabOutcome> {
   if (call.serverStreaming) return natsStream(connection, prefix, call);
-  const hdrs = natsHeaders();
-  for (const [key, value] of Object.entries(call.metadata)) hdrs.set(key, value);
-  hdrs.set("Content-Type", "application/proto");
-  const limit = call.timeout === undefined ? NO_DEADLINE_MS : timeoutMs(call.timeout);
-  if (call.timeout !== undefined) hdrs.set("sb-timeout-ms", String(limit));
-  const subject = `${prefix}.${call.service}.${call.method}`;
+  const { hdrs, limit, subject } = requestOf(prefix, call);
   try {
     const pending = connection.request(subject, call.request, { timeout: limit + 50, headers: hdrs });
     // Published in call order on one connection: the order on the wire is the call order.
     call.onSent?.();
     const reply = await (call.signal === undefined ? pending : abortable(pending, call.signal));
-    const replyHeaders: Record<string, string> = {};
-    for (const key of reply.headers?.keys() ?? []) {
-      replyHeaders[key.toLowerCase()] = reply.headers?.values(key).join(",") ?? "";
-    }
+    const replyHeaders = fields(reply);
     const statusBin = replyHeaders["sb-status-bin"];
-    if (statusBin !== undefined) {
-      const status = decodeStatus(Buffer.from(statusBin, "base64"));
-      return {
-        code: status.code,
-        message: status.message,
-        details: status.details,
-        headers: replyHeaders,
-        trailers: {},
-        messages: [],
-      };
-    }
+    if (statusBin !== undefined) return statusOutcome(statusBin, replyHeaders, {}, []);
     const httpCode = replyHeaders["nats-service-error-code"];
     if (httpCode !== undefined) {
       const code = HTTP_STATUS.indexOf(Number(httpCode));
@@ -110,21 +92,10 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
  * the window), end with the status and trailers; aborting the call sends a cancel.
  */
 async function natsStream(connection: NatsConnection, prefix: string, call: LabCall): Promise<LabOutcome> {
-  const hdrs = natsHeaders();
-  for (const [key, value] of Object.entries(call.metadata)) hdrs.set(key, value);
-  hdrs.set("Content-Type", "application/proto");
-  const limit = call.timeout === undefined ? NO_DEADLINE_MS : timeoutMs(call.timeout);
-  if (call.timeout !== undefined) hdrs.set("sb-timeout-ms", String(limit));
-  const subject = `${prefix}.${call.service}.${call.method}`;
+  const { hdrs, limit, subject } = requestOf(prefix, call);
   const signal = call.signal ?? new AbortController().signal;
   const messages: Uint8Array[] = [];
   let headers: Record<string, string> = {};
-  const fields = (msg: { headers?: { keys(): string[]; values(k: string): string[] } | undefined }) => {
-    const out: Record<string, string> = {};
-    for (const key of msg.headers?.keys() ?? [])
-      out[key.toLowerCase()] = msg.headers?.values(key).join(",") ?? "";
-    return out;
-  };
   let sent = false;
   try {
     for await (const frame of requestStream(connection, subject, call.request, {
@@ -157,17 +128,7 @@ async function natsStream(connection: NatsConnection, prefix: string, call: LabC
       }
       const trailers = fields(frame.msg);
       const statusBin = trailers["sb-status-bin"];
-      if (statusBin !== undefined) {
-        const status = decodeStatus(Buffer.from(statusBin, "base64"));
-        return {
-          code: status.code,
-          message: status.message,
-          details: status.details,
-          headers,
-          trailers,
-          messages,
-        };
-      }
+      if (statusBin !== undefined) return statusOutcome(statusBin, headers, trailers, messages);
       return { code: 0, message: "", details: [], headers, trailers, messages };
     }
     return unavailable(`the stream on ${subject} ended without its end message`);
@@ -179,4 +140,38 @@ async function natsStream(connection: NatsConnection, prefix: string, call: LabC
     const fault = BridgeError.from(error);
     return { code: fault.code, message: fault.message, details: [], headers, trailers: {}, messages };
   }
+}
+
+/** The request's headers, deadline and subject (docs/nats.md), for unary calls and streams. */
+function requestOf(
+  prefix: string,
+  call: LabCall,
+): { hdrs: ReturnType<typeof natsHeaders>; limit: number; subject: string } {
+  const hdrs = natsHeaders();
+  for (const [key, value] of Object.entries(call.metadata)) hdrs.set(key, value);
+  hdrs.set("Content-Type", "application/proto");
+  const limit = call.timeout === undefined ? NO_DEADLINE_MS : timeoutMs(call.timeout);
+  if (call.timeout !== undefined) hdrs.set("sb-timeout-ms", String(limit));
+  return { hdrs, limit, subject: `${prefix}.${call.service}.${call.method}` };
+}
+
+/** A message's headers, lower-cased, repeated values joined. */
+function fields(msg: {
+  headers?: { keys(): string[]; values(k: string): string[] } | undefined;
+}): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of msg.headers?.keys() ?? [])
+    out[key.toLowerCase()] = msg.headers?.values(key).join(",") ?? "";
+  return out;
+}
+
+/** The outcome an `sb-status-bin` fault carries, exactly (S14). */
+function statusOutcome(
+  statusBin: string,
+  headers: Record<string, string>,
+  trailers: Record<string, string>,
+  messages: Uint8Array[],
+): LabOutcome {
+  const status = decodeStatus(Buffer.from(statusBin, "base64"));
+  return { code: status.code, message: status.message, details: status.details, headers, trailers, messages };
 }
