@@ -1,6 +1,6 @@
 import http2 from "node:http2";
 import { FRAME_HEADER_BYTES } from "./grpc-frames.js";
-import type { H2Pool } from "./h2-client.js";
+import { closeSessions, type H2Pool, headersByPath, openSessions } from "./h2-client.js";
 
 /** How the Connect rows encode a unary call: application/json or application/proto. */
 export type ConnectCodec = "json" | "proto";
@@ -21,24 +21,11 @@ export async function connectConnectPool(
   connections: number,
   codec: ConnectCodec,
 ): Promise<H2Pool> {
-  const targets = target.split(",");
-  const sessions = await Promise.all(
-    Array.from({ length: connections }, (_, i) => connect(targets[i % targets.length] as string)),
-  );
-  const headersByPath = new Map<string, http2.OutgoingHttpHeaders>();
-  const headersFor = (path: string): http2.OutgoingHttpHeaders => {
-    let headers = headersByPath.get(path);
-    if (headers === undefined) {
-      headers = {
-        ":method": "POST",
-        ":path": path,
-        "content-type": `application/${codec}`,
-        "connect-protocol-version": "1",
-      };
-      headersByPath.set(path, headers);
-    }
-    return headers;
-  };
+  const sessions = await openSessions(target, connections);
+  const headersFor = headersByPath({
+    "content-type": `application/${codec}`,
+    "connect-protocol-version": "1",
+  });
   // The rows send few distinct messages (a key per session, one payload): the JSON text of
   // each is built once, so the generator's cost per call stays that of the proto rows.
   const jsonBodies = new Map<string, { body: Buffer; replyBytes: number }>();
@@ -82,21 +69,7 @@ export async function connectConnectPool(
       });
       stream.end(body);
     },
-    async close() {
-      await Promise.all(
-        sessions.map(
-          (session) =>
-            new Promise<void>((resolve) => {
-              if (session.closed || session.destroyed) return resolve();
-              const force = setTimeout(() => session.destroy(), 1000);
-              session.close(() => {
-                clearTimeout(force);
-                resolve();
-              });
-            }),
-        ),
-      );
-    },
+    close: () => closeSessions(sessions),
   };
 }
 
@@ -127,21 +100,4 @@ function jsonOf(message: Buffer): { body: Buffer; replyBytes: number } {
   if (payload.length > 0) request.payload = payload.toString("base64");
   const reply = payload.length > 0 ? JSON.stringify({ payload: payload.toString("base64") }) : "{}";
   return { body: Buffer.from(JSON.stringify(request), "utf8"), replyBytes: Buffer.byteLength(reply) };
-}
-
-function connect(target: string): Promise<http2.ClientHttp2Session> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://${target}`, {
-      settings: { enablePush: false, initialWindowSize: 1 << 20 },
-    });
-    session.once("error", reject);
-    session.once("connect", () => {
-      session.off("error", reject);
-      session.on("error", () => {
-        // Failures surface on the streams.
-      });
-      session.setLocalWindowSize(16 << 20);
-      resolve(session);
-    });
-  });
 }

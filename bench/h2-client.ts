@@ -27,25 +27,8 @@ export interface H2Pool {
 const { HTTP2_HEADER_STATUS } = http2.constants;
 
 export async function connectPool(target: string, connections: number): Promise<H2Pool> {
-  // Several targets (comma-separated): connection i goes to target i mod n.
-  const targets = target.split(",");
-  const sessions = await Promise.all(
-    Array.from({ length: connections }, (_, i) => connect(targets[i % targets.length] as string)),
-  );
-  const headersByPath = new Map<string, http2.OutgoingHttpHeaders>();
-  const headersFor = (path: string): http2.OutgoingHttpHeaders => {
-    let headers = headersByPath.get(path);
-    if (headers === undefined) {
-      headers = {
-        ":method": "POST",
-        ":path": path,
-        "content-type": "application/grpc",
-        te: "trailers",
-      };
-      headersByPath.set(path, headers);
-    }
-    return headers;
-  };
+  const sessions = await openSessions(target, connections);
+  const headersFor = headersByPath({ "content-type": "application/grpc", te: "trailers" });
 
   return {
     connections,
@@ -86,23 +69,46 @@ export async function connectPool(target: string, connections: number): Promise<
       });
       stream.end(frame);
     },
-    async close() {
-      await Promise.all(
-        sessions.map(
-          (session) =>
-            new Promise<void>((resolve) => {
-              if (session.closed || session.destroyed) return resolve();
-              // Calls a dead server never answers must not keep the generator alive.
-              const force = setTimeout(() => session.destroy(), 1000);
-              session.close(() => {
-                clearTimeout(force);
-                resolve();
-              });
-            }),
-        ),
-      );
-    },
+    close: () => closeSessions(sessions),
   };
+}
+
+/** Several targets (comma-separated): connection i goes to target i mod n. */
+export function openSessions(target: string, connections: number): Promise<http2.ClientHttp2Session[]> {
+  const targets = target.split(",");
+  return Promise.all(
+    Array.from({ length: connections }, (_, i) => connect(targets[i % targets.length] as string)),
+  );
+}
+
+/** A POST's headers per path, built once per path: the calls of a row share a few paths. */
+export function headersByPath(fixed: http2.OutgoingHttpHeaders): (path: string) => http2.OutgoingHttpHeaders {
+  const byPath = new Map<string, http2.OutgoingHttpHeaders>();
+  return (path) => {
+    let headers = byPath.get(path);
+    if (headers === undefined) {
+      headers = { ":method": "POST", ":path": path, ...fixed };
+      byPath.set(path, headers);
+    }
+    return headers;
+  };
+}
+
+export async function closeSessions(sessions: readonly http2.ClientHttp2Session[]): Promise<void> {
+  await Promise.all(
+    sessions.map(
+      (session) =>
+        new Promise<void>((resolve) => {
+          if (session.closed || session.destroyed) return resolve();
+          // Calls a dead server never answers must not keep the generator alive.
+          const force = setTimeout(() => session.destroy(), 1000);
+          session.close(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        }),
+    ),
+  );
 }
 
 function connect(target: string): Promise<http2.ClientHttp2Session> {
