@@ -38,6 +38,12 @@ export class CheckFailure extends Error {
   }
 }
 
+/** When a pipelined call lets the next one leave: once it is handed to the transport, or once written. */
+interface SendOrder {
+  readonly onIssued?: () => void;
+  readonly onSent?: () => void;
+}
+
 /** A case (or one of its steps) that cannot run in this permutation; counted as skipped, never passed. */
 export class CaseSkip extends Error {
   override readonly name = "CaseSkip";
@@ -121,6 +127,8 @@ export class CaseExecution {
       await allChecked(step.parallel.map((c) => this.#call(c, step.rules)));
     } else if ("pipeline" in step) {
       const pending: Promise<void>[] = [];
+      // Back to back only where one connection keeps the order of sends (S6 arrival order).
+      const backToBack = step.back_to_back === true && this.#permutation.inbound !== "http";
       for (const c of step.pipeline) {
         // Each request is on the wire before the next is sent; over HTTP/1.1 they travel on
         // separate connections, so a short pause also lets the receiver read them in order.
@@ -128,10 +136,10 @@ export class CaseExecution {
         const written = new Promise<void>((resolve) => {
           sent = resolve;
         });
-        const call = this.#call(c, step.rules, sent);
+        const call = this.#call(c, step.rules, backToBack ? { onIssued: sent } : { onSent: sent });
         pending.push(call);
         await Promise.race([written, call.catch(() => undefined)]);
-        await sleep(PIPELINE_GAP_MS);
+        if (!backToBack) await sleep(PIPELINE_GAP_MS);
       }
       await allChecked(pending);
     } else if ("kill" in step) {
@@ -155,13 +163,13 @@ export class CaseExecution {
     }
   }
 
-  async #call(step: CallStep, groupRules?: readonly Rule[], onSent?: () => void): Promise<void> {
+  async #call(step: CallStep, groupRules?: readonly Rule[], order: SendOrder = {}): Promise<void> {
     if (step.modes !== undefined && !step.modes.includes(this.#permutation.mode)) return;
     const rules = step.rules ?? groupRules ?? this.#case.rules;
     const deadlineAt = step.eventually_ms === undefined ? 0 : Date.now() + step.eventually_ms;
     for (;;) {
       try {
-        await this.#callOnce(step, rules, onSent);
+        await this.#callOnce(step, rules, order);
         return;
       } catch (error) {
         if (!(error instanceof CheckFailure) || !error.retryable || Date.now() >= deadlineAt) throw error;
@@ -170,7 +178,8 @@ export class CaseExecution {
     }
   }
 
-  async #callOnce(step: CallStep, rules: readonly Rule[], onSent?: () => void): Promise<void> {
+  async #callOnce(step: CallStep, rules: readonly Rule[], order: SendOrder): Promise<void> {
+    const { onSent } = order;
     const [serviceName, method] = step.call.split(".") as [string, string];
     const service = `${LAB_PACKAGE}.${serviceName}`;
     const streaming = method === "Items";
@@ -210,6 +219,9 @@ export class CaseExecution {
       const abort = step.cancel_after_ms === undefined ? undefined : new AbortController();
       const timer = abort === undefined ? undefined : setTimeout(() => abort.abort(), step.cancel_after_ms);
       try {
+        // The transport opens the stream or publishes before its first await: the next
+        // call of a back-to-back pipeline, released here, is issued after this one.
+        order.onIssued?.();
         outcome = await transport.call({
           service,
           method,

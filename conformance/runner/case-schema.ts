@@ -168,6 +168,14 @@ const stepSchema = z.union([
   z.strictObject({
     /** Calls sent one after another without waiting for answers (pipelined senders). */
     pipeline: z.array(callSchema).min(2),
+    /**
+     * Each call leaves as soon as the one before it is handed to the transport, with no
+     * pause, where the transport keeps the order of sends on one connection (gRPC: HTTP/2
+     * streams open in order; NATS). The receiver then reads them back to back, as a busy
+     * client sends them. Over HTTP/1.1 the calls may take separate connections, so there
+     * they leave as in any pipeline.
+     */
+    back_to_back: z.boolean().optional(),
     rules: rules.optional(),
   }),
   z.strictObject({ kill: z.enum(["service", "bridge"]), rules: rules.optional() }),
