@@ -49,6 +49,8 @@ type Call struct {
 	invalid *Fault
 	// turn is the call's place in its session's queue, taken when it arrived (S6).
 	turn *ticket
+	// refused is why the transport could not take a turn when the call arrived.
+	refused *Fault
 }
 
 // sessionless: PingLabService's calls reach no session; the instruction runs against no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -31,13 +32,46 @@ func ConnectHandler(l *Lab) http.Handler {
 	mux.Handle(conformancev1connect.NewSequentialLabServiceHandler(&connectLab{lab: l, service: SequentialLabService}))
 	mux.Handle(conformancev1connect.NewSingleLabServiceHandler(&connectLab{lab: l, service: SingleLabService}))
 	mux.Handle(conformancev1connect.NewPingLabServiceHandler(&connectLab{lab: l, service: PingLabService}))
-	return mux
+	return connectTurns(l, mux)
+}
+
+// connectArrival is what connectTurns found when a request arrived: its turn, or why
+// none could be taken.
+type connectArrival struct {
+	turn    *ticket
+	refused *Fault
+}
+
+// connectTurns takes each request's place in its session's queue as soon as net/http
+// has read its headers (S6), before connect-go reads and decodes the body: a small
+// request that arrives behind a large one of its session must not overtake it while
+// the large one is still being read. The turn is given back when the handler returns,
+// whatever way it returns.
+func connectTurns(l *Lab, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		slash := strings.LastIndexByte(name, '/')
+		if slash < 0 || natsRequest(name[:slash], name[slash+1:]) == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		tk, f := l.TakeTurn(name[:slash], name[slash+1:], r.Header.Get(HeaderSessionID))
+		if tk != nil {
+			defer tk.release()
+		}
+		ctx := context.WithValue(r.Context(), turnKey{}, connectArrival{turn: tk, refused: f})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 func (c *connectLab) call(ctx context.Context, method string, header http.Header) *Call {
 	deadline, _ := ctx.Deadline()
 	// Connect sends `-bin` values as base64 text.
-	return NewCall(c.service, method, TransportHTTP, lowerHeaders(header), false, deadline, c.lab.now())
+	call := NewCall(c.service, method, TransportHTTP, lowerHeaders(header), false, deadline, c.lab.now())
+	if arrival, ok := ctx.Value(turnKey{}).(connectArrival); ok {
+		call.turn, call.refused = arrival.turn, arrival.refused
+	}
+	return call
 }
 
 func connectUnary[Res any](ctx context.Context, c *connectLab, method string, header http.Header, req proto.Message) (*connect.Response[Res], error) {

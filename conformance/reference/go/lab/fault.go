@@ -33,6 +33,8 @@ const (
 	ReasonUnsupportedStream = "UNSUPPORTED_ON_STREAM"
 	ReasonUnknownOperation  = "UNKNOWN_OPERATION"
 	ReasonStorage           = "STORAGE_FAILED"
+	// ReasonQueueFull: a session already has maxTicketsPerSession calls in its queue.
+	ReasonQueueFull = "SESSION_QUEUE_FULL"
 )
 
 // Fault is one failed outcome in the fault model of S14: a google.rpc.Status whose

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
 	pb "sessionbridge.dev/conformance/lab-go/gen/sessionbridge/conformance/v1"
@@ -25,6 +26,46 @@ type grpcLab struct {
 	service string
 }
 
+// turnKey is the context key of the turn grpcTap took for a call.
+type turnKey struct{}
+
+// GRPCServerOptions are the options a grpc.Server serving l needs: the tap that takes
+// each call's turn in arrival order.
+func GRPCServerOptions(l *Lab) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InTapHandle(grpcTap(l))}
+}
+
+// grpcTap takes each call's place in its session's queue when its headers arrive (S6).
+// grpc-go runs every handler in a goroutine of its own, and goroutines started in one
+// order may run in another: two calls pipelined on one connection would take their
+// turns in whichever order the scheduler picked. The tap instead runs on the
+// connection's reader goroutine, once per stream, in the order the streams arrive,
+// before the handler's goroutine exists. The handler waits for the turn and gives it
+// back; when no handler runs (a deadline already past, a request grpc-go cannot read,
+// the connection gone), the end of the stream's context gives it back.
+func grpcTap(l *Lab) tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		name := strings.TrimPrefix(info.FullMethodName, "/")
+		slash := strings.LastIndexByte(name, '/')
+		if slash < 0 || natsRequest(name[:slash], name[slash+1:]) == nil {
+			return ctx, nil
+		}
+		var sessionID string
+		if v := info.Header.Get(HeaderSessionID); len(v) > 0 {
+			sessionID = v[0]
+		}
+		tk, f := l.TakeTurn(name[:slash], name[slash+1:], sessionID)
+		if f != nil {
+			return ctx, status.ErrorProto(f.Status)
+		}
+		if tk == nil {
+			return ctx, nil
+		}
+		context.AfterFunc(ctx, tk.release)
+		return context.WithValue(ctx, turnKey{}, tk), nil
+	}
+}
+
 // RegisterGRPC registers the four lab services on s.
 func RegisterGRPC(s *grpc.Server, l *Lab) {
 	pb.RegisterLabServiceServer(s, &grpcLab{lab: l, service: LabService})
@@ -37,7 +78,11 @@ func (g *grpcLab) call(ctx context.Context, method string) *Call {
 	md, _ := metadata.FromIncomingContext(ctx)
 	deadline, _ := ctx.Deadline()
 	// grpc-go hands `-bin` values over decoded, as raw bytes.
-	return NewCall(g.service, method, TransportGRPC, md, true, deadline, g.lab.now())
+	c := NewCall(g.service, method, TransportGRPC, md, true, deadline, g.lab.now())
+	if tk, ok := ctx.Value(turnKey{}).(*ticket); ok {
+		c.turn = tk
+	}
+	return c
 }
 
 func (g *grpcLab) unary(ctx context.Context, method string, req proto.Message) (proto.Message, error) {

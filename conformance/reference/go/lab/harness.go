@@ -94,7 +94,7 @@ func Serve(settings *pb.ServiceSettings, dev Deviation, logger *log.Logger) (*Se
 			s.Stop()
 			return nil, nil, err
 		}
-		s.grpc = grpc.NewServer()
+		s.grpc = grpc.NewServer(GRPCServerOptions(l)...)
 		RegisterGRPC(s.grpc, l)
 		go func() { _ = s.grpc.Serve(lis) }()
 		addresses.Grpc = lis.Addr().String()

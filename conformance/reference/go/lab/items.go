@@ -14,9 +14,12 @@ import (
 // its session's turn from start to end (S6); the wait between items is abandoned at
 // the deadline or on cancel (S15). send writes one item to the transport.
 func (l *Lab) Items(ctx context.Context, call *Call, req *pb.ItemsRequest, send func(*pb.LabItem) error) *Fault {
-	l.Enqueue(call)
+	f := l.Enqueue(call)
 	if call.turn != nil {
 		defer call.turn.release()
+	}
+	if f != nil {
+		return f
 	}
 	if call.invalid != nil {
 		return call.invalid

@@ -157,12 +157,35 @@ func sessionKey(service, id string) string { return service + "/" + id }
 func isShared(method string) bool { return method == "Peek" }
 
 // Enqueue takes the call's place in its session's queue now, in arrival order (S6).
-// Transports call it as soon as a request arrives; Unary and Items wait for the turn.
-func (l *Lab) Enqueue(call *Call) {
-	if call.turn != nil || call.sessionless() || call.SessionID == "" {
-		return
+// Transports call it (or take the place with TakeTurn) as soon as a request arrives, in
+// the one goroutine that reads requests in order; Unary and Items wait for the turn and
+// give it back. A session with maxTicketsPerSession calls in its queue already refuses
+// the call: RESOURCE_EXHAUSTED, reason SESSION_QUEUE_FULL.
+func (l *Lab) Enqueue(call *Call) *Fault {
+	if call.refused != nil {
+		return call.refused
 	}
-	call.turn = l.turns.enqueue(sessionKey(call.Service, call.SessionID), isShared(call.Method))
+	if call.turn != nil || call.sessionless() || call.SessionID == "" {
+		return nil
+	}
+	tk, f := l.TakeTurn(call.Service, call.Method, call.SessionID)
+	call.turn = tk
+	return f
+}
+
+// TakeTurn takes a place in the queue of a session of service for an operation of
+// method, for a transport that reads the session id before it builds the Call; nil
+// without a session (sessionless services, no id). The holder must release it.
+func (l *Lab) TakeTurn(service, method, sessionID string) (*ticket, *Fault) {
+	if service == PingLabService || sessionID == "" {
+		return nil, nil
+	}
+	tk := l.turns.enqueue(sessionKey(service, sessionID), isShared(method))
+	if tk == nil {
+		return nil, newFault(codes.ResourceExhausted, ReasonQueueFull,
+			fmt.Sprintf("session %s has %d calls waiting for their turn already", sessionID, maxTicketsPerSession), nil)
+	}
+	return tk, nil
 }
 
 // Outcome is the answer to one unary call: Reply or Fault, and the headers and
@@ -193,9 +216,12 @@ func instructionOf(req proto.Message) *pb.Instruction {
 
 // Unary answers one unary or one-way call: the lab contract's header, point by point.
 func (l *Lab) Unary(ctx context.Context, call *Call, req proto.Message) *Outcome {
-	l.Enqueue(call)
+	f := l.Enqueue(call)
 	if call.turn != nil {
 		defer call.turn.release()
+	}
+	if f != nil {
+		return faultOutcome(f)
 	}
 	if call.invalid != nil {
 		return faultOutcome(call.invalid)

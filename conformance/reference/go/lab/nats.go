@@ -61,7 +61,11 @@ func ServeNATS(ctx context.Context, nc *nats.Conn, prefix string, l *Lab) (*nats
 		}
 		deadline, _ := callCtx.Deadline()
 		call := NewCall(service, method, TransportNATS, headers, false, deadline, l.now())
-		l.Enqueue(call)
+		if f := l.Enqueue(call); f != nil {
+			cancel()
+			natsRespond(msg, call, faultOutcome(f), asJSON)
+			return
+		}
 		go func() {
 			defer cancel()
 			if err := decode(msg.Data, asJSON, req); err != nil {

@@ -35,7 +35,13 @@ type ticket struct {
 
 func newTurns() *turns { return &turns{queues: map[string]*turnQueue{}} }
 
-// enqueue takes a place in the queue of key, without waiting.
+// maxTicketsPerSession bounds the calls of one session that hold or wait for a turn:
+// each waiting call is a goroutine and a request in memory, and a client that pipelines
+// without end must not grow them without bound. Beyond it a call is refused at once.
+const maxTicketsPerSession = 1024
+
+// enqueue takes a place in the queue of key, without waiting; nil when the queue holds
+// maxTicketsPerSession tickets already.
 func (t *turns) enqueue(key string, shared bool) *ticket {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -43,6 +49,9 @@ func (t *turns) enqueue(key string, shared bool) *ticket {
 	if q == nil {
 		q = &turnQueue{key: key}
 		t.queues[key] = q
+	}
+	if q.tickets >= maxTicketsPerSession {
+		return nil
 	}
 	tk := &ticket{owner: t, queue: q, shared: shared, ready: make(chan struct{})}
 	q.tickets++
