@@ -4,16 +4,26 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type Msg, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { expect } from "chai";
 import { loadBridgeSetup } from "../../bridge/config/check-config.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../cli/bridge-runtime.js";
 import { Any } from "../../sdk/gen/google/protobuf/any.js";
+import { ItemsRequest } from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
 import { type NatsServerFixture, startNatsServer } from "../support/nats-server.js";
 import { repoRoot } from "../support/repo-root.js";
 import { sleep, waitFor } from "../support/wait.js";
 import { GO_REFERENCE, goFaulty, type HarnessService, startHarnessService } from "./harness-process.js";
-import { grpcWire, httpWire, type LabWire, natsWire, PKG, WIRES, type Wire } from "./lab-wire.js";
+import {
+  faultOfStatus,
+  grpcWire,
+  httpWire,
+  type LabWire,
+  natsWire,
+  PKG,
+  WIRES,
+  type Wire,
+} from "./lab-wire.js";
 
 const run = promisify(execFile);
 
@@ -418,15 +428,27 @@ describe("Go reference lab service (conformance/reference/go)", function () {
           });
         }
 
-        if (w === "nats") {
-          it("answers the stream operation UNIMPLEMENTED: NATS carries no streams", async () => {
-            const msg = await nats.request(`${NATS_PREFIX}.${PKG}.LabService.Items`, new Uint8Array(), {
-              timeout: 10_000,
-            });
-            expect(msg.headers?.get("sb-reason")).to.equal("UNSUPPORTED_ON_STREAM");
-            expect(msg.headers?.get("Nats-Service-Error-Code")).to.equal("501");
-          });
+        it("streams items within a session, then the requested fault", async () => {
+          const id = sid();
+          await wire().call("LabService", "Open", {}, facts(id));
+          const out = await wire().items(
+            {
+              count: 3,
+              itemBytes: 5,
+              observe: true,
+              fail: { code: Code.UNIMPLEMENTED, message: "no more", reason: "DONE" },
+            },
+            facts(id),
+          );
+          expect(out.items.map((i) => i.index)).to.deep.equal([0, 1, 2]);
+          expect(out.items.map((i) => i.payload.length)).to.deep.equal([5, 5, 5]);
+          expect(out.items[2]?.observed?.operation).to.equal(`${PKG}.LabService/Items`);
+          expect(out.fault).to.include({ code: Code.UNIMPLEMENTED, reason: "DONE", message: "no more" });
+          const unknown = await wire().items({ count: 1 }, facts(sid()));
+          expect(unknown.fault).to.include({ code: Code.NOT_FOUND, reason: "CORRELATION_ERROR" });
+        });
 
+        if (w === "nats") {
           it("applies pipelined messages of one session in arrival order (S6)", async () => {
             const id = sid();
             await wire().call("LabService", "Open", {}, facts(id));
@@ -444,25 +466,59 @@ describe("Go reference lab service (conformance/reference/go)", function () {
             const peek = await wire().call("LabService", "Peek", {}, facts(id));
             expect(peek.reply?.log).to.deep.equal(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
           });
-        } else {
-          it("streams items within a session, then the requested fault", async () => {
+
+          it("streams in the framing of docs/nats.md: a head with the session, numbered msgs within the window, an end", async () => {
             const id = sid();
             await wire().call("LabService", "Open", {}, facts(id));
-            const out = await wire().items(
-              {
-                count: 3,
-                itemBytes: 5,
-                observe: true,
-                fail: { code: Code.UNIMPLEMENTED, message: "no more", reason: "DONE" },
-              },
-              facts(id),
+            // A window of one: the requester acks every item and fails a server that runs ahead.
+            const out = await wire().items({ count: 6, itemBytes: 2 }, { ...facts(id), window: 1 });
+            expect(out.fault).to.equal(undefined);
+            expect(out.items.map((i) => i.index)).to.deep.equal([0, 1, 2, 3, 4, 5]);
+            expect(out.headers["sb-stream"]).to.equal("head");
+            expect(out.headers["sb-session-id"]).to.equal(id);
+            expect(out.headers["sb-stream-control"]).to.be.a("string").and.not.equal("");
+          });
+
+          it("ends a stream cancelled on its control subject with CANCELLED and gives the session's turn back (S6, S15)", async () => {
+            const id = sid();
+            await wire().call("LabService", "Open", {}, facts(id));
+            const inbox = `_INBOX.golab-cancel.${sid()}`;
+            const replies = nats.subscribe(inbox);
+            const request = ItemsRequest.encode(
+              ItemsRequest.fromPartial({ count: 100_000, intervalMs: 10 }),
+            ).finish();
+            const h = natsHeaders();
+            h.set("sb-session-id", id);
+            nats.publish(`${NATS_PREFIX}.${PKG}.LabService.Items`, request, { reply: inbox, headers: h });
+            const kinds: string[] = [];
+            let control = "";
+            let end: Msg | undefined;
+            for await (const m of replies) {
+              const kind = m.headers?.get("sb-stream") ?? "";
+              kinds.push(kind);
+              if (kind === "head") control = m.headers?.get("sb-stream-control") ?? "";
+              if (kind === "msg" && kinds.filter((k) => k === "msg").length === 2) {
+                const cancel = natsHeaders();
+                cancel.set("sb-stream-cancel", "1");
+                nats.publish(control, new Uint8Array(), { headers: cancel });
+              }
+              if (kind === "end") {
+                end = m;
+                break;
+              }
+            }
+            replies.unsubscribe();
+            expect(kinds[0]).to.equal("head");
+            const status = end?.headers?.get("sb-status-bin") ?? "";
+            expect(faultOfStatus(Buffer.from(status, "base64"))).to.include({ code: Code.CANCELLED });
+            // The stream held the session's turn (S6); the cancel gave it back.
+            const after = await wire().call(
+              "LabService",
+              "Act",
+              { instruction: { append: ["after"] } },
+              { ...facts(id), timeoutMs: 30_000 },
             );
-            expect(out.items.map((i) => i.index)).to.deep.equal([0, 1, 2]);
-            expect(out.items.map((i) => i.payload.length)).to.deep.equal([5, 5, 5]);
-            expect(out.items[2]?.observed?.operation).to.equal(`${PKG}.LabService/Items`);
-            expect(out.fault).to.include({ code: Code.UNIMPLEMENTED, reason: "DONE", message: "no more" });
-            const unknown = await wire().items({ count: 1 }, facts(sid()));
-            expect(unknown.fault).to.include({ code: Code.NOT_FOUND, reason: "CORRELATION_ERROR" });
+            expect(after.reply?.log).to.deep.equal(["after"]);
           });
         }
       });

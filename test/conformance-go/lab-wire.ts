@@ -1,6 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { DEFAULT_STREAM_WINDOW, requestStream } from "../../adapters/nats/nats-stream.js";
+import { BridgeError } from "../../bridge/errors/bridge-error.js";
+import { Code as BridgeCode } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
+import { Reason } from "../../bridge/errors/reason.js";
 import { decodeErrorInfo, decodeStatus, ERROR_INFO_TYPE_URL } from "../../bridge/errors/rich-status.js";
 import { Any } from "../../sdk/gen/google/protobuf/any.js";
 import {
@@ -55,6 +59,8 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** HTTP and NATS only: protobuf JSON instead of binary. */
   readonly json?: boolean;
+  /** NATS streams only: sb-stream-window, the items the server may send ahead of the acks. */
+  readonly window?: number;
 }
 
 /** One client of the lab contract over one transport, speaking each transport's own form. */
@@ -66,7 +72,7 @@ export interface LabWire {
     request: LabRequest,
     options?: CallOptions,
   ): Promise<WireOutcome>;
-  /** Server streaming (gRPC and HTTP): the items, then the stream's fault if it ended with one. */
+  /** Server streaming: the items, then the stream's fault if it ended with one. */
   items(
     request: DeepPartial<ItemsRequest>,
     options?: CallOptions,
@@ -406,8 +412,52 @@ export function natsWire(connection: NatsConnection, prefix: string): LabWire {
         : decodeReply(method, msg.data);
       return { reply, headers, trailers: {} };
     },
-    async items() {
-      throw new Error("NATS carries no streams");
+    async items(request, o) {
+      // The bridge's own requester (docs/nats.md "Streaming"): head, msgs acked every half
+      // window, end; it fails a server that runs ahead of its window.
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(o?.headers ?? {})) h.set(k, v);
+      if (o?.timeoutMs !== undefined) h.set("sb-timeout-ms", String(o.timeoutMs));
+      const subject = `${prefix}.${PKG}.LabService.Items`;
+      const items: LabItem[] = [];
+      let headers: Record<string, string> = {};
+      const frames = requestStream(
+        connection,
+        subject,
+        ItemsRequest.encode(ItemsRequest.fromPartial(request)).finish(),
+        {
+          headers: h,
+          window: o?.window ?? DEFAULT_STREAM_WINDOW,
+          timeoutMs: (o?.timeoutMs ?? 10_000) + 5_000,
+          signal: o?.signal ?? new AbortController().signal,
+          maxPayloadBytes: 64 * 1024 * 1024,
+          noResponders: () =>
+            new BridgeError(
+              BridgeCode.UNAVAILABLE,
+              Reason.PROCESS_UNAVAILABLE,
+              `no responders on ${subject}`,
+            ),
+          timedOut: () =>
+            new BridgeError(
+              BridgeCode.DEADLINE_EXCEEDED,
+              Reason.DEADLINE_EXCEEDED,
+              `no end on ${subject} in time`,
+            ),
+        },
+      );
+      for await (const frame of frames) {
+        const fields: Record<string, string> = {};
+        for (const [k, values] of frame.msg.headers ?? []) fields[k.toLowerCase()] = values.join(", ");
+        if (frame.kind === "head") headers = fields;
+        else if (frame.kind === "msg") items.push(LabItem.decode(frame.msg.data));
+        else {
+          const status = fields["sb-status-bin"];
+          return status === undefined
+            ? { items, headers }
+            : { items, fault: faultOfStatus(Buffer.from(status, "base64")), headers };
+        }
+      }
+      throw new Error("the stream ended without its end message");
     },
     async close() {},
   };

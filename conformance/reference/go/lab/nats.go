@@ -29,10 +29,15 @@ const (
 )
 
 // ServeNATS answers every lab operation as a request on
-// `<prefix>.<package.Service>.<Method>`. Each request takes its session's turn in the
-// subscription's own goroutine, so messages of a session are applied in the order they
-// arrived (S6), and then runs in its own goroutine.
+// `<prefix>.<package.Service>.<Method>`, and LabService.Items as a stream in the framing
+// of docs/nats.md "Streaming". nats.go runs a subscription's callback for one message
+// at a time, in the order they arrived: each request takes its session's turn there
+// (S6), and then runs in its own goroutine.
 func ServeNATS(ctx context.Context, nc *nats.Conn, prefix string, l *Lab) (*nats.Subscription, error) {
+	return serveNATS(ctx, nc, prefix, l, defaultStreamAckTimeout)
+}
+
+func serveNATS(ctx context.Context, nc *nats.Conn, prefix string, l *Lab, ackTimeout time.Duration) (*nats.Subscription, error) {
 	base := prefix + "."
 	return nc.Subscribe(base+Package+".>", func(msg *nats.Msg) {
 		name := strings.TrimPrefix(msg.Subject, base)
@@ -47,23 +52,39 @@ func ServeNATS(ctx context.Context, nc *nats.Conn, prefix string, l *Lab) (*nats
 			natsRespond(msg, nil, faultOutcome(newFault(codes.Unimplemented, ReasonUnknownOperation, "no operation "+name, nil)), false)
 			return
 		}
-		if method == "Items" {
-			natsRespond(msg, nil, faultOutcome(newFault(codes.Unimplemented, ReasonUnsupportedStream,
-				"streaming operations are not served on NATS (docs/nats.md)", nil)), false)
-			return
-		}
+		streaming := method == "Items"
 		headers := lowerHeaders(msg.Header)
 		asJSON := strings.HasPrefix(strings.ToLower(firstOf(headers, "content-type")), natsJSON)
+		// A call refused before it is accepted: a plain answer, or a stream's end alone.
+		refuse := func(call *Call, f *Fault) {
+			if streaming {
+				natsEnd(nc, msg.Reply, call, f)
+			} else {
+				natsRespond(msg, call, faultOutcome(f), asJSON)
+			}
+		}
+		var window uint64
+		if streaming {
+			var f *Fault
+			if window, f = streamWindow(headers); f != nil {
+				refuse(nil, f)
+				return
+			}
+		}
 		callCtx, cancel, fault := natsDeadline(ctx, headers)
 		if fault != nil {
-			natsRespond(msg, nil, faultOutcome(fault), asJSON)
+			refuse(nil, fault)
 			return
 		}
 		deadline, _ := callCtx.Deadline()
 		call := NewCall(service, method, TransportNATS, headers, false, deadline, l.now())
 		if f := l.Enqueue(call); f != nil {
 			cancel()
-			natsRespond(msg, call, faultOutcome(f), asJSON)
+			refuse(call, f)
+			return
+		}
+		if streaming {
+			go serveNATSStream(callCtx, cancel, nc, msg, l, call, asJSON, window, ackTimeout)
 			return
 		}
 		go func() {
@@ -148,15 +169,7 @@ func natsRespond(msg *nats.Msg, call *Call, out *Outcome, asJSON bool) {
 		reply.Header.Add(k, v)
 	}
 	if out.Fault != nil {
-		st, err := proto.Marshal(out.Fault.Status)
-		if err == nil {
-			reply.Header.Set(natsStatus, base64.StdEncoding.EncodeToString(st))
-		}
-		reply.Header.Set(natsServiceErrorCode, strconv.Itoa(HTTPStatus(out.Fault.Code())))
-		reply.Header.Set(natsServiceError, oneLine(out.Fault.Status.GetMessage()))
-		if reason := out.Fault.Reason(); reason != "" {
-			reply.Header.Set(natsReason, reason)
-		}
+		setFaultHeaders(reply, out.Fault)
 		_ = msg.RespondMsg(reply)
 		return
 	}
@@ -175,6 +188,19 @@ func natsRespond(msg *nats.Msg, call *Call, out *Outcome, asJSON bool) {
 	}
 	reply.Data = data
 	_ = msg.RespondMsg(reply)
+}
+
+// setFaultHeaders puts a fault in the headers of docs/nats.md (S14): the full status in
+// sb-status-bin, the services-API code and message beside it, and the reason.
+func setFaultHeaders(m *nats.Msg, f *Fault) {
+	if st, err := proto.Marshal(f.Status); err == nil {
+		m.Header.Set(natsStatus, base64.StdEncoding.EncodeToString(st))
+	}
+	m.Header.Set(natsServiceErrorCode, strconv.Itoa(HTTPStatus(f.Code())))
+	m.Header.Set(natsServiceError, oneLine(f.Status.GetMessage()))
+	if reason := f.Reason(); reason != "" {
+		m.Header.Set(natsReason, reason)
+	}
 }
 
 // oneLine is a header-safe message: NATS headers cannot hold CR or LF.
