@@ -232,7 +232,7 @@ func TestASessionsQueueIsBounded(t *testing.T) {
 	l := openLab(t, "", 1, nil)
 	held := make([]*ticket, 0, maxTicketsPerSession)
 	for range maxTicketsPerSession {
-		tk, f := l.TakeTurn(LabService, "Act", "busy")
+		tk, f := l.takeTurn(LabService, "Act", "busy")
 		if f != nil {
 			t.Fatalf("refused below the bound: %v", f)
 		}
@@ -240,11 +240,11 @@ func TestASessionsQueueIsBounded(t *testing.T) {
 	}
 	out := l.Unary(context.Background(), call("Act", facts{session: "busy"}), act("x"))
 	mustFault(t, out, codes.ResourceExhausted, ReasonQueueFull)
-	if _, f := l.TakeTurn(LabService, "Act", "other"); f != nil {
+	if _, f := l.takeTurn(LabService, "Act", "other"); f != nil {
 		t.Fatalf("another session was refused: %v", f)
 	}
 	held[0].release()
-	if tk, f := l.TakeTurn(LabService, "Act", "busy"); f != nil || tk == nil {
+	if tk, f := l.takeTurn(LabService, "Act", "busy"); f != nil || tk == nil {
 		t.Fatalf("a place freed is taken again: %v", f)
 	}
 }

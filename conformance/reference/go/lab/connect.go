@@ -55,7 +55,7 @@ func connectTurns(l *Lab, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		tk, f := l.TakeTurn(name[:slash], name[slash+1:], r.Header.Get(HeaderSessionID))
+		tk, f := l.takeTurn(name[:slash], name[slash+1:], r.Header.Get(HeaderSessionID))
 		if tk != nil {
 			defer tk.release()
 		}

@@ -54,7 +54,7 @@ func grpcTap(l *Lab) tap.ServerInHandle {
 		if v := info.Header.Get(HeaderSessionID); len(v) > 0 {
 			sessionID = v[0]
 		}
-		tk, f := l.TakeTurn(name[:slash], name[slash+1:], sessionID)
+		tk, f := l.takeTurn(name[:slash], name[slash+1:], sessionID)
 		if f != nil {
 			return ctx, status.ErrorProto(f.Status)
 		}

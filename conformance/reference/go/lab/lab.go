@@ -157,7 +157,7 @@ func sessionKey(service, id string) string { return service + "/" + id }
 func isShared(method string) bool { return method == "Peek" }
 
 // Enqueue takes the call's place in its session's queue now, in arrival order (S6).
-// Transports call it (or take the place with TakeTurn) as soon as a request arrives, in
+// Transports call it (or take the place with takeTurn) as soon as a request arrives, in
 // the one goroutine that reads requests in order; Unary and Items wait for the turn and
 // give it back. A session with maxTicketsPerSession calls in its queue already refuses
 // the call: RESOURCE_EXHAUSTED, reason SESSION_QUEUE_FULL.
@@ -168,15 +168,15 @@ func (l *Lab) Enqueue(call *Call) *Fault {
 	if call.turn != nil || call.sessionless() || call.SessionID == "" {
 		return nil
 	}
-	tk, f := l.TakeTurn(call.Service, call.Method, call.SessionID)
+	tk, f := l.takeTurn(call.Service, call.Method, call.SessionID)
 	call.turn = tk
 	return f
 }
 
-// TakeTurn takes a place in the queue of a session of service for an operation of
+// takeTurn takes a place in the queue of a session of service for an operation of
 // method, for a transport that reads the session id before it builds the Call; nil
 // without a session (sessionless services, no id). The holder must release it.
-func (l *Lab) TakeTurn(service, method, sessionID string) (*ticket, *Fault) {
+func (l *Lab) takeTurn(service, method, sessionID string) (*ticket, *Fault) {
 	if service == PingLabService || sessionID == "" {
 		return nil, nil
 	}
