@@ -18,7 +18,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
-import { PerformanceObserver } from "node:perf_hooks";
+import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import v8 from "node:v8";
 import { pino } from "pino";
@@ -82,7 +82,12 @@ print({ type: "ready", address: front.address, port: front.port, pid: process.pi
 // Each pause is also tallied by kind (perf_hooks' detail.kind: minor is a scavenge, major
 // a mark-compact's final pause, incremental a step of its marking, weakcb weak callbacks),
 // so the longest pause can be traced to the collection that made it.
-const GC_KINDS: Record<number, string> = { 1: "minor", 2: "major", 4: "incremental", 8: "weakcb" };
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
+};
 const freshPauses = () => ({
   count: 0,
   totalMs: 0,
