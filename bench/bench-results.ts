@@ -1,5 +1,6 @@
 import type { BenchSettings } from "./bench-settings.js";
 import { HTTP_PATHS, HTTP_REFERENCE, type HttpPathKind } from "./http-rows.js";
+import type { IdleRssResult } from "./idle-rss.js";
 import type { MachineInfo } from "./machine-info.js";
 import type { MachineLoad } from "./measure-job.js";
 import type { NatsBenchResult } from "./nats-bench.js";
@@ -40,6 +41,8 @@ export interface BenchResults {
     readonly e2e: RoutingE2eResult | undefined;
   };
   readonly targets: readonly TargetCheck[];
+  /** The idle bridge with the orders example (idle-rss.ts); undefined when not run. */
+  readonly idle?: IdleRssResult | undefined;
   /** NATS request-reply, direct and through the bridge; undefined when not run. */
   readonly nats?: NatsBenchResult | undefined;
   /** Why the run failed (errors over 0.1%, a fixed rate not reached); empty when it passed. */
@@ -85,8 +88,16 @@ export function checkTargets(
   comparisons: readonly Comparison[],
   micro: RoutingMicroResult | undefined,
   e2e: RoutingE2eResult | undefined,
+  idle?: IdleRssResult,
 ): TargetCheck[] {
   const checks: TargetCheck[] = [];
+  if (idle !== undefined) {
+    checks.push({
+      goal: "an idle bridge with the example ≤ 80 MB RSS",
+      measured: `${(idle.rssBytes / 1024 ** 2).toFixed(1)} MB (median of ${idle.runs.length}; ${idle.runs.map((r) => (r.rssBytes / 1024 ** 2).toFixed(1)).join(", ")})`,
+      met: idle.rssBytes <= 80 * 1024 ** 2,
+    });
+  }
   const find = (p: PathKind, mode: ModeKind): ScenarioResult | undefined =>
     scenarios.find((s) => s.path === p && s.mode === mode);
   const isMemory = (p: PathKind): boolean => p === "bridged-memory" || p === "bridged-memory-shared";

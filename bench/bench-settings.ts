@@ -30,6 +30,8 @@ export interface BenchSettings {
    * so the p50 reflects the work per call rather than queueing.
    */
   readonly routingRatePerSec: number;
+  /** Idle bridges measured one after another for the idle row (BENCH_IDLE_RUNS); the median is reported. */
+  readonly idleRuns: number;
   /** Scenario id whose bridge child runs with --cpu-prof (BENCH_CPU_PROF), e.g. "bridged-memory/unthrottled". */
   readonly cpuProfile: string | undefined;
   /** Scenario id whose bridge samples its heap allocations over the window (BENCH_HEAP_PROF). */
@@ -62,6 +64,7 @@ export function benchSettings(): BenchSettings {
     routingLarge: positive("BENCH_ROUTING_LARGE", 100_000),
     routingSeconds: positive("BENCH_ROUTING_SECONDS", 5),
     routingRatePerSec: positive("BENCH_ROUTING_RATE", 500),
+    idleRuns: positive("BENCH_IDLE_RUNS", 3),
     cpuProfile: process.env.BENCH_CPU_PROF || undefined,
     heapProfile: process.env.BENCH_HEAP_PROF || undefined,
     only: only ? only.split(",").map((s) => s.trim()) : undefined,

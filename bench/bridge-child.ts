@@ -18,7 +18,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
-import { PerformanceObserver } from "node:perf_hooks";
+import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import v8 from "node:v8";
 import { pino } from "pino";
@@ -79,12 +79,38 @@ print({ type: "ready", address: front.address, port: front.port, pid: process.pi
 
 // Garbage collection pauses, from perf_hooks: the bench resets the tally when its window
 // opens ("gc-reset") and reads it when the window closes ("gc").
-let gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+// Each pause is also tallied by kind (perf_hooks' detail.kind: minor is a scavenge, major
+// a mark-compact's final pause, incremental a step of its marking, weakcb weak callbacks),
+// so the longest pause can be traced to the collection that made it.
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
+};
+const freshPauses = () => ({
+  count: 0,
+  totalMs: 0,
+  maxMs: 0,
+  over5ms: 0,
+  byKind: {} as Record<string, { count: number; totalMs: number; maxMs: number; over5ms: number }>,
+});
+let gcPauses = freshPauses();
 const gcObserver = new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) {
+    const ms = entry.duration;
     gcPauses.count += 1;
-    gcPauses.totalMs += entry.duration;
-    if (entry.duration > gcPauses.maxMs) gcPauses.maxMs = entry.duration;
+    gcPauses.totalMs += ms;
+    if (ms > gcPauses.maxMs) gcPauses.maxMs = ms;
+    if (ms > 5) gcPauses.over5ms += 1;
+    const detail = (entry as { detail?: { kind?: number } }).detail;
+    const kind = GC_KINDS[detail?.kind ?? 0] ?? "other";
+    const k = gcPauses.byKind[kind] ?? { count: 0, totalMs: 0, maxMs: 0, over5ms: 0 };
+    gcPauses.byKind[kind] = k;
+    k.count += 1;
+    k.totalMs += ms;
+    if (ms > k.maxMs) k.maxMs = ms;
+    if (ms > 5) k.over5ms += 1;
   }
 });
 gcObserver.observe({ entryTypes: ["gc"] });
@@ -156,7 +182,7 @@ const commands = createInterface({ input: process.stdin });
 commands.on("line", (line) => {
   const command = line.trim();
   if (command === "gc-reset") {
-    gcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+    gcPauses = freshPauses();
     resetHeapTally();
   } else if (command === "gc") print({ type: "gc", ...gcPauses, ...heapTally() });
   else if (command === "heap-start") {

@@ -43,7 +43,7 @@ const CONCURRENCY = 32;
  * nats:// outbound, memory store, every call in a session), on a nats-server of its own.
  */
 export async function runNatsBench(settings: BenchSettings): Promise<NatsBenchResult> {
-  const server = await startServer();
+  const server = await startNatsServer();
   let echo: JsonLineChild | undefined;
   let bridge: JsonLineChild | undefined;
   let nc: NatsConnection | undefined;
@@ -158,7 +158,7 @@ async function closedLoop(
 }
 
 /** nats-server from .tools/bin on a random loopback port (port -1), removed afterwards. */
-async function startServer(): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startNatsServer(): Promise<{ url: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sb-bench-nats-"));
   const config = path.join(dir, "nats.conf");
   writeFileSync(config, `listen: 127.0.0.1:-1\nports_file_dir: ${JSON.stringify(dir)}\n`);

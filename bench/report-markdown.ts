@@ -1,4 +1,5 @@
 import type { BenchResults } from "./bench-results.js";
+import { renderIdleRss } from "./idle-rss.js";
 import type { LatencySummary } from "./latency.js";
 
 const MB = 1024 * 1024;
@@ -256,6 +257,17 @@ export function renderMarkdown(r: BenchResults): string {
         ],
       ),
     );
+  }
+  if (r.idle !== undefined) {
+    out.push("");
+    out.push("## Idle bridge (orders example)");
+    out.push("");
+    out.push(
+      "`sessionbridge start` with examples/orders/sessionbridge.yaml (gRPC, HTTP and NATS listeners, SQLite), " +
+        "nothing calling it; RSS once it held still for 10 s, at least 30 s after ready (bench/idle-rss.ts).",
+    );
+    out.push("");
+    out.push(renderIdleRss(r.idle));
   }
   if (r.targets.length > 0) {
     out.push("");

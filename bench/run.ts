@@ -10,6 +10,7 @@ import { type BenchResults, checkTargets, compare, disturbance } from "./bench-r
 import { benchSettings } from "./bench-settings.js";
 import { installChildCleanup } from "./children.js";
 import { startGoConnectEcho } from "./http-rows.js";
+import { type IdleRssResult, measureIdleRss } from "./idle-rss.js";
 import { machineInfo } from "./machine-info.js";
 import { type NatsBenchResult, runNatsBench } from "./nats-bench.js";
 import { startNginx } from "./nginx-proxy.js";
@@ -83,6 +84,17 @@ try {
   if ("address" in nginx) await nginx.stop();
 }
 
+// Last: the idle bridge needs a quiet machine more than a loaded one needs it.
+let idle: IdleRssResult | undefined;
+if (wanted("idle")) {
+  progress("idle (the orders example's bridge, idle RSS)");
+  try {
+    idle = await measureIdleRss(settings.idleRuns);
+  } catch (error) {
+    problems.push(`idle: crashed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 let nats: NatsBenchResult | undefined;
 if (wanted("nats")) {
   progress("nats (direct request-reply and through the bridge)");
@@ -105,7 +117,8 @@ const results: BenchResults = {
   comparisons,
   routing: { micro, e2e },
   nats,
-  targets: checkTargets(scenarios, comparisons, micro, e2e),
+  idle,
+  targets: checkTargets(scenarios, comparisons, micro, e2e, idle),
   problems,
   warnings,
   durationSeconds: (performance.now() - startedAt) / 1000,

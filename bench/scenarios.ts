@@ -107,6 +107,11 @@ export interface GcFigures {
   readonly scavenges?: number;
   readonly majors?: number;
   readonly promotedBytesPerCall?: number;
+  /** Pauses over 5 ms, and count, total and longest pause by kind (minor, major, incremental, weakcb). */
+  readonly pausesOver5ms?: number;
+  readonly byKind?: Readonly<
+    Record<string, { count: number; totalMs: number; maxMs: number; over5ms: number }>
+  >;
 }
 
 export interface ScenarioResult {
@@ -247,6 +252,8 @@ export async function runScenario(
         scavenges: Number(gc.scavenges),
         majors: Number(gc.majors),
         promotedBytesPerCall: Number(gc.promotedBytes) / calls,
+        pausesOver5ms: Number(gc.over5ms),
+        byKind: gc.byKind as NonNullable<GcFigures["byKind"]>,
       };
     }
     if (heapWritten !== undefined) await heapWritten;

@@ -20,7 +20,7 @@ import type { ProcessClient, ProcessTransport } from "../bridge/process/process-
 import { anonymousPrincipals } from "../bridge/security/principal.js";
 import { createStore } from "../bridge/store/create-store.js";
 import type { Clock } from "../bridge/util/clock.js";
-import { type ClusterParts, prepareCluster } from "./cluster-runtime.js";
+import type { ClusterParts } from "./cluster-runtime.js";
 
 export interface RuntimeOptions {
   readonly config: BridgeConfig;
@@ -102,6 +102,8 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     // Several replicas (DESIGN §7): the store and the engine learn the partitioning first.
     const clusterConfig = config.cluster;
     if (clusterConfig !== undefined) {
+      // Loaded on demand: a single bridge never holds the cluster's leases and KV client code.
+      const { prepareCluster } = await import("./cluster-runtime.js");
       cluster = await prepareCluster({
         config: { ...config, cluster: clusterConfig },
         contracts,

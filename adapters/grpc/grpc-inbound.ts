@@ -8,6 +8,7 @@ import type { ListenerContext } from "../../bridge/listener/listener.js";
 import type { PrincipalResolver } from "../../bridge/security/principal.js";
 import type { GrpcHandler } from "./h2-server.js";
 import type { GrpcServerCall } from "./h2-server-call.js";
+import { InboundUnaryCall } from "./inbound-unary-call.js";
 
 /** The caller's principal (S13): the bridge resolves it from what the call carried. */
 export function principalOf(principals: PrincipalResolver, metadata: Metadata): string {
@@ -97,16 +98,10 @@ async function unary(
 ): Promise<void> {
   try {
     const payload = codec.request(await call.message());
-    // Spelled out rather than spread over context(): this runs for every call.
-    const reply = await bridge.unary({
-      operation: op,
-      metadata: call.metadata,
-      deadlineMs: call.deadlineMs,
-      signal: call.signal,
-      principal: principalOf(principals, call.metadata),
-      codec: call.codec,
-      payload,
-    });
+    // Not spread over context(): that would read `signal`, which this call builds lazily.
+    const reply = await bridge.unary(
+      new InboundUnaryCall(call, op, principalOf(principals, call.metadata), payload),
+    );
     const out = codec.response(reply.payload);
     call.sendHeaders(reply.headers, sessionFields(reply.sessionId, reply.messageId), out);
     await call.write(out);

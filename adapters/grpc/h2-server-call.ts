@@ -28,8 +28,22 @@ export class GrpcServerCall {
   get requestEncoding(): string | undefined {
     return this.#encoding;
   }
-  /** Aborts when the client cancels the call or the connection goes, before the status. */
-  readonly signal: AbortSignal;
+  /**
+   * Aborts when the client cancels the call or the connection goes, before the status.
+   * Built on first read: a unary call that never waits for its session's turn never reads
+   * it (bridge/call/call.ts), and an AbortController is about 1.5 KB of heap per call.
+   */
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#cancelled) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
+  /** True once the client cancelled the call or the connection went, before the status. */
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
   readonly #stream: http2.ServerHttp2Stream;
   readonly #encoding: string | undefined;
   /** What the client reads in replies (its grpc-accept-encoding), identity aside. */
@@ -37,7 +51,8 @@ export class GrpcServerCall {
   /** The grpc-encoding of the response, once its headers went out. */
   #responseEncoding: string | undefined;
   readonly #maxMessageBytes: number;
-  readonly #controller = new AbortController();
+  #controller: AbortController | undefined;
+  #cancelled = false;
   #headersSent = false;
   #finished = false;
   #reading = false;
@@ -62,13 +77,13 @@ export class GrpcServerCall {
     this.deadlineMs = deadlineMs;
     this.#encoding = encoding;
     this.#maxMessageBytes = maxMessageBytes;
-    this.signal = this.#controller.signal;
     // "close" comes once per stream: on() spares the wrapper once() builds per call.
     stream.on("close", () => {
       // A stream that closes before its status went out was cancelled or lost.
       if (!this.#finished) {
         this.#finished = true;
-        this.#controller.abort();
+        this.#cancelled = true;
+        this.#controller?.abort();
       }
     });
   }

@@ -7,7 +7,7 @@ import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import type { Listener, ListenerContext } from "../../bridge/listener/listener.js";
-import { type JetStreamIntake, startJetStreamIntake } from "./jetstream-intake.js";
+import type { JetStreamIntake } from "./jetstream-intake.js";
 import { type InboundContext, respondFault, respondOk, serveUnary, wantsJson } from "./nats-inbound.js";
 import { DEFAULT_STREAM_ACK_TIMEOUT_MS } from "./nats-stream.js";
 import { type StreamServing, serveNatsStream } from "./nats-stream-inbound.js";
@@ -166,6 +166,8 @@ export async function startNatsListener(
   let intake: JetStreamIntake | undefined;
   if (config.intake !== undefined && config.intake.length > 0) {
     try {
+      // Loaded on demand: a listener without intake streams never holds the JetStream client's code.
+      const { startJetStreamIntake } = await import("./jetstream-intake.js");
       intake = await startJetStreamIntake(connection, inbound, config.intake, context.logger);
     } catch (error) {
       await service.stop().catch(() => undefined);

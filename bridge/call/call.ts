@@ -11,8 +11,17 @@ export interface CallContext {
   readonly metadata: Metadata;
   /** Absolute deadline in epoch milliseconds (S15), undefined when the caller set none. */
   readonly deadlineMs: number | undefined;
-  /** Aborts when the caller goes away. */
+  /**
+   * Aborts when the caller goes away. An adapter may build it on first read: the engine
+   * reads it only where it must listen (a wait for the session's turn, a passthrough or
+   * streaming delivery), so a unary call that never waits never pays for one.
+   */
   readonly signal: AbortSignal;
+  /**
+   * True once the caller went away, as `signal.aborted`; an adapter that builds `signal`
+   * on first read sets it, so the engine can ask without building one.
+   */
+  readonly cancelled?: boolean;
   /** Authenticated principal, or "anonymous" (S13). */
   readonly principal: string;
   /** "proto" for binary protobuf payloads, "json" for protobuf JSON. */

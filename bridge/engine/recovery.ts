@@ -107,7 +107,7 @@ async function requeue(ctx: EngineContext, item: OutboxRecord): Promise<boolean>
     forwarded: metadata,
     idempotency:
       idempotency?.messageId === messageId && idempotency.outcome === undefined ? idempotency : undefined,
-    callerSignal: undefined,
+    caller: undefined,
   });
   trackCompletion(
     ctx,

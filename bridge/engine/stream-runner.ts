@@ -75,7 +75,7 @@ export async function* runStream(
       messageId,
       accepted,
       pending: false,
-      wait: { signal: call.signal, deadlineMs: call.deadlineMs },
+      wait: { caller: call, deadlineMs: call.deadlineMs },
     });
     return sessionCall;
   };

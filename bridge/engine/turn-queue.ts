@@ -7,7 +7,11 @@ export type Release = () => void;
 
 /** What ends a wait for a turn: the caller leaving, or its deadline (S15). */
 export interface TurnWait {
-  readonly signal?: AbortSignal;
+  /**
+   * The caller, whose `signal` is read only when it really has to wait: an inbound
+   * adapter may build the signal on first read (bridge/call/call.ts).
+   */
+  readonly caller?: { readonly signal: AbortSignal };
   /** Absolute, epoch ms. Any value works, however far away (timers re-arm past ~24.8 days). */
   readonly deadlineMs?: number | undefined;
 }
@@ -46,15 +50,16 @@ export class TurnQueue {
 
   /**
    * Resolves with a release function when the caller's turn comes. The wait ends early,
-   * removing the caller from the queue, when `wait.signal` aborts (rejecting with the
+   * removing the caller from the queue, when `wait.caller.signal` aborts (rejecting with the
    * signal's reason) or `wait.deadlineMs` passes (DEADLINE_EXCEEDED). A deadline timer is
    * armed only when the caller really has to wait.
    */
   acquire(access: Access, wait: TurnWait = {}): Promise<Release> {
-    const { signal, deadlineMs } = wait;
     if (this.#waiting.length === 0 && this.#canRun(access)) {
       return Promise.resolve(this.#start(access));
     }
+    const { caller, deadlineMs } = wait;
+    const signal = caller?.signal;
     return new Promise<Release>((resolve, reject) => {
       let timer: Timer | undefined;
       const done = (): void => {

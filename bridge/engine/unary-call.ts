@@ -1,4 +1,4 @@
-import type { UnaryCall, UnaryReply } from "../call/call.js";
+import type { CallContext, UnaryCall, UnaryReply } from "../call/call.js";
 import type { CallControl } from "../call/control.js";
 import { newId } from "../call/ids.js";
 import { flattenMetadata, forwardable, type Metadata } from "../call/metadata.js";
@@ -8,7 +8,7 @@ import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
 import type { ProcessReply } from "../process/process-client.js";
 import type { IdempotencyRecord } from "../store/records.js";
-import { deliveryOf, sessionlessPlace, unaryDeliveryOf } from "./delivery-of.js";
+import { sessionlessPlace, unaryDeliveryOf } from "./delivery-of.js";
 import { type EngineContext, NEVER_ABORTED, processFor } from "./engine-context.js";
 import { EnvelopeKind, encodeEnvelope, faultOf, makeEnvelope } from "./envelope-codec.js";
 import { IdempotencyGuard } from "./idempotency-guard.js";
@@ -182,7 +182,7 @@ function accept(
     accepted,
     pending: true,
     // A one-way message is acknowledged on acceptance: its caller no longer waits.
-    ...(op.oneWay ? {} : { wait: { signal: call.signal, deadlineMs: call.deadlineMs } }),
+    ...(op.oneWay ? {} : { wait: { caller: call, deadlineMs: call.deadlineMs } }),
   });
 
   let reply: Promise<UnaryReply>;
@@ -190,10 +190,16 @@ function accept(
     ctx.oneWay.dispatch({
       call: sessionCall,
       process: processFor(ctx, op),
-      delivery: {
-        ...deliveryOf(call, control, placeOf(session, messageId, seq, true), forwarded),
-        payload: call.payload,
-      },
+      // Each attempt sets its own deadline and signal (one-way-dispatcher.ts): the caller's
+      // signal is not read, so an adapter that builds it on first read never does.
+      delivery: unaryDeliveryOf(
+        call,
+        control,
+        placeOf(session, messageId, seq, true),
+        forwarded,
+        call.payload,
+        NEVER_ABORTED,
+      ),
     });
     reply = accepted.then(
       () => ({ payload: EMPTY, sessionId: session.id, messageId, headers: {}, trailers: {} }),
@@ -213,7 +219,7 @@ function accept(
       seq,
       forwarded,
       idempotency,
-      callerSignal: call.signal,
+      caller: call,
     });
   }
   trackCompletion(ctx, session, control.seq, idempotency, reply);
@@ -228,8 +234,11 @@ export interface UnaryRun {
   readonly seq: number;
   readonly forwarded: Metadata;
   readonly idempotency: IdempotencyRecord | undefined;
-  /** The caller's signal; undefined when nobody waits (recovery). */
-  readonly callerSignal: AbortSignal | undefined;
+  /**
+   * The caller, asked whether it left before delivery; undefined when nobody waits
+   * (recovery). Its `signal` is read only when it did leave.
+   */
+  readonly caller: Pick<CallContext, "signal" | "cancelled"> | undefined;
 }
 
 /**
@@ -250,7 +259,10 @@ export async function runUnary(
   try {
     await sessionCall.ready();
     if (!session.live) throw abortedBySessionEnd(session.id);
-    if (run.callerSignal?.aborted === true) throw waitAborted(run.callerSignal.reason, "before delivery");
+    const caller = run.caller;
+    if (caller !== undefined && (caller.cancelled ?? caller.signal.aborted)) {
+      throw waitAborted(caller.signal.reason, "before delivery");
+    }
     if (run.call.deadlineMs !== undefined && run.call.deadlineMs <= Date.now()) {
       throw deadlineExceeded("while the call waited for its turn in the session");
     }

@@ -3,7 +3,7 @@ import type { StoreConfig } from "../config/config.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
-import { createJetStreamStore, type StorePartitions } from "./jetstream-store.js";
+import type { StorePartitions } from "./jetstream-store.js";
 import { createMemoryStore } from "./memory-store.js";
 import type { SessionStore } from "./session-store.js";
 import { createSqliteStore } from "./sqlite-store.js";
@@ -47,6 +47,8 @@ export async function createStore(
           "the jetstream store needs NATS: set storeOptions.url, listeners.nats or --nats",
         );
       }
+      // Loaded on demand: a bridge on another store never holds the JetStream client's code.
+      const { createJetStreamStore } = await import("./jetstream-store.js");
       return createJetStreamStore({
         ...where,
         prefix: config.prefix,

@@ -74,12 +74,29 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   // Commits and purge steps both fill the WAL; every CHECKPOINT_EVERY_ROWS rows of either
   // ask the checkpointer to copy it.
   let rowsSinceCheckpoint = 0;
+  // The checkpointer thread starts when the first checkpoint is due: until then the WAL
+  // is small, and an idle or lightly used bridge does not hold the thread's V8 isolate
+  // (about 6 MB resident). If it cannot start, the next checkpoint due tries again; the
+  // writer still checkpoints by itself past its own, larger limit (sqlite-writer.ts).
   let checkpointer: SqliteCheckpointer | undefined;
+  let starting: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
   const wrote = (rows: number): void => {
     rowsSinceCheckpoint += rows;
     if (rowsSinceCheckpoint < CHECKPOINT_EVERY_ROWS) return;
     rowsSinceCheckpoint = 0;
-    checkpointer?.request();
+    if (checkpointer !== undefined) checkpointer.request();
+    else if (closing === undefined) {
+      starting ??= startSqliteCheckpointer({ path, busyTimeoutMs }).then(
+        (started) => {
+          checkpointer = started;
+          started.request();
+        },
+        () => {
+          starting = undefined;
+        },
+      );
+    }
   };
   // The writer creates and migrates the file, so it exists before the reader opens it.
   const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs }, wrote);
@@ -94,19 +111,8 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     throw asStoreError(error, `cannot open ${path} for reading`);
   }
 
-  let started: SqliteCheckpointer;
-  try {
-    started = await startSqliteCheckpointer({ path, busyTimeoutMs });
-  } catch (error) {
-    opened.close();
-    await writer.close();
-    throw asStoreError(error, `cannot open ${path} to checkpoint`);
-  }
-
-  checkpointer = started;
   const connection = opened;
   const wakeups = createJournalWakeups();
-  let closing: Promise<void> | undefined;
 
   /** Runs a read on the reader connection; fails once close() has begun. */
   const read = async <T>(query: (r: SqliteReader) => T): Promise<T> => {
@@ -159,7 +165,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
       return writer.purge(endedBeforeMs, idempotencyBeforeMs);
     },
 
-    stats: () => ({ ...writer.stats(), checkpoints: started.checkpoints() }),
+    stats: () => ({ ...writer.stats(), checkpoints: checkpointer?.checkpoints() ?? 0 }),
     followers: () => wakeups.followers(),
 
     close,
@@ -172,7 +178,8 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
       // WAL into the database and remove it. The writer answers pending batches first.
       wakeups.close();
       connection.close();
-      await started.close();
+      await starting;
+      await checkpointer?.close();
       await writer.close();
     })();
     return closing;

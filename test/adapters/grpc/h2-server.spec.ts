@@ -2,6 +2,7 @@ import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { type GrpcHandler, type GrpcServer, startGrpcServer } from "../../../adapters/grpc/h2-server.js";
+import type { GrpcServerCall } from "../../../adapters/grpc/h2-server-call.js";
 import { createHealth, ServingStatus } from "../../../adapters/grpc/health-service.js";
 import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
@@ -46,6 +47,8 @@ describe("inbound gRPC server (node:http2)", () => {
   let client: grpc.Client;
   const seen: { deadlineMs: number | undefined; metadata: Record<string, readonly string[]> }[] = [];
   let cancelled = 0;
+  /** Calls of /test.Svc/Park: held open, their signal never read by the handler. */
+  const parked: GrpcServerCall[] = [];
   const health = createHealth(["test.Svc"]);
 
   const handlers = new Map<string, GrpcHandler>([
@@ -83,6 +86,13 @@ describe("inbound gRPC server (node:http2)", () => {
           cancelled += 1;
         });
         void call.message();
+      },
+    ],
+    [
+      "/test.Svc/Park",
+      (call) => {
+        parked.push(call);
+        void call.message().catch(() => undefined);
       },
     ],
     [
@@ -206,6 +216,20 @@ describe("inbound gRPC server (node:http2)", () => {
     const until = Date.now() + 2000;
     while (cancelled === before && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect(cancelled).to.equal(before + 1);
+  });
+
+  it("builds the call's signal on first read, already aborted when the client cancelled before", async () => {
+    const call = client.makeUnaryRequest("/test.Svc/Park", pass, pass, Buffer.from("x"), () => {});
+    const until = Date.now() + 5000;
+    while (parked.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    const inbound = parked[0] as GrpcServerCall;
+    expect(inbound.cancelled).to.equal(false);
+    call.cancel();
+    while (!inbound.cancelled && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(inbound.cancelled).to.equal(true);
+    // Read for the first time after the cancel: it must say so, as one built up front would.
+    expect(inbound.signal.aborted).to.equal(true);
+    expect(inbound.signal).to.equal(inbound.signal);
   });
 
   it("streams 5000 responses and sums 5000 requests, with backpressure", async () => {

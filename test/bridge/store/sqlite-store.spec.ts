@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { expect } from "chai";
@@ -77,6 +77,25 @@ describe("SQLite store", () => {
       .to.be.greaterThan(0)
       .and.lessThan(count);
     expect(await temp.store.readJournal("s1", 1, count + 1)).to.have.length(count);
+  });
+
+  it("starts its checkpointer thread only when the first checkpoint is due", async () => {
+    // The fixture's store is open: a second one on another file adds its writer thread
+    // and, with the checkpointer started up front, that thread too.
+    const threads = (): number => readdirSync("/proc/self/task").length;
+    const before = threads();
+    const other = await createSqliteStore({ path: join(temp.dir, "other.db") });
+    try {
+      expect(threads() - before).to.equal(1);
+      const rows = Math.ceil((CHECKPOINT_EVERY_ROWS + 1) / 500) * 500;
+      for (let first = 1; first <= rows; first += 500) {
+        await other.commit({ entries: Array.from({ length: 500 }, (_, i) => entry("s1", first + i)) });
+      }
+      while (other.stats().checkpoints === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(threads() - before).to.equal(2);
+    } finally {
+      await other.close();
+    }
   });
 
   it("checkpoints the WAL from its own thread once enough rows are committed", async () => {
