@@ -16,6 +16,12 @@ export interface Ownership {
   serves(partition: number): boolean;
   /** The owner of a partition with a live lease, or undefined. */
   ownerOf(partition: number): string | undefined;
+  /**
+   * True when this replica still writes the partition and nothing was committed there
+   * but through it, so what it holds of the partition's sessions is current (the store's
+   * confirmPartition). False makes it load the partition again.
+   */
+  confirm(partition: number): Promise<boolean>;
 }
 
 /** Sends a call to the replica that owns its session and returns that replica's answer unchanged. */
@@ -105,9 +111,36 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     }
   };
 
+  /**
+   * A refusal the engine computed from what this replica holds of a session (S1/S4 not
+   * found, S3/S5/S6 collisions, S7 numbering, S8 key reuse, S12 ended) committed nothing,
+   * so the store's fence never saw it: a replica deposed without knowing it yet, or one
+   * whose view is behind a commit, would refuse for good a call the owner accepts. It is
+   * answered only once the store confirms this replica still writes the partition and no
+   * one else wrote there; otherwise the call gets UNAVAILABLE (PARTITION_MOVING), which a
+   * client retries with the same sb-seq or Idempotency-Key, and the partition is loaded
+   * again (DESIGN §7). Outcomes that went through a commit need no confirmation.
+   */
+  const confirmed = async <T>(partition: number, answer: Promise<T>): Promise<T> => {
+    try {
+      return await answer;
+    } catch (error) {
+      if (!fromLocalState(error)) throw error;
+      let current = false;
+      try {
+        current = await ownership.confirm(partition);
+      } catch {
+        current = false;
+      }
+      if (!current)
+        throw partitionMoving(partition, "this replica could not confirm its view of the session");
+      throw error;
+    }
+  };
+
   const serveHere = (partition: number, call: UnaryCall): Promise<UnaryReply> => {
     // Checked again after admission: the engine answers only while this replica serves it.
-    return track(partition, engine.unary(call));
+    return track(partition, confirmed(partition, engine.unary(call)));
   };
 
   // Reads (get, list, history) come from the shared store on any replica; closing a
@@ -118,7 +151,8 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     history: (sessionId, options, principal) => engine.sessions.history(sessionId, options, principal),
     async close(sessionId, principal) {
       const partition = partitioning.ofSession(sessionId);
-      if (ownership.serves(partition)) return engine.sessions.close(sessionId, principal);
+      if (ownership.serves(partition))
+        return confirmed(partition, engine.sessions.close(sessionId, principal));
       const owner = ownership.ownerOf(partition);
       if (owner === undefined || owner === replica)
         throw partitionMoving(partition, "it has no serving owner");
@@ -133,7 +167,7 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     async serveForwardedClose(sessionId, principal) {
       const partition = partitioning.ofSession(sessionId);
       if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
-      return engine.sessions.close(sessionId, principal);
+      return confirmed(partition, engine.sessions.close(sessionId, principal));
     },
 
     async unary(call) {
@@ -194,4 +228,26 @@ export function partitionMoving(partition: number, why: string): BridgeError {
     `the session's partition ${partition} is moving between replicas (${why}); retry`,
     { metadata: { partition: String(partition) } },
   );
+}
+
+/**
+ * Refusals whose verdict depends on the state of a session as this replica holds it,
+ * not on the request alone nor on a recorded outcome (a process's own fault passes).
+ */
+const LOCAL_VERDICTS: ReadonlySet<string> = new Set([
+  Reason.SESSION_NOT_FOUND,
+  Reason.CORRELATION_ERROR,
+  Reason.SESSION_ALREADY_EXISTS,
+  Reason.SINGLE_SESSION_ACTIVE,
+  Reason.OUT_OF_SEQUENCE,
+  Reason.INVALID_SEQ,
+  Reason.IDEMPOTENCY_KEY_REUSED,
+  Reason.SESSION_CLOSED,
+  Reason.SESSION_EXPIRED,
+  Reason.SESSION_ENDED,
+  Reason.JOURNAL_CONFLICT,
+]);
+
+function fromLocalState(error: unknown): boolean {
+  return error instanceof BridgeError && !error.fromProcess && LOCAL_VERDICTS.has(error.reason);
 }

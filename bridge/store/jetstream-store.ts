@@ -11,6 +11,7 @@ import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
+import { Reason } from "../errors/reason.js";
 import { createCorrelationClaims, readValue } from "./jetstream-claims.js";
 import {
   batchFromJson,
@@ -120,6 +121,14 @@ export interface JetStreamSessionStore extends SessionStore {
   claimPartition(partition: number): Promise<void>;
   /** Stops writing the partition: its commits are refused with UNAVAILABLE from now on. */
   releasePartition(partition: number): void;
+  /**
+   * Several replicas: true when this store still writes the partition and no other store
+   * has written or fenced it since this store's last commit there (the write-ahead
+   * subject's last sequence, read from its stream leader after the commits already made,
+   * is the one this store wrote). A moved subject makes the store stop writing the
+   * partition (StorePartitions.onLost); a read that fails answers false and keeps it.
+   */
+  confirmPartition(partition: number): Promise<boolean>;
 }
 
 /** Attempts to apply a committed batch before the store gives up until reopened. */
@@ -158,7 +167,12 @@ export async function createJetStreamStore(options: JetStreamStoreOptions): Prom
     await ensureStream(jsm, journalStream, `${prefix}.journal.*`, replicas);
     await ensureStream(jsm, walStream, `${prefix}.wal`, replicas);
     const kvm = new Kvm(js);
-    const bucket = (name: string): Promise<KV> => kvm.create(`${prefix}_${name}`, { replicas, history: 1 });
+    // Reads go to each bucket's stream leader, not to any replica (direct gets): a replica
+    // may lag the last write by a moment, or by minutes after a node restarts, and a new
+    // owner that loaded a session from it would answer from before the last commit
+    // (DESIGN §7; S7, S8 verdicts from a stale session, docs/jetstream-store.md).
+    const bucket = (name: string): Promise<KV> =>
+      kvm.create(`${prefix}_${name}`, { replicas, history: 1, allow_direct: false });
     const buckets = {
       sessions: await bucket("sessions"),
       correlation: await bucket("correlation"),
@@ -431,8 +445,13 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
         // Only S5 is a verdict on the batch itself. Anything else — NATS failing, or a
         // journal that does not continue where the engine thinks (its view is stale) — makes
         // the owner load the partition again from the store before it writes there again.
-        if (!(error instanceof BridgeError && error.code === Code.ALREADY_EXISTS))
-          losePartition(partition, error);
+        if (error instanceof BridgeError && error.code === Code.ALREADY_EXISTS) throw error;
+        losePartition(partition, error);
+        // A stale view is no verdict on the call either: retried once the partition is
+        // loaded again, it is answered from the stored session (S7, S8), so the caller gets
+        // the retryable UNAVAILABLE, not ABORTED.
+        if (error instanceof BridgeError && error.reason === Reason.JOURNAL_CONFLICT)
+          throw partitionMoving(partition, `${error.message}; it is being loaded again`);
         throw natsStoreError(error, "cannot commit the batch");
       }
     }
@@ -476,6 +495,36 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
       }
     }
     throw partitionMoving(partition, "its previous writer keeps committing");
+  };
+
+  const confirmPartition = (partition: number): Promise<boolean> => {
+    // After the commits already queued: their sequences are then this store's head.
+    const run = queue.then(async (): Promise<boolean> => {
+      const head = heads.get(partition);
+      if (closed || head === undefined) return false;
+      let last: number;
+      try {
+        const message = await jsm.streams.getMessage(partitionStream, {
+          last_by_subj: `${prefix}.pwal.${partition}`,
+        });
+        last = message?.seq ?? 0;
+      } catch {
+        return false;
+      }
+      if (last === head) return heads.get(partition) === head;
+      losePartition(
+        partition,
+        new Error(
+          `partition ${partition} was written by another store (write-ahead sequence ${last}, not ${head})`,
+        ),
+      );
+      return false;
+    });
+    queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   };
 
   /** Applies batches committed by a store that stopped before applying them. */
@@ -680,6 +729,8 @@ function buildStore(parts: Parts): { api: JetStreamSessionStore; replay: () => P
     releasePartition(partition) {
       heads.delete(partition);
     },
+
+    confirmPartition,
   };
 
   return { api, replay };

@@ -109,6 +109,47 @@ describe("JetStream store: partitions claimed, fenced and taken over", function 
     await next.commit({ sessions: [session("p2-a", { journalLength: 3 })], entries: [entry("p2-a", 3)] });
   });
 
+  it("answers a journal conflict in a partition with UNAVAILABLE and loads the partition again", async () => {
+    // The owner's view of the session is behind its journal (it loaded the partition
+    // before the last commit was visible): the retry after the reload is answered from the
+    // stored session, so the caller is told to retry, not ABORTED.
+    const lost: number[] = [];
+    const store = await openStore(lost);
+    await store.claimPartition(3);
+    await store.commit({
+      sessions: [session("p3-a", { journalLength: 2 })],
+      entries: [entry("p3-a", 1), entry("p3-a", 2)],
+    });
+    await expectBridgeError(
+      store.commit({
+        sessions: [session("p3-a", { journalLength: 2 })],
+        entries: [entry("p3-a", 2, { messageId: "stale" })],
+      }),
+      Code.UNAVAILABLE,
+      Reason.PARTITION_MOVING,
+    );
+    expect(lost).to.deep.equal([3]);
+    expect((await store.readJournal("p3-a", 1, 10)).map((e) => e.messageId)).to.deep.equal([
+      "p3-a-m1",
+      "p3-a-m2",
+    ]);
+  });
+
+  it("confirms a partition while no other store wrote it, and gives it up once one did", async () => {
+    const lost: number[] = [];
+    const first = await openStore(lost);
+    const second = await openStore();
+    expect(await first.confirmPartition(1)).to.equal(false);
+    await first.claimPartition(1);
+    await first.commit({ sessions: [session("p1-a", { journalLength: 1 })], entries: [entry("p1-a", 1)] });
+    expect(await first.confirmPartition(1)).to.equal(true);
+    expect(lost).to.deep.equal([]);
+    await second.claimPartition(1);
+    expect(await first.confirmPartition(1)).to.equal(false);
+    expect(lost).to.deep.equal([1]);
+    expect(await second.confirmPartition(1)).to.equal(true);
+  });
+
   it("refuses a batch that writes sessions of two partitions", async () => {
     const store = await openStore();
     await store.claimPartition(0);
