@@ -42,7 +42,12 @@ export interface ClusterBridgeOptions {
   readonly forwarder: Forwarder;
   /** defaults.maxCorrelationValueBytes, so routing reads the values as the engine will. */
   readonly maxCorrelationValueBytes: number;
+  /** How often a forwarded stream checks that its owner still holds the lease. Default 250. */
+  readonly ownerCheckMs?: number;
 }
+
+/** Default ownerCheckMs: small beside a lease TTL (at least 500 ms). */
+const OWNER_CHECK_MS = 250;
 
 /** The bridge every inbound adapter of a replica is given: the engine behind a partition router. */
 export interface ClusterBridge extends Bridge {
@@ -138,6 +143,51 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     }
   };
 
+  /** The same for a stream the engine refuses (S1/S4 routing, S12 ended): confirmed first. */
+  async function* confirmedStream(
+    partition: number,
+    events: AsyncIterable<StreamEvent>,
+  ): AsyncGenerator<StreamEvent> {
+    let failure: unknown;
+    try {
+      yield* events;
+      return;
+    } catch (error) {
+      failure = error;
+    }
+    await confirmed(partition, Promise.reject(failure));
+  }
+
+  /**
+   * A forwarded stream lasts only while its owner holds the partition's lease. NATS gives
+   * no sign that the owner went away (a killed replica just stops sending), so without
+   * this the caller would wait for its deadline, or a day. The lease table is checked
+   * every ownerCheckMs: once the lease lapsed or moved — at most a lease TTL after the
+   * owner died, as this replica sees it — the stream is cancelled (the owner, if alive,
+   * is told to stop) and ends with UNAVAILABLE (PARTITION_MOVING), which a client retries.
+   */
+  async function* whileOwned(
+    partition: number,
+    owner: string,
+    call: StreamCall,
+    forward: NonNullable<Forwarder["stream"]>,
+  ): AsyncGenerator<StreamEvent> {
+    const lost = new AbortController();
+    const check = setInterval(() => {
+      if (ownership.ownerOf(partition) !== owner)
+        lost.abort(partitionMoving(partition, `its owner ${owner} no longer holds it; the stream was cut`));
+    }, options.ownerCheckMs ?? OWNER_CHECK_MS);
+    check.unref();
+    try {
+      yield* forward(owner, { ...call, signal: AbortSignal.any([call.signal, lost.signal]) });
+    } catch (error) {
+      if (lost.signal.aborted && !call.signal.aborted) throw lost.signal.reason;
+      throw error;
+    } finally {
+      clearInterval(check);
+    }
+  }
+
   const serveHere = (partition: number, call: UnaryCall): Promise<UnaryReply> => {
     // Checked again after admission: the engine answers only while this replica serves it.
     return track(partition, confirmed(partition, engine.unary(call)));
@@ -190,19 +240,20 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
 
     stream(call): AsyncIterable<StreamEvent> {
       const partition = partitionOf(call, undefined);
-      if (partition === undefined || ownership.serves(partition)) return engine.stream(call);
+      if (partition === undefined) return engine.stream(call);
+      if (ownership.serves(partition)) return confirmedStream(partition, engine.stream(call));
       const owner = ownership.ownerOf(partition);
       if (owner === undefined || owner === replica || forwarder.stream === undefined)
         throw partitionMoving(partition, "it has no serving owner");
-      return forwarder.stream(owner, call);
+      return whileOwned(partition, owner, call, forwarder.stream.bind(forwarder));
     },
 
     serveForwardedStream(call): AsyncIterable<StreamEvent> {
       const partition = partitionOf(call, undefined);
       // Never forwarded again, as for unary calls.
-      if (partition !== undefined && !ownership.serves(partition))
-        throw partitionMoving(partition, "its owner is changing");
-      return engine.stream(call);
+      if (partition === undefined) return engine.stream(call);
+      if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
+      return confirmedStream(partition, engine.stream(call));
     },
 
     async settled(partition) {
