@@ -19,7 +19,7 @@ interface Order {
 const RETRYABLE = new Set([14, 4, 1]);
 
 /**
- * The kill run's size: 8 sessions of 20 messages for a quick look, the full run (16 sessions
+ * The kill run's size: 8 sessions of 20 messages in `npm test`, the full run (16 sessions
  * of 40 messages) with SB_CLUSTER_FAULTS=1 (`npm run test:cluster-faults`).
  */
 const FULL_RUN = process.env.SB_CLUSTER_FAULTS === "1";

@@ -1,12 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { expect } from "chai";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
-import { batchToJson, encodeJson } from "../../../bridge/store/jetstream-codec.js";
+import { batchToJson, encodeJson, sessionToJson, token } from "../../../bridge/store/jetstream-codec.js";
 import { createJetStreamStore, type JetStreamSessionStore } from "../../../bridge/store/jetstream-store.js";
 import { type NatsServerFixture, startNatsServer } from "../../support/nats-server.js";
+import { waitFor } from "../../support/wait.js";
 import { expectBridgeError } from "./expect-bridge-error.js";
 import { entry, session } from "./store-records.js";
 
@@ -148,6 +150,56 @@ describe("JetStream store: partitions claimed, fenced and taken over", function 
     expect(await first.confirmPartition(1)).to.equal(false);
     expect(lost).to.deep.equal([1]);
     expect(await second.confirmPartition(1)).to.equal(true);
+  });
+
+  it("stops retrying to apply its batch once another store claimed the partition, leaving newer records alone", async () => {
+    const store = await openStore();
+    await store.claimPartition(0);
+    await store.commit({ sessions: [session("p0-a", { journalLength: 1 })], entries: [entry("p0-a", 1)] });
+    const nc = await connect({ servers: server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const journal = `${prefix}_journal`;
+      const subjects = (await jsm.streams.info(journal)).config.subjects;
+      // Appends to the journal fail for a while (as while its NATS node is down): the
+      // batch is committed on the partition's write-ahead subject, and applying it is retried.
+      const subject = `${prefix}.pwal.0`;
+      const before = (await jsm.streams.getMessage(`${prefix}_pwal`, { last_by_subj: subject }))?.seq ?? 0;
+      await jsm.streams.update(journal, { subjects: [`${prefix}.paused.*`] });
+      const committing = store.commit({
+        sessions: [session("p0-a", { journalLength: 2 })],
+        entries: [entry("p0-a", 2)],
+      });
+      const outcome = committing.then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      let batchSeq = 0;
+      await waitFor(
+        async () => {
+          const last = await jsm.streams.getMessage(`${prefix}_pwal`, { last_by_subj: subject });
+          if (last === null || last.seq <= before) return false;
+          batchSeq = last.seq;
+          return true;
+        },
+        20_000,
+        "the batch on the write-ahead subject",
+      );
+      // Meanwhile another store claims the partition (applying that batch) and commits a
+      // newer record of the session; here its writes are made by hand.
+      await jetstream(nc).publish(subject, encodeJson({ fence: Date.now() }), {
+        expect: { lastSubjectSequence: batchSeq },
+      });
+      const sessions = await new Kvm(nc).open(`${prefix}_sessions`);
+      await sessions.put(token("p0-a"), encodeJson(sessionToJson(session("p0-a", { journalLength: 3 }))));
+      await jsm.streams.update(journal, { subjects });
+      // Committed (the claimant applies a claimed partition's last batch before fencing),
+      // and the older batch was not written over the newer record.
+      expect(await outcome).to.equal(undefined);
+      expect((await store.getSession("p0-a"))?.journalLength).to.equal(3);
+    } finally {
+      await nc.close();
+    }
   });
 
   it("refuses a batch that writes sessions of two partitions", async () => {
