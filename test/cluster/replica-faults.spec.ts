@@ -25,6 +25,8 @@ const RETRYABLE = new Set([14, 4, 1]);
 const FULL_RUN = process.env.SB_CLUSTER_FAULTS === "1";
 const FAULT_SESSIONS = FULL_RUN ? 16 : 8;
 const FAULT_MESSAGES = FULL_RUN ? 40 : 20;
+/** Each attempt's deadline; the whole retry budget of a call is two minutes. */
+const ATTEMPT_DEADLINE_MS = 60_000;
 
 function header(metadata: grpc.Metadata | undefined, key: string): string | undefined {
   const value = metadata?.get(key)[0];
@@ -60,8 +62,12 @@ describe("two bridge replicas on a three-node JetStream cluster", function () {
     const until = Date.now() + budgetMs;
     for (let attempt = 1; ; attempt++) {
       try {
+        // A generous deadline per attempt: a numbered call whose deadline passes while it
+        // waits for its turn (behind a takeover's re-queued work on this loaded machine)
+        // gets DEADLINE_EXCEEDED recorded as its outcome, and every retry of that sb-seq is
+        // answered with it (S7, S15), so a client must not give up on a call too early.
         const out = await unaryCall<T>(set.client(replica()), method, request, metadata, {
-          deadline: Date.now() + 15_000,
+          deadline: Date.now() + ATTEMPT_DEADLINE_MS,
         });
         return { response: out.response, headers: out.headers, attempts: attempt };
       } catch (error) {
