@@ -102,6 +102,9 @@ export function createWriteAhead(parts: WriteAheadParts): WriteAhead {
   const { planClaims, takeClaims, releaseClaims, releaseFreed } = parts.claims;
   /** Claimed partitions → the last sequence this store wrote on their write-ahead subject. */
   const heads = new Map<number, number>();
+  /** Claimed partitions → which claim of this store holds them (a count of claims). */
+  const claimOf = new Map<number, number>();
+  let claims = 0;
   let broken: Error | undefined;
   // Commits run one at a time, so they resolve in the order they were made.
   let queue: Promise<void> = Promise.resolve();
@@ -221,8 +224,12 @@ export function createWriteAhead(parts: WriteAheadParts): WriteAhead {
     const last = await jsm.streams.getMessage(partitionStream, {
       last_by_subj: `${prefix}.pwal.${partition}`,
     });
-    if ((last?.seq ?? 0) !== seq)
-      throw partitionMoving(partition, "another replica claimed it and applied its last batch");
+    const at = last?.seq ?? 0;
+    if (at > seq) throw partitionMoving(partition, "another replica claimed it and applied its last batch");
+    // Behind this store's own write: a stream leader elected a moment ago answering from
+    // before it caught up. Nothing is known; this attempt waits for the next.
+    if (at < seq)
+      throw new Error(`partition ${partition}'s write-ahead subject read behind its last write; retry`);
   };
 
   /** The one partition a batch writes, when the store is partitioned and it names a session. */
@@ -275,13 +282,32 @@ export function createWriteAhead(parts: WriteAheadParts): WriteAhead {
     }
   };
 
-  const commitNow = async (batch: StoreBatch): Promise<void> => {
+  /**
+   * The claim a batch is made under: the engine makes it from its sessions of that claim.
+   * A batch made while the partition was not held, or under an earlier claim, comes from
+   * sessions as they were before the partition was loaded again (a call of a released
+   * session finishing, a commit queued behind the one that failed): written after the new
+   * claim it would put that older state over what the new load read, and the engine's new
+   * view of the session would be behind its journal (S7 refusals from a stale view).
+   */
+  const claimMadeUnder = (batch: StoreBatch): number | undefined => {
+    try {
+      const partition = partitionOf(batch);
+      return partition === undefined || !heads.has(partition) ? undefined : claimOf.get(partition);
+    } catch {
+      return undefined; // commitNow refuses the batch itself
+    }
+  };
+
+  const commitNow = async (batch: StoreBatch, madeUnder: number | undefined): Promise<void> => {
     // Not checkOpen(): commits made before close() still run (close finishes them).
     if (broken !== undefined)
       throw storeFailure("a committed batch could not be applied; reopen the store", broken);
     const partition = partitionOf(batch);
     if (partition !== undefined) {
       if (!heads.has(partition)) throw partitionMoving(partition, "this replica does not write it");
+      if (madeUnder !== claimOf.get(partition))
+        throw partitionMoving(partition, "the batch was made before this replica last loaded it");
       try {
         await checkEntries(batch.entries ?? []);
         const records = batch.sessions ?? [];
@@ -339,6 +365,7 @@ export function createWriteAhead(parts: WriteAheadParts): WriteAhead {
           expect: { lastSubjectSequence: last?.seq ?? 0 },
         });
         heads.set(partition, ack.seq);
+        claimOf.set(partition, ++claims);
         return;
       } catch (error) {
         // The old writer committed once more between the read and the fence: apply that too.
@@ -363,6 +390,9 @@ export function createWriteAhead(parts: WriteAheadParts): WriteAhead {
         return false;
       }
       if (last === head) return heads.get(partition) === head;
+      // Behind this store's own write: a leader that has not caught up answered. Not
+      // confirmed, and no sign that anyone else wrote.
+      if (last < head) return false;
       losePartition(
         partition,
         new Error(
@@ -404,7 +434,8 @@ export function createWriteAhead(parts: WriteAheadParts): WriteAhead {
     commit(batch) {
       if (isClosed()) return Promise.reject(storeClosed("jetstream"));
       const copy = copyBatch(batch);
-      const run = queue.then(() => commitNow(copy));
+      const madeUnder = claimMadeUnder(copy);
+      const run = queue.then(() => commitNow(copy, madeUnder));
       queue = run.then(
         () => undefined,
         () => undefined,

@@ -3,6 +3,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { expect } from "chai";
+import type { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
 import { batchToJson, encodeJson, sessionToJson, token } from "../../../bridge/store/jetstream-codec.js";
@@ -197,6 +198,52 @@ describe("JetStream store: partitions claimed, fenced and taken over", function 
       // and the older batch was not written over the newer record.
       expect(await outcome).to.equal(undefined);
       expect((await store.getSession("p0-a"))?.journalLength).to.equal(3);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it("refuses a batch made before the partition was claimed again, though it runs after the claim", async () => {
+    const store = await openStore();
+    await store.claimPartition(0);
+    await store.claimPartition(1);
+    const nc = await connect({ servers: server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const journal = `${prefix}_journal`;
+      const subjects = (await jsm.streams.info(journal)).config.subjects;
+      // A commit on partition 1 whose apply is retried (the journal takes no appends for a
+      // while) holds the store's commit queue.
+      await jsm.streams.update(journal, { subjects: [`${prefix}.paused.*`] });
+      const holding = store.commit({
+        sessions: [session("p1-h", { journalLength: 1 })],
+        entries: [entry("p1-h", 1)],
+      });
+      await waitFor(
+        async () => {
+          const last = await jsm.streams.getMessage(`${prefix}_pwal`, { last_by_subj: `${prefix}.pwal.1` });
+          return last !== null && !("fence" in last.json<object>());
+        },
+        20_000,
+        "the holding batch on the write-ahead subject",
+      );
+      // Partition 0 is lost and loaded again meanwhile; a batch a session made in between
+      // (from its state before the reload) waits in the queue behind the held commit.
+      store.releasePartition(0);
+      const stale = store
+        .commit({ sessions: [session("p0-a", { journalLength: 1 })], entries: [entry("p0-a", 1)] })
+        .then(
+          () => undefined,
+          (error: unknown) => error as BridgeError,
+        );
+      await store.claimPartition(0);
+      await jsm.streams.update(journal, { subjects });
+      await holding;
+      const refused = await stale;
+      expect(refused?.code, refused?.message).to.equal(Code.UNAVAILABLE);
+      expect(refused?.reason).to.equal(Reason.PARTITION_MOVING);
+      expect(await store.readJournal("p0-a", 1, 10)).to.deep.equal([]);
+      expect(await store.getSession("p0-a")).to.equal(undefined);
     } finally {
       await nc.close();
     }
