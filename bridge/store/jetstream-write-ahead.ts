@@ -5,24 +5,14 @@ import type { KV } from "@nats-io/kv";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import { createBatchApply } from "./jetstream-apply.js";
 import type { CorrelationClaims } from "./jetstream-claims.js";
-import {
-  batchFromJson,
-  batchToJson,
-  decodeJson,
-  encodeJson,
-  idempotencyToJson,
-  outboxKey,
-  sessionToJson,
-  token,
-} from "./jetstream-codec.js";
+import { batchFromJson, batchToJson, decodeJson, encodeJson } from "./jetstream-codec.js";
 import { isAlreadyDeleted, isCasFailure, natsStoreError, partitionMoving } from "./jetstream-errors.js";
 import type { JetStreamJournals } from "./jetstream-journal.js";
 import type { StorePartitions } from "./jetstream-store.js";
-import { checkJournalAppend } from "./journal-append.js";
 import type { JournalWakeups } from "./journal-wakeups.js";
 import { copyBatch } from "./record-copy.js";
-import type { JournalRecord } from "./records.js";
 import type { StoreBatch } from "./session-store.js";
 import { asStoreError, storeClosed, storeFailure } from "./store-errors.js";
 
@@ -109,44 +99,7 @@ export function createWriteAhead(parts: WriteAheadParts): WriteAhead {
   // Commits run one at a time, so they resolve in the order they were made.
   let queue: Promise<void> = Promise.resolve();
 
-  /**
-   * S9 before the commit point: the batch's entries must continue each session's stored
-   * journal (checkJournalAppend), else the whole batch is refused with JOURNAL_CONFLICT
-   * and nothing is written.
-   */
-  const checkEntries = async (entries: readonly JournalRecord[]): Promise<void> => {
-    const last = new Map<string, number>();
-    for (const entry of entries) {
-      if (!last.has(entry.sessionId)) last.set(entry.sessionId, await journals.lastIndex(entry.sessionId));
-    }
-    checkJournalAppend(entries, (sessionId) => last.get(sessionId) ?? 0);
-  };
-
-  /** Step (3): every part of a committed batch, each write safe to repeat. */
-  const apply = async (batch: StoreBatch): Promise<void> => {
-    const bySession = new Map<string, JournalRecord[]>();
-    for (const entry of batch.entries ?? []) {
-      const list = bySession.get(entry.sessionId);
-      if (list === undefined) bySession.set(entry.sessionId, [entry]);
-      else list.push(entry);
-    }
-    for (const [sessionId, entries] of bySession) await journals.append(sessionId, entries);
-    for (const record of batch.sessions ?? []) {
-      await buckets.sessions.put(token(record.id), encodeJson(sessionToJson(record)));
-    }
-    for (const record of batch.idempotency ?? []) {
-      await buckets.idempotency.put(
-        `${token(record.principal)}.${token(record.key)}`,
-        encodeJson(idempotencyToJson(record)),
-      );
-    }
-    for (const item of batch.outboxAdd ?? []) {
-      await buckets.outbox.put(outboxKey(item.sessionId, item.messageId), encodeJson(item));
-    }
-    for (const item of batch.outboxRemove ?? []) {
-      await buckets.outbox.purge(outboxKey(item.sessionId, item.messageId));
-    }
-  };
+  const { checkEntries, apply } = createBatchApply(buckets, journals);
 
   /**
    * Step (4). Every store on a prefix replays the write-ahead messages it finds at open,
