@@ -78,6 +78,7 @@ export async function prepareCluster(options: {
         ownership: {
           serves: (p) => leases?.serves(p) ?? false,
           ownerOf: (p) => leases?.ownerOf(p),
+          confirm: (p) => jetstreamStore.confirmPartition(p),
         },
         replica: cluster.replica,
         forwarder: createNatsForwarder(forwardingOptions),

@@ -16,6 +16,12 @@ export interface Ownership {
   serves(partition: number): boolean;
   /** The owner of a partition with a live lease, or undefined. */
   ownerOf(partition: number): string | undefined;
+  /**
+   * True when this replica still writes the partition and nothing was committed there
+   * but through it, so what it holds of the partition's sessions is current (the store's
+   * confirmPartition). False makes it load the partition again.
+   */
+  confirm(partition: number): Promise<boolean>;
 }
 
 /** Sends a call to the replica that owns its session and returns that replica's answer unchanged. */
@@ -36,7 +42,12 @@ export interface ClusterBridgeOptions {
   readonly forwarder: Forwarder;
   /** defaults.maxCorrelationValueBytes, so routing reads the values as the engine will. */
   readonly maxCorrelationValueBytes: number;
+  /** How often a forwarded stream checks that its owner still holds the lease. Default 250. */
+  readonly ownerCheckMs?: number;
 }
+
+/** Default ownerCheckMs: small beside a lease TTL (at least 500 ms). */
+const OWNER_CHECK_MS = 250;
 
 /** The bridge every inbound adapter of a replica is given: the engine behind a partition router. */
 export interface ClusterBridge extends Bridge {
@@ -105,9 +116,81 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     }
   };
 
+  /**
+   * A refusal the engine computed from what this replica holds of a session (S1/S4 not
+   * found, S3/S5/S6 collisions, S7 numbering, S8 key reuse, S12 ended) committed nothing,
+   * so the store's fence never saw it: a replica deposed without knowing it yet, or one
+   * whose view is behind a commit, would refuse for good a call the owner accepts. It is
+   * answered only once the store confirms this replica still writes the partition and no
+   * one else wrote there; otherwise the call gets UNAVAILABLE (PARTITION_MOVING), which a
+   * client retries with the same sb-seq or Idempotency-Key, and the partition is loaded
+   * again (DESIGN §7). Outcomes that went through a commit need no confirmation.
+   */
+  const confirmed = async <T>(partition: number, answer: Promise<T>): Promise<T> => {
+    try {
+      return await answer;
+    } catch (error) {
+      if (!fromLocalState(error)) throw error;
+      let current = false;
+      try {
+        current = await ownership.confirm(partition);
+      } catch {
+        current = false;
+      }
+      if (!current)
+        throw partitionMoving(partition, "this replica could not confirm its view of the session");
+      throw error;
+    }
+  };
+
+  /** The same for a stream the engine refuses (S1/S4 routing, S12 ended): confirmed first. */
+  async function* confirmedStream(
+    partition: number,
+    events: AsyncIterable<StreamEvent>,
+  ): AsyncGenerator<StreamEvent> {
+    let failure: unknown;
+    try {
+      yield* events;
+      return;
+    } catch (error) {
+      failure = error;
+    }
+    await confirmed(partition, Promise.reject(failure));
+  }
+
+  /**
+   * A forwarded stream lasts only while its owner holds the partition's lease. NATS gives
+   * no sign that the owner went away (a killed replica just stops sending), so without
+   * this the caller would wait for its deadline, or a day. The lease table is checked
+   * every ownerCheckMs: once the lease lapsed or moved — at most a lease TTL after the
+   * owner died, as this replica sees it — the stream is cancelled (the owner, if alive,
+   * is told to stop) and ends with UNAVAILABLE (PARTITION_MOVING), which a client retries.
+   */
+  async function* whileOwned(
+    partition: number,
+    owner: string,
+    call: StreamCall,
+    forward: NonNullable<Forwarder["stream"]>,
+  ): AsyncGenerator<StreamEvent> {
+    const lost = new AbortController();
+    const check = setInterval(() => {
+      if (ownership.ownerOf(partition) !== owner)
+        lost.abort(partitionMoving(partition, `its owner ${owner} no longer holds it; the stream was cut`));
+    }, options.ownerCheckMs ?? OWNER_CHECK_MS);
+    check.unref();
+    try {
+      yield* forward(owner, { ...call, signal: AbortSignal.any([call.signal, lost.signal]) });
+    } catch (error) {
+      if (lost.signal.aborted && !call.signal.aborted) throw lost.signal.reason;
+      throw error;
+    } finally {
+      clearInterval(check);
+    }
+  }
+
   const serveHere = (partition: number, call: UnaryCall): Promise<UnaryReply> => {
     // Checked again after admission: the engine answers only while this replica serves it.
-    return track(partition, engine.unary(call));
+    return track(partition, confirmed(partition, engine.unary(call)));
   };
 
   // Reads (get, list, history) come from the shared store on any replica; closing a
@@ -118,7 +201,8 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     history: (sessionId, options, principal) => engine.sessions.history(sessionId, options, principal),
     async close(sessionId, principal) {
       const partition = partitioning.ofSession(sessionId);
-      if (ownership.serves(partition)) return engine.sessions.close(sessionId, principal);
+      if (ownership.serves(partition))
+        return confirmed(partition, engine.sessions.close(sessionId, principal));
       const owner = ownership.ownerOf(partition);
       if (owner === undefined || owner === replica)
         throw partitionMoving(partition, "it has no serving owner");
@@ -133,7 +217,7 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     async serveForwardedClose(sessionId, principal) {
       const partition = partitioning.ofSession(sessionId);
       if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
-      return engine.sessions.close(sessionId, principal);
+      return confirmed(partition, engine.sessions.close(sessionId, principal));
     },
 
     async unary(call) {
@@ -156,19 +240,20 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
 
     stream(call): AsyncIterable<StreamEvent> {
       const partition = partitionOf(call, undefined);
-      if (partition === undefined || ownership.serves(partition)) return engine.stream(call);
+      if (partition === undefined) return engine.stream(call);
+      if (ownership.serves(partition)) return confirmedStream(partition, engine.stream(call));
       const owner = ownership.ownerOf(partition);
       if (owner === undefined || owner === replica || forwarder.stream === undefined)
         throw partitionMoving(partition, "it has no serving owner");
-      return forwarder.stream(owner, call);
+      return whileOwned(partition, owner, call, forwarder.stream.bind(forwarder));
     },
 
     serveForwardedStream(call): AsyncIterable<StreamEvent> {
       const partition = partitionOf(call, undefined);
       // Never forwarded again, as for unary calls.
-      if (partition !== undefined && !ownership.serves(partition))
-        throw partitionMoving(partition, "its owner is changing");
-      return engine.stream(call);
+      if (partition === undefined) return engine.stream(call);
+      if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
+      return confirmedStream(partition, engine.stream(call));
     },
 
     async settled(partition) {
@@ -194,4 +279,26 @@ export function partitionMoving(partition: number, why: string): BridgeError {
     `the session's partition ${partition} is moving between replicas (${why}); retry`,
     { metadata: { partition: String(partition) } },
   );
+}
+
+/**
+ * Refusals whose verdict depends on the state of a session as this replica holds it,
+ * not on the request alone nor on a recorded outcome (a process's own fault passes).
+ */
+const LOCAL_VERDICTS: ReadonlySet<string> = new Set([
+  Reason.SESSION_NOT_FOUND,
+  Reason.CORRELATION_ERROR,
+  Reason.SESSION_ALREADY_EXISTS,
+  Reason.SINGLE_SESSION_ACTIVE,
+  Reason.OUT_OF_SEQUENCE,
+  Reason.INVALID_SEQ,
+  Reason.IDEMPOTENCY_KEY_REUSED,
+  Reason.SESSION_CLOSED,
+  Reason.SESSION_EXPIRED,
+  Reason.SESSION_ENDED,
+  Reason.JOURNAL_CONFLICT,
+]);
+
+function fromLocalState(error: unknown): boolean {
+  return error instanceof BridgeError && !error.fromProcess && LOCAL_VERDICTS.has(error.reason);
 }

@@ -1,6 +1,7 @@
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, silentLogger } from "../logger.js";
+import { type LeaseValue, LeaseView } from "./lease-view.js";
 
 export interface PartitionLeasesOptions {
   readonly connection: NatsConnection;
@@ -25,19 +26,6 @@ export interface PartitionLeasesOptions {
   readonly logger?: Logger;
 }
 
-/** What another replica's lease looks like from here. */
-interface Seen {
-  readonly holder: string | undefined;
-  readonly revision: number;
-  /** When this replica saw the revision change (its own clock: no clock is compared across machines). */
-  readonly seenAtMs: number;
-}
-
-interface LeaseValue {
-  readonly replica: string;
-  readonly renewedAtMs: number;
-}
-
 /**
  * Partition leases in a KV bucket (DESIGN §7): key `lease.<n>` holds the owner of
  * partition n; key `member.<replica>` is each replica's heartbeat. Every tick (a quarter
@@ -54,7 +42,8 @@ interface LeaseValue {
 export class PartitionLeases {
   readonly #options: PartitionLeasesOptions;
   readonly #logger: Logger;
-  readonly #seen = new Map<string, Seen>();
+  /** Every lease and heartbeat as this replica sees it; set by start(). */
+  #view: LeaseView | undefined;
   /** Leases held: partition → revision and when its last renew was sent. */
   readonly #held = new Map<number, { revision: number; sentAtMs: number }>();
   /** Held partitions whose sessions are loaded: calls may be served. */
@@ -66,13 +55,6 @@ export class PartitionLeases {
   #ticking = false;
   /** Held partitions the store gave up while they were being loaded: loaded again after. */
   readonly #lostWhileLoading = new Set<number>();
-  /** The running watch of the bucket, undefined while none runs. */
-  #watcher: { stop(): void } | undefined;
-  #watchStarting = false;
-  /** Highest revision the watch delivered. */
-  #watched = 0;
-  /** This replica's oldest heartbeat the watch has not delivered yet. */
-  #unwatchedBeat: { revision: number; atMs: number } | undefined;
 
   constructor(options: PartitionLeasesOptions) {
     this.#options = options;
@@ -85,7 +67,8 @@ export class PartitionLeases {
       replicas: this.#options.replicas,
       history: 1,
     });
-    await this.#watch();
+    this.#view = new LeaseView(this.#kv, this.#options.leaseTtlMs, this.#logger);
+    await this.#view.watch();
     await this.#heartbeat();
     // A first round at once, so a replica that finds partitions free serves them before it
     // reports ready; bounded, since taking over what others hold waits for their TTL.
@@ -100,7 +83,7 @@ export class PartitionLeases {
   /** The replica that owns `partition` now, or undefined while it has no live lease. */
   ownerOf(partition: number): string | undefined {
     if (this.#serving.has(partition)) return this.#options.replica;
-    const seen = this.#seen.get(leaseKey(partition));
+    const seen = this.#view?.get(leaseKey(partition));
     if (seen?.holder === undefined || Date.now() - seen.seenAtMs > this.#options.leaseTtlMs) return undefined;
     return seen.holder;
   }
@@ -136,8 +119,7 @@ export class PartitionLeases {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#watcher?.stop();
-    this.#watcher = undefined;
+    this.#view?.stop();
     await this.#busy?.catch(() => undefined);
     const kv = this.#kv;
     for (const [partition, lease] of this.#held) {
@@ -159,85 +141,12 @@ export class PartitionLeases {
     );
   }
 
-  async #watch(): Promise<void> {
-    const kv = this.#kv;
-    if (kv === undefined || this.#stopped || this.#watchStarting) return;
-    this.#watchStarting = true;
-    let updates: Awaited<ReturnType<KV["watch"]>>;
-    try {
-      updates = await kv.watch({ key: ">" });
-    } finally {
-      this.#watchStarting = false;
-    }
-    const watcher = { stop: () => updates.stop() };
-    this.#watcher?.stop();
-    this.#watcher = watcher;
-    this.#unwatchedBeat = undefined;
-    void (async () => {
-      for await (const entry of updates) {
-        if (entry.revision > this.#watched) this.#watched = entry.revision;
-        if (this.#unwatchedBeat !== undefined && this.#watched >= this.#unwatchedBeat.revision)
-          this.#unwatchedBeat = undefined;
-        this.#note(entry.key, entry.operation === "PUT" ? entry.value : undefined, entry.revision);
-      }
-    })()
-      .catch((error: unknown) => this.#logger.warn({ err: error }, "lease watch ended"))
-      .finally(() => {
-        // The watch ends when NATS drops it: the next tick watches again.
-        if (this.#watcher === watcher) this.#watcher = undefined;
-      });
-    if (this.#stopped) updates.stop();
-  }
-
-  /**
-   * Every other replica's lease is seen only through the watch, so a watch that stopped
-   * delivering (a NATS node it read from was killed) would leave this replica with a
-   * frozen view: it would forward to an owner that is gone and never see a partition
-   * handed back. Its own heartbeat is the probe: one the watch has not delivered within
-   * a TTL means the watch is dead, and it is started again (the restart delivers every
-   * key's last value, so the view catches up).
-   */
-  #checkWatch(): void {
-    if (this.#watchStarting) return;
-    const beat = this.#unwatchedBeat;
-    const stalled = beat !== undefined && Date.now() - beat.atMs > this.#options.leaseTtlMs;
-    if (this.#watcher !== undefined && !stalled) return;
-    if (stalled) {
-      this.#logger.warn(
-        { revision: beat?.revision, watched: this.#watched },
-        "lease watch stalled; watching again",
-      );
-      this.#watcher?.stop();
-      this.#watcher = undefined;
-      // The next heartbeat probes the new watch.
-      this.#unwatchedBeat = undefined;
-    }
-    void this.#watch().catch((error: unknown) =>
-      this.#logger.warn({ err: error }, "cannot watch the leases"),
-    );
-  }
-
-  #note(key: string, value: Uint8Array | undefined, revision: number): void {
-    const before = this.#seen.get(key);
-    if (before !== undefined && before.revision >= revision) return;
-    let holder: string | undefined;
-    if (value !== undefined && value.length > 0) {
-      try {
-        holder = (JSON.parse(new TextDecoder().decode(value)) as LeaseValue).replica;
-      } catch {
-        holder = undefined;
-      }
-    }
-    this.#seen.set(key, { holder, revision, seenAtMs: Date.now() });
-  }
-
   async #heartbeat(): Promise<void> {
     const kv = this.#kv;
     if (kv === undefined) return;
     const revision = await kv.put(memberKey(this.#options.replica), this.#value());
-    if (revision > this.#watched && this.#unwatchedBeat === undefined)
-      this.#unwatchedBeat = { revision, atMs: Date.now() };
-    this.#note(memberKey(this.#options.replica), this.#value(), revision);
+    this.#view?.beat(revision);
+    this.#view?.note(memberKey(this.#options.replica), this.#value(), revision);
   }
 
   #value(): Uint8Array {
@@ -254,7 +163,7 @@ export class PartitionLeases {
         this.#logger.warn({ err: error }, "heartbeat failed"),
       );
       await this.#renew();
-      this.#checkWatch();
+      this.#view?.check();
       this.#balance();
     } finally {
       this.#ticking = false;
@@ -272,7 +181,7 @@ export class PartitionLeases {
           const revision = await kv.update(leaseKey(partition), this.#value(), lease.revision);
           if (this.#held.get(partition) !== lease) return;
           this.#held.set(partition, { revision, sentAtMs });
-          this.#note(leaseKey(partition), this.#value(), revision);
+          this.#view?.note(leaseKey(partition), this.#value(), revision);
         } catch (error) {
           if (this.#held.get(partition) !== lease) return;
           // A lost CAS: someone took it. Anything else: keep it while the last renew that
@@ -297,7 +206,7 @@ export class PartitionLeases {
   #liveReplicas(): number {
     const now = Date.now();
     let live = 0;
-    for (const [key, seen] of this.#seen) {
+    for (const [key, seen] of this.#view?.entries() ?? []) {
       if (!key.startsWith("member.")) continue;
       if (seen.holder === this.#options.replica || now - seen.seenAtMs <= this.#options.leaseTtlMs) live++;
     }
@@ -321,7 +230,7 @@ export class PartitionLeases {
     for (let i = 0; i < partitions && free.length < fair - this.#held.size; i++) {
       const partition = (start + i) % partitions;
       if (this.#held.has(partition)) continue;
-      const seen = this.#seen.get(leaseKey(partition));
+      const seen = this.#view?.get(leaseKey(partition));
       if (seen === undefined || seen.holder === undefined) {
         // Never written, or handed back (deleted): a create takes it.
         free.push({ partition, revision: undefined });
@@ -347,7 +256,7 @@ export class PartitionLeases {
               : await kv.update(leaseKey(partition), value, revision);
           this.#held.set(partition, { revision: next, sentAtMs });
           this.#lostWhileLoading.delete(partition);
-          this.#note(leaseKey(partition), value, next);
+          this.#view?.note(leaseKey(partition), value, next);
           won.push(partition);
         } catch (error) {
           if (!isCasFailure(error)) this.#logger.warn({ partition, err: error }, "cannot take a lease");
@@ -367,7 +276,7 @@ export class PartitionLeases {
     try {
       const entry = await this.#kv?.get(leaseKey(partition));
       if (entry === null || entry === undefined) return;
-      this.#note(entry.key, entry.operation === "PUT" ? entry.value : undefined, entry.revision);
+      this.#view?.note(entry.key, entry.operation === "PUT" ? entry.value : undefined, entry.revision);
     } catch (error) {
       this.#logger.warn({ partition, err: error }, "cannot read a lease");
     }

@@ -166,3 +166,8 @@ export function batchFromJson(j: Record<string, unknown>): StoreBatch {
     })),
   };
 }
+
+/** The key of an S10 outbox record: session, then message. */
+export function outboxKey(sessionId: string, messageId: string): string {
+  return `${token(sessionId)}.${token(messageId)}`;
+}
