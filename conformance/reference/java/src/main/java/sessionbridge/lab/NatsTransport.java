@@ -143,6 +143,25 @@ final class NatsTransport implements AutoCloseable {
       return;
     }
     Message decoded = request;
+    try {
+      dispatch(route, facts, context, decoded, replyTo, json, engine, turns);
+    } catch (LabFault f) {
+      // The session's queue is full [S6]: refused at once, nothing queued.
+      context.cancel(null);
+      reply(replyTo, new byte[0], faultHeaders(f, new Headers()));
+    }
+  }
+
+  private void dispatch(
+      LabRoute route,
+      CallFacts facts,
+      Context.CancellableContext context,
+      Message decoded,
+      String replyTo,
+      boolean json,
+      LabEngine engine,
+      SessionTurns turns)
+      throws LabFault {
     turns.dispatch(
         context,
         route.service(),
