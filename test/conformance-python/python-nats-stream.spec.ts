@@ -2,95 +2,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  connect,
-  createInbox,
-  type Msg,
-  type NatsConnection,
-  headers as natsHeaders,
-  type Subscription,
-} from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { expect } from "chai";
 import { Code } from "../../bridge/errors/code.js";
-import { decodeErrorInfo, decodeStatus } from "../../bridge/errors/rich-status.js";
-import { type DeepPartial, ItemsRequest, LabItem } from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
+import { LabItem } from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
 import { createGrpcJsTransport } from "../support/grpc-js-transport.js";
 import type { LabTransport } from "../support/lab-transport.js";
 import { type NatsServerFixture, startNatsServer } from "../support/nats-server.js";
 import { LAB, labCall, labReply } from "./lab-calls.js";
 import { type LabServiceProcess, readTarget, startLabService } from "./lab-service-process.js";
+import { endStatus, kind, openStream } from "./nats-stream-frames.js";
 
 const target = readTarget("python-reference");
 const SUBJECT = `lab.${LAB}.Items`;
-
-/** One raw stream as a NATS requester sees it: every frame on its reply subject, in order. */
-interface RawStream {
-  readonly frames: Msg[];
-  /** Resolves once `count` frames arrived (or rejects after a generous bound). */
-  frame(count: number): Promise<Msg>;
-  control(): string;
-  ack(consumed: number): void;
-  cancel(): void;
-  close(): void;
-}
-
-function openStream(
-  connection: NatsConnection,
-  request: DeepPartial<ItemsRequest>,
-  headers: Readonly<Record<string, string>>,
-): RawStream {
-  const inbox = createInbox();
-  const frames: Msg[] = [];
-  const waiters: (() => void)[] = [];
-  const sub: Subscription = connection.subscribe(inbox, {
-    callback: (error, msg) => {
-      if (error !== null) return;
-      frames.push(msg);
-      for (const wake of waiters.splice(0)) wake();
-    },
-  });
-  const hdrs = natsHeaders();
-  for (const [key, value] of Object.entries(headers)) hdrs.set(key, value);
-  connection.publish(SUBJECT, ItemsRequest.encode(ItemsRequest.fromPartial(request)).finish(), {
-    reply: inbox,
-    headers: hdrs,
-  });
-  const control = (): string => frames[0]?.headers?.get("sb-stream-control") ?? "";
-  const publishControl = (name: string, value: string): void => {
-    const h = natsHeaders();
-    h.set(name, value);
-    connection.publish(control(), new Uint8Array(0), { headers: h });
-  };
-  return {
-    frames,
-    async frame(count) {
-      const bound = Date.now() + 30_000;
-      while (frames.length < count) {
-        if (Date.now() > bound) throw new Error(`${frames.length} frames of ${count} arrived`);
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve);
-          setTimeout(resolve, 200).unref();
-        });
-      }
-      return frames[count - 1] as Msg;
-    },
-    control,
-    ack: (consumed) => publishControl("sb-stream-ack", String(consumed)),
-    cancel: () => publishControl("sb-stream-cancel", "1"),
-    close: () => sub.unsubscribe(),
-  };
-}
-
-const kind = (msg: Msg | undefined): string => msg?.headers?.get("sb-stream") ?? "";
-
-/** The status an end carries in sb-status-bin: code and ErrorInfo reason. */
-function endStatus(end: Msg | undefined): [number, string] {
-  const bin = end?.headers?.get("sb-status-bin") ?? "";
-  if (bin === "") return [Code.OK, ""];
-  const status = decodeStatus(Buffer.from(bin, "base64"));
-  const info = status.details[0] === undefined ? undefined : decodeErrorInfo(status.details[0].value);
-  return [status.code, info?.reason ?? ""];
-}
 
 describe("Python reference lab service: server streams over NATS (docs/nats.md Streaming)", function () {
   this.timeout(120_000);
@@ -128,6 +52,7 @@ describe("Python reference lab service: server streams over NATS (docs/nats.md S
     await labReply(grpc, "Open", {}, { session: "frames" });
     const stream = openStream(
       connection,
+      SUBJECT,
       { count: 5, itemBytes: 3 },
       { "sb-session-id": "frames", "sb-message-id": "m-frames" },
     );
@@ -156,6 +81,7 @@ describe("Python reference lab service: server streams over NATS (docs/nats.md S
     await labReply(grpc, "Open", {}, { session: "fault" });
     const stream = openStream(
       connection,
+      SUBJECT,
       { count: 2, fail: { code: Code.ABORTED, message: "stop", reason: "ENOUGH" } },
       { "sb-session-id": "fault" },
     );
@@ -175,6 +101,7 @@ describe("Python reference lab service: server streams over NATS (docs/nats.md S
     await labReply(grpc, "Open", {}, { session: "window" });
     const stream = openStream(
       connection,
+      SUBJECT,
       { count: 6 },
       { "sb-session-id": "window", "sb-stream-window": "2" },
     );
@@ -212,6 +139,7 @@ describe("Python reference lab service: server streams over NATS (docs/nats.md S
       await labReply(grpc, "Open", {}, { session });
       const stream = openStream(
         connection,
+        SUBJECT,
         { count: 10_000, intervalMs: full ? 0 : 50 },
         { "sb-session-id": session, "sb-stream-window": full ? "1" : "64" },
       );
@@ -239,6 +167,7 @@ describe("Python reference lab service: server streams over NATS (docs/nats.md S
       await labReply(grpc, "Open", {}, { session });
       const stream = openStream(
         connection,
+        SUBJECT,
         { count: 10_000, intervalMs: full ? 0 : 100 },
         { "sb-session-id": session, "sb-timeout-ms": "400", "sb-stream-window": full ? "1" : "64" },
       );
@@ -259,6 +188,7 @@ describe("Python reference lab service: server streams over NATS (docs/nats.md S
   it("answers a request refused before it is accepted with an end alone, no head", async () => {
     const stream = openStream(
       connection,
+      SUBJECT,
       { count: 1 },
       { "sb-session-id": "frames", "sb-stream-window": "0" },
     );
@@ -277,6 +207,7 @@ describe("Python reference lab service: server streams over NATS (docs/nats.md S
     // The stream arrives first and holds the session's turn while the reader does not ack.
     const stream = openStream(
       connection,
+      SUBJECT,
       { count: 3 },
       { "sb-session-id": "order", "sb-stream-window": "1" },
     );
