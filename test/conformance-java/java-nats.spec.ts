@@ -1,8 +1,17 @@
 import assert from "node:assert/strict";
+import { status as Status } from "@grpc/grpc-js";
 import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { decodeErrorInfo, decodeStatus } from "../../bridge/errors/rich-status.js";
-import { ActRequest, type Instruction, LabReply } from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
+import {
+  ActRequest,
+  type Instruction,
+  LabItem,
+  LabReply,
+  OpenRequest,
+} from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
+import { endStatus, kind, openStream, type RawStream } from "../conformance-python/nats-stream-frames.js";
 import { type NatsServerFixture, startNatsServer } from "../support/nats-server.js";
+import { sleep } from "../support/wait.js";
 import { buildConformance, type JavaLab, startJavaLab } from "./java-lab-process.js";
 
 const PKG = "sessionbridge.conformance.v1";
@@ -136,9 +145,117 @@ describe("conformance: Java reference service (direct, NATS)", function () {
       assert.deepEqual(LabReply.decode(a.data).log, expected.slice(0, i + 1));
   });
 
-  it("answers a stream operation with UNIMPLEMENTED: NATS carries no streams", async () => {
-    const answer = await request("LabService.Items", new Uint8Array(), sb("n1"));
-    assert.equal(answer.headers["nats-service-error-code"], "501");
-    assert.equal(answer.headers["sb-reason"], "UNSUPPORTED_ON_STREAM");
+  const open = async (id: string) => {
+    const opened = await request(
+      "LabService.Open",
+      OpenRequest.encode(OpenRequest.fromPartial({ tenant: "t", account: id })).finish(),
+      sb(id),
+    );
+    assert.equal(opened.headers["sb-status-bin"], undefined);
+  };
+  const items = `${PREFIX}.${PKG}.LabService.Items`;
+  const untilEnd = async (stream: RawStream) => {
+    const bound = Date.now() + 20_000;
+    while (kind(stream.frames.at(-1)) !== "end" && Date.now() < bound) await sleep(50);
+    return stream.frames.at(-1);
+  };
+
+  it("streams Items as head, numbered msgs and an end; a fault ends it with sb-status-bin [S6, S14]", async () => {
+    await open("n-items");
+    const ok = openStream(
+      nc,
+      items,
+      { count: 3, itemBytes: 2 },
+      sb("n-items", { "sb-message-id": "m-items" }),
+    );
+    const failing = openStream(
+      nc,
+      items,
+      { count: 1, fail: { code: Status.ABORTED, message: "stop", reason: "ENOUGH" } },
+      sb("n-items"),
+    );
+    try {
+      await ok.frame(5);
+      assert.deepEqual(ok.frames.map(kind), ["head", "msg", "msg", "msg", "end"]);
+      assert.equal(ok.frames[0]?.headers?.get("sb-session-id"), "n-items");
+      assert.equal(ok.frames[0]?.headers?.get("sb-message-id"), "m-items");
+      assert.ok((ok.frames[0]?.headers?.get("sb-stream-control") ?? "").length > 0);
+      assert.deepEqual(
+        ok.frames.slice(1, 4).map((m) => [m.headers?.get("sb-stream-seq"), LabItem.decode(m.data).index]),
+        [
+          ["1", 0],
+          ["2", 1],
+          ["3", 2],
+        ],
+      );
+      assert.deepEqual(endStatus(ok.frames[4]), [Status.OK, ""]);
+      const end = await failing.frame(3);
+      assert.deepEqual(failing.frames.map(kind), ["head", "msg", "end"]);
+      assert.equal(end.headers?.get("Nats-Service-Error-Code"), "409");
+      assert.equal(end.headers?.get("sb-reason"), "ENOUGH");
+      assert.deepEqual(endStatus(end), [Status.ABORTED, "ENOUGH"]);
+    } finally {
+      ok.close();
+      failing.close();
+    }
+  });
+
+  it("sends no more than the window unacked, and goes on as the reader acks", async () => {
+    await open("n-window");
+    const stream = openStream(nc, items, { count: 4 }, sb("n-window", { "sb-stream-window": "2" }));
+    try {
+      await stream.frame(3);
+      // Nothing more comes until the reader acks; waiting longer can only let more arrive.
+      await sleep(700);
+      assert.deepEqual(stream.frames.map(kind), ["head", "msg", "msg"]);
+      stream.ack(2);
+      await stream.frame(5);
+      stream.ack(4);
+      assert.equal(kind(await stream.frame(6)), "end");
+      assert.deepEqual(endStatus(stream.frames[5]), [Status.OK, ""]);
+    } finally {
+      stream.close();
+    }
+  });
+
+  for (const full of [false, true]) {
+    it(`stops at a cancel or the deadline ${full ? "while the window is full" : "between items"}, and the session serves on [S15]`, async () => {
+      const id = `n-stop-${full}`;
+      await open(id);
+      const window = { "sb-stream-window": full ? "1" : "64" };
+      const cancelled = openStream(nc, items, { count: 10_000, intervalMs: full ? 0 : 50 }, sb(id, window));
+      try {
+        await cancelled.frame(2);
+        cancelled.cancel();
+        assert.equal(endStatus(await untilEnd(cancelled))[0], Status.CANCELLED);
+      } finally {
+        cancelled.close();
+      }
+      const timed = openStream(
+        nc,
+        items,
+        { count: 10_000, intervalMs: full ? 0 : 100 },
+        sb(id, { ...window, "sb-timeout-ms": "400" }),
+      );
+      try {
+        assert.equal(endStatus(await untilEnd(timed))[0], Status.DEADLINE_EXCEEDED);
+      } finally {
+        timed.close();
+      }
+      const acted = await request("LabService.Act", actBytes({ append: ["after"] }), sb(id));
+      assert.deepEqual(LabReply.decode(acted.data).log, ["after"]);
+    });
+  }
+
+  it("answers a stream refused before it is accepted with an end alone", async () => {
+    const stream = openStream(nc, items, { count: 1 }, sb("n-items", { "sb-stream-window": "x" }));
+    try {
+      const end = await stream.frame(1);
+      await sleep(200);
+      assert.deepEqual(stream.frames.map(kind), ["end"]);
+      assert.equal(endStatus(end)[0], Status.INVALID_ARGUMENT);
+    } finally {
+      stream.close();
+    }
   });
 });

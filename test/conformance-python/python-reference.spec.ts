@@ -2,11 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { expect } from "chai";
 import { loadBridgeSetup } from "../../bridge/config/check-config.js";
 import { Code } from "../../bridge/errors/code.js";
-import { decodeErrorInfo, decodeStatus, encodeErrorInfo } from "../../bridge/errors/rich-status.js";
+import { encodeErrorInfo } from "../../bridge/errors/rich-status.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../cli/bridge-runtime.js";
 import { createConnectTransport } from "../support/connect-transport.js";
 import { createGrpcJsTransport } from "../support/grpc-js-transport.js";
@@ -71,6 +70,7 @@ describe("Python reference lab service (conformance/reference/python)", function
       "durable",
       "expiry",
       "pipelining",
+      "nats_streams",
     ]);
     expect(service.addresses.grpc).to.match(/^127\.0\.0\.1:\d+$/);
     expect(service.addresses.http).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -300,7 +300,7 @@ describe("Python reference lab service (conformance/reference/python)", function
     });
   }
 
-  for (const kind of ["grpc", "http"] as const) {
+  for (const kind of ["grpc", "http", "nats"] as const) {
     it(`streams Items over ${kind}, ending with the requested fault`, async () => {
       const session = `${kind}-items`;
       await labReply(transports[kind], "Open", {}, { session });
@@ -327,27 +327,6 @@ describe("Python reference lab service (conformance/reference/python)", function
       expect([unknown.code, unknown.reason]).to.deep.equal([Code.NOT_FOUND, "CORRELATION_ERROR"]);
     });
   }
-
-  it("answers NATS faults with the headers of docs/nats.md; Items is not served on NATS", async () => {
-    const connection: NatsConnection = await connect({ servers: nats.url });
-    try {
-      const hdrs = natsHeaders();
-      hdrs.set("sb-session-id", "nats-raw");
-      const reply = await connection.request(`lab.${LAB}.Items`, new Uint8Array(), {
-        headers: hdrs,
-        timeout: 20_000,
-      });
-      expect(reply.data.length).to.equal(0);
-      expect(reply.headers?.get("Nats-Service-Error-Code")).to.equal("501");
-      expect(reply.headers?.get("sb-reason")).to.equal("UNSUPPORTED_ON_STREAM");
-      const status = decodeStatus(Buffer.from(reply.headers?.get("sb-status-bin") ?? "", "base64"));
-      expect(status.code).to.equal(Code.UNIMPLEMENTED);
-      const info = decodeErrorInfo(status.details[0]?.value ?? new Uint8Array());
-      expect([info.reason, info.domain]).to.deep.equal(["UNSUPPORTED_ON_STREAM", DOMAIN]);
-    } finally {
-      await connection.close();
-    }
-  });
 });
 
 describe("Python reference lab service: durability and expiry across processes", function () {

@@ -6,7 +6,8 @@ headers, the deadline is `sb-timeout-ms` (S15). A fault is an empty reply with
 `Nats-Service-Error-Code` (the HTTP number), `Nats-Service-Error` (the message on one
 line), `sb-status-bin` (base64 google.rpc.Status: exact code, reason, details) and
 `sb-reason` (S14). Reply headers and trailers both travel as reply headers: NATS has no
-trailers. Streaming is not served on NATS (UNIMPLEMENTED), as the bridge does.
+trailers. Server streams (LabService.Items) use the framing of docs/nats.md "Streaming"
+(nats_stream.py): head, numbered msgs within the requester's window of acks, end.
 """
 
 import asyncio
@@ -22,6 +23,7 @@ from google.protobuf.message import DecodeError
 from call import Call
 from faults import CONNECT_CODES, LabFault, invalid_argument
 from lab_core import METHODS
+from nats_stream import NatsStream, requested_window
 
 MAX_WORKERS = 128
 
@@ -34,6 +36,7 @@ class NatsTransport:
         self._loop = asyncio.new_event_loop()
         self._pool = futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="lab-nats")
         self._tasks = set()
+        self._streaming = set()  # calls of the streams being served, cancelled at stop
         self._nc = None
         # subject -> method, for every operation of every lab service.
         self._subjects = {f"{prefix}.{m.service.full_name}.{m.name}": m for m in METHODS.values()}
@@ -45,6 +48,9 @@ class NatsTransport:
         return self._prefix
 
     def stop(self):
+        # A stream waiting for acks would otherwise hold its worker thread until it times out.
+        for call in list(self._streaming):
+            call.cancel()
         if self._nc is not None:
             try:
                 asyncio.run_coroutine_threadsafe(self._nc.drain(), self._loop).result(timeout=5)
@@ -74,8 +80,9 @@ class NatsTransport:
         except LabFault as fault:
             return await self._reply(msg, b"", _fault_headers(fault))
         call = Call("nats", method.operation, list(headers.items()), timeout_ms)
-        if not method.server_streaming:
-            self._core.arrive(call)
+        if method.server_streaming:
+            return await self._open_stream(msg, method, call, headers)
+        self._core.arrive(call)
         task = self._loop.create_task(self._answer(msg, method, call, headers))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -90,6 +97,56 @@ class NatsTransport:
             payload, reply_headers = b"", _fault_headers(LabFault(13, f"internal error: {error}", "INTERNAL"))
         await self._reply(msg, payload, reply_headers)
 
+    async def _open_stream(self, msg, method, call, headers):
+        """Accepts a stream: its turn is taken here, in arrival order (S6), then the head goes
+        out and a worker thread produces the items. A request refused before that (a bad
+        window, a malformed message) is answered by an end alone."""
+        json_codec = _is_json(headers)
+        try:
+            window = requested_window(_header(headers, "sb-stream-window"))
+            request = _decode(method.request_class, json_codec, msg.data)
+        except LabFault as fault:
+            return await self._reply(msg, b"", {**_fault_headers(fault), "sb-stream": "end"})
+        if not msg.reply:
+            return  # nobody to stream to
+        self._core.arrive(call)
+        stream = NatsStream(self._nc, self._loop, msg.reply, window, call)
+        try:
+            facts = {"sb-session-id": call.session_id, "sb-message-id": call.message_id}
+            content_type = "application/json" if json_codec else "application/proto"
+            await stream.open({"Content-Type": content_type, **{k: v for k, v in facts.items() if v}})
+        except Exception as error:  # the connection is gone: give the turn back
+            print(f"nats stream head: {error!r}", file=sys.stderr)
+            self._core.release(call)
+            return
+        self._streaming.add(call)
+        future = self._loop.run_in_executor(self._pool, self._stream, stream, call, request, json_codec)
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
+
+    def _stream(self, stream, call, request, json_codec):
+        """Runs on a worker thread: sends the items as the requester's window allows, then
+        the end with the status (S14). The session turn is given back on every path."""
+        fault = None
+        items = self._core.items(call, request)
+        try:
+            for item in items:
+                stream.send(_encode(item, json_codec))
+        except LabFault as error:
+            # A cancel or an unacked window explains the stop better than its echo in the call.
+            fault = stream.fault() or error
+        except Exception as error:
+            print(f"nats stream: {error!r}", file=sys.stderr)
+            fault = LabFault(13, f"internal error: {error}", "INTERNAL")
+        finally:
+            items.close()
+            self._core.release(call)
+            self._streaming.discard(call)
+        try:
+            stream.end(_fault_headers(fault) if fault is not None else {})
+        except Exception as error:  # the connection is gone: nobody can be told
+            print(f"nats stream end: {error!r}", file=sys.stderr)
+
     async def _reply(self, msg, payload, headers):
         if msg.reply:
             try:
@@ -99,11 +156,9 @@ class NatsTransport:
 
     def _handle(self, method, call, headers, data):
         """Runs on a worker thread: decode, apply, encode. Returns (payload, headers)."""
-        json_codec = (_header(headers, "content-type") or "").split(";")[0].strip() == "application/json"
+        json_codec = _is_json(headers)
         reply_headers = {}
         try:
-            if method.server_streaming:
-                raise LabFault(12, "streaming operations are not served on NATS", "UNSUPPORTED_ON_STREAM")
             request = _decode(method.request_class, json_codec, data)
             instruction = request.instruction
             reply_headers.update(instruction.reply_headers)
@@ -116,8 +171,17 @@ class NatsTransport:
             self._core.release(call)
         if json_codec:
             reply_headers["Content-Type"] = "application/json"
-            return json_format.MessageToJson(response, indent=None).encode("utf-8"), reply_headers
-        return response.SerializeToString(), reply_headers
+        return _encode(response, json_codec), reply_headers
+
+
+def _is_json(headers):
+    return (_header(headers, "content-type") or "").split(";")[0].strip() == "application/json"
+
+
+def _encode(message, json_codec):
+    if json_codec:
+        return json_format.MessageToJson(message, indent=None).encode("utf-8")
+    return message.SerializeToString()
 
 
 def _header(headers, name):

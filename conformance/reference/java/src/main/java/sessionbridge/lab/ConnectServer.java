@@ -260,7 +260,15 @@ final class ConnectServer implements AutoCloseable {
           route.streaming()
               ? () -> ex.items(calls, route, (ItemsRequest) request, codec)
               : () -> ex.unary(calls, route, request, codec);
-      calls.turns().dispatch(ex.context, route.service(), ex.facts.sessionId, sessionless, work);
+      try {
+        calls.turns().dispatch(ex.context, route.service(), ex.facts.sessionId, sessionless, work);
+      } catch (LabFault f) {
+        // The session's queue is full: refused at once, unless its deadline answered it first.
+        if (ex.state.compareAndSet(QUEUED, RUNNING)) {
+          if (route.streaming()) ex.streamError(f, codec);
+          else ex.error(f, codec);
+        }
+      }
       return ex;
     }
 

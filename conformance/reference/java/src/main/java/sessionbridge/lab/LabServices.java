@@ -44,8 +44,12 @@ final class LabServices {
   /** What every handler does: hand the call over in arrival order, answer from a worker. */
   private record Shell(LabEngine engine, SessionTurns turns) {
     <T> void unary(StreamObserver<T> out, String service, Op op, Instruction ins) {
-      turns.dispatch(
-          Context.current(), service, CallFacts.current().sessionId, op == Op.PING, () -> answer(out, service, op, ins));
+      try {
+        turns.dispatch(
+            Context.current(), service, CallFacts.current().sessionId, op == Op.PING, () -> answer(out, service, op, ins));
+      } catch (LabFault f) {
+        out.onError(f.toException());
+      }
     }
 
     @SuppressWarnings("unchecked")
@@ -81,6 +85,15 @@ final class LabServices {
               if (!stream.isCancelled()) stream.onNext(item);
             }
           };
+      try {
+        dispatchItems(service, req, stream, sink);
+      } catch (LabFault f) {
+        fail(stream, f.toException());
+      }
+    }
+
+    private void dispatchItems(
+        String service, ItemsRequest req, ServerCallStreamObserver<LabItem> stream, ItemSink sink) throws LabFault {
       turns.dispatch(
           Context.current(),
           service,

@@ -24,6 +24,8 @@ import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import sessionbridge.conformance.v1.Lab.ItemsRequest;
+import sessionbridge.conformance.v1.Lab.LabItem;
 
 /**
  * The lab services over NATS request-reply, as docs/nats.md describes a process.
@@ -34,8 +36,9 @@ import java.util.concurrent.TimeUnit;
  * {@code Nats-Service-Error-Code} (the HTTP number), {@code Nats-Service-Error} (the message
  * on one line), {@code sb-status-bin} (base64 google.rpc.Status: exact code, reason and
  * details) and {@code sb-reason} [S14]. Reply headers and trailers both travel as reply
- * headers: NATS has no trailers. Streams are not served on NATS (UNIMPLEMENTED), as the
- * bridge does.
+ * headers: NATS has no trailers. {@code LabService.Items} streams in the framing of
+ * docs/nats.md "Streaming" ({@link NatsStream}): head, numbered msgs within the requester's
+ * window of acks, end.
  *
  * <p>One dispatcher thread receives every subject's messages in arrival order and hands
  * them to {@link SessionTurns} there, so a session's messages keep their order [S6].
@@ -46,10 +49,13 @@ final class NatsTransport implements AutoCloseable {
 
   private final Connection connection;
   private final ScheduledExecutorService timer;
+  /** Receives the acks and cancels of every stream, apart from the calls' dispatcher. */
+  private final Dispatcher control;
 
   private NatsTransport(Connection connection, ScheduledExecutorService timer) {
     this.connection = connection;
     this.timer = timer;
+    this.control = connection.createDispatcher();
   }
 
   /** Connects and subscribes; returns once every subject is served. */
@@ -134,8 +140,8 @@ final class NatsTransport implements AutoCloseable {
               ? base.withCancellation()
               : base.withDeadline(Deadline.after(timeoutMs, TimeUnit.MILLISECONDS), timer);
       if (route.streaming()) {
-        throw LabFault.of(
-            Status.Code.UNIMPLEMENTED, "UNSUPPORTED_ON_STREAM", "streaming operations are not served on NATS");
+        stream(route, msg, facts, context, json, engine, turns);
+        return;
       }
       request = route.decode(msg.getData() == null ? new byte[0] : msg.getData(), json);
     } catch (LabFault f) {
@@ -143,6 +149,25 @@ final class NatsTransport implements AutoCloseable {
       return;
     }
     Message decoded = request;
+    try {
+      dispatch(route, facts, context, decoded, replyTo, json, engine, turns);
+    } catch (LabFault f) {
+      // The session's queue is full [S6]: refused at once, nothing queued.
+      context.cancel(null);
+      reply(replyTo, new byte[0], faultHeaders(f, new Headers()));
+    }
+  }
+
+  private void dispatch(
+      LabRoute route,
+      CallFacts facts,
+      Context.CancellableContext context,
+      Message decoded,
+      String replyTo,
+      boolean json,
+      LabEngine engine,
+      SessionTurns turns)
+      throws LabFault {
     turns.dispatch(
         context,
         route.service(),
@@ -166,6 +191,113 @@ final class NatsTransport implements AutoCloseable {
             context.cancel(null);
           }
         });
+  }
+
+  /**
+   * Accepts a stream on the dispatcher thread, in arrival order: a request refused before
+   * that (a bad window, a malformed message) is answered by an end alone; otherwise the head
+   * goes out and the stream takes its session's turn [S6] for its checks, then streams
+   * outside it. The context is cancelled when the stream ends, on every path.
+   */
+  private void stream(
+      LabRoute route,
+      io.nats.client.Message msg,
+      CallFacts facts,
+      Context.CancellableContext context,
+      boolean json,
+      LabEngine engine,
+      SessionTurns turns) {
+    String replyTo = msg.getReplyTo();
+    ItemsRequest request;
+    int window;
+    try {
+      window = NatsStream.requestedWindow(header(msg.getHeaders(), "sb-stream-window"));
+      request = (ItemsRequest) route.decode(msg.getData() == null ? new byte[0] : msg.getData(), json);
+    } catch (LabFault f) {
+      Headers end = faultHeaders(f, new Headers());
+      end.put("sb-stream", "end");
+      reply(replyTo, new byte[0], end);
+      context.cancel(null);
+      return;
+    }
+    if (replyTo == null || replyTo.isEmpty()) {
+      context.cancel(null);
+      return;
+    }
+    NatsStream stream = new NatsStream(connection, control, replyTo, window, context);
+    Headers head = new Headers();
+    head.put("Content-Type", json ? "application/json" : "application/proto");
+    if (!facts.sessionId.isEmpty()) head.put("sb-session-id", facts.sessionId);
+    if (!facts.messageId.isEmpty()) head.put("sb-message-id", facts.messageId);
+    try {
+      stream.open(head);
+    } catch (RuntimeException e) {
+      System.err.println("sb-lab-java: nats stream head: " + e);
+      context.cancel(null);
+      return;
+    }
+    LabEngine.ItemSink sink =
+        new LabEngine.ItemSink() {
+          @Override
+          public boolean cancelled() {
+            return stream.over();
+          }
+
+          @Override
+          public void send(LabItem item) {
+            stream.send(json ? LabRoute.json(item).getBytes(StandardCharsets.UTF_8) : item.toByteArray());
+          }
+        };
+    try {
+      turns.dispatch(
+          context,
+          route.service(),
+          facts.sessionId,
+          false,
+          () -> {
+            LabEngine.ItemsStart start;
+            try {
+              start = engine.startItems(route.service(), request);
+            } catch (LabFault f) {
+              endStream(stream, context, f);
+              return;
+            } catch (RuntimeException e) {
+              endStream(stream, context, LabFault.of(Status.Code.INTERNAL, "INTERNAL", String.valueOf(e)));
+              return;
+            }
+            // The stream applies nothing: it leaves the session's turn to the next message.
+            turns.detach(
+                context,
+                () -> {
+                  LabFault fault = null;
+                  try {
+                    engine.streamItems(start, sink);
+                  } catch (LabFault f) {
+                    fault = f;
+                  } catch (RuntimeException e) {
+                    fault = LabFault.of(Status.Code.INTERNAL, "INTERNAL", String.valueOf(e));
+                  }
+                  endStream(stream, context, fault);
+                });
+          });
+    } catch (LabFault f) {
+      // The session's queue is full [S6].
+      endStream(stream, context, f);
+    }
+  }
+
+  /** Sends the end (the requester's own fault first: a cancel, no acks) and ends the call. */
+  private static void endStream(NatsStream stream, Context.CancellableContext context, LabFault fault) {
+    LabFault cause = stream.fault() != null ? stream.fault() : fault;
+    if (cause == null && context.isCancelled()) {
+      Deadline d = context.getDeadline();
+      cause =
+          d != null && d.isExpired()
+              ? LabFault.of(Status.Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the deadline passed during the stream")
+              : LabFault.of(Status.Code.CANCELLED, "CANCELLED", "the call was cancelled");
+    }
+    stream.end(cause == null ? new Headers() : faultHeaders(cause, new Headers()));
+    context.cancel(null);
   }
 
   private void reply(String replyTo, byte[] data, Headers headers) {
