@@ -76,7 +76,7 @@ class ConnectProcessClient implements ProcessClient {
         : Buffer.from(delivery.payload);
     const response = await this.#post(delivery, `application/${this.#codec}`, body);
     const { headers, trailers } = splitTrailers(response.headers);
-    const text = await readAll(response.message, this.#maxBytes, delivery.signal);
+    const text = await readAll(response, this.#maxBytes, delivery.signal);
     if (response.status !== 200) {
       throw fromConnectError(response.status, text.toString("utf8"), { headers, trailers });
     }
@@ -125,7 +125,7 @@ class ConnectProcessClient implements ProcessClient {
     );
     const { headers } = splitTrailers(response.headers);
     if (response.status !== 200) {
-      const text = await readAll(response.message, this.#maxBytes, delivery.signal);
+      const text = await readAll(response, this.#maxBytes, delivery.signal);
       throw fromConnectError(response.status, text.toString("utf8"), { headers });
     }
     yield { type: "headers", metadata: headers };
@@ -157,7 +157,8 @@ class ConnectProcessClient implements ProcessClient {
       }
       reader.end();
     } catch (error) {
-      throw aborted(delivery, error);
+      // S15: a body cut off by our deadline timer is the deadline, not a broken process.
+      throw response.deadline.passed ? deadline(this.#target) : aborted(delivery, error);
     } finally {
       response.message.destroy();
     }
@@ -213,14 +214,18 @@ class ConnectProcessClient implements ProcessClient {
         signal: delivery.signal,
       });
       let timer: NodeJS.Timeout | undefined;
+      const passed = { passed: false };
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => request.destroy(deadline(this.#target)), timeoutMs);
+        timer = setTimeout(() => {
+          passed.passed = true;
+          request.destroy(deadline(this.#target));
+        }, timeoutMs);
         timer.unref();
       }
       request.once("response", (message) => {
         message.once("close", () => clearTimeout(timer));
         message.on("error", () => {});
-        resolve({ status: message.statusCode ?? 0, headers: message.headers, message });
+        resolve({ status: message.statusCode ?? 0, headers: message.headers, message, deadline: passed });
       });
       request.once("error", (error) => {
         clearTimeout(timer);
@@ -235,6 +240,8 @@ interface Response {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
   readonly message: http.IncomingMessage;
+  /** Set when the deadline timer ended the exchange: what breaks off after that is the deadline (S15). */
+  readonly deadline: { readonly passed: boolean };
 }
 
 /** Response headers as metadata; Connect unary trailers arrive as "trailer-" headers. */
@@ -266,11 +273,8 @@ function parseEndStream(data: Buffer): { error: unknown; metadata: Metadata } {
 }
 
 /** The whole body, refusing more than `maxBytes` (DESIGN §7). */
-async function readAll(
-  message: http.IncomingMessage,
-  maxBytes: number,
-  signal: AbortSignal,
-): Promise<Buffer> {
+async function readAll(response: Response, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
+  const { message } = response;
   const declared = Number(message.headers["content-length"] ?? 0);
   if (declared > maxBytes) {
     message.destroy();
@@ -290,6 +294,17 @@ async function readAll(
   } catch (error) {
     if (error instanceof BridgeError) throw error;
     if (signal.aborted) throw BridgeError.from(signal.reason);
+    // S15: the deadline timer destroyed the exchange mid-body.
+    if (response.deadline.passed) {
+      throw new BridgeError(
+        Code.DEADLINE_EXCEEDED,
+        Reason.DEADLINE_EXCEEDED,
+        "deadline exceeded reading the process's response",
+        {
+          cause: error,
+        },
+      );
+    }
     throw new BridgeError(Code.UNAVAILABLE, Reason.PROCESS_UNAVAILABLE, "the process's response broke off", {
       cause: error,
     });

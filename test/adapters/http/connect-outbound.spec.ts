@@ -72,6 +72,12 @@ describe("HTTP outbound: processes at http:// locations (Connect protocol)", fun
         const sessionId = String(request.headers["sb-session-id"] ?? "");
         if (request.url === "/test.lab.v1.Counter/Start") {
           const op = JSON.parse(json.toJson("test.lab.v1.Op", body)) as { key: string };
+          if (op.key === "stall") {
+            // The head goes out at once, the body never: the caller's deadline passes mid-body.
+            response.writeHead(200, { "content-type": "application/proto" });
+            response.flushHeaders();
+            return;
+          }
           const out = json.toBinary("test.lab.v1.Result", JSON.stringify({ key: op.key, sessionId }));
           response.writeHead(200, { "content-type": "application/proto", "trailer-x-done": "yes" }).end(out);
           return;
@@ -170,6 +176,15 @@ describe("HTTP outbound: processes at http:// locations (Connect protocol)", fun
     const last = readEnvelopes(Buffer.from(await failing.arrayBuffer()), 1 << 20).at(-1);
     const error = JSON.parse(String(last?.data)).error as { code: string; message: string };
     expect(error).to.include({ code: "resource_exhausted", message: "too many\n😀" });
+  });
+
+  it("a process that sent its head and stalls past the deadline is DEADLINE_EXCEEDED, not unavailable (S15)", async () => {
+    const address = bridge.http?.address as string;
+    const answer = await post(address, "/test.lab.v1.Counter/Start", '{"key":"stall"}', {
+      "connect-timeout-ms": "300",
+    });
+    expect(answer.json.code).to.equal("deadline_exceeded");
+    expect(answer.status).to.equal(504);
   });
 
   it("a foreign HTTP error without a Connect body maps by gRPC's HTTP-to-code table", async () => {
