@@ -12,7 +12,7 @@ export const DEFAULT_PURGE_STEP_BUDGET_MS = 4;
  * rows once held the writer 58.9 ms), and every commit queued behind a step waits for it
  * (S9: a call is answered once its commit is durable). The pace measures each step
  * instead: it grows the step while steps finish in under half the budget, and shrinks it
- * at once, in proportion, when one goes over, so steps stay near the budget whatever the
+ * at once, in proportion, when one goes over, so steps stay under the budget whatever the
  * load.
  */
 export interface PurgePace {
@@ -28,13 +28,17 @@ export function createPurgePace(budgetMs: number): PurgePace {
     rows: () => rows,
     observe(givenRows, deletedRows, ms) {
       if (ms > budgetMs) {
-        // Over the budget: cut to what would have fit, and at least by half.
-        const fitting = Math.floor((givenRows * budgetMs) / ms);
+        // Over the budget: cut to what would take half of it, and at least by half.
+        const fitting = Math.floor((givenRows * budgetMs) / (2 * ms));
         rows = Math.max(1, Math.min(Math.floor(givenRows / 2), fitting));
-      } else if (ms < budgetMs / 2 && deletedRows >= givenRows) {
-        // Well under the budget with the whole allowance used: twice as many next time.
-        rows = Math.min(MAX_STEP_ROWS, givenRows * 2);
+        return;
       }
+      // Only a step that used its whole allowance says how long a larger one would take.
+      if (deletedRows < givenRows) return;
+      // Twice as many while far under the budget, a quarter more while under half of it:
+      // step times vary, so the size approaches the budget from below.
+      if (ms < budgetMs / 4) rows = Math.min(MAX_STEP_ROWS, givenRows * 2);
+      else if (ms < budgetMs / 2) rows = Math.min(MAX_STEP_ROWS, Math.ceil(givenRows * 1.25));
     },
   };
 }

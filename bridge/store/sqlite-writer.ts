@@ -1,4 +1,4 @@
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { type CommitRequest, createGroupApplier } from "./sqlite-apply.js";
 import { openWriterConnection } from "./sqlite-connection.js";
 import type { PurgeResult, PurgeRun, WriterOptions, WriterReply, WriterRequest } from "./sqlite-protocol.js";
@@ -8,8 +8,13 @@ import { createPurgePace, type PurgePace } from "./sqlite-purge-pace.js";
 import { migrate } from "./sqlite-schema.js";
 import { storeClosed } from "./store-errors.js";
 
-/** How far apart purge steps run when no commits come to carry them. */
+/** How far apart purge steps run when no commits come. */
 const PURGE_IDLE_STEP_MS = 2;
+/**
+ * Commits that keep the writer busy this long without a gap for a purge step take one
+ * into their transaction, so a purge progresses under any load.
+ */
+const PURGE_STARVED_MS = 20;
 
 /**
  * Entry of the SQLite writer thread (started by sqlite-writer-client.ts). It owns the only
@@ -48,6 +53,8 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
   const purges: PurgeInProgress[] = [];
   // When the last purge step ran (performance.timeOrigin + now(), as commits are stamped).
   let lastStep: { startedAtMs: number; endedAtMs: number } | undefined;
+  // When the purge in progress last stepped (or began).
+  let lastStepEndedAtMs = 0;
 
   const schedule = (): void => {
     if (scheduled) return;
@@ -75,6 +82,7 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
       const endedAtMs = now();
       const ms = endedAtMs - startedAtMs;
       lastStep = { startedAtMs, endedAtMs };
+      lastStepEndedAtMs = endedAtMs;
       current.pace.observe(rows, deletedRows, ms);
       if (deletedRows > 0) {
         current.steps++;
@@ -95,13 +103,21 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
 
   const flush = (): void => {
     scheduled = false;
+    // What came while the last step or transaction ran, also when a timer (not a message)
+    // started this turn: a purge step only runs when no commit is waiting.
+    for (let waiting = receiveMessageOnPort(port); waiting !== undefined; waiting = receiveMessageOnPort(port)) {
+      queue.push(...(waiting.message as readonly WriterRequest[]));
+    }
     const requests = queue;
     queue = [];
     const group: CommitRequest[] = [];
     let close = false;
     for (const request of requests) {
       if (request.type === "commit") group.push(request);
-      else if (request.type === "purge") purges.push(newPurge(request, options.purgeStepBudgetMs));
+      else if (request.type === "purge") {
+        if (purges.length === 0) lastStepEndedAtMs = now();
+        purges.push(newPurge(request, options.purgeStepBudgetMs));
+      }
       // `close` is always last: the store sends it once nothing else is pending.
       else close = true;
     }
@@ -109,12 +125,14 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
     if (group.length > 0) {
       const step = lastStep;
       lastStep = undefined;
-      // S9: a commit waits for one purge step at most. One that arrived while a step ran
-      // has waited for it already; its transaction carries none.
+      // Purge steps run in the gaps between groups of commits (below), where only a commit
+      // that arrives during one waits, for its rest. When commits leave no gap, a step
+      // rides along in a group's transaction, so the purge goes on and costs no fsync of
+      // its own. S9: a commit waits for one purge step at most, so a group with a commit
+      // that arrived while a step ran (and has waited for it) carries none.
       const waited = step !== undefined && group.some((r) => r.sentAtMs < step.endedAtMs);
-      // Otherwise a step rides along in the group's transaction: commits wait for no
-      // transaction of the purge's, only for its few rows.
-      const purging = waited ? undefined : purges[0];
+      const starved = now() - lastStepEndedAtMs > PURGE_STARVED_MS;
+      const purging = waited || !starved ? undefined : purges[0];
       let alongsideMs = 0;
       const { results, committed } = applier.apply(
         group,
@@ -176,7 +194,7 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
       const alone = purgeStep(false);
       if (alone !== undefined) send({ type: "purged", result: alone.result });
     }
-    // With no commits coming, steps run on their own, a little apart, so a commit that
+    // Steps run a little apart, leaving the core to others between them; a commit that
     // arrives finds at most one step ahead of it.
     if (purges.length > 0 && idleStep === undefined) {
       idleStep = setTimeout(() => {
