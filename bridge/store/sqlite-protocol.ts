@@ -1,6 +1,7 @@
 import { BridgeError } from "../errors/bridge-error.js";
 import { codeFromNumber } from "../errors/code.js";
 import type { StoreBatch } from "./session-store.js";
+import type { MigrationProgress } from "./sqlite-schema.js";
 import { asStoreError } from "./store-errors.js";
 
 /**
@@ -82,7 +83,9 @@ export type WriterReply =
    * the step held the writer (commits that arrived meanwhile waited that long for it).
    */
   | { readonly type: "wrote"; readonly rows: number; readonly ms: number }
-  | { readonly type: "closed" };
+  | { readonly type: "closed" }
+  /** How a schema upgrade is getting on, before `ready`. */
+  | { readonly type: "migrating"; readonly progress: MigrationProgress };
 
 /** Flattens anything thrown in the writer; what is not a BridgeError becomes STORE_FAILURE. */
 export function toWireError(error: unknown, doing: string): WireError {

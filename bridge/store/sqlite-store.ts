@@ -119,6 +119,11 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
           },
           "sqlite purge finished",
         ),
+      onMigrating: (progress) =>
+        logger.info(
+          { path, ...progress },
+          progress.done ? "sqlite schema upgraded" : "sqlite schema upgrade in progress",
+        ),
     },
   );
   let opened: BetterSqlite3.Database | undefined;

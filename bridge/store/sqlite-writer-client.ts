@@ -4,6 +4,7 @@ import { copyBatch } from "./record-copy.js";
 import type { StoreBatch } from "./session-store.js";
 import type { PurgeCounts, PurgeRun, WriterOptions, WriterReply, WriterRequest } from "./sqlite-protocol.js";
 import { fromWireError } from "./sqlite-protocol.js";
+import type { MigrationProgress } from "./sqlite-schema.js";
 import { storeClosed, storeFailure } from "./store-errors.js";
 
 /** What the writer thread has done, to observe group commit (several batches per transaction). */
@@ -41,6 +42,8 @@ export interface WriterEvents {
   readonly onPurgeRows?: (rows: number) => void;
   /** A purge finished: what it deleted and how it went. */
   readonly onPurged?: (purged: PurgeCounts, run: PurgeRun) => void;
+  /** How a schema upgrade at startup is getting on. */
+  readonly onMigrating?: (progress: MigrationProgress) => void;
 }
 
 /** The main thread's handle on the writer thread (sqlite-writer.ts). */
@@ -141,6 +144,9 @@ export function startSqliteWriter(options: WriterOptions, events: WriterEvents =
         break;
       case "closed":
         onClosed?.();
+        break;
+      case "migrating":
+        events.onMigrating?.(reply.progress);
         break;
     }
   });

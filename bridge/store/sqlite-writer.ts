@@ -8,6 +8,9 @@ import { createPurgePace, type PurgePace } from "./sqlite-purge-pace.js";
 import { migrate } from "./sqlite-schema.js";
 import { storeClosed } from "./store-errors.js";
 
+/** How often a long schema upgrade reports its progress. */
+const MIGRATION_PROGRESS_EVERY_MS = 1_000;
+
 /** How far apart purge steps run when no commits come. */
 const PURGE_IDLE_STEP_MS = 2;
 /**
@@ -37,7 +40,18 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
   let applier: ReturnType<typeof createGroupApplier>;
   let purger: ReturnType<typeof createPurger>;
   try {
-    migrate(db);
+    // A long upgrade says how it is getting on, about once a second.
+    let lastProgressMs = Number.NEGATIVE_INFINITY;
+    migrate(db, {
+      onProgress: (progress) => {
+        // A new database has nothing to move and nothing to say.
+        if (progress.totalRows === 0) return;
+        const at = performance.now();
+        if (!progress.done && at - lastProgressMs < MIGRATION_PROGRESS_EVERY_MS) return;
+        lastProgressMs = at;
+        send({ type: "migrating", progress });
+      },
+    });
     applier = createGroupApplier(db);
     purger = createPurger(db, options.synchronous);
   } catch (error) {
@@ -105,7 +119,11 @@ function main(port: NonNullable<typeof parentPort>, options: WriterOptions): voi
     scheduled = false;
     // What came while the last step or transaction ran, also when a timer (not a message)
     // started this turn: a purge step only runs when no commit is waiting.
-    for (let waiting = receiveMessageOnPort(port); waiting !== undefined; waiting = receiveMessageOnPort(port)) {
+    for (
+      let waiting = receiveMessageOnPort(port);
+      waiting !== undefined;
+      waiting = receiveMessageOnPort(port)
+    ) {
       queue.push(...(waiting.message as readonly WriterRequest[]));
     }
     const requests = queue;
