@@ -147,7 +147,8 @@ describe("SQLite store: upgrading a large version 3 journal in batches", () => {
 
   it("resumes an upgrade killed mid-way (kill -9) and ends with every row, saying how it went", async () => {
     const fixture = new URL("./fixtures/migrate-until-killed.js", import.meta.url);
-    const child = spawn(process.execPath, [fixture.pathname, path, "5"], {
+    // Batches of 2 rows, 360 of them, 5 ms apart: long enough to be killed in the middle.
+    const child = spawn(process.execPath, [fixture.pathname, path, "2", "5"], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     let output = "";
