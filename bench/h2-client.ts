@@ -36,6 +36,7 @@ export async function connectPool(target: string, connections: number): Promise<
       const session = sessions[connection % connections] as http2.ClientHttp2Session;
       let received = 0;
       let status: string | undefined;
+      let message: string | undefined;
       let failure: string | undefined;
       const base = headersFor(path);
       const stream = session.request(headers === undefined ? base : { ...base, ...headers }, {
@@ -46,14 +47,20 @@ export async function connectPool(target: string, connections: number): Promise<
         if (Number(code) !== 200) failure = `HTTP ${String(code)}`;
         // A trailers-only response carries the status in the headers.
         const inline = headers["grpc-status"];
-        if (typeof inline === "string") status = inline;
+        if (typeof inline === "string") {
+          status = inline;
+          message = grpcMessage(headers["grpc-message"]);
+        }
       });
       stream.on("data", (chunk: Buffer) => {
         received += chunk.length;
       });
       stream.on("trailers", (trailers) => {
         const trailing = trailers["grpc-status"];
-        if (typeof trailing === "string") status = trailing;
+        if (typeof trailing === "string") {
+          status = trailing;
+          message = grpcMessage(trailers["grpc-message"]);
+        }
       });
       stream.on("error", (error: Error) => {
         failure ??= error.message;
@@ -61,7 +68,8 @@ export async function connectPool(target: string, connections: number): Promise<
       stream.on("close", () => {
         if (failure === undefined) {
           if (status === undefined) failure = "no grpc-status";
-          else if (status !== "0") failure = `grpc-status ${status}`;
+          else if (status !== "0")
+            failure = message === undefined ? `grpc-status ${status}` : `grpc-status ${status} (${message})`;
           else if (received !== expectedBytes)
             failure = `reply of ${received} bytes, expected ${expectedBytes}`;
         }
@@ -71,6 +79,18 @@ export async function connectPool(target: string, connections: number): Promise<
     },
     close: () => closeSessions(sessions),
   };
+}
+
+/** grpc-message, percent-decoded and cut short, so an error tally says what failed. */
+function grpcMessage(value: string | string[] | undefined): string | undefined {
+  if (typeof value !== "string" || value === "") return undefined;
+  let text = value;
+  try {
+    text = decodeURIComponent(value);
+  } catch {
+    // Not percent-encoded after all: shown as it came.
+  }
+  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
 }
 
 /** Several targets (comma-separated): connection i goes to target i mod n. */

@@ -71,7 +71,13 @@ export interface PurgeSeen {
 export interface SoakResult {
   readonly store: StoreKind;
   readonly seconds: number;
-  readonly calls: { readonly ok: number; readonly errors: number; readonly errorSamples: readonly string[] };
+  readonly calls: {
+    readonly ok: number;
+    readonly errors: number;
+    readonly errorSamples: readonly string[];
+    /** Failures by kind and message, ids and numbers masked. */
+    readonly errorsByShape?: Readonly<Record<string, number>>;
+  };
   readonly byKind: Readonly<Record<string, number>>;
   readonly latency: LatencySummary;
   readonly samples: readonly SoakSample[];
@@ -175,6 +181,14 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const ended: number[] = [];
     const latency = new LatencyRecorder();
     const errors = new ErrorTally();
+    // Failures by kind and message (ids and numbers masked), so a run says how many of
+    // each; bounded, the rest counted together.
+    const failures = new Map<string, number>();
+    const countFailure = (failure: string): void => {
+      const shape = failure.replace(/[0-9a-zA-Z_-]{16,}/g, "…").replace(/\d+(\.\d+)?/g, "#");
+      const key = failures.has(shape) || failures.size < 20 ? shape : "other";
+      failures.set(key, (failures.get(key) ?? 0) + 1);
+    };
     const byKind: Record<string, number> = { call: 0, idempotent: 0, retry: 0, notify: 0, end: 0, open: 0 };
     // Each call's due time and latency, for the purge windows.
     const dueTimes: number[] = [];
@@ -257,8 +271,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       const done = (dueAt: number, kind: string) => (failure: string | undefined) => {
         inflight -= 1;
         const ms = performance.now() - dueAt;
-        if (failure !== undefined) errors.add(`${kind}: ${failure}`);
-        else {
+        if (failure !== undefined) {
+          errors.add(`${kind}: ${failure}`);
+          countFailure(`${kind}: ${failure}`);
+        } else {
           ok += 1;
           latency.recordMs(ms);
           dueTimes.push(dueAt - measureFrom);
@@ -437,7 +453,12 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     return {
       store,
       seconds: runSeconds,
-      calls: { ok, errors: errors.count, errorSamples: errors.samples },
+      calls: {
+        ok,
+        errors: errors.count,
+        errorSamples: errors.samples,
+        errorsByShape: Object.fromEntries([...failures].sort((a, b) => b[1] - a[1])),
+      },
       byKind,
       latency: latency.summary(),
       samples,

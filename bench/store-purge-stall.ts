@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
 import { createSqliteStore } from "../bridge/store/sqlite-store.js";
@@ -9,14 +9,17 @@ import { createSqliteStore } from "../bridge/store/sqlite-store.js";
  * with their journals (1 KiB entries), purged while calls keep committing at a fixed
  * rate (request entry + session, then outcome entry + session, as the engine does).
  * Reports the commit latency before and during the purge, the longest commit, how long
- * the purge took, and the longest a purge step held the writer (what a commit could wait
- * for the purge: steps ride along in the transactions of commits, or run alone when none
- * come).
+ * the purge took, its steps (how many, the longest a step held the writer) and the delay
+ * the purge added to commits as the writer measured it: for each commit, the time it
+ * waited for a purge step (the rest of one running when it arrived, or the one in its own
+ * transaction). The machine's load average is printed with them: on a shared machine a
+ * step can take long because the writer thread waits for a core.
  *
  *   npm run build && node dist/bench/store-purge-stall.js
  *
  * Settings (environment): STORE_PURGE_SESSIONS (9000 ended sessions), STORE_PURGE_ENTRIES
- * (19 journal entries each: ~170k rows), STORE_PURGE_RATE (300 calls/s), STORE_BENCH_DIR
+ * (19 journal entries each: ~170k rows), STORE_PURGE_RATE (300 calls/s),
+ * STORE_PURGE_BUDGET_MS (the store's purgeStepBudgetMs, default its own), STORE_BENCH_DIR
  * (default: the OS temp directory).
  */
 
@@ -25,6 +28,8 @@ const entriesEach = setting("STORE_PURGE_ENTRIES", 19);
 const rate = setting("STORE_PURGE_RATE", 300);
 const liveCount = 1_000;
 const baseDir = process.env.STORE_BENCH_DIR ?? tmpdir();
+const budget = process.env.STORE_PURGE_BUDGET_MS;
+const purgeStepBudgetMs = budget === undefined ? {} : { purgeStepBudgetMs: Number(budget) };
 
 function setting(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -64,7 +69,7 @@ const entry = (sessionId: string, index: number, inReplyTo = ""): JournalRecord 
 });
 
 const dir = mkdtempSync(join(baseDir, "sessionbridge-purge-"));
-const store = await createSqliteStore({ path: join(dir, "sessions.db") });
+const store = await createSqliteStore({ path: join(dir, "sessions.db"), ...purgeStepBudgetMs });
 
 for (let first = 0; first < endedCount; first += 100) {
   const ids = Array.from({ length: Math.min(100, endedCount - first) }, (_, i) => `ended-${first + i}`);
@@ -115,6 +120,7 @@ const drive = async (seconds: number | (() => boolean)): Promise<void> => {
 };
 
 await drive(3);
+const loadAtStart = loadavg();
 phase = "during";
 let purgeDone = false;
 const purgeStarted = performance.now();
@@ -127,7 +133,8 @@ const purging = store.purge(10_000, 0).then((counts) => {
 await drive(() => purgeDone);
 phase = "after";
 const counts = await purging;
-const { purgeSteps, longestPurgeStepMs, purgeStepsOver10Ms } = store.stats();
+const loadAtEnd = loadavg();
+const stats = store.stats();
 await store.close();
 rmSync(dir, { recursive: true, force: true });
 
@@ -143,13 +150,22 @@ console.log(
       purged: counts,
       journalRowsPurged: endedCount * entriesEach,
       purgeMs: Math.round(purgeMs),
-      purgeSteps,
-      // What a commit could wait for the purge at most: the longest a step held the
-      // writer; steps over 10 ms are the thread descheduled on a loaded machine.
-      longestPurgeStepMs: Number(longestPurgeStepMs.toFixed(2)),
-      purgeStepsOver10Ms,
+      purgeSteps: stats.purgeSteps,
+      purgeRows: stats.purgeRows,
+      meanRowsPerStep: Math.round(stats.purgeRows / Math.max(1, stats.purgeSteps)),
+      purgeStepMsTotal: Math.round(stats.purgeStepMs),
+      // The longest a step held the writer; steps over 10 ms are mostly the thread
+      // descheduled on a loaded machine.
+      longestPurgeStepMs: Number(stats.longestPurgeStepMs.toFixed(2)),
+      purgeStepsOver10Ms: stats.purgeStepsOver10Ms,
+      // What commits waited for purge steps, as the writer measured it.
+      commitsDelayedByPurge: stats.purgeDelayedCommits,
+      longestPurgeDelayMs: Number(stats.longestPurgeDelayMs.toFixed(2)),
+      purgeDelaysOver10Ms: stats.purgeDelaysOver10Ms,
       commitsBeforePurge: summary(latencies.before),
       commitsDuringPurge: summary(latencies.during),
+      loadAverage1m: { atPurgeStart: loadAtStart[0], atPurgeEnd: loadAtEnd[0] },
+      cores: cpus().length,
     },
     null,
     2,

@@ -112,6 +112,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
       });
     }
     store = await createStore(config.store, {
+      logger,
       ...(connection === undefined ? {} : { natsConnection: connection }),
       ...(cluster === undefined ? {} : { partitions: cluster.storePartitions }),
     });

@@ -382,7 +382,8 @@ export class H2Call {
    * Settles a stream that ended without a status: UNAVAILABLE if the connection went
    * with it, else `otherwise`. A process that dies may end or reset (NO_ERROR) its streams
    * before its connection visibly closes, so while the connection still looks sound a
-   * PING asks: no answer because the connection closed means it was lost.
+   * PING asks (one per connection at a time, H2Connection.alive()): no answer because the
+   * connection closed means it was lost.
    */
   #settleUnlessLost(
     connection: H2Connection,
@@ -394,17 +395,15 @@ export class H2Call {
       this.#settle(lost);
       return;
     }
-    const unavailable = (cause: unknown): BridgeError =>
-      fromGrpcStatus(Code.UNAVAILABLE, "lost the connection to the process", {}, cause);
-    try {
-      const sent = connection.session.ping((pingError) => {
-        this.#settle(pingError !== null || !connection.usable ? unavailable(pingError) : otherwise);
-      });
-      // Too many PINGs already outstanding: the connection is busy, so alive.
-      if (!sent) this.#settle(otherwise);
-    } catch (pingError) {
-      this.#settle(unavailable(pingError));
-    }
+    void connection
+      .alive()
+      .then(({ alive, cause }) =>
+        this.#settle(
+          alive
+            ? otherwise
+            : fromGrpcStatus(Code.UNAVAILABLE, "lost the connection to the process", {}, cause),
+        ),
+      );
   }
 
   /** The final status, from trailers or a trailers-only response. */

@@ -38,6 +38,8 @@ export class H2Connection {
   #lastStreamId: number | undefined;
   readonly #whenReady: Promise<H2Connection>;
   readonly #onGone: (connection: H2Connection) => void;
+  /** The PING out now, shared by every call that asks (alive()). */
+  #probe: Promise<{ readonly alive: boolean; readonly cause?: unknown }> | undefined;
 
   constructor(authority: string, connectTimeoutMs: number, onGone: (connection: H2Connection) => void) {
     this.#onGone = onGone;
@@ -127,6 +129,33 @@ export class H2Connection {
 
   release(): void {
     if (--this.#held === 0) this.session.unref();
+  }
+
+  /**
+   * Whether the connection still answers, by one PING shared by every call that asks while
+   * it is out. grpc-go servers answer more than two PINGs that arrive without anything
+   * sent back in between with GOAWAY ENHANCE_YOUR_CALM ("too_many_pings", their keepalive
+   * enforcement) and close the connection, failing every call on it: one PING per call
+   * that asked in the same moment cut a few thousand calls at once under load.
+   */
+  alive(): Promise<{ readonly alive: boolean; readonly cause?: unknown }> {
+    if (this.#probe !== undefined) return this.#probe;
+    const probe = new Promise<{ readonly alive: boolean; readonly cause?: unknown }>((resolve) => {
+      try {
+        const sent = this.session.ping((error) =>
+          resolve(error === null && this.usable ? { alive: true } : { alive: false, cause: error }),
+        );
+        // Too many PINGs already outstanding: the connection is busy, so alive.
+        if (!sent) resolve({ alive: true });
+      } catch (error) {
+        resolve({ alive: false, cause: error });
+      }
+    });
+    this.#probe = probe;
+    void probe.then(() => {
+      if (this.#probe === probe) this.#probe = undefined;
+    });
+    return probe;
   }
 
   /** Takes no new streams from now on; those open on it finish. */

@@ -3,6 +3,7 @@ import type { StoreConfig } from "../config/config.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import type { Logger } from "../logger.js";
 import type { StorePartitions } from "./jetstream-store.js";
 import { createMemoryStore } from "./memory-store.js";
 import type { SessionStore } from "./session-store.js";
@@ -16,6 +17,8 @@ export interface CreateStoreOptions {
   readonly natsConnection?: NatsConnection;
   /** Several replicas (DESIGN §7): the jetstream store writes only the partitions it claims. */
   readonly partitions?: StorePartitions;
+  /** The SQLite store logs each purge and the progress of schema upgrades. */
+  readonly logger?: Logger;
 }
 
 /**
@@ -32,7 +35,11 @@ export async function createStore(
     case "memory":
       return createMemoryStore();
     case "sqlite":
-      return createSqliteStore({ path: config.path, synchronous: config.synchronous });
+      return createSqliteStore({
+        path: config.path,
+        synchronous: config.synchronous,
+        ...(options.logger === undefined ? {} : { logger: options.logger }),
+      });
     case "jetstream": {
       const where =
         config.url !== undefined

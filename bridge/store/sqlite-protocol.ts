@@ -1,6 +1,7 @@
 import { BridgeError } from "../errors/bridge-error.js";
 import { codeFromNumber } from "../errors/code.js";
 import type { StoreBatch } from "./session-store.js";
+import type { MigrationProgress } from "./sqlite-schema.js";
 import { asStoreError } from "./store-errors.js";
 
 /**
@@ -14,6 +15,8 @@ export interface WriterOptions {
   readonly path: string;
   readonly synchronous: "full" | "normal";
   readonly busyTimeoutMs: number;
+  /** What a purge step may hold the writer, in milliseconds (sqlite-purge-pace.ts). */
+  readonly purgeStepBudgetMs: number;
 }
 
 export interface PurgeCounts {
@@ -21,8 +24,26 @@ export interface PurgeCounts {
   readonly idempotency: number;
 }
 
+/** How one purge went: what the store logs when it ends, and adds to its stats. */
+export interface PurgeRun {
+  /** Steps that deleted something. */
+  readonly steps: number;
+  /** Rows they deleted (journal, outbox, session, key and idempotency rows). */
+  readonly rows: number;
+  /** The time the steps held the writer, together, in milliseconds. */
+  readonly stepMs: number;
+  readonly longestStepMs: number;
+  /** Commits that waited for a step of this purge, and the longest such wait (S9: their calls waited as long). */
+  readonly delayedCommits: number;
+  readonly longestDelayMs: number;
+}
+
 export type WriterRequest =
-  | { readonly type: "commit"; readonly batch: StoreBatch }
+  /**
+   * `sentAtMs` is when the store posted it (performance.timeOrigin + now(), comparable
+   * between threads): a commit that arrived while a purge step ran waited for its rest.
+   */
+  | { readonly type: "commit"; readonly batch: StoreBatch; readonly sentAtMs: number }
   | { readonly type: "purge"; readonly endedBeforeMs: number; readonly idempotencyBeforeMs: number }
   /** Sent after every other request; the writer closes its connection and answers `closed`. */
   | { readonly type: "close" };
@@ -40,20 +61,31 @@ export interface WireError {
 export type WriterResult = { readonly ok: true } | { readonly ok: false; readonly error: WireError };
 
 export type PurgeResult =
-  | { readonly ok: true; readonly purged: PurgeCounts }
+  | { readonly ok: true; readonly purged: PurgeCounts; readonly run: PurgeRun }
   | { readonly ok: false; readonly error: WireError };
 
 export type WriterReply =
   | { readonly type: "ready" }
   | { readonly type: "failed"; readonly error: WireError }
-  | { readonly type: "applied"; readonly results: readonly WriterResult[] }
+  /**
+   * `purgeDelaysMs`, one per result, when a purge step held any of them back: how long
+   * each commit waited for purge steps (one running when it arrived, or one in its own
+   * transaction).
+   */
+  | {
+      readonly type: "applied";
+      readonly results: readonly WriterResult[];
+      readonly purgeDelaysMs?: readonly number[];
+    }
   | { readonly type: "purged"; readonly result: PurgeResult }
   /**
    * Rows a purge step changed, so the store can account for the WAL it wrote, and how long
    * the step held the writer (commits that arrived meanwhile waited that long for it).
    */
   | { readonly type: "wrote"; readonly rows: number; readonly ms: number }
-  | { readonly type: "closed" };
+  | { readonly type: "closed" }
+  /** How a schema upgrade is getting on, before `ready`. */
+  | { readonly type: "migrating"; readonly progress: MigrationProgress };
 
 /** Flattens anything thrown in the writer; what is not a BridgeError becomes STORE_FAILURE. */
 export function toWireError(error: unknown, doing: string): WireError {

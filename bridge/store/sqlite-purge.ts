@@ -1,12 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { PurgeCounts } from "./sqlite-protocol.js";
 
-/**
- * Rows one purge step deletes at most (journal, outbox, session and idempotency rows
- * together): a fraction of a millisecond of the writer's time.
- */
-export const PURGE_STEP_ROWS = 32;
-
 /** What a purge step did: rows deleted, and the totals once nothing due is left. */
 export interface PurgeStep {
   readonly deletedRows: number;
@@ -16,14 +10,14 @@ export interface PurgeStep {
 /** One purge() in progress. */
 export interface PurgeJob {
   /**
-   * Deletes at most PURGE_STEP_ROWS more rows (a few more when a session's outbox ends
-   * it) inside the transaction the writer has open for a group of commits, in a savepoint
+   * Deletes at most `rows` more rows (journal, outbox, session and idempotency rows
+   * together; a few more when a session's outbox ends it) inside the transaction the writer has open for a group of commits, in a savepoint
    * of its own: the group's fsync makes it durable, and it costs no fsync of its own.
    * Throws what SQLite throws, after rolling back to the savepoint.
    */
-  stepWithin(): PurgeStep;
+  stepWithin(rows: number): PurgeStep;
   /** The same in a transaction of its own, for when no commits come. */
-  step(): PurgeStep;
+  step(rows: number): PurgeStep;
 }
 
 export interface Purger {
@@ -33,8 +27,8 @@ export interface Purger {
 /**
  * Retention in small steps (S8 records, ended sessions and their journals). One
  * transaction deleting a large backlog would hold the write lock, and every commit behind
- * it, for seconds; a step of a few hundred rows takes milliseconds, and the writer takes
- * queued commits between steps. A session's journal goes first, oldest entries first,
+ * it, for seconds; a step takes as many rows as fit in a few milliseconds (the writer
+ * sizes it, sqlite-purge-pace.ts), and the writer takes queued commits between steps. A session's journal goes first, oldest entries first,
  * and its session row last, so a purge cut short (crash, close) leaves the session row
  * to find and finish next time, never orphaned journal rows.
  */
@@ -118,18 +112,18 @@ export function createPurger(db: BetterSqlite3.Database, synchronous: "full" | "
       };
 
       // A step that did not use its whole budget found nothing more to delete.
-      const result = (deleted: number): PurgeStep => ({
+      const result = (rows: number, deleted: number): PurgeStep => ({
         deletedRows: deleted,
-        done: deleted < PURGE_STEP_ROWS ? { sessions, idempotency } : undefined,
+        done: deleted < rows ? { sessions, idempotency } : undefined,
       });
 
       return {
-        stepWithin() {
+        stepWithin(rows) {
           savepoint.run();
           try {
-            const deleted = deleteSome(PURGE_STEP_ROWS);
+            const deleted = deleteSome(rows);
             release.run();
-            return result(deleted);
+            return result(rows, deleted);
           } catch (error) {
             if (db.inTransaction) {
               rollbackTo.run();
@@ -139,7 +133,7 @@ export function createPurger(db: BetterSqlite3.Database, synchronous: "full" | "
           }
         },
 
-        step() {
+        step(rows) {
           let deleted: number;
           // A step need not be durable on its own: one lost in a crash is done again by the
           // next purge, and the next commit's fsync (S9) covers its frames, which come
@@ -148,7 +142,7 @@ export function createPurger(db: BetterSqlite3.Database, synchronous: "full" | "
           try {
             begin.run();
             try {
-              deleted = deleteSome(PURGE_STEP_ROWS);
+              deleted = deleteSome(rows);
               commit.run();
             } catch (error) {
               if (db.inTransaction) rollback.run();
@@ -157,7 +151,7 @@ export function createPurger(db: BetterSqlite3.Database, synchronous: "full" | "
           } finally {
             db.pragma(`synchronous = ${synchronous === "full" ? "FULL" : "NORMAL"}`);
           }
-          return result(deleted);
+          return result(rows, deleted);
         },
       };
     },

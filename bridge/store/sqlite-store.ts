@@ -4,11 +4,13 @@ import type BetterSqlite3 from "better-sqlite3";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
+import { type Logger, silentLogger } from "../logger.js";
 import { followStoredJournal } from "./journal-follow.js";
 import { createJournalWakeups } from "./journal-wakeups.js";
 import type { SessionStore } from "./session-store.js";
 import { type SqliteCheckpointer, startSqliteCheckpointer } from "./sqlite-checkpointer-client.js";
 import { openReaderConnection } from "./sqlite-connection.js";
+import { DEFAULT_PURGE_STEP_BUDGET_MS } from "./sqlite-purge-pace.js";
 import { createSqliteReader, type SqliteReader } from "./sqlite-reader.js";
 import { startSqliteWriter, type WriterStats } from "./sqlite-writer-client.js";
 import { asStoreError, storeClosed } from "./store-errors.js";
@@ -23,6 +25,14 @@ export interface SqliteStoreOptions {
    * bridge by mistake) before failing the transaction with STORE_FAILURE. Default 5000.
    */
   readonly busyTimeoutMs?: number;
+  /**
+   * How long one purge step may hold the writer, in milliseconds: the step size follows
+   * the measured step time to stay under it, and a commit waits for one step at most
+   * (sqlite-purge-pace.ts). Default 4.
+   */
+  readonly purgeStepBudgetMs?: number;
+  /** Hears the end of each purge (what it deleted, its steps) and the progress of upgrades. */
+  readonly logger?: Logger;
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -40,7 +50,8 @@ export const CHECKPOINT_EVERY_ROWS = 16_384;
 export interface SqliteSessionStore extends SessionStore {
   /**
    * Batches and write transactions so far (fewer transactions than batches is group commit
-   * at work), and checkpoints run by the checkpointer thread.
+   * at work), what purges have done and the delay they added to commits, and checkpoints
+   * run by the checkpointer thread.
    */
   stats(): WriterStats & { readonly checkpoints: number };
   /** Journal followers registered now. */
@@ -56,6 +67,8 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   const { path } = options;
   const synchronous = options.synchronous ?? "full";
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  const purgeStepBudgetMs = options.purgeStepBudgetMs ?? DEFAULT_PURGE_STEP_BUDGET_MS;
+  const logger = options.logger ?? silentLogger;
   if (typeof path !== "string" || path === "" || path === ":memory:" || path.startsWith("file:")) {
     throw invalidConfig(`the SQLite store needs a file path, got ${JSON.stringify(path)}`);
   }
@@ -64,6 +77,13 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   }
   if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
     throw invalidConfig(`busyTimeoutMs must be a non-negative integer, got ${busyTimeoutMs}`);
+  }
+  if (
+    typeof purgeStepBudgetMs !== "number" ||
+    !(purgeStepBudgetMs > 0) ||
+    !Number.isFinite(purgeStepBudgetMs)
+  ) {
+    throw invalidConfig(`purgeStepBudgetMs must be a positive number, got ${purgeStepBudgetMs}`);
   }
   try {
     await mkdir(dirname(path), { recursive: true });
@@ -99,7 +119,30 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     }
   };
   // The writer creates and migrates the file, so it exists before the reader opens it.
-  const writer = await startSqliteWriter({ path, synchronous, busyTimeoutMs }, wrote);
+  const writer = await startSqliteWriter(
+    { path, synchronous, busyTimeoutMs, purgeStepBudgetMs },
+    {
+      onPurgeRows: wrote,
+      onPurged: (purged, run) =>
+        logger.info(
+          {
+            ...purged,
+            steps: run.steps,
+            rows: run.rows,
+            stepMs: round(run.stepMs),
+            longestStepMs: round(run.longestStepMs),
+            delayedCommits: run.delayedCommits,
+            longestDelayMs: round(run.longestDelayMs),
+          },
+          "sqlite purge finished",
+        ),
+      onMigrating: (progress) =>
+        logger.info(
+          { path, ...progress },
+          progress.done ? "sqlite schema upgraded" : "sqlite schema upgrade in progress",
+        ),
+    },
+  );
   let opened: BetterSqlite3.Database | undefined;
   let reader: SqliteReader;
   try {
@@ -184,6 +227,11 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     })();
     return closing;
   }
+}
+
+/** Milliseconds to a hundredth, for log lines. */
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }
 
 function invalidConfig(message: string): BridgeError {

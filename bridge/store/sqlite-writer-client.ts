@@ -2,8 +2,9 @@ import { Worker } from "node:worker_threads";
 import type { BridgeError } from "../errors/bridge-error.js";
 import { copyBatch } from "./record-copy.js";
 import type { StoreBatch } from "./session-store.js";
-import type { PurgeCounts, WriterOptions, WriterReply, WriterRequest } from "./sqlite-protocol.js";
+import type { PurgeCounts, PurgeRun, WriterOptions, WriterReply, WriterRequest } from "./sqlite-protocol.js";
 import { fromWireError } from "./sqlite-protocol.js";
+import type { MigrationProgress } from "./sqlite-schema.js";
 import { storeClosed, storeFailure } from "./store-errors.js";
 
 /** What the writer thread has done, to observe group commit (several batches per transaction). */
@@ -17,10 +18,32 @@ export interface WriterStats {
   readonly transactions: number;
   /** Purge steps that deleted something, each in a group's transaction or a short one of its own. */
   readonly purgeSteps: number;
+  /** Rows those steps deleted. */
+  readonly purgeRows: number;
+  /** The time those steps held the writer, together, in milliseconds. */
+  readonly purgeStepMs: number;
   /** The longest any purge step held the writer, in milliseconds: what a commit could wait for it. */
   readonly longestPurgeStepMs: number;
   /** Purge steps that held the writer more than 10 ms (a loaded machine descheduling the thread). */
   readonly purgeStepsOver10Ms: number;
+  /**
+   * Commits that waited for a purge step (one that ran when they arrived, or one in their
+   * own transaction), the longest such wait in milliseconds, and how many waited more than
+   * 10 ms: the delay purges added to calls (S9: a call is answered once its commit is durable).
+   */
+  readonly purgeDelayedCommits: number;
+  readonly longestPurgeDelayMs: number;
+  readonly purgeDelaysOver10Ms: number;
+}
+
+/** What the store hears from its writer besides answers. */
+export interface WriterEvents {
+  /** Rows a purge step deleted (WAL written that the checkpointer will copy). */
+  readonly onPurgeRows?: (rows: number) => void;
+  /** A purge finished: what it deleted and how it went. */
+  readonly onPurged?: (purged: PurgeCounts, run: PurgeRun) => void;
+  /** How a schema upgrade at startup is getting on. */
+  readonly onMigrating?: (progress: MigrationProgress) => void;
 }
 
 /** The main thread's handle on the writer thread (sqlite-writer.ts). */
@@ -38,14 +61,8 @@ interface Pending<T> {
   reject(error: BridgeError): void;
 }
 
-/**
- * Starts the writer thread; resolves once it has opened and migrated the database.
- * `onPurgeRows` hears how many rows each purge step deleted.
- */
-export function startSqliteWriter(
-  options: WriterOptions,
-  onPurgeRows: (rows: number) => void = () => {},
-): Promise<SqliteWriter> {
+/** Starts the writer thread; resolves once it has opened and migrated the database. */
+export function startSqliteWriter(options: WriterOptions, events: WriterEvents = {}): Promise<SqliteWriter> {
   const worker = new Worker(new URL("./sqlite-writer.js", import.meta.url), { workerData: options });
   // Answers arrive in request order, so the oldest pending commit owns the next result,
   // and the oldest pending purge the next `purged` reply.
@@ -54,8 +71,13 @@ export function startSqliteWriter(
   let batches = 0;
   let transactions = 0;
   let purgeSteps = 0;
+  let purgeRows = 0;
+  let purgeStepMs = 0;
   let longestPurgeStepMs = 0;
   let purgeStepsOver10Ms = 0;
+  let purgeDelayedCommits = 0;
+  let longestPurgeDelayMs = 0;
+  let purgeDelaysOver10Ms = 0;
   let stopped: BridgeError | undefined;
   let threadError: unknown;
   let closing: Promise<void> | undefined;
@@ -86,6 +108,12 @@ export function startSqliteWriter(
         break;
       case "applied": {
         transactions++;
+        for (const ms of reply.purgeDelaysMs ?? []) {
+          if (ms <= 0) continue;
+          purgeDelayedCommits++;
+          longestPurgeDelayMs = Math.max(longestPurgeDelayMs, ms);
+          if (ms > 10) purgeDelaysOver10Ms++;
+        }
         const answered = pending.splice(0, reply.results.length);
         answered.forEach((request, i) => {
           const result = reply.results[i];
@@ -99,19 +127,26 @@ export function startSqliteWriter(
       }
       case "purged": {
         const request = purging.shift();
-        if (reply.result.ok) request?.resolve(reply.result.purged);
-        else request?.reject(fromWireError(reply.result.error));
+        if (reply.result.ok) {
+          events.onPurged?.(reply.result.purged, reply.result.run);
+          request?.resolve(reply.result.purged);
+        } else request?.reject(fromWireError(reply.result.error));
         updateRef();
         break;
       }
       case "wrote":
         purgeSteps++;
+        purgeRows += reply.rows;
+        purgeStepMs += reply.ms;
         longestPurgeStepMs = Math.max(longestPurgeStepMs, reply.ms);
         if (reply.ms > 10) purgeStepsOver10Ms++;
-        onPurgeRows(reply.rows);
+        events.onPurgeRows?.(reply.rows);
         break;
       case "closed":
         onClosed?.();
+        break;
+      case "migrating":
+        events.onMigrating?.(reply.progress);
         break;
     }
   });
@@ -146,7 +181,10 @@ export function startSqliteWriter(
       return;
     }
     try {
-      worker.postMessage(sending.map((s) => s.request));
+      const sentAtMs = performance.timeOrigin + performance.now();
+      worker.postMessage(
+        sending.map(({ request }) => (request.type === "commit" ? { ...request, sentAtMs } : request)),
+      );
     } catch (error) {
       const failure = storeFailure("the batch cannot be sent to the SQLite writer", error);
       for (const { entry } of sending) entry.reject(failure);
@@ -174,7 +212,8 @@ export function startSqliteWriter(
   const writer: SqliteWriter = {
     async commit(batch) {
       // Copied now, cloned to the writer later in the turn: callers may reuse their objects at once.
-      const request: WriterRequest = { type: "commit", batch: copyBatch(batch) };
+      // Stamped when it is posted (flush).
+      const request: WriterRequest = { type: "commit", batch: copyBatch(batch), sentAtMs: 0 };
       await new Promise<void>((resolve, reject) =>
         enqueue({ request, entry: { resolve, reject }, isCommit: true }),
       );
@@ -187,7 +226,18 @@ export function startSqliteWriter(
       );
     },
 
-    stats: () => ({ batches, transactions, purgeSteps, longestPurgeStepMs, purgeStepsOver10Ms }),
+    stats: () => ({
+      batches,
+      transactions,
+      purgeSteps,
+      purgeRows,
+      purgeStepMs,
+      longestPurgeStepMs,
+      purgeStepsOver10Ms,
+      purgeDelayedCommits,
+      longestPurgeDelayMs,
+      purgeDelaysOver10Ms,
+    }),
 
     close() {
       closeRequested = true;
