@@ -72,9 +72,11 @@ export interface ClusterBridge extends Bridge {
  * front of the engine as a Bridge, so no adapter knows replicas exist.
  *
  * A streaming call naming a session another replica owns is forwarded to the owner the
- * same way, when the forwarder carries streams; a stream found only by correlation values
- * or one that starts a session is served where it arrives (its session is born in a
- * partition this replica owns, or the store refuses the commit).
+ * same way, when the forwarder carries streams. A server stream that names no session is
+ * routed by the correlation values of its one request (S1, S4), read before anything is
+ * decided, exactly as a unary call; a stream of requests without a session id is served
+ * where it arrives (its session is born in a partition this replica owns, or the store
+ * refuses the commit).
  */
 export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridge {
   const { engine, partitioning, ownership, replica, forwarder } = options;
@@ -188,6 +190,49 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
     }
   }
 
+  /** A stream whose partition is known: served here, forwarded to its owner, or refused as moving. */
+  const routeStream = (partition: number, call: StreamCall): AsyncIterable<StreamEvent> => {
+    if (ownership.serves(partition)) return confirmedStream(partition, engine.stream(call));
+    const owner = ownership.ownerOf(partition);
+    if (owner === undefined || owner === replica || forwarder.stream === undefined)
+      throw partitionMoving(partition, "it has no serving owner");
+    return whileOwned(partition, owner, call, forwarder.stream.bind(forwarder));
+  };
+
+  /** A forwarded stream is never forwarded again, as for unary calls. */
+  const serveForwardedIn = (partition: number, call: StreamCall): AsyncIterable<StreamEvent> => {
+    if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
+    return confirmedStream(partition, engine.stream(call));
+  };
+
+  /**
+   * A server stream of a correlated CONCURRENT operation that names no session: its
+   * partition is in the correlation values of its one request (S4), as for a unary call.
+   */
+  const routedByRequest = (call: StreamCall): boolean =>
+    !call.operation.requestStream &&
+    call.operation.correlation !== undefined &&
+    engine.contracts.services.get(call.operation.service)?.sessionful === true;
+
+  /** Reads the stream's first request, routes by it, and hands the route the stream with that request replayed. */
+  async function* afterFirstRequest(
+    call: StreamCall,
+    route: (partition: number | undefined, replay: StreamCall) => AsyncIterable<StreamEvent>,
+  ): AsyncGenerator<StreamEvent> {
+    const requests = call.messages[Symbol.asyncIterator]();
+    const first = await requests.next();
+    const replay: StreamCall = {
+      ...call,
+      messages: (async function* () {
+        if (first.done === true) return;
+        yield first.value;
+        for (let next = await requests.next(); next.done !== true; next = await requests.next())
+          yield next.value;
+      })(),
+    };
+    yield* route(first.done === true ? undefined : partitionOf(call, first.value), replay);
+  }
+
   const serveHere = (partition: number, call: UnaryCall): Promise<UnaryReply> => {
     // Checked again after admission: the engine answers only while this replica serves it.
     return track(partition, confirmed(partition, engine.unary(call)));
@@ -240,20 +285,20 @@ export function createClusterBridge(options: ClusterBridgeOptions): ClusterBridg
 
     stream(call): AsyncIterable<StreamEvent> {
       const partition = partitionOf(call, undefined);
-      if (partition === undefined) return engine.stream(call);
-      if (ownership.serves(partition)) return confirmedStream(partition, engine.stream(call));
-      const owner = ownership.ownerOf(partition);
-      if (owner === undefined || owner === replica || forwarder.stream === undefined)
-        throw partitionMoving(partition, "it has no serving owner");
-      return whileOwned(partition, owner, call, forwarder.stream.bind(forwarder));
+      if (partition !== undefined) return routeStream(partition, call);
+      if (!routedByRequest(call)) return engine.stream(call);
+      return afterFirstRequest(call, (partition, replay) =>
+        partition === undefined ? engine.stream(replay) : routeStream(partition, replay),
+      );
     },
 
     serveForwardedStream(call): AsyncIterable<StreamEvent> {
       const partition = partitionOf(call, undefined);
-      // Never forwarded again, as for unary calls.
-      if (partition === undefined) return engine.stream(call);
-      if (!ownership.serves(partition)) throw partitionMoving(partition, "its owner is changing");
-      return confirmedStream(partition, engine.stream(call));
+      if (partition !== undefined) return serveForwardedIn(partition, call);
+      if (!routedByRequest(call)) return engine.stream(call);
+      return afterFirstRequest(call, (partition, replay) =>
+        partition === undefined ? engine.stream(replay) : serveForwardedIn(partition, replay),
+      );
     },
 
     async settled(partition) {

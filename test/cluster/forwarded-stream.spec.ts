@@ -73,3 +73,65 @@ describe("a forwarded stream whose owner dies midway (DESIGN §7)", function () 
     expect(failure?.reason).to.equal(Reason.PARTITION_MOVING);
   });
 });
+
+/**
+ * A server stream that names no session and is routed by the correlation values of its
+ * one request (S1, S4) belongs to the partition those values hash to, like a unary call:
+ * a replica that does not own it forwards it to the owner instead of serving it from a
+ * store partition it does not write (DESIGN §7).
+ */
+describe("a stream found by its correlation values alone, on a replica that does not own it (DESIGN §7)", function () {
+  this.timeout(60_000);
+  let server: NatsServerFixture;
+  let lab: LabProcess;
+  const open: EngineReplica[] = [];
+
+  before(async () => {
+    server = await startNatsServer({ jetstream: true });
+    lab = await startLabProcess();
+  });
+
+  after(async () => {
+    for (const replica of open.splice(0)) await replica.close();
+    await lab?.close();
+    await server?.stop();
+  });
+
+  it("is forwarded to the owner and served there", async () => {
+    const prefix = `t${randomBytes(6).toString("hex")}`;
+    const a = await startEngineReplica({ name: "a", natsUrl: server.url, labPort: lab.port, prefix });
+    open.push(a);
+    const b = await startEngineReplica({ name: "b", natsUrl: server.url, labPort: lab.port, prefix });
+    open.push(b);
+    await a.take();
+    b.view.owner = "a";
+    const started = await a.call("Start", { key: "c1" });
+
+    const seen: StreamEvent[] = [];
+    for await (const event of b.stream("Watch", { key: "c1", text: "t", count: 3 })) seen.push(event);
+    expect(seen[0]).to.deep.include({ type: "session", sessionId: started.sessionId });
+    expect(seen.filter((e) => e.type === "message")).to.have.length(3);
+  });
+
+  it("gets UNAVAILABLE (PARTITION_MOVING) while the partition has no serving owner", async () => {
+    const prefix = `t${randomBytes(6).toString("hex")}`;
+    const a = await startEngineReplica({ name: "a", natsUrl: server.url, labPort: lab.port, prefix });
+    open.push(a);
+    const b = await startEngineReplica({ name: "b", natsUrl: server.url, labPort: lab.port, prefix });
+    open.push(b);
+    await a.take();
+    await a.call("Start", { key: "c2" });
+    b.view.owner = undefined;
+
+    let failure: BridgeError | undefined;
+    try {
+      for await (const _ of b.stream("Watch", { key: "c2", text: "t", count: 3 })) {
+        // a message here would mean b served a partition it does not own
+      }
+    } catch (error) {
+      failure = error as BridgeError;
+    }
+    expect(failure?.code, failure?.message).to.equal(Code.UNAVAILABLE);
+    expect(failure?.reason).to.equal(Reason.PARTITION_MOVING);
+  });
+});
