@@ -46,6 +46,10 @@ function asBuffer(bytes: Uint8Array | undefined): Buffer {
 }
 
 const NO_ENTRIES: Readonly<Record<string, string>> = Object.freeze({});
+const EMPTY = Buffer.alloc(0);
+const scratchTime: Timestamp = { seconds: 0, nanos: 0 };
+const scratch: Envelope = makeEnvelope({ kind: 0, messageId: "", operation: "", principal: "", timeMs: 0 });
+scratch.time = scratchTime;
 
 /**
  * An Envelope over the given fields. The maps are shared, not copied: envelopes made here
@@ -75,6 +79,45 @@ export function makeEnvelope(fields: EnvelopeFields, sessionId: string = fields.
 
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
   return writeEnvelope(envelope);
+}
+
+/**
+ * The envelope makeEnvelope() would give, encoded without building it: a journal entry
+ * needs only the bytes, and every call records two. One Envelope and its time stamp are
+ * reused, which is safe because writing is synchronous; the references are dropped after
+ * each write so nothing stays reachable through them.
+ */
+export function encodeFields(fields: EnvelopeFields, sessionId: string): Uint8Array {
+  const e = scratch;
+  const time = scratchTime;
+  e.messageId = fields.messageId;
+  e.sessionId = sessionId;
+  e.correlation = (fields.correlation ?? NO_ENTRIES) as Record<string, string>;
+  e.seq = fields.seq ?? 0;
+  e.operation = fields.operation;
+  e.kind = fields.kind;
+  e.payload = asBuffer(fields.payload);
+  e.codec = fields.codec ?? "";
+  e.metadata = (fields.metadata ?? NO_ENTRIES) as Record<string, string>;
+  e.deadline = fields.deadlineMs === undefined ? undefined : toTimestamp(fields.deadlineMs);
+  e.principal = fields.principal;
+  e.traceparent = fields.traceparent ?? "";
+  e.tracestate = fields.tracestate ?? "";
+  e.fault = fields.fault;
+  e.inReplyTo = fields.inReplyTo ?? "";
+  const seconds = Math.floor(fields.timeMs / 1000);
+  time.seconds = seconds;
+  time.nanos = Math.round((fields.timeMs - seconds * 1000) * 1e6);
+  e.idempotencyKey = fields.idempotencyKey ?? "";
+  try {
+    return writeEnvelope(e);
+  } finally {
+    e.correlation = NO_ENTRIES as Record<string, string>;
+    e.payload = EMPTY;
+    e.metadata = NO_ENTRIES as Record<string, string>;
+    e.deadline = undefined;
+    e.fault = undefined;
+  }
 }
 
 export function decodeEnvelope(bytes: Uint8Array): Envelope {

@@ -1,6 +1,6 @@
 import type { IdempotencyRecord, JournalRecord, OutboxRecord } from "../store/records.js";
 import type { SessionStore, StoreBatch } from "../store/session-store.js";
-import { type EnvelopeFields, encodeEnvelope, makeEnvelope } from "./envelope-codec.js";
+import { type EnvelopeFields, encodeFields } from "./envelope-codec.js";
 import type { JournalFeed } from "./journal-feed.js";
 import type { LiveSession } from "./live-session.js";
 
@@ -28,7 +28,7 @@ export class Journal {
 
   /** A journal record for `session` at its next index. */
   entry(session: LiveSession, fields: Omit<EnvelopeFields, "sessionId">): JournalRecord {
-    const envelope = encodeEnvelope(makeEnvelope(fields, session.id));
+    const envelope = encodeFields(fields, session.id);
     return {
       sessionId: session.id,
       index: session.nextIndex(),
