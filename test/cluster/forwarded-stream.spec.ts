@@ -14,8 +14,11 @@ import { type EngineReplica, startEngineReplica } from "./engine-replica.js";
  * owner's lease lapses in this replica's view, with the retryable UNAVAILABLE, and not
  * at the caller's deadline (this caller has none: it would wait a day).
  */
-describe("a forwarded stream whose owner dies midway (DESIGN §7)", function () {
-  this.timeout(60_000);
+/**
+ * One NATS server and lab process for a describe block, and two replicas on a fresh store
+ * prefix per test: `a` owns the partition, `b` does not.
+ */
+function replicaPairs(): () => Promise<{ a: EngineReplica; b: EngineReplica }> {
   let server: NatsServerFixture;
   let lab: LabProcess;
   const open: EngineReplica[] = [];
@@ -31,13 +34,23 @@ describe("a forwarded stream whose owner dies midway (DESIGN §7)", function () 
     await server?.stop();
   });
 
-  it("ends with UNAVAILABLE (PARTITION_MOVING) once the owner's lease lapses", async () => {
+  return async () => {
     const prefix = `t${randomBytes(6).toString("hex")}`;
     const a = await startEngineReplica({ name: "a", natsUrl: server.url, labPort: lab.port, prefix });
     open.push(a);
     const b = await startEngineReplica({ name: "b", natsUrl: server.url, labPort: lab.port, prefix });
     open.push(b);
     await a.take();
+    return { a, b };
+  };
+}
+
+describe("a forwarded stream whose owner dies midway (DESIGN §7)", function () {
+  this.timeout(60_000);
+  const pair = replicaPairs();
+
+  it("ends with UNAVAILABLE (PARTITION_MOVING) once the owner's lease lapses", async () => {
+    const { a, b } = await pair();
     b.view.owner = "a";
     const started = await a.call("Start", { key: "w" });
 
@@ -82,28 +95,10 @@ describe("a forwarded stream whose owner dies midway (DESIGN §7)", function () 
  */
 describe("a stream found by its correlation values alone, on a replica that does not own it (DESIGN §7)", function () {
   this.timeout(60_000);
-  let server: NatsServerFixture;
-  let lab: LabProcess;
-  const open: EngineReplica[] = [];
-
-  before(async () => {
-    server = await startNatsServer({ jetstream: true });
-    lab = await startLabProcess();
-  });
-
-  after(async () => {
-    for (const replica of open.splice(0)) await replica.close();
-    await lab?.close();
-    await server?.stop();
-  });
+  const pair = replicaPairs();
 
   it("is forwarded to the owner and served there", async () => {
-    const prefix = `t${randomBytes(6).toString("hex")}`;
-    const a = await startEngineReplica({ name: "a", natsUrl: server.url, labPort: lab.port, prefix });
-    open.push(a);
-    const b = await startEngineReplica({ name: "b", natsUrl: server.url, labPort: lab.port, prefix });
-    open.push(b);
-    await a.take();
+    const { a, b } = await pair();
     b.view.owner = "a";
     const started = await a.call("Start", { key: "c1" });
 
@@ -114,12 +109,7 @@ describe("a stream found by its correlation values alone, on a replica that does
   });
 
   it("gets UNAVAILABLE (PARTITION_MOVING) while the partition has no serving owner", async () => {
-    const prefix = `t${randomBytes(6).toString("hex")}`;
-    const a = await startEngineReplica({ name: "a", natsUrl: server.url, labPort: lab.port, prefix });
-    open.push(a);
-    const b = await startEngineReplica({ name: "b", natsUrl: server.url, labPort: lab.port, prefix });
-    open.push(b);
-    await a.take();
+    const { a, b } = await pair();
     await a.call("Start", { key: "c2" });
     b.view.owner = undefined;
 
