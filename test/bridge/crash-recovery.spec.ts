@@ -194,10 +194,12 @@ describe("crash recovery (S10): SIGKILL mid-traffic, restart on the same SQLite 
         // Numbered calls: every acknowledged number replays its recorded outcome, delivered once.
         const dos = acked.dos.filter((d) => d.key === key);
         for (const done of dos) {
-          // Only Do deliveries count: one-way notes journaled but unacknowledged at the
-          // crash may still be arriving from the backlog while this loop runs.
-          const doDeliveries = () => lab.deliveries.filter((d) => d.method === "Do").length;
+          // The replayed message's own deliveries: recovery may still be delivering other
+          // messages (one-way backlog, calls in flight at the crash) while this loop runs.
+          const doDeliveries = () =>
+            lab.deliveries.filter((d) => d.method === "Do" && d.messageId === done.messageId).length;
           const before = doDeliveries();
+          expect(before, `deliveries of acknowledged ${done.messageId}`).to.be.at.least(1);
           const again = await client.unary(
             "Counter",
             "Do",
