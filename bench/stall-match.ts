@@ -148,7 +148,9 @@ latencies.forEach((latency, i) => {
   let bestMs = 1;
   for (const e of all) {
     const from = e.who === "bridge" ? sent : due;
-    const ms = overlap(from, end, e.startMs, e.startMs + e.ms) - (e.gcMs === undefined ? 0 : 0);
+    // A stall competes with the GC pauses inside it only by the rest of its length.
+    const share = e.gcMs === undefined ? 1 : Math.max(0, 1 - e.gcMs / e.ms);
+    const ms = overlap(from, end, e.startMs, e.startMs + e.ms) * share;
     if (ms > bestMs) {
       best = e;
       bestMs = ms;
