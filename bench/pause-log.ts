@@ -59,7 +59,7 @@ export class PauseLog {
   #dropped = 0;
   readonly #observer: PerformanceObserver;
   readonly #ticker: NodeJS.Timeout;
-  readonly #sched: number;
+  readonly #sched: number | undefined;
 
   constructor(stallMs = 2) {
     this.#observer = new PerformanceObserver((list) => {
@@ -73,11 +73,18 @@ export class PauseLog {
       }
     });
     this.#observer.observe({ entryTypes: ["gc"] });
-    const sched = openSync(`/proc/self/task/${process.pid}/schedstat`, "r");
+    // A kernel without schedstats (or no /proc) leaves stalls without the split: NaN.
+    let sched: number | undefined;
+    try {
+      sched = openSync(`/proc/self/task/${process.pid}/schedstat`, "r");
+    } catch {
+      sched = undefined;
+    }
     this.#sched = sched;
     const buffer = Buffer.alloc(128);
     // "<ns on a core> <ns waiting in the run queue> <timeslices>" of the main thread.
     const read = (): [number, number] => {
+      if (sched === undefined) return [Number.NaN, Number.NaN];
       const text = buffer.toString("latin1", 0, readSync(sched, buffer, 0, buffer.length, 0));
       const [run = "0", wait = "0"] = text.split(" ");
       return [Number(run) / 1e6, Number(wait) / 1e6];
@@ -123,6 +130,6 @@ export class PauseLog {
   stop(): void {
     this.#observer.disconnect();
     clearInterval(this.#ticker);
-    closeSync(this.#sched);
+    if (this.#sched !== undefined) closeSync(this.#sched);
   }
 }
