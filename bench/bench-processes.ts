@@ -52,6 +52,8 @@ export interface BridgeOptions {
   readonly httpListener?: boolean;
   /** The echo is a Connect server: reach it at http:// (the Connect outbound). */
   readonly connectOutbound?: boolean;
+  /** Append what the child prints that is not JSON (V8's --trace-gc* lines) to this file. */
+  readonly otherLinesFile?: string;
 }
 
 /**
@@ -108,6 +110,7 @@ export async function startBridge(
           [],
           true,
         );
+  if (options.otherLinesFile !== undefined) child.keepOtherLines(options.otherLinesFile);
   const cleanup = (): void => {
     if (dir === undefined) return;
     rmSync(dir, { recursive: true, force: true });

@@ -36,6 +36,12 @@ export interface BenchSettings {
   readonly cpuProfile: string | undefined;
   /** Scenario id whose bridge samples its heap allocations over the window (BENCH_HEAP_PROF). */
   readonly heapProfile: string | undefined;
+  /**
+   * BENCH_TRACE=1: fixed-rate rows write every call's times, the bridge's and the
+   * generator's GC pauses and event-loop stalls, and what the bridge printed that is not
+   * JSON (V8's --trace-gc-nvp lines) into results/trace.tmp/ (read with stall-match.js).
+   */
+  readonly trace: boolean;
   /** Comma-separated scenario ids or groups to run (BENCH_ONLY); everything by default. */
   readonly only: readonly string[] | undefined;
 }
@@ -67,6 +73,7 @@ export function benchSettings(): BenchSettings {
     idleRuns: positive("BENCH_IDLE_RUNS", 3),
     cpuProfile: process.env.BENCH_CPU_PROF || undefined,
     heapProfile: process.env.BENCH_HEAP_PROF || undefined,
+    trace: process.env.BENCH_TRACE === "1",
     only: only ? only.split(",").map((s) => s.trim()) : undefined,
   };
 }

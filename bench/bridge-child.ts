@@ -14,7 +14,8 @@
  * stdin: a line "memory" prints {"type":"memory",…} (after a full GC when the child runs
  * with --expose-gc, so heap figures are what is retained); closing stdin stops the bridge
  * cleanly, which is also when a --cpu-prof profile is written. "gc-reset" and "gc" tally
- * garbage collection pauses over a window.
+ * garbage collection pauses over a window; with BENCH_TRACE=1, "trace <file>" writes every
+ * GC pause and event-loop stall since "gc-reset" with its time (pause-log.ts).
  */
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
@@ -27,6 +28,7 @@ import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "../cli/bridge-runtime.js";
 import { benchConfigFile } from "./bench-paths.js";
+import { monotonicMs, PauseLog } from "./pause-log.js";
 
 const args = process.argv.slice(2);
 const httpListener = args.includes("--http-listener");
@@ -164,9 +166,12 @@ async function heapStart(): Promise<void> {
   inspector.connect();
   await post("HeapProfiler.startSampling", {
     samplingInterval: 8192,
-    // BENCH_HEAP_PROF_LIVE=1: only what is still live when the window ends (what is retained).
+    // BENCH_HEAP_PROF_LIVE=1: only what is still live when the window ends (what is retained);
+    // =survivors: what survived every scavenge it met (what is promoted, whether a full
+    // collection frees it later or not).
     includeObjectsCollectedByMajorGC: process.env.BENCH_HEAP_PROF_LIVE !== "1",
-    includeObjectsCollectedByMinorGC: process.env.BENCH_HEAP_PROF_LIVE !== "1",
+    includeObjectsCollectedByMinorGC:
+      process.env.BENCH_HEAP_PROF_LIVE !== "1" && process.env.BENCH_HEAP_PROF_LIVE !== "survivors",
   });
 }
 async function heapStop(file: string): Promise<void> {
@@ -177,6 +182,10 @@ async function heapStop(file: string): Promise<void> {
   print({ type: "heap-written", file });
 }
 
+// BENCH_TRACE=1: each pause and stall with its time, to match with the generator's slow calls.
+const pauseLog = process.env.BENCH_TRACE === "1" ? new PauseLog() : undefined;
+let windowStartMs = 0;
+
 const gc = (globalThis as { gc?: () => void }).gc;
 const commands = createInterface({ input: process.stdin });
 commands.on("line", (line) => {
@@ -184,6 +193,11 @@ commands.on("line", (line) => {
   if (command === "gc-reset") {
     gcPauses = freshPauses();
     resetHeapTally();
+    windowStartMs = monotonicMs();
+  } else if (command.startsWith("trace ")) {
+    if (pauseLog !== undefined)
+      writeFileSync(command.slice("trace ".length), JSON.stringify(pauseLog.since(windowStartMs)));
+    print({ type: "trace-written", traced: pauseLog !== undefined });
   } else if (command === "gc") print({ type: "gc", ...gcPauses, ...heapTally() });
   else if (command === "heap-start") {
     heapStart().catch((error: unknown) => process.stderr.write(`heap-start failed: ${String(error)}\n`));

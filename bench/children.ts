@@ -1,4 +1,5 @@
 import { type ChildProcess, fork, spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 
 /** Every child still running; all of them are killed when the bench exits, however it exits. */
@@ -47,6 +48,7 @@ export class JsonLineChild {
   readonly #listeners = new Map<string, ((message: Record<string, unknown>) => void)[]>();
   #exit: Promise<void>;
   #exited = false;
+  #otherLines: string | undefined;
 
   /** `module` is a Node module, run with `nodeArgs`, or with `binary` set an executable of its own. */
   constructor(
@@ -73,6 +75,8 @@ export class JsonLineChild {
       try {
         message = JSON.parse(line) as Record<string, unknown>;
       } catch {
+        // What V8 prints itself (--trace-gc-nvp and the like), kept when asked for.
+        if (this.#otherLines !== undefined) appendFileSync(this.#otherLines, `${line}\n`);
         return;
       }
       const type = String(message.type);
@@ -80,6 +84,11 @@ export class JsonLineChild {
       waiter?.(message);
       for (const listener of this.#listeners.get(type) ?? []) listener(message);
     });
+  }
+
+  /** Appends every stdout line that is not JSON to `file` (call right after construction). */
+  keepOtherLines(file: string): void {
+    this.#otherLines = file;
   }
 
   get pid(): number {

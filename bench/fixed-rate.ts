@@ -1,3 +1,4 @@
+import type { CallLog } from "./call-log.js";
 import { ErrorTally } from "./error-tally.js";
 import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import type { H2Pool } from "./h2-client.js";
@@ -24,6 +25,7 @@ export function runFixedRate(
   spec: LoadSpec,
   shape: FixedRateSpec,
   hooks: WindowHooks,
+  calls?: CallLog,
 ): Promise<LoadResult> {
   const payload = Buffer.alloc(spec.payloadBytes, 0x5a);
   const expected = replyFrameLength(spec.payloadBytes);
@@ -103,6 +105,7 @@ export function runFixedRate(
           if (inWindow) {
             latency.recordMs(end - dueAt);
             service.recordMs(end - sentAt);
+            calls?.record(dueAt, sentAt, end);
           }
         }
         pump();

@@ -37,6 +37,11 @@ export interface LoadSpec {
   readonly payloadBytes: number;
   readonly warmupMs: number;
   readonly measureMs: number;
+  /**
+   * Fixed rate only (BENCH_TRACE): write every call's times and the generator's own pauses
+   * here as JSON when the run ends (see stall-match.ts).
+   */
+  readonly traceFile?: string;
 }
 
 /** One job for a load generator child: optionally open sessions, then optionally load. */

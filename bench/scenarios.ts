@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { CALL_PATH, PLAIN_CALL_PATH, READ_PATH, resultsDir } from "./bench-paths.js";
 import { type Peer, type Server, type StoreKind, startBridge } from "./bench-processes.js";
@@ -136,6 +136,10 @@ export const scenarioId = (p: PathKind, mode: ModeKind): string => `${p}/${mode}
 /** Where --cpu-prof writes (a .tmp directory: ignored by git). */
 export const profileDir = (): string => path.join(resultsDir(), "profile.tmp");
 
+/** Where BENCH_TRACE writes a scenario's traces: <dir>/<id>.calls.json, .bridge.json, .bridge-stdout.log. */
+export const traceDir = (): string => path.join(resultsDir(), "trace.tmp");
+export const traceBase = (id: string): string => path.join(traceDir(), id.replace("/", "-"));
+
 /** The servers every scenario reuses; nginx may be missing (with the reason). */
 export interface Servers {
   readonly goEcho: Peer;
@@ -167,11 +171,18 @@ export async function runScenario(
   let front: Peer | undefined;
   let bridge: Server | undefined;
   const others: Server[] = [];
+  // Traced fixed-rate rows: the bridge's V8 lines (--trace-gc-nvp) and pauses, the calls' times.
+  const trace = settings.trace && mode === "fixed" ? traceBase(id) : undefined;
+  if (trace !== undefined) {
+    mkdirSync(traceDir(), { recursive: true });
+    rmSync(`${trace}.bridge-stdout.log`, { force: true });
+  }
   if (p === "nginx") {
     if (!("address" in servers.nginx)) throw new Error(`nginx skipped: ${servers.nginx.skipped}`);
     front = servers.nginx;
   } else if (plan.store !== undefined) {
     bridge = await startBridge(echo, plan.store, {
+      ...(trace === undefined ? {} : { otherLinesFile: `${trace}.bridge-stdout.log` }),
       ...(settings.cpuProfile === id ? { cpuProfileDir: profileDir() } : {}),
       ...(plan.httpListener === true ? { httpListener: true } : {}),
       ...(plan.echo === "connect-go" ? { connectOutbound: true } : {}),
@@ -199,6 +210,7 @@ export async function runScenario(
         payloadBytes: settings.payloadBytes,
         warmupMs: settings.warmupSeconds * 1000,
         measureMs: settings.measureSeconds * 1000,
+        ...(trace === undefined ? {} : { traceFile: `${trace}.calls.json` }),
       },
     };
     const watch: Record<string, number> = { echo: echo.pid };
@@ -257,6 +269,12 @@ export async function runScenario(
       };
     }
     if (heapWritten !== undefined) await heapWritten;
+    // After the drain, so pauses that slowed the window's last calls are in it too.
+    if (trace !== undefined && bridge !== undefined) {
+      const written = bridge.child.next("trace-written");
+      bridge.child.send(`trace ${trace}.bridge.json`);
+      await written;
+    }
     if (result.load === undefined) throw new Error(`${id}: the generator returned no load result`);
     return {
       id,

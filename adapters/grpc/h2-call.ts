@@ -5,6 +5,7 @@ import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { onCancel } from "./cancel-hooks.js";
 import { decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
 import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
@@ -92,7 +93,8 @@ export class H2Call {
   #done = false;
   #attempts = 0;
   #timer: NodeJS.Timeout | undefined;
-  #onAbort: (() => void) | undefined;
+  /** Stops listening for the caller leaving (cancel-hooks.ts). */
+  #stopListening: (() => void) | undefined;
   /** Writers waiting for the stream to open. */
   #opening: (() => void)[] | undefined;
   #paused = false;
@@ -128,8 +130,7 @@ export class H2Call {
     // A delivery in a session is never cancelled with its caller (S9): its signal never
     // aborts, and listening on it would only cost every call a listener entry.
     if (signal !== NEVER_ABORTED) {
-      this.#onAbort = () => this.cancel(cancelled());
-      signal.addEventListener("abort", this.#onAbort, { once: true });
+      this.#stopListening = onCancel(signal, () => this.cancel(cancelled()));
     }
     this.#open();
   }
@@ -467,7 +468,7 @@ export class H2Call {
     if (this.#done) return;
     this.#done = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    if (this.#onAbort !== undefined) this.#start.signal.removeEventListener("abort", this.#onAbort);
+    this.#stopListening?.();
     const opening = this.#opening;
     this.#opening = undefined;
     if (opening !== undefined) for (const wake of opening) wake();

@@ -4,6 +4,7 @@ import { setStreamEncoding, wireFormOf } from "../../bridge/call/wire-form.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { CancelHooks, offerCancelHooks } from "./cancel-hooks.js";
 import { ACCEPT_ENCODING, COMPRESSIONS, decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { statusTrailers } from "./grpc-error.js";
 import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
@@ -37,6 +38,10 @@ export class GrpcServerCall {
     if (this.#controller === undefined) {
       this.#controller = new AbortController();
       if (this.#cancelled) this.#controller.abort();
+      else {
+        this.#hooks = new CancelHooks();
+        offerCancelHooks(this.#controller.signal, this.#hooks);
+      }
     }
     return this.#controller.signal;
   }
@@ -52,6 +57,8 @@ export class GrpcServerCall {
   #responseEncoding: string | undefined;
   readonly #maxMessageBytes: number;
   #controller: AbortController | undefined;
+  /** The outbound hop's cancellation callbacks, run before the signal aborts (cancel-hooks.ts). */
+  #hooks: CancelHooks | undefined;
   #cancelled = false;
   #headersSent = false;
   #finished = false;
@@ -83,6 +90,7 @@ export class GrpcServerCall {
       if (!this.#finished) {
         this.#finished = true;
         this.#cancelled = true;
+        this.#hooks?.run();
         this.#controller?.abort();
       }
     });
