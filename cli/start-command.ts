@@ -8,6 +8,7 @@ import { ContractError } from "../bridge/contracts/contract-error.js";
 import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "./bridge-runtime.js";
 import { ExitCode } from "./exit-codes.js";
+import { startIdleMemoryReducer } from "./idle-memory.js";
 import { describeStore } from "./validate-command.js";
 
 export interface StartOptions {
@@ -81,10 +82,17 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     },
     "sessionbridge ready",
   );
+  // Gives back what start-up grew the heap to once nobody is calling, and again after a
+  // burst of calls (idle-memory.ts): an idle bridge holds the same in every start.
+  const idleMemory = startIdleMemoryReducer({
+    inflightCalls: () => runtime.bridge.stats().inflightCalls,
+    logger,
+  });
   const signal = await shutdownSignals(logger, () => {
     const { inflightCalls, oneWayDeliveries } = runtime.bridge.stats();
     return { inflightCalls, oneWayDeliveries };
   });
+  idleMemory.stop();
   logger.info({ signal: signal.name, drainMs: options.drainMs }, "draining");
   try {
     await runtime.stop(options.drainMs);
