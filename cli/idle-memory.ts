@@ -58,12 +58,13 @@ export function youngGenerationBytes(): number {
  * allocation, but not reliably: when a full collection already ran during start-up it may
  * never start, and an idle bridge then holds 15–20 MB more than it needs. A forced
  * `gc()` (--expose-gc) is a regular full collection and leaves the young generation as
- * it is; Node 20 exposes no memory-reducing collection outside experimental APIs. The
+ * it is; Node 20 exposes no memory-reducing collection outside experimental APIs (v8.queryObjects
+ * runs one, with an ExperimentalWarning and a heap walk besides). The
  * inspector protocol's HeapProfiler.collectGarbage, over an in-process session, is V8's
  * low-memory notification: full collections with the reduce-memory flag, which shrink
  * the young generation to its minimum and release the old generation's free pages.
  *
- * That collection stops the bridge's thread for tens of milliseconds (about 100 ms on a
+ * That collection stops the bridge's thread for 50–500 ms (two full collections, on a
  * loaded 2-core machine), so it runs only when nobody waits for the bridge: no call in
  * flight and the event loop almost unused for `idleMs`. Under load neither holds, so it
  * never runs there. It runs once after start-up, and again only when the heap grew since
@@ -114,11 +115,14 @@ export function startIdleMemoryReducer(options: IdleMemoryOptions): IdleMemoryRe
     const started = performance.now();
     // Loaded on first use: a bridge that never idles never loads it. A Node built without
     // the inspector has no module to load; the bridge then keeps V8's own behaviour.
-    const { Session } = await import("node:inspector/promises");
+    // node:inspector, not its promise form: that one is still experimental in Node 20.
+    const { Session } = await import("node:inspector");
     const session = new Session();
     session.connect();
     try {
-      await session.post("HeapProfiler.collectGarbage");
+      await new Promise<void>((resolve, reject) => {
+        session.post("HeapProfiler.collectGarbage", (error) => (error === null ? resolve() : reject(error)));
+      });
     } finally {
       session.disconnect();
     }
