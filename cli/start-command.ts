@@ -1,14 +1,16 @@
 import pino from "pino";
 import { installLeanAsyncBind } from "../adapters/grpc/async-bind.js";
-import { loadBridgeSetup } from "../bridge/config/check-config.js";
+import type { BridgeSetup } from "../bridge/config/bridge-setup.js";
 import { DEFAULT_HTTP_ADDRESS } from "../bridge/config/config.js";
 import { ConfigError } from "../bridge/config/config-error.js";
 import type { ConfigOverrides } from "../bridge/config/load-config.js";
 import { ContractError } from "../bridge/contracts/contract-error.js";
 import type { Logger } from "../bridge/logger.js";
 import { startBridgeRuntime } from "./bridge-runtime.js";
+import { describeStore } from "./describe-store.js";
 import { ExitCode } from "./exit-codes.js";
-import { describeStore } from "./validate-command.js";
+import { startIdleMemoryReducer } from "./idle-memory.js";
+import { loadBridgeSetupOffThread } from "./off-thread-setup.js";
 
 export interface StartOptions {
   readonly config?: string;
@@ -39,11 +41,12 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     ...(options.nats === undefined ? {} : { nats: options.nats }),
     ...(options.replica === undefined ? {} : { replica: options.replica }),
   };
-  let setup: ReturnType<typeof loadBridgeSetup>;
+  let setup: BridgeSetup;
   try {
     // HTTP is on by default for the bridge a user starts (`--http off` or `listeners.http: off`
     // turns it off); the library leaves it to the configuration.
-    setup = loadBridgeSetup({
+    // Off the bridge's thread: the code that reads the file is not kept for the bridge's life.
+    setup = await loadBridgeSetupOffThread({
       ...(options.config === undefined ? {} : { file: options.config }),
       overrides,
       defaultHttp: DEFAULT_HTTP_ADDRESS,
@@ -81,10 +84,17 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
     },
     "sessionbridge ready",
   );
+  // Gives back what start-up grew the heap to once nobody is calling, and again after a
+  // burst of calls (idle-memory.ts): an idle bridge holds the same in every start.
+  const idleMemory = startIdleMemoryReducer({
+    inflightCalls: () => runtime.bridge.stats().inflightCalls,
+    logger,
+  });
   const signal = await shutdownSignals(logger, () => {
     const { inflightCalls, oneWayDeliveries } = runtime.bridge.stats();
     return { inflightCalls, oneWayDeliveries };
   });
+  idleMemory.stop();
   logger.info({ signal: signal.name, drainMs: options.drainMs }, "draining");
   try {
     await runtime.stop(options.drainMs);

@@ -1,7 +1,7 @@
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
-import type { StoreConfig } from "../bridge/config/config.js";
 import { ConfigError } from "../bridge/config/config-error.js";
 import { ContractError } from "../bridge/contracts/contract-error.js";
+import { describeStore } from "./describe-store.js";
 import { ExitCode } from "./exit-codes.js";
 
 export interface ValidateOptions {
@@ -37,10 +37,4 @@ export function validateCommand(
     }
     throw error;
   }
-}
-
-export function describeStore(store: StoreConfig): string {
-  if (store.kind === "sqlite") return `sqlite:${store.path}`;
-  if (store.kind === "jetstream") return `jetstream:${store.prefix} (R${store.replicas})`;
-  return store.kind;
 }
