@@ -8,6 +8,12 @@ import type { Logger } from "../bridge/logger.js";
 export interface IdleMemoryOptions {
   /** Calls the bridge has in flight now: with any, the bridge is not idle. */
   readonly inflightCalls: () => number;
+  /**
+   * Calls the bridge has started since it began (any monotonic count). A call started since
+   * the last sample makes the bridge busy, even one that already finished: light traffic is
+   * not idle, and its callers must not meet the collection's pause.
+   */
+  readonly callsStarted?: () => number;
   readonly logger: Logger;
   /** How long the bridge must have been quiet before memory is given back. */
   readonly idleMs?: number;
@@ -100,6 +106,7 @@ export function startIdleMemoryReducer(options: IdleMemoryOptions): IdleMemoryRe
   let after: { young: number; committed: number } | undefined;
   let quietSince = performance.now();
   let lastUtilization = performance.eventLoopUtilization();
+  let lastCallsStarted = options.callsStarted?.() ?? 0;
 
   const grown = (): boolean => {
     if (after === undefined) return true;
@@ -146,7 +153,10 @@ export function startIdleMemoryReducer(options: IdleMemoryOptions): IdleMemoryRe
     const now = performance.now();
     const utilization = performance.eventLoopUtilization(lastUtilization);
     lastUtilization = performance.eventLoopUtilization();
-    if (options.inflightCalls() > 0 || utilization.utilization > maxUtilization) {
+    const callsStarted = options.callsStarted?.() ?? 0;
+    const newCalls = callsStarted !== lastCallsStarted;
+    lastCallsStarted = callsStarted;
+    if (newCalls || options.inflightCalls() > 0 || utilization.utilization > maxUtilization) {
       quietSince = now;
       return;
     }

@@ -88,6 +88,7 @@ export async function startCommand(options: StartOptions, err: NodeJS.WritableSt
   // burst of calls (idle-memory.ts): an idle bridge holds the same in every start.
   const idleMemory = startIdleMemoryReducer({
     inflightCalls: () => runtime.bridge.stats().inflightCalls,
+    callsStarted: () => runtime.bridge.stats().callsStarted,
     logger,
   });
   const signal = await shutdownSignals(logger, () => {

@@ -86,6 +86,8 @@ export interface EngineStats {
   readonly lifetimeEntries: number;
   /** Calls in flight. */
   readonly inflightCalls: number;
+  /** Calls started since the bridge was created (a monotonic count, for activity checks). */
+  readonly callsStarted: number;
   /** One-way messages being delivered or waiting to be retried (S11). */
   readonly oneWayDeliveries: number;
 }
@@ -116,6 +118,7 @@ class BridgeEngine implements Bridge {
   readonly #ctx: EngineContext;
   readonly #monitor: LifetimeMonitor;
   readonly #inflight = new Set<Promise<unknown>>();
+  #callsStarted = 0;
   #state: "new" | "running" | "draining" | "closed" = "new";
   #purgeTimer: Timer | undefined;
   #closing: Promise<void> | undefined;
@@ -221,6 +224,7 @@ class BridgeEngine implements Bridge {
       liveSessions: this.#ctx.registry.size,
       lifetimeEntries: this.#monitor.size,
       inflightCalls: this.#inflight.size,
+      callsStarted: this.#callsStarted,
       oneWayDeliveries: this.#ctx.oneWay.pending,
     };
   }
@@ -316,6 +320,7 @@ class BridgeEngine implements Bridge {
 
   /** Remembers a call until it settles, so drain() can wait for it. */
   #track<T>(promise: Promise<T>): Promise<T> {
+    this.#callsStarted += 1;
     this.#inflight.add(promise);
     const forget = (): void => {
       this.#inflight.delete(promise);

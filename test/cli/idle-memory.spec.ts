@@ -159,6 +159,33 @@ describe("idle memory reduction", function () {
       }
     });
 
+    it("counts light traffic as busy: a call started since the last check keeps it off", async () => {
+      let started = 0;
+      const { logger } = recordingLogger();
+      const reducer = startIdleMemoryReducer({
+        inflightCalls: () => 0,
+        callsStarted: () => started,
+        logger,
+        idleMs: 200,
+        checkIntervalMs: 50,
+        maxEventLoopUtilization: 0.99,
+      });
+      // One short call per check, none ever in flight when sampled: never idle.
+      const traffic = setInterval(() => {
+        started += 1;
+      }, 20);
+      try {
+        growYoungGeneration();
+        await sleep(1500);
+        expect(reducer.reductions).to.equal(0);
+        clearInterval(traffic);
+        await waitFor(() => reducer.reductions === 1, 30_000, "the reduction once the traffic stopped");
+      } finally {
+        clearInterval(traffic);
+        reducer.stop();
+      }
+    });
+
     it("rejects options that would never or always run it", () => {
       const { logger } = recordingLogger();
       for (const bad of [{ idleMs: 0 }, { checkIntervalMs: -1 }, { maxEventLoopUtilization: 1 }]) {
