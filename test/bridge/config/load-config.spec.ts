@@ -5,6 +5,7 @@ import { expect } from "chai";
 import {
   DEFAULT_GRPC_ADDRESS,
   DEFAULT_HTTP_ADDRESS,
+  DEFAULT_MAX_MEMORY_BYTES,
   DEFAULT_SQLITE_PATH,
   DEFAULTS,
 } from "../../../bridge/config/config.js";
@@ -60,6 +61,7 @@ describe("loadConfig", () => {
       });
       expect(loadConfig({ cwd: empty, overrides: { store: "memory" } }).store).to.deep.equal({
         kind: "memory",
+        maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES,
       });
     });
 
@@ -100,7 +102,7 @@ describe("loadConfig", () => {
     const cwd = path.join(DIR, "discovered");
     const config = loadConfig({ cwd });
     expect(config.source).to.equal(path.join(cwd, "sessionbridge.yaml"));
-    expect(config.store).to.deep.equal({ kind: "memory" });
+    expect(config.store).to.deep.equal({ kind: "memory", maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES });
     expect(config.listeners.grpc).to.equal("localhost:6000");
   });
 
@@ -173,6 +175,7 @@ describe("loadConfig", () => {
       loadConfig({ file: path.join(DIR, "full.yaml"), overrides: { store: "memory" } }).store,
     ).to.deep.equal({
       kind: "memory",
+      maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES,
     });
   });
 

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { DEFAULT_MAX_MEMORY_BYTES } from "../../../bridge/config/config.js";
 import { createStore } from "../../../bridge/store/create-store.js";
 import { createMemoryStore } from "../../../bridge/store/memory-store.js";
 import { ended, entry, idempotency, outbox, session } from "./store-records.js";
@@ -51,7 +52,7 @@ describe("memory store retention", () => {
   });
 
   it("is what createStore builds for a memory config, with the same retention", async () => {
-    const store = await createStore({ kind: "memory" });
+    const store = await createStore({ kind: "memory", maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES });
     try {
       await store.commit({ sessions: [ended(session("s1"), 100)], entries: [entry("s1", 1)] });
       expect(await store.purge(101, 0)).to.deep.equal({ sessions: 1, idempotency: 0 });
