@@ -180,26 +180,26 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
     if (held + growth > limit) throw storeFull(growth, held, limit);
   };
 
+  /** weigh()'s answer, one object reused: a commit allocates nothing to be weighed. */
+  const weight = { growth: 0, admits: false };
+
   /**
    * What the batch adds to `held` once applied, and whether it admits new work (a session
    * the store does not hold, a request or any entry that answers none outside a session
-   * the batch ends, an idempotency key not held) rather than finishing admitted work.
+   * the batch ends, an idempotency key not held) rather than finishing admitted work. A
+   * record the batch writes twice replaces its own earlier copy: batches are small, so
+   * that is looked up by scanning back through the batch.
    */
-  const weigh = (
-    batch: StoreBatch,
-    claims: ReadonlyMap<string, string | undefined>,
-  ): { growth: number; admits: boolean } => {
+  const weigh = (batch: StoreBatch, claims: ReadonlyMap<string, string | undefined>): typeof weight => {
     let growth = 0;
     let admits = false;
-    const staged = new Map<string, SessionRecord>();
-    const ending = new Set<string>();
-    for (const record of batch.sessions ?? []) {
-      const before = staged.get(record.id) ?? sessions.get(record.id);
+    const records = batch.sessions ?? [];
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as SessionRecord;
+      const before = findLast(records, i, (r) => r.id === record.id) ?? sessions.get(record.id);
       if (before === undefined) admits = true;
       else growth -= sessionBytes(before);
       growth += sessionBytes(record);
-      staged.set(record.id, record);
-      if (record.state !== "active") ending.add(record.id);
     }
     for (const [key, id] of claims) {
       const holds = liveKeys.has(key);
@@ -208,34 +208,41 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
     }
     for (const entry of batch.entries ?? []) {
       growth += entryBytes(entry);
-      if (entry.inReplyTo === "" && !ending.has(entry.sessionId)) admits = true;
+      if (!admits && entry.inReplyTo === "") {
+        admits = !records.some((r) => r.id === entry.sessionId && r.state !== "active");
+      }
     }
-    const stagedIdempotency = new Map<string, IdempotencyRecord>();
-    for (const record of batch.idempotency ?? []) {
-      const key = idempotencyKey(record.principal, record.key);
-      const before = stagedIdempotency.get(key) ?? idempotency.get(key);
+    const keys = batch.idempotency ?? [];
+    for (let i = 0; i < keys.length; i++) {
+      const record = keys[i] as IdempotencyRecord;
+      const before =
+        findLast(keys, i, (r) => r.principal === record.principal && r.key === record.key) ??
+        idempotency.get(idempotencyKey(record.principal, record.key));
       if (before === undefined) admits = true;
       else growth -= idempotencyBytes(before);
       growth += idempotencyBytes(record);
-      stagedIdempotency.set(key, record);
     }
-    const stagedOutbox = new Map<string, OutboxRecord | undefined>();
-    const outboxItem = (sessionId: string, messageId: string): OutboxRecord | undefined => {
-      const key = `${sessionId}\n${messageId}`;
-      return stagedOutbox.has(key) ? stagedOutbox.get(key) : outbox.get(sessionId)?.get(messageId);
-    };
-    for (const item of batch.outboxAdd ?? []) {
-      const before = outboxItem(item.sessionId, item.messageId);
+    const adds = batch.outboxAdd ?? [];
+    const removes = batch.outboxRemove ?? [];
+    for (let i = 0; i < adds.length; i++) {
+      const item = adds[i] as OutboxRecord;
+      const same = (o: OutboxRecord) => o.sessionId === item.sessionId && o.messageId === item.messageId;
+      const before = findLast(adds, i, same) ?? outbox.get(item.sessionId)?.get(item.messageId);
       if (before !== undefined) growth -= outboxBytes(before);
       growth += outboxBytes(item);
-      stagedOutbox.set(`${item.sessionId}\n${item.messageId}`, item);
     }
-    for (const item of batch.outboxRemove ?? []) {
-      const before = outboxItem(item.sessionId, item.messageId);
+    for (let i = 0; i < removes.length; i++) {
+      const item = removes[i] as Pick<OutboxRecord, "sessionId" | "messageId">;
+      const same = (o: Pick<OutboxRecord, "sessionId" | "messageId">) =>
+        o.sessionId === item.sessionId && o.messageId === item.messageId;
+      // Removes apply after adds: an item removed earlier in the batch is gone already.
+      if (findLast(removes, i, same) !== undefined) continue;
+      const before = findLast(adds, adds.length, same) ?? outbox.get(item.sessionId)?.get(item.messageId);
       if (before !== undefined) growth -= outboxBytes(before);
-      stagedOutbox.set(`${item.sessionId}\n${item.messageId}`, undefined);
     }
-    return { growth, admits };
+    weight.growth = growth;
+    weight.admits = admits;
+    return weight;
   };
 
   return {
@@ -424,6 +431,15 @@ function liveKeyOf(record: SessionRecord | undefined): string | undefined {
     return undefined;
   // Service names cannot contain a newline, so the pair is unambiguous.
   return `${record.service}\n${record.correlationKey}`;
+}
+
+/** The last of list[0..before) that matches, if any. */
+function findLast<T>(list: readonly T[], before: number, matches: (item: T) => boolean): T | undefined {
+  for (let i = before - 1; i >= 0; i--) {
+    const item = list[i] as T;
+    if (matches(item)) return item;
+  }
+  return undefined;
 }
 
 function entryBytes(entry: JournalRecord): number {
