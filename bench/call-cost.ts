@@ -9,9 +9,14 @@
  * weigh in), which is what an A/B of two builds needs; CPU still moves with the machine.
  * Not a test; `npm run bench` stays the reference.
  *
+ * It also reports what the calls leave behind: on the memory store every call answered in
+ * a live session stays in its journal, so after the rounds a full collection shows the
+ * heap (V8 heap plus ArrayBuffer memory) each bridged call still holds.
+ *
  *   node dist/bench/call-cost.js [memory|passthrough] [calls] [rounds]
  */
 import v8 from "node:v8";
+import { runInNewContext } from "node:vm";
 import { installLeanAsyncBind } from "../adapters/grpc/async-bind.js";
 import { loadBridgeSetup } from "../bridge/config/check-config.js";
 import { startBridgeRuntime } from "../cli/bridge-runtime.js";
@@ -116,6 +121,17 @@ async function measure(pool: H2Pool): Promise<Cost> {
   return { cpuUs: used.user + used.system, heapBytes, scavenges, majors, wallMs };
 }
 
+// A full collection on demand, to weigh what calls leave behind rather than what they allocate.
+v8.setFlagsFromString("--expose-gc");
+const collect = runInNewContext("gc") as () => void;
+/** V8 heap plus ArrayBuffer memory (journal entries' bytes live outside the V8 heap). */
+const retained = (): number => {
+  collect();
+  collect();
+  const usage = process.memoryUsage();
+  return usage.heapUsed + usage.arrayBuffers;
+};
+
 const per = (value: number): string => (value / calls).toFixed(1);
 process.stdout.write(
   `${row}: ${calls} calls per measurement, ${CONNECTIONS} × ${STREAMS} outstanding, Node ${process.version}\n`,
@@ -124,12 +140,21 @@ process.stdout.write(
   "| round | bridged heap B / call | direct heap B / call | bridge's heap B / call | bridge's CPU µs / call | bridged GCs young / full | bridged calls / s |\n",
 );
 process.stdout.write("|---:|---:|---:|---:|---:|---:|---:|\n");
+let bridgedCalls = 0;
+const retainedAtStart = retained();
 for (let round = 1; round <= rounds; round++) {
   const through = await measure(bridged);
+  bridgedCalls += calls + Math.min(2000, calls);
   const straight = await measure(direct);
   process.stdout.write(
     `| ${round} | ${per(through.heapBytes)} | ${per(straight.heapBytes)} | ${per(through.heapBytes - straight.heapBytes)} | ` +
       `${per(through.cpuUs - straight.cpuUs)} | ${through.scavenges} / ${through.majors} | ${((calls / through.wallMs) * 1000).toFixed(0)} |\n`,
+  );
+}
+if (row === "memory") {
+  const held = retained() - retainedAtStart;
+  process.stdout.write(
+    `retained after ${bridgedCalls} bridged calls in live sessions: ${(held / bridgedCalls).toFixed(0)} B / call (heap + ArrayBuffers, after a full collection)\n`,
   );
 }
 await bridged.close();

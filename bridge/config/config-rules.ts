@@ -46,9 +46,26 @@ export function checkAcrossKeys(raw: unknown, report: ReportAt): void {
     report(["defaults", "oneWay", key], message);
   }
 
-  if (root.store === "memory" && root.storeOptions !== undefined) {
-    const what = 'the memory store takes no options (expected no storeOptions with store "memory")';
-    report(["storeOptions"], what, true);
+  checkStoreOptions(root, report);
+}
+
+/**
+ * Each store takes its own options: the memory store only maxMemoryBytes, which no other
+ * store takes (a file without `store` uses SQLite).
+ */
+function checkStoreOptions(root: Record<string, unknown>, report: ReportAt): void {
+  if (root.storeOptions === undefined) return;
+  const options = asRecord(root.storeOptions);
+  const store = typeof root.store === "string" ? root.store : "sqlite";
+  if (store === "memory") {
+    for (const key of Object.keys(options)) {
+      if (key === "maxMemoryBytes") continue;
+      const what = 'not an option of the memory store (expected only maxMemoryBytes with store "memory")';
+      report(["storeOptions", key], what, true);
+    }
+  } else if (options.maxMemoryBytes !== undefined) {
+    const what = `an option of the memory store only (expected no maxMemoryBytes with store ${JSON.stringify(store)})`;
+    report(["storeOptions", "maxMemoryBytes"], what, true);
   }
 }
 

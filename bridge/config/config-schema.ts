@@ -180,6 +180,9 @@ export const configFileSchema = mapping({
     synchronous: z
       .enum(["full", "normal"], { error: says("unknown value", '"full" or "normal"') })
       .optional(),
+    maxMemoryBytes: positiveInteger
+      .max(Number.MAX_SAFE_INTEGER, { error: says("too large", "a positive integer") })
+      .optional(),
   }).optional(),
   defaults: mapping({
     idleTimeoutMs: positiveInteger.optional(),

@@ -91,7 +91,11 @@ export const DEFAULT_NATS_PREFIX = "sb";
 export const DEFAULT_NATS_QUEUE = "sessionbridge";
 
 export type StoreConfig =
-  | { readonly kind: "memory" }
+  | {
+      readonly kind: "memory";
+      /** What the store may hold (storeOptions.maxMemoryBytes): a commit past it gets STORE_FULL. */
+      readonly maxMemoryBytes: number;
+    }
   | {
       readonly kind: "sqlite";
       /** Absolute path of the database file. */
@@ -110,6 +114,9 @@ export type StoreConfig =
     };
 
 export const DEFAULT_JETSTREAM_STORE_PREFIX = "sb";
+
+/** storeOptions.maxMemoryBytes when absent: 256 MiB. */
+export const DEFAULT_MAX_MEMORY_BYTES = 256 * 1024 * 1024;
 
 /** Retries for one-way deliveries (S11). */
 export interface OneWayConfig {

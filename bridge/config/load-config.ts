@@ -23,6 +23,7 @@
  *     tls: { caFile: ca.pem, certFile: cert.pem, keyFile: key.pem }   # paths relative to the config file
  * store: sqlite:.sessionbridge/sessions.db   # or "memory"; sqlite path relative to the config file
  * storeOptions: { synchronous: full }        # optional: full | normal (sqlite only)
+ * # storeOptions: { maxMemoryBytes: 268435456 }   # memory only: what it may hold (default 256 MiB)
  * # store: jetstream:PREFIX                  # NATS JetStream, PREFIX default "sb"; storeOptions
  * #                                          # url (default: the listeners.nats connection), replicas
  * defaults:                                   # every key optional; positive integers

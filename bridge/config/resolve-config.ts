@@ -5,6 +5,7 @@ import {
   DEFAULT_GRPC_ADDRESS,
   DEFAULT_JETSTREAM_STORE_PREFIX,
   DEFAULT_LEASE_TTL_MS,
+  DEFAULT_MAX_MEMORY_BYTES,
   DEFAULT_NATS_PREFIX,
   DEFAULT_NATS_QUEUE,
   DEFAULT_PARTITIONS,
@@ -51,6 +52,7 @@ export function resolveConfig(
     synchronous: file.storeOptions?.synchronous ?? "full",
     url: file.storeOptions?.url,
     replicas: file.storeOptions?.replicas ?? 1,
+    maxMemoryBytes: file.storeOptions?.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES,
   } as const;
   const store =
     overrides.store !== undefined
@@ -184,10 +186,15 @@ function resolveStore(
   value: string,
   dir: string,
   cwd: string,
-  options: { synchronous: "full" | "normal"; url: string | undefined; replicas: number },
+  options: {
+    synchronous: "full" | "normal";
+    url: string | undefined;
+    replicas: number;
+    maxMemoryBytes: number;
+  },
 ): StoreConfig {
   const { synchronous } = options;
-  if (value === "memory") return { kind: "memory" };
+  if (value === "memory") return { kind: "memory", maxMemoryBytes: options.maxMemoryBytes };
   if (value === "jetstream" || value.startsWith("jetstream:")) {
     const prefix = value.slice("jetstream:".length) || DEFAULT_JETSTREAM_STORE_PREFIX;
     return { kind: "jetstream", prefix, url: options.url, replicas: options.replicas };

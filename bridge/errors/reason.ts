@@ -62,6 +62,12 @@ export const Reason = {
   /** The store failed to record the message; nothing was delivered. */
   STORE_FAILURE: "STORE_FAILURE",
   /**
+   * The memory store holds all that storeOptions.maxMemoryBytes allows (RESOURCE_EXHAUSTED):
+   * nothing of the message was recorded or delivered. Room comes back as sessions end and
+   * idempotency records are purged; retry later.
+   */
+  STORE_FULL: "STORE_FULL",
+  /**
    * S9: a journal append did not continue the session's stored journal (another writer
    * appended first, or an index was skipped or repeated); nothing of the batch was
    * recorded. Metadata `expected_index` says which index the journal takes next.

@@ -23,8 +23,8 @@ export interface CreateStoreOptions {
 
 /**
  * The store a resolved configuration asks for. "memory" is for tests and benchmarks: it
- * keeps nothing across a restart (no S10) and holds everything in the process, bounded
- * only by the same retention and purge as SQLite. "sqlite" is the durable default;
+ * keeps nothing across a restart (no S10) and holds everything in the process: the same
+ * retention and purge as SQLite, and at most storeOptions.maxMemoryBytes (memory-store.ts). "sqlite" is the durable default;
  * "jetstream" is shared by several bridge replicas and replicated by NATS.
  */
 export async function createStore(
@@ -33,7 +33,7 @@ export async function createStore(
 ): Promise<SessionStore> {
   switch (config.kind) {
     case "memory":
-      return createMemoryStore();
+      return createMemoryStore({ maxMemoryBytes: config.maxMemoryBytes });
     case "sqlite":
       return createSqliteStore({
         path: config.path,

@@ -1,4 +1,4 @@
-import { copyEntry } from "./record-copy.js";
+import { copyBytes } from "./record-copy.js";
 import type { JournalRecord } from "./records.js";
 import type { RecordedExchange } from "./session-store.js";
 
@@ -16,70 +16,186 @@ export interface MemoryJournal {
   findByMessageId(messageId: string): RecordedExchange | undefined;
 }
 
-export function createMemoryJournal(): MemoryJournal {
-  // Kept sorted by index; appends are contiguous, so each new entry goes at the end.
-  const entries: JournalRecord[] = [];
-  // Each lookup keeps the lowest index, as SQLite's ORDER BY idx LIMIT 1 does.
-  const bySeq = new Map<number, JournalRecord>();
-  const byMessageId = new Map<string, JournalRecord>();
-  const replies = new Map<string, JournalRecord[]>();
+/** Bytes an entry takes packed: its header, its two ids and its envelope (see packEntry). */
+export function packedEntryBytes(entry: JournalRecord): number {
+  return (
+    HEADER_BYTES +
+    Buffer.byteLength(entry.messageId) +
+    Buffer.byteLength(entry.inReplyTo) +
+    entry.envelope.byteLength
+  );
+}
 
-  const exchange = (request: JournalRecord): RecordedExchange => ({
-    request: copyEntry(request),
-    outcomes: (request.messageId === "" ? [] : (replies.get(request.messageId) ?? [])).map(copyEntry),
-  });
+// An entry packed: sb-seq and time (float64 each: any safe integer), kind and the envelope's
+// length (uint32 each), the byte lengths of the message id and of the id it answers (uint16
+// each: ids are short, MAX_ID_BYTES), then those ids (UTF-8) and the encoded envelope. Its
+// index is its position in the journal.
+const SEQ_AT = 0;
+const TIME_AT = 8;
+const KIND_AT = 16;
+const ENVELOPE_LENGTH_AT = 20;
+const MESSAGE_ID_LENGTH_AT = 24;
+const IN_REPLY_TO_LENGTH_AT = 26;
+const HEADER_BYTES = 28;
+const MAX_ID_BYTES = 0xffff;
+/** Chunks grow by doubling from FIRST_CHUNK_BYTES up to this size. */
+const MAX_CHUNK_BYTES = 64 * 1024;
+const FIRST_CHUNK_BYTES = 256;
+
+/**
+ * Entries are kept as bytes, not objects: a journal is append-only and read rarely (history,
+ * the recorded outcome of an S7/S8 duplicate, recovery), so each entry is packed into the
+ * session's chunks, which grow by doubling to 64 KiB, and decoded when read. What an entry
+ * costs beyond its bytes is one number for its position and one map entry for its id: the
+ * journal holds no per-entry object, string or ArrayBuffer (DESIGN §6: memory per call).
+ *
+ * Appends are contiguous (checkJournalAppend), so the entry with index i is the i-th one
+ * held. Requests and outcomes are found through a 32-bit hash of the message id they carry
+ * (a request its own, an outcome the one it answers); the ids themselves are compared on
+ * the packed bytes, so a collision costs a comparison, never a wrong answer.
+ */
+export function createMemoryJournal(sessionId: string): MemoryJournal {
+  const chunks: Buffer[] = [];
+  /** Free bytes at the end of the last chunk. */
+  let free = 0;
+  /** Where each entry starts, in index order: chunk number × MAX_CHUNK_BYTES + offset. */
+  const places: number[] = [];
+  let firstIndex = 1;
+  // Each lookup keeps the lowest index, as SQLite's ORDER BY idx LIMIT 1 does.
+  const bySeq = new Map<number, number>();
+  /** Hash of a message id → the indexes of the entries that carry it, ascending. */
+  const byId = new Map<number, number | number[]>();
+
+  const bytesOf = (index: number): Buffer => {
+    const place = places[index - firstIndex] as number;
+    const chunk = chunks[Math.floor(place / MAX_CHUNK_BYTES)] as Buffer;
+    return chunk.subarray(place % MAX_CHUNK_BYTES);
+  };
+
+  const candidates = (messageId: string): readonly number[] => {
+    const held = byId.get(hashId(messageId));
+    return held === undefined ? [] : typeof held === "number" ? [held] : held;
+  };
+
+  const exchange = (requestIndex: number, messageId: string): RecordedExchange => {
+    const outcomes: JournalRecord[] = [];
+    if (messageId !== "") {
+      for (const index of candidates(messageId)) {
+        const bytes = bytesOf(index);
+        if (inReplyToOf(bytes) === messageId) outcomes.push(unpackEntry(bytes, sessionId, index));
+      }
+    }
+    return { request: unpackEntry(bytesOf(requestIndex), sessionId, requestIndex), outcomes };
+  };
 
   return {
-    lastIndex: () => entries[entries.length - 1]?.index ?? 0,
+    lastIndex: () => (places.length === 0 ? 0 : firstIndex + places.length - 1),
 
     add(entry) {
-      insertSorted(entries, entry);
-      if (entry.seq > 0) keepLowest(bySeq, entry.seq, entry);
-      // Only requests (entries that answer none) are found by their own message id.
-      if (entry.inReplyTo === "") keepLowest(byMessageId, entry.messageId, entry);
-      if (entry.inReplyTo !== "") {
-        const list = replies.get(entry.inReplyTo);
-        if (list === undefined) replies.set(entry.inReplyTo, [entry]);
-        else insertSorted(list, entry);
+      if (places.length === 0) firstIndex = entry.index;
+      const size = packedEntryBytes(entry);
+      if (size > free) {
+        const last = chunks[chunks.length - 1];
+        const grown = last === undefined ? FIRST_CHUNK_BYTES : Math.min(MAX_CHUNK_BYTES, last.length * 2);
+        // An entry larger than a chunk gets one of its own, exactly its size, at offset 0.
+        const chunk = Buffer.allocUnsafeSlow(Math.max(grown, size));
+        chunks.push(chunk);
+        free = chunk.length;
       }
+      const chunkNumber = chunks.length - 1;
+      const chunk = chunks[chunkNumber] as Buffer;
+      const offset = chunk.length - free;
+      packEntry(entry, chunk, offset);
+      free -= size;
+      places.push(chunkNumber * MAX_CHUNK_BYTES + offset);
+      if (entry.seq > 0 && !bySeq.has(entry.seq)) bySeq.set(entry.seq, entry.index);
+      // A request is found by its own id, an outcome by the id of the request it answers.
+      const hash = hashId(entry.inReplyTo === "" ? entry.messageId : entry.inReplyTo);
+      const held = byId.get(hash);
+      if (held === undefined) byId.set(hash, entry.index);
+      else if (typeof held === "number") byId.set(hash, [held, entry.index]);
+      else held.push(entry.index);
     },
 
     read(fromIndex, limit) {
-      const start = lowerBound(entries, fromIndex);
-      return entries.slice(start, start + limit).map(copyEntry);
+      const out: JournalRecord[] = [];
+      const end = firstIndex + places.length;
+      for (
+        let index = Math.max(Math.ceil(fromIndex), firstIndex);
+        index < end && out.length < limit;
+        index++
+      ) {
+        out.push(unpackEntry(bytesOf(index), sessionId, index));
+      }
+      return out;
     },
 
     findBySeq(seq) {
-      const request = seq > 0 ? bySeq.get(seq) : undefined;
-      return request === undefined ? undefined : exchange(request);
+      const index = seq > 0 ? bySeq.get(seq) : undefined;
+      return index === undefined ? undefined : exchange(index, messageIdOf(bytesOf(index)));
     },
 
     findByMessageId(messageId) {
-      const request = byMessageId.get(messageId);
-      return request === undefined ? undefined : exchange(request);
+      for (const index of candidates(messageId)) {
+        const bytes = bytesOf(index);
+        // Only requests (entries that answer none) are found by their own message id.
+        if (inReplyToOf(bytes) === "" && messageIdOf(bytes) === messageId) return exchange(index, messageId);
+      }
+      return undefined;
     },
   };
 }
 
-function keepLowest<K>(map: Map<K, JournalRecord>, key: K, entry: JournalRecord): void {
-  const held = map.get(key);
-  if (held === undefined || entry.index < held.index) map.set(key, entry);
-}
-
-function insertSorted(list: JournalRecord[], entry: JournalRecord): void {
-  const last = list[list.length - 1];
-  if (last === undefined || last.index < entry.index) list.push(entry);
-  else list.splice(lowerBound(list, entry.index), 0, entry);
-}
-
-/** Position of the first entry with index ≥ `index`. */
-function lowerBound(list: readonly JournalRecord[], index: number): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((list[mid]?.index ?? Number.POSITIVE_INFINITY) < index) lo = mid + 1;
-    else hi = mid;
+function packEntry(entry: JournalRecord, into: Buffer, at: number): void {
+  const messageIdBytes = Buffer.byteLength(entry.messageId);
+  const inReplyToBytes = Buffer.byteLength(entry.inReplyTo);
+  if (messageIdBytes > MAX_ID_BYTES || inReplyToBytes > MAX_ID_BYTES) {
+    // The engine's ids are 22 characters; anything near this is not an id.
+    throw new RangeError(`journal ids must be at most ${MAX_ID_BYTES} bytes`);
   }
-  return lo;
+  into.writeDoubleLE(entry.seq, at + SEQ_AT);
+  into.writeDoubleLE(entry.recordedAtMs, at + TIME_AT);
+  into.writeUInt32LE(entry.kind, at + KIND_AT);
+  into.writeUInt32LE(entry.envelope.byteLength, at + ENVELOPE_LENGTH_AT);
+  into.writeUInt16LE(messageIdBytes, at + MESSAGE_ID_LENGTH_AT);
+  into.writeUInt16LE(inReplyToBytes, at + IN_REPLY_TO_LENGTH_AT);
+  let offset = at + HEADER_BYTES;
+  offset += into.write(entry.messageId, offset, "utf8");
+  offset += into.write(entry.inReplyTo, offset, "utf8");
+  into.set(entry.envelope, offset);
+}
+
+function messageIdOf(bytes: Buffer): string {
+  return bytes.toString("utf8", HEADER_BYTES, HEADER_BYTES + bytes.readUInt16LE(MESSAGE_ID_LENGTH_AT));
+}
+
+function inReplyToOf(bytes: Buffer): string {
+  const from = HEADER_BYTES + bytes.readUInt16LE(MESSAGE_ID_LENGTH_AT);
+  return bytes.toString("utf8", from, from + bytes.readUInt16LE(IN_REPLY_TO_LENGTH_AT));
+}
+
+/** The entry packed at the start of `bytes`; its envelope is a copy, as every store read hands out. */
+function unpackEntry(bytes: Buffer, sessionId: string, index: number): JournalRecord {
+  const envelopeAt =
+    HEADER_BYTES + bytes.readUInt16LE(MESSAGE_ID_LENGTH_AT) + bytes.readUInt16LE(IN_REPLY_TO_LENGTH_AT);
+  return {
+    sessionId,
+    index,
+    messageId: messageIdOf(bytes),
+    kind: bytes.readUInt32LE(KIND_AT),
+    seq: bytes.readDoubleLE(SEQ_AT),
+    inReplyTo: inReplyToOf(bytes),
+    recordedAtMs: bytes.readDoubleLE(TIME_AT),
+    envelope: copyBytes(bytes.subarray(envelopeAt, envelopeAt + bytes.readUInt32LE(ENVELOPE_LENGTH_AT))),
+  };
+}
+
+/** FNV-1a over the id's UTF-16 code units, as a small integer (a map key without a string). */
+function hashId(id: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    hash ^= id.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash | 0;
 }

@@ -1,12 +1,23 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
+import { DEFAULT_MAX_MEMORY_BYTES } from "../config/config.js";
 import { checkJournalAppend } from "./journal-append.js";
 import { followStoredJournal } from "./journal-follow.js";
 import { createJournalWakeups } from "./journal-wakeups.js";
-import { createMemoryJournal, type MemoryJournal } from "./memory-journal.js";
-import { copyEntry, copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
-import type { IdempotencyRecord, OutboxRecord, SessionRecord } from "./records.js";
+import {
+  admissionLimitOf,
+  ENTRY_OVERHEAD_BYTES,
+  idempotencyBytes,
+  invalidBudget,
+  keyBytes,
+  outboxBytes,
+  sessionBytes,
+  storeFull,
+} from "./memory-budget.js";
+import { createMemoryJournal, type MemoryJournal, packedEntryBytes } from "./memory-journal.js";
+import { copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
+import type { IdempotencyRecord, JournalRecord, OutboxRecord, SessionRecord } from "./records.js";
 import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
-import type { SessionStore } from "./session-store.js";
+import type { SessionStore, StoreBatch } from "./session-store.js";
 import { correlationTaken, storeClosed } from "./store-errors.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
@@ -22,6 +33,19 @@ export interface MemoryStoreSizes {
   readonly liveKeys: number;
   /** Journal followers registered now. */
   readonly followers: number;
+  /** Bytes accounted for everything held (memory-budget.ts), at most maxMemoryBytes. */
+  readonly bytes: number;
+  /** The part of `bytes` held by ended sessions, given back first when room is needed. */
+  readonly endedBytes: number;
+}
+
+export interface MemoryStoreOptions {
+  /**
+   * What the store may hold, in accounted bytes (encoded sizes plus a measured overhead per
+   * record, memory-budget.ts); a positive integer, DEFAULT_MAX_MEMORY_BYTES (256 MiB) when
+   * absent. A commit that would go over it is refused with RESOURCE_EXHAUSTED (STORE_FULL).
+   */
+  readonly maxMemoryBytes?: number;
 }
 
 export interface MemorySessionStore extends SessionStore {
@@ -38,8 +62,21 @@ const PURGE_STEP_RECORDS = 256;
  * purge() removes ended sessions with their journals and outbox items, and old
  * idempotency records, and keeps no entry for them in any map. Tests written against it
  * hold for the durable store; the shared suite checks both.
+ *
+ * What it holds is bounded (DESIGN §7: no client grows memory without bound): every record
+ * is accounted by its encoded size plus a fixed overhead, and a commit that would take the
+ * total past maxMemoryBytes is refused whole with RESOURCE_EXHAUSTED (STORE_FULL) before
+ * anything of it is recorded, so nothing of it is delivered or acknowledged (S9). A commit
+ * that admits new work (a session, a request, an idempotency key) must leave the last
+ * eighth free: that room records the outcomes of calls already delivered and the ends of
+ * sessions. Ended sessions are kept for the retention period only while there is room:
+ * when a commit needs it, the sessions that ended first are released at once (their
+ * records, journals and outbox items, as purge() would), before anything is refused.
  */
-export function createMemoryStore(): MemorySessionStore {
+export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessionStore {
+  const maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES;
+  if (!Number.isSafeInteger(maxMemoryBytes) || maxMemoryBytes <= 0) throw invalidBudget(maxMemoryBytes);
+  const admissionLimit = admissionLimitOf(maxMemoryBytes);
   const sessions = new Map<string, SessionRecord>();
   const journals = new Map<string, MemoryJournal>();
   const outbox = new Map<string, Map<string, OutboxRecord>>();
@@ -48,6 +85,12 @@ export function createMemoryStore(): MemorySessionStore {
   const liveKeys = new Map<string, string>();
   const wakeups = createJournalWakeups();
   let closed = false;
+  /** Accounted bytes of everything held. */
+  let held = 0;
+  /** Ended sessions, in the order they ended: the first ones are released first for room. */
+  const ended = new Set<string>();
+  /** Accounted bytes of each session's journal. */
+  const journalBytes = new Map<string, number>();
 
   const checkOpen = (): void => {
     if (closed) throw storeClosed("memory");
@@ -85,13 +128,121 @@ export function createMemoryStore(): MemorySessionStore {
   const purgeSession = (id: string, endedBeforeMs: number): boolean => {
     const s = sessions.get(id);
     if (s === undefined || !isPurgeable(s, endedBeforeMs)) return false;
+    releaseSession(s);
+    return true;
+  };
+
+  /** Drops a session that is not live, with its journal and outbox items, and gives back their bytes. */
+  const releaseSession = (s: SessionRecord): void => {
+    const id = s.id;
     sessions.delete(id);
+    ended.delete(id);
+    held -= sessionBytes(s) + (journalBytes.get(id) ?? 0);
     journals.delete(id);
+    journalBytes.delete(id);
+    for (const item of outbox.get(id)?.values() ?? []) held -= outboxBytes(item);
     outbox.delete(id);
     // An ended session holds no key, but a map entry pointing at it must not outlive it.
     const key = `${s.service}\n${s.correlationKey ?? ""}`;
-    if (s.correlationKey !== undefined && liveKeys.get(key) === id) liveKeys.delete(key);
-    return true;
+    if (s.correlationKey !== undefined && liveKeys.get(key) === id) {
+      liveKeys.delete(key);
+      held -= keyBytes(key);
+    }
+  };
+
+  /** Bytes held by ended sessions (for sizes(); walks them). */
+  const endedBytes = (): number => {
+    let bytes = 0;
+    for (const id of ended) {
+      const s = sessions.get(id);
+      if (s !== undefined) bytes += sessionBytes(s) + (journalBytes.get(id) ?? 0);
+      for (const item of outbox.get(id)?.values() ?? []) bytes += outboxBytes(item);
+    }
+    return bytes;
+  };
+
+  /**
+   * Makes room for a batch that adds `growth` bytes, or throws STORE_FULL: ended sessions
+   * go first, in the order they ended, except those the batch itself writes.
+   */
+  const makeRoom = (batch: StoreBatch, growth: number, limit: number): void => {
+    if (held + growth <= limit) return;
+    const touched = new Set<string>();
+    for (const record of batch.sessions ?? []) touched.add(record.id);
+    for (const entry of batch.entries ?? []) touched.add(entry.sessionId);
+    for (const item of batch.outboxAdd ?? []) touched.add(item.sessionId);
+    for (const id of ended) {
+      if (held + growth <= limit) return;
+      const s = sessions.get(id);
+      if (s === undefined) ended.delete(id);
+      else if (!touched.has(id)) releaseSession(s);
+    }
+    if (held + growth > limit) throw storeFull(growth, held, limit);
+  };
+
+  /** weigh()'s answer, one object reused: a commit allocates nothing to be weighed. */
+  const weight = { growth: 0, admits: false };
+
+  /**
+   * What the batch adds to `held` once applied, and whether it admits new work (a session
+   * the store does not hold, a request or any entry that answers none outside a session
+   * the batch ends, an idempotency key not held) rather than finishing admitted work. A
+   * record the batch writes twice replaces its own earlier copy: batches are small, so
+   * that is looked up by scanning back through the batch.
+   */
+  const weigh = (batch: StoreBatch, claims: ReadonlyMap<string, string | undefined>): typeof weight => {
+    let growth = 0;
+    let admits = false;
+    const records = batch.sessions ?? [];
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as SessionRecord;
+      const before = findLast(records, i, (r) => r.id === record.id) ?? sessions.get(record.id);
+      if (before === undefined) admits = true;
+      else growth -= sessionBytes(before);
+      growth += sessionBytes(record);
+    }
+    for (const [key, id] of claims) {
+      const holds = liveKeys.has(key);
+      if (id === undefined && holds) growth -= keyBytes(key);
+      else if (id !== undefined && !holds) growth += keyBytes(key);
+    }
+    for (const entry of batch.entries ?? []) {
+      growth += entryBytes(entry);
+      if (!admits && entry.inReplyTo === "") {
+        admits = !records.some((r) => r.id === entry.sessionId && r.state !== "active");
+      }
+    }
+    const keys = batch.idempotency ?? [];
+    for (let i = 0; i < keys.length; i++) {
+      const record = keys[i] as IdempotencyRecord;
+      const before =
+        findLast(keys, i, (r) => r.principal === record.principal && r.key === record.key) ??
+        idempotency.get(idempotencyKey(record.principal, record.key));
+      if (before === undefined) admits = true;
+      else growth -= idempotencyBytes(before);
+      growth += idempotencyBytes(record);
+    }
+    const adds = batch.outboxAdd ?? [];
+    const removes = batch.outboxRemove ?? [];
+    for (let i = 0; i < adds.length; i++) {
+      const item = adds[i] as OutboxRecord;
+      const same = (o: OutboxRecord) => o.sessionId === item.sessionId && o.messageId === item.messageId;
+      const before = findLast(adds, i, same) ?? outbox.get(item.sessionId)?.get(item.messageId);
+      if (before !== undefined) growth -= outboxBytes(before);
+      growth += outboxBytes(item);
+    }
+    for (let i = 0; i < removes.length; i++) {
+      const item = removes[i] as Pick<OutboxRecord, "sessionId" | "messageId">;
+      const same = (o: Pick<OutboxRecord, "sessionId" | "messageId">) =>
+        o.sessionId === item.sessionId && o.messageId === item.messageId;
+      // Removes apply after adds: an item removed earlier in the batch is gone already.
+      if (findLast(removes, i, same) !== undefined) continue;
+      const before = findLast(adds, adds.length, same) ?? outbox.get(item.sessionId)?.get(item.messageId);
+      if (before !== undefined) growth -= outboxBytes(before);
+    }
+    weight.growth = growth;
+    weight.admits = admits;
+    return weight;
   };
 
   return {
@@ -102,18 +253,27 @@ export function createMemoryStore(): MemorySessionStore {
       // Every check comes before the first change, so a rejected batch leaves nothing behind.
       const claims = planSessions(batch.sessions ?? []);
       checkJournalAppend(batch.entries ?? [], (id) => journals.get(id)?.lastIndex() ?? 0);
+      const { growth, admits } = weigh(batch, claims);
+      makeRoom(batch, growth, admits ? admissionLimit : maxMemoryBytes);
+      held += growth;
       for (const [key, id] of claims) {
         if (id === undefined) liveKeys.delete(key);
         else liveKeys.set(key, id);
       }
-      for (const record of batch.sessions ?? []) sessions.set(record.id, copySession(record));
+      for (const record of batch.sessions ?? []) {
+        sessions.set(record.id, copySession(record));
+        if (record.state === "active") ended.delete(record.id);
+        else if (!ended.has(record.id)) ended.add(record.id);
+      }
       for (const entry of batch.entries ?? []) {
         let journal = journals.get(entry.sessionId);
         if (journal === undefined) {
-          journal = createMemoryJournal();
+          journal = createMemoryJournal(entry.sessionId);
           journals.set(entry.sessionId, journal);
         }
-        journal.add(copyEntry(entry));
+        // Packed into the journal's own bytes: nothing of the caller's entry is kept.
+        journal.add(entry);
+        journalBytes.set(entry.sessionId, (journalBytes.get(entry.sessionId) ?? 0) + entryBytes(entry));
       }
       for (const record of batch.idempotency ?? []) {
         idempotency.set(idempotencyKey(record.principal, record.key), copyIdempotency(record));
@@ -220,6 +380,7 @@ export function createMemoryStore(): MemorySessionStore {
           const record = idempotency.get(key);
           if (record === undefined || !(record.createdAtMs < idempotencyBeforeMs)) continue;
           idempotency.delete(key);
+          held -= idempotencyBytes(record);
           purgedIdempotency++;
         }
         await nextTurn();
@@ -235,6 +396,8 @@ export function createMemoryStore(): MemorySessionStore {
       idempotency: idempotency.size,
       liveKeys: liveKeys.size,
       followers: wakeups.followers(),
+      bytes: held,
+      endedBytes: endedBytes(),
     }),
 
     async close() {
@@ -246,6 +409,9 @@ export function createMemoryStore(): MemorySessionStore {
       outbox.clear();
       idempotency.clear();
       liveKeys.clear();
+      ended.clear();
+      journalBytes.clear();
+      held = 0;
     },
 
     [Symbol.asyncDispose]() {
@@ -265,6 +431,19 @@ function liveKeyOf(record: SessionRecord | undefined): string | undefined {
     return undefined;
   // Service names cannot contain a newline, so the pair is unambiguous.
   return `${record.service}\n${record.correlationKey}`;
+}
+
+/** The last of list[0..before) that matches, if any. */
+function findLast<T>(list: readonly T[], before: number, matches: (item: T) => boolean): T | undefined {
+  for (let i = before - 1; i >= 0; i--) {
+    const item = list[i] as T;
+    if (matches(item)) return item;
+  }
+  return undefined;
+}
+
+function entryBytes(entry: JournalRecord): number {
+  return ENTRY_OVERHEAD_BYTES + packedEntryBytes(entry);
 }
 
 function idempotencyKey(principal: string, key: string): string {

@@ -5,6 +5,7 @@ import { expect } from "chai";
 import {
   DEFAULT_GRPC_ADDRESS,
   DEFAULT_HTTP_ADDRESS,
+  DEFAULT_MAX_MEMORY_BYTES,
   DEFAULT_SQLITE_PATH,
   DEFAULTS,
 } from "../../../bridge/config/config.js";
@@ -60,6 +61,7 @@ describe("loadConfig", () => {
       });
       expect(loadConfig({ cwd: empty, overrides: { store: "memory" } }).store).to.deep.equal({
         kind: "memory",
+        maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES,
       });
     });
 
@@ -100,7 +102,7 @@ describe("loadConfig", () => {
     const cwd = path.join(DIR, "discovered");
     const config = loadConfig({ cwd });
     expect(config.source).to.equal(path.join(cwd, "sessionbridge.yaml"));
-    expect(config.store).to.deep.equal({ kind: "memory" });
+    expect(config.store).to.deep.equal({ kind: "memory", maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES });
     expect(config.listeners.grpc).to.equal("localhost:6000");
   });
 
@@ -173,6 +175,7 @@ describe("loadConfig", () => {
       loadConfig({ file: path.join(DIR, "full.yaml"), overrides: { store: "memory" } }).store,
     ).to.deep.equal({
       kind: "memory",
+      maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES,
     });
   });
 
@@ -252,9 +255,40 @@ describe("loadConfig", () => {
 
     it("checks backoff order against the defaults and storeOptions against the store", () => {
       expect(lines({ file: "memory-options.yaml", cwd: DIR })).to.deep.equal([
-        'memory-options.yaml:2:1: storeOptions: the memory store takes no options (expected no storeOptions with store "memory")',
+        'memory-options.yaml:3:3: storeOptions.synchronous: not an option of the memory store (expected only maxMemoryBytes with store "memory")',
         "memory-options.yaml:6:23: defaults.oneWay.initialBackoffMs: larger than maxBackoffMs (expected at most 10000, got 20000)",
       ]);
+    });
+
+    it("takes storeOptions.maxMemoryBytes with the memory store only, as a positive integer", () => {
+      const dir = mkdtempSync(path.join(tmpdir(), "sessionbridge-config-"));
+      const write = (name: string, text: string) => writeFileSync(path.join(dir, name), text);
+      write("budget.yaml", "store: memory\nstoreOptions:\n  maxMemoryBytes: 1048576\n");
+      write("bad-budget.yaml", "store: memory\nstoreOptions: { maxMemoryBytes: 0 }\n");
+      write("text-budget.yaml", "store: memory\nstoreOptions: { maxMemoryBytes: 64MB }\n");
+      write("sqlite-budget.yaml", "store: sqlite:x.db\nstoreOptions:\n  maxMemoryBytes: 1048576\n");
+      write("default-budget.yaml", "storeOptions:\n  synchronous: full\n  maxMemoryBytes: 1048576\n");
+      try {
+        expect(loadConfig({ file: "budget.yaml", cwd: dir }).store).to.deep.equal({
+          kind: "memory",
+          maxMemoryBytes: 1048576,
+        });
+        expect(lines({ file: "bad-budget.yaml", cwd: dir })).to.deep.equal([
+          "bad-budget.yaml:2:33: storeOptions.maxMemoryBytes: not positive (expected a positive integer, got 0)",
+        ]);
+        expect(lines({ file: "text-budget.yaml", cwd: dir })).to.deep.equal([
+          'text-budget.yaml:2:33: storeOptions.maxMemoryBytes: not a number (expected a positive integer, got "64MB")',
+        ]);
+        expect(lines({ file: "sqlite-budget.yaml", cwd: dir })).to.deep.equal([
+          'sqlite-budget.yaml:3:3: storeOptions.maxMemoryBytes: an option of the memory store only (expected no maxMemoryBytes with store "sqlite:x.db")',
+        ]);
+        // A file that names no store uses SQLite.
+        expect(lines({ file: "default-budget.yaml", cwd: dir })).to.deep.equal([
+          'default-budget.yaml:3:3: storeOptions.maxMemoryBytes: an option of the memory store only (expected no maxMemoryBytes with store "sqlite")',
+        ]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it("reports a document that is not a mapping", () => {

@@ -3,6 +3,7 @@ import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { expect } from "chai";
+import { DEFAULT_MAX_MEMORY_BYTES } from "../../../bridge/config/config.js";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
 import { createStore } from "../../../bridge/store/create-store.js";
@@ -377,7 +378,7 @@ describe("SQLite store", () => {
     } finally {
       await store.close();
     }
-    const memory = await createStore({ kind: "memory" });
+    const memory = await createStore({ kind: "memory", maxMemoryBytes: DEFAULT_MAX_MEMORY_BYTES });
     expect(memory.kind).to.equal("memory");
     await memory.close();
   });
