@@ -402,7 +402,9 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         maxAfterWarmupBytes: Math.max(...afterWarmup.map((s) => s.rssBytes), afterWarmupBytes),
         growth,
         targetMet:
-          runEnd < settings.warmupSeconds + 2 * RSS_WINDOW_SECONDS ? undefined : growth <= RSS_GROWTH_TARGET,
+          settings.seconds < settings.warmupSeconds + 2 * RSS_WINDOW_SECONDS
+            ? undefined
+            : growth <= RSS_GROWTH_TARGET,
         heapAfterWarmupBytes,
         heapEndBytes,
         heapGrowth:
