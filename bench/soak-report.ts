@@ -139,13 +139,24 @@ export function renderSoakMarkdown(r: SoakResults): string {
     const every = Math.max(1, Math.floor(x.samples.length / 12));
     out.push(
       table(
-        ["seconds", "RSS (MB)", "heap (MB)", "calls", "live sessions", "calls in live sessions' journals"],
+        [
+          "seconds",
+          "RSS (MB)",
+          "heap (MB)",
+          "heap reserved (MB)",
+          "external (MB)",
+          "calls",
+          "live sessions",
+          "calls in live sessions' journals",
+        ],
         x.samples
           .filter((_, i) => i % every === 0 || i === x.samples.length - 1)
           .map((p) => [
             fixed(p.atSeconds, 0),
             fixed(p.rssBytes / MB, 1),
             fixed(p.heapUsedBytes === undefined ? undefined : p.heapUsedBytes / MB, 1),
+            fixed(p.heapTotalBytes === undefined ? undefined : p.heapTotalBytes / MB, 1),
+            fixed(p.externalBytes === undefined ? undefined : p.externalBytes / MB, 1),
             String(p.calls),
             String(p.liveSessions),
             String(p.liveJournalCalls),

@@ -45,6 +45,12 @@ export interface SoakSample {
   readonly rssBytes: number;
   /** V8 heap in use (process.memoryUsage, no forced GC), when the bridge answered in time. */
   readonly heapUsedBytes: number | undefined;
+  /**
+   * What V8 has reserved for its heap, and the memory outside it that JavaScript objects
+   * hold (Buffers among it): where RSS that the heap in use does not explain sits.
+   */
+  readonly heapTotalBytes: number | undefined;
+  readonly externalBytes: number | undefined;
   /** Longest GC pause of the bridge's main thread since the previous sample (perf_hooks). */
   readonly gcMaxMs: number | undefined;
   readonly writtenBytes: number | undefined;
@@ -223,10 +229,19 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const journalAtStart = bridge.storePath === undefined ? undefined : journalFigures(bridge.storePath, 0);
     // The bridge reports its heap and its GC pauses since the last sample (bench/bridge-child.ts);
     // an answer that does not come in time leaves those figures out, never the sample.
-    let heap: { usedBytes: number | undefined; gcMaxMs: number | undefined } = {
+    interface BridgeMemory {
+      readonly usedBytes: number | undefined;
+      readonly totalBytes: number | undefined;
+      readonly externalBytes: number | undefined;
+      readonly gcMaxMs: number | undefined;
+    }
+    const unknownMemory: BridgeMemory = {
       usedBytes: undefined,
+      totalBytes: undefined,
+      externalBytes: undefined,
       gcMaxMs: undefined,
     };
+    let heap = unknownMemory;
     const askBridge = async (): Promise<void> => {
       try {
         const gcLine = bridge.child.next("gc", 2_000);
@@ -236,9 +251,14 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         const memoryLine = bridge.child.next("memory", 2_000);
         bridge.child.send("memory");
         const memory = await memoryLine;
-        heap = { usedBytes: Number(memory.heapUsed), gcMaxMs: Number(gc.maxMs) };
+        heap = {
+          usedBytes: Number(memory.heapUsed),
+          totalBytes: Number(memory.heapTotal),
+          externalBytes: Number(memory.external),
+          gcMaxMs: Number(gc.maxMs),
+        };
       } catch {
-        heap = { usedBytes: undefined, gcMaxMs: undefined };
+        heap = unknownMemory;
       }
     };
     bridge.child.send("gc-reset");
@@ -247,6 +267,8 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         atSeconds: (performance.now() - measureFrom) / 1000,
         rssBytes: memory(bridge.pid).rssBytes,
         heapUsedBytes: heap.usedBytes,
+        heapTotalBytes: heap.totalBytes,
+        externalBytes: heap.externalBytes,
         gcMaxMs: heap.gcMaxMs,
         writtenBytes: writtenBytes(bridge.pid),
         calls: ok,
@@ -255,7 +277,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         liveJournalCalls: sessions.liveJournalCalls,
         liveSessions: settings.idleSessions + sessions.liveActive,
       });
-      heap = { usedBytes: undefined, gcMaxMs: undefined };
+      heap = unknownMemory;
       // Asked now, answered before the next sample.
       void askBridge();
     };
