@@ -1,5 +1,5 @@
 import type { MachineInfo } from "./machine-info.js";
-import type { SoakResult } from "./soak-run.js";
+import { RSS_GROWTH_TARGET, RSS_WINDOW_SECONDS, type SoakResult } from "./soak-run.js";
 import type { SoakSettings } from "./soak-settings.js";
 
 const MB = 1024 * 1024;
@@ -28,12 +28,48 @@ export function renderSoakMarkdown(r: SoakResults): string {
     `${m.date} · ${m.cpuModel}, ${m.cores} cores · Node ${m.node} · load average at start ${m.loadAverageAtStart}`,
   );
   out.push("");
+  const window = RSS_WINDOW_SECONDS;
   out.push(
-    `${s.sessions} live sessions, ${s.ratePerSec} calls/s for ${s.seconds} s per store (fixed rate, latency from ` +
-      `the schedule), ${s.payloadBytes} B payloads. Of every 20 calls: 11 Call (half with an idempotency key, one ` +
-      "of them a retry), 5 one-way Notify, 2 End and 2 Open of a new session. Retention 60 s, purges every 30 s. " +
-      `RSS growth: the median of the samples (every 5 s) in the last ${60} s against the median in the first ${60} s ` +
-      `after a ${s.warmupSeconds} s warm-up; the same for the V8 heap in use (no forced GC).`,
+    `${s.sessions} live sessions: ${s.idleSessions} idle ones, opened in the set-up and never called, and ` +
+      `${s.activeSessions} active slots, each living through Open, ${s.callsPerSession} calls or one-way messages ` +
+      `and End (${fixed(s.sessionLifeSeconds, 0)} s from Open to End), then opening a new session. ` +
+      `${s.ratePerSec} calls/s for ${s.seconds} s per store (fixed rate, latency from the schedule), ` +
+      `${s.payloadBytes} B payloads. Of every 20 calls: 11 Call (half with an idempotency key, one of them a ` +
+      "retry), 5 one-way Notify, 2 End and 2 Open of a new session. Retention 60 s, purges every 30 s. " +
+      `RSS growth: the median of the samples (every 5 s) in the last ${window} s against the median in the first ` +
+      `${window} s after a ${s.warmupSeconds} s warm-up; the same for the V8 heap in use (no forced GC). What ` +
+      `the store holds is level from about ${s.steadyStateSeconds} s (a session's life, the retention and a ` +
+      "purge interval).",
+  );
+  out.push("");
+  const verdict = (x: SoakResult): string => {
+    if (x.rss.targetMet === undefined) return `– (run shorter than the warm-up and two ${window} s windows)`;
+    const early = s.warmupSeconds < s.steadyStateSeconds ? ", warm-up shorter than the steady state" : "";
+    return `${x.rss.targetMet ? "met" : "not met"}${early}`;
+  };
+  out.push(
+    table(
+      [
+        "store",
+        "live sessions after warm-up → end",
+        "calls in live sessions' journals after warm-up → end",
+        "RSS after warm-up → end (MB)",
+        "RSS growth",
+        "heap after warm-up → end (MB)",
+        "heap growth",
+        `RSS growth ≤ ${RSS_GROWTH_TARGET * 100} %`,
+      ],
+      r.runs.map((x) => [
+        x.store,
+        `${fixed(x.rss.liveSessionsAfterWarmup, 0)} → ${fixed(x.rss.liveSessionsEnd, 0)}`,
+        `${fixed(x.rss.liveJournalCallsAfterWarmup, 0)} → ${fixed(x.rss.liveJournalCallsEnd, 0)}`,
+        `${fixed(x.rss.afterWarmupBytes / MB, 0)} → ${fixed(x.rss.endBytes / MB, 0)}`,
+        `${fixed(x.rss.growth * 100, 1)} %`,
+        `${fixed(x.rss.heapAfterWarmupBytes === undefined ? undefined : x.rss.heapAfterWarmupBytes / MB, 0)} → ${fixed(x.rss.heapEndBytes === undefined ? undefined : x.rss.heapEndBytes / MB, 0)}`,
+        x.rss.heapGrowth === undefined ? "–" : `${fixed(x.rss.heapGrowth * 100, 1)} %`,
+        verdict(x),
+      ]),
+    ),
   );
   out.push("");
   out.push(
@@ -85,9 +121,10 @@ export function renderSoakMarkdown(r: SoakResults): string {
     "Bytes written from /proc/<pid>/io of the bridge (all threads: writer, checkpointer). Journal bytes: " +
       "journal rows appended in the run (highest rowid) × their mean size (envelope and keys), read from the " +
       "database. A purge's window runs from its scheduled tick (less 1 s) to its logged end. Calls in live " +
-      "sessions' journals: calls answered in sessions still live at the time (the soak's End picks among about " +
-      "500 of the slots, so most sessions stay live all run and their journals keep growing); RSS growth per " +
-      "such call near an entry pair's size says the growth is those journals, not a leak.",
+      "sessions' journals: calls answered in the run in sessions still live at the time; the active sessions " +
+      "turn over, so the count is level after the first life, and RSS growth per such call is left out (–) " +
+      "unless the count grew by a tenth. Live sessions: the idle ones and the active ones whose Open was " +
+      "answered and whose End was not.",
   );
   out.push("");
   out.push(
@@ -102,14 +139,27 @@ export function renderSoakMarkdown(r: SoakResults): string {
     const every = Math.max(1, Math.floor(x.samples.length / 12));
     out.push(
       table(
-        ["seconds", "RSS (MB)", "heap (MB)", "calls"],
+        [
+          "seconds",
+          "RSS (MB)",
+          "heap (MB)",
+          "heap reserved (MB)",
+          "external (MB)",
+          "calls",
+          "live sessions",
+          "calls in live sessions' journals",
+        ],
         x.samples
           .filter((_, i) => i % every === 0 || i === x.samples.length - 1)
           .map((p) => [
             fixed(p.atSeconds, 0),
             fixed(p.rssBytes / MB, 1),
             fixed(p.heapUsedBytes === undefined ? undefined : p.heapUsedBytes / MB, 1),
+            fixed(p.heapTotalBytes === undefined ? undefined : p.heapTotalBytes / MB, 1),
+            fixed(p.externalBytes === undefined ? undefined : p.externalBytes / MB, 1),
             String(p.calls),
+            String(p.liveSessions),
+            String(p.liveJournalCalls),
           ]),
       ),
     );

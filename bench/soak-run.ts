@@ -4,22 +4,22 @@ import Database from "better-sqlite3";
 import { benchDir } from "./bench-paths.js";
 import { type Peer, type StoreKind, startBridge } from "./bench-processes.js";
 import { ErrorTally } from "./error-tally.js";
-import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import { connectPool, type H2Pool } from "./h2-client.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { openSessions } from "./open-sessions.js";
 import { clockTicks, cpuSeconds, memory, writtenBytes } from "./proc-stats.js";
+import type { SoakOp } from "./soak-plan.js";
+import { ACTIVE_KEY_PREFIX, SOAK_OPEN_PATH, SoakSessions } from "./soak-sessions.js";
 import type { SoakSettings } from "./soak-settings.js";
 
-const SERVICE = "/bench.v1.Soak";
-const OPEN = `${SERVICE}/Open`;
-const CALL = `${SERVICE}/Call`;
-const NOTIFY = `${SERVICE}/Notify`;
-const END = `${SERVICE}/End`;
+/** Keys of the idle sessions. */
+const IDLE_KEY_PREFIX = "k";
 /** How often RSS, heap, GC pauses, CPU and bytes written are sampled. */
 const SAMPLE_EVERY_MS = 5_000;
 /** RSS growth compares the median of the first window after the warm-up with the last one's. */
-const RSS_WINDOW_SECONDS = 60;
+export const RSS_WINDOW_SECONDS = 60;
+/** The target: RSS growth after the warm-up at most 5 %. */
+export const RSS_GROWTH_TARGET = 0.05;
 
 const TICKS = clockTicks();
 
@@ -45,6 +45,12 @@ export interface SoakSample {
   readonly rssBytes: number;
   /** V8 heap in use (process.memoryUsage, no forced GC), when the bridge answered in time. */
   readonly heapUsedBytes: number | undefined;
+  /**
+   * What V8 has reserved for its heap, and the memory outside it that JavaScript objects
+   * hold (Buffers among it): where RSS that the heap in use does not explain sits.
+   */
+  readonly heapTotalBytes: number | undefined;
+  readonly externalBytes: number | undefined;
   /** Longest GC pause of the bridge's main thread since the previous sample (perf_hooks). */
   readonly gcMaxMs: number | undefined;
   readonly writtenBytes: number | undefined;
@@ -53,10 +59,13 @@ export interface SoakSample {
   /** Of cpuSeconds, what the main thread used (the rest: the store's threads, GC helpers, libuv). */
   readonly mainThreadCpuSeconds: number;
   /**
-   * Calls answered in the journals of the sessions live now: what a store keeps for live
-   * sessions grows with it, whatever its retention of ended ones.
+   * Calls answered in the run in the journals of the sessions live now: what a store keeps
+   * for live sessions grows with it, whatever its retention of ended ones. Level once the
+   * active sessions turn over (soak-plan.ts).
    */
   readonly liveJournalCalls: number;
+  /** Sessions live now: the idle ones and the active ones opened and not yet ended. */
+  readonly liveSessions: number;
 }
 
 export interface PurgeSeen {
@@ -78,7 +87,7 @@ export interface SoakResult {
     /** Failures by kind and message, ids and numbers masked. */
     readonly errorsByShape?: Readonly<Record<string, number>>;
   };
-  readonly byKind: Readonly<Record<string, number>>;
+  readonly byKind: Readonly<Record<SoakOp, number>>;
   readonly latency: LatencySummary;
   readonly samples: readonly SoakSample[];
   readonly rss: {
@@ -92,6 +101,11 @@ export interface SoakResult {
     readonly maxAfterWarmupBytes: number;
     /** (end − after warm-up) ÷ after warm-up, of the window medians. */
     readonly growth: number;
+    /**
+     * growth ≤ RSS_GROWTH_TARGET; undefined when the run is too short for two windows
+     * after the warm-up, which would then overlap and compare a window with itself.
+     */
+    readonly targetMet: boolean | undefined;
     /** The same for the V8 heap in use. */
     readonly heapAfterWarmupBytes: number | undefined;
     readonly heapEndBytes: number | undefined;
@@ -99,6 +113,9 @@ export interface SoakResult {
     /** Calls in live sessions' journals (SoakSample.liveJournalCalls), same windows. */
     readonly liveJournalCallsAfterWarmup: number;
     readonly liveJournalCallsEnd: number;
+    /** Live sessions (SoakSample.liveSessions), same windows. */
+    readonly liveSessionsAfterWarmup: number;
+    readonly liveSessionsEnd: number;
     /**
      * RSS growth per call added to live sessions' journals: about an entry pair's size when
      * the growth is what the store keeps for live sessions, bounded by their number and
@@ -146,10 +163,11 @@ function journalFigures(dbPath: string, sinceRowid: number): { maxRowid: number;
 }
 
 /**
- * One soak run on a fresh bridge: open the sessions, then `seconds` of load at a fixed
- * rate (latency from each call's scheduled time). Of every 20 calls: 11 Call (half with an
- * idempotency key, one of them a retry of the previous key), 5 Notify (one-way), 2 End and
- * 2 Open of a new session in place of an ended one, so the live count stays constant.
+ * One soak run on a fresh bridge: open the idle sessions and the active slots' first ones,
+ * then `seconds` of load at a fixed rate (latency from each call's scheduled time) on the
+ * active slots (soak-plan.ts). Of every 20 calls: 11 Call (half with an idempotency key,
+ * one of them a retry of the previous key), 5 Notify (one-way), 2 End, and 2 Open of a new
+ * session in a slot whose session ended, so the live count and the live journals stay level.
  */
 export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettings): Promise<SoakResult> {
   process.env.BENCH_BRIDGE_LOG = "1";
@@ -166,19 +184,24 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     });
   });
   try {
-    process.stderr.write(`soak: opening ${settings.sessions} sessions\n`);
-    const open = await openSessions(pool, {
-      keys: { prefix: "k", from: 0, count: settings.sessions },
-      concurrency: 64,
-      path: OPEN,
+    const sessions = new SoakSessions(pool, {
+      activeSlots: settings.activeSessions,
+      payloadBytes: settings.payloadBytes,
     });
-    if (open.errors > 0) throw new Error(`${open.errors} Open calls failed: ${open.errorSamples.join("; ")}`);
+    const setupActive = sessions.setupCount();
+    process.stderr.write(
+      `soak: opening ${settings.idleSessions} idle sessions and ${setupActive} of ${settings.activeSessions} active ones\n`,
+    );
+    for (const keys of [
+      { prefix: IDLE_KEY_PREFIX, from: 0, count: settings.idleSessions },
+      { prefix: ACTIVE_KEY_PREFIX, from: 0, count: setupActive },
+    ]) {
+      const open = await openSessions(pool, { keys, concurrency: 64, path: SOAK_OPEN_PATH });
+      if (open.errors > 0)
+        throw new Error(`${open.errors} Open calls failed: ${open.errorSamples.join("; ")}`);
+    }
+    sessions.adoptSetup();
 
-    const payload = Buffer.alloc(settings.payloadBytes, 0x5a);
-    const emptyPayload = Buffer.alloc(0);
-    const live: (string | undefined)[] = Array.from({ length: settings.sessions }, (_, i) => `k${i}`);
-    let nextKey = settings.sessions;
-    const ended: number[] = [];
     const latency = new LatencyRecorder();
     const errors = new ErrorTally();
     // Failures by kind and message (ids and numbers masked), so a run says how many of
@@ -189,33 +212,11 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       const key = failures.has(shape) || failures.size < 20 ? shape : "other";
       failures.set(key, (failures.get(key) ?? 0) + 1);
     };
-    const byKind: Record<string, number> = { call: 0, idempotent: 0, retry: 0, notify: 0, end: 0, open: 0 };
     // Each call's due time and latency, for the purge windows.
     const dueTimes: number[] = [];
     const latencies: number[] = [];
     let ok = 0;
     let inflight = 0;
-    // Calls answered per live session key, and their sum (SoakSample.liveJournalCalls).
-    const callsByKey = new Map<string, number>();
-    let liveJournalCalls = 0;
-    const counted = (key: string, failure: string | undefined): void => {
-      if (failure !== undefined) return;
-      callsByKey.set(key, (callsByKey.get(key) ?? 0) + 1);
-      liveJournalCalls += 1;
-    };
-    const endedKey = (key: string, failure: string | undefined): void => {
-      if (failure !== undefined) return;
-      liveJournalCalls -= callsByKey.get(key) ?? 0;
-      callsByKey.delete(key);
-    };
-    let lastIdempotency: { key: string; session: string } | undefined;
-
-    const pickLive = (i: number): number => {
-      // A pseudo-random slot that is live (ended slots wait for their replacement Open).
-      let slot = (i * 7919) % live.length;
-      while (live[slot] === undefined) slot = (slot + 1) % live.length;
-      return slot;
-    };
     const measureFrom = performance.now();
     const intervalMs = 1000 / settings.ratePerSec;
     const total = Math.floor(settings.seconds * settings.ratePerSec);
@@ -228,10 +229,19 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const journalAtStart = bridge.storePath === undefined ? undefined : journalFigures(bridge.storePath, 0);
     // The bridge reports its heap and its GC pauses since the last sample (bench/bridge-child.ts);
     // an answer that does not come in time leaves those figures out, never the sample.
-    let heap: { usedBytes: number | undefined; gcMaxMs: number | undefined } = {
+    interface BridgeMemory {
+      readonly usedBytes: number | undefined;
+      readonly totalBytes: number | undefined;
+      readonly externalBytes: number | undefined;
+      readonly gcMaxMs: number | undefined;
+    }
+    const unknownMemory: BridgeMemory = {
       usedBytes: undefined,
+      totalBytes: undefined,
+      externalBytes: undefined,
       gcMaxMs: undefined,
     };
+    let heap = unknownMemory;
     const askBridge = async (): Promise<void> => {
       try {
         const gcLine = bridge.child.next("gc", 2_000);
@@ -241,9 +251,14 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         const memoryLine = bridge.child.next("memory", 2_000);
         bridge.child.send("memory");
         const memory = await memoryLine;
-        heap = { usedBytes: Number(memory.heapUsed), gcMaxMs: Number(gc.maxMs) };
+        heap = {
+          usedBytes: Number(memory.heapUsed),
+          totalBytes: Number(memory.heapTotal),
+          externalBytes: Number(memory.external),
+          gcMaxMs: Number(gc.maxMs),
+        };
       } catch {
-        heap = { usedBytes: undefined, gcMaxMs: undefined };
+        heap = unknownMemory;
       }
     };
     bridge.child.send("gc-reset");
@@ -252,14 +267,17 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         atSeconds: (performance.now() - measureFrom) / 1000,
         rssBytes: memory(bridge.pid).rssBytes,
         heapUsedBytes: heap.usedBytes,
+        heapTotalBytes: heap.totalBytes,
+        externalBytes: heap.externalBytes,
         gcMaxMs: heap.gcMaxMs,
         writtenBytes: writtenBytes(bridge.pid),
         calls: ok,
         cpuSeconds: cpuSeconds(bridge.pid) - cpuAtStart,
         mainThreadCpuSeconds: mainThreadCpuSeconds(bridge.pid) - mainCpuAtStart,
-        liveJournalCalls,
+        liveJournalCalls: sessions.liveJournalCalls,
+        liveSessions: settings.idleSessions + sessions.liveActive,
       });
-      heap = { usedBytes: undefined, gcMaxMs: undefined };
+      heap = unknownMemory;
       // Asked now, answered before the next sample.
       void askBridge();
     };
@@ -287,72 +305,7 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       };
       const send = (i: number, dueAt: number): void => {
         inflight += 1;
-        const slot = i % 20;
-        if (slot === 18 || slot === 19) {
-          if (slot === 18) {
-            const s = pickLive(i);
-            const key = live[s] as string;
-            live[s] = undefined;
-            ended.push(s);
-            byKind.end = (byKind.end ?? 0) + 1;
-            pool.unary(
-              i,
-              END,
-              requestFrame(key, payload),
-              replyFrameLength(settings.payloadBytes),
-              (failure) => {
-                endedKey(key, failure);
-                done(dueAt, "End")(failure);
-              },
-            );
-          } else {
-            const s = ended.shift();
-            const key = `k${nextKey++}`;
-            byKind.open = (byKind.open ?? 0) + 1;
-            pool.unary(i, OPEN, requestFrame(key, emptyPayload), replyFrameLength(0), (failure) => {
-              if (s !== undefined) live[s] = key;
-              counted(key, failure);
-              done(dueAt, "Open")(failure);
-            });
-          }
-          return;
-        }
-        const key = live[pickLive(i)] as string;
-        if (slot >= 13) {
-          byKind.notify = (byKind.notify ?? 0) + 1;
-          pool.unary(i, NOTIFY, requestFrame(key, payload), replyFrameLength(0), (failure) => {
-            counted(key, failure);
-            done(dueAt, "Notify")(failure);
-          });
-          return;
-        }
-        byKind.call = (byKind.call ?? 0) + 1;
-        let headers: Record<string, string> | undefined;
-        let callKey = key;
-        if (slot % 2 === 1) {
-          // A retry of the previous idempotent call (same key, same session, same bytes).
-          if (slot === 11 && lastIdempotency !== undefined && live.includes(lastIdempotency.session)) {
-            byKind.retry = (byKind.retry ?? 0) + 1;
-            headers = { "idempotency-key": lastIdempotency.key };
-            callKey = lastIdempotency.session;
-          } else {
-            byKind.idempotent = (byKind.idempotent ?? 0) + 1;
-            const ik = `i${i}`;
-            headers = { "idempotency-key": ik };
-            lastIdempotency = { key: ik, session: key };
-          }
-        }
-        pool.unary(
-          i,
-          CALL,
-          requestFrame(callKey, payload),
-          replyFrameLength(settings.payloadBytes),
-          (failure) => {
-            counted(callKey, failure);
-            done(dueAt, "Call")(failure);
-          },
-          headers,
-        );
+        sessions.send(i, (kind) => done(dueAt, kind));
       };
       const pump = (): void => {
         const now = performance.now();
@@ -430,7 +383,10 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
     const afterWarmupBytes = median(firstWindow.map((s) => s.rssBytes)) ?? 0;
     const liveCallsAfterWarmup = median(firstWindow.map((s) => s.liveJournalCalls)) ?? 0;
     const liveCallsEnd = median(lastWindow.map((s) => s.liveJournalCalls)) ?? 0;
+    const liveSessionsAfterWarmup = median(firstWindow.map((s) => s.liveSessions)) ?? 0;
+    const liveSessionsEnd = median(lastWindow.map((s) => s.liveSessions)) ?? 0;
     const endBytes = median(lastWindow.map((s) => s.rssBytes)) ?? 0;
+    const growth = afterWarmupBytes === 0 ? 0 : (endBytes - afterWarmupBytes) / afterWarmupBytes;
     const heapOf = (window: readonly SoakSample[]): number | undefined =>
       median(window.flatMap((s) => (s.heapUsedBytes === undefined ? [] : [s.heapUsedBytes])));
     const heapAfterWarmupBytes = heapOf(firstWindow);
@@ -459,14 +415,18 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         errorSamples: errors.samples,
         errorsByShape: Object.fromEntries([...failures].sort((a, b) => b[1] - a[1])),
       },
-      byKind,
+      byKind: sessions.byKind,
       latency: latency.summary(),
       samples,
       rss: {
         afterWarmupBytes,
         endBytes,
         maxAfterWarmupBytes: Math.max(...afterWarmup.map((s) => s.rssBytes), afterWarmupBytes),
-        growth: afterWarmupBytes === 0 ? 0 : (endBytes - afterWarmupBytes) / afterWarmupBytes,
+        growth,
+        targetMet:
+          settings.seconds < settings.warmupSeconds + 2 * RSS_WINDOW_SECONDS
+            ? undefined
+            : growth <= RSS_GROWTH_TARGET,
         heapAfterWarmupBytes,
         heapEndBytes,
         heapGrowth:
@@ -475,8 +435,12 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
             : (heapEndBytes - heapAfterWarmupBytes) / heapAfterWarmupBytes,
         liveJournalCallsAfterWarmup: liveCallsAfterWarmup,
         liveJournalCallsEnd: liveCallsEnd,
+        liveSessionsAfterWarmup,
+        liveSessionsEnd,
         growthBytesPerLiveCall:
-          liveCallsEnd > liveCallsAfterWarmup
+          // Level counts swing a little with the calls in flight; a per-call figure says something
+          // only when the live journals grew.
+          liveCallsEnd > liveCallsAfterWarmup * 1.1
             ? (endBytes - afterWarmupBytes) / (liveCallsEnd - liveCallsAfterWarmup)
             : undefined,
       },

@@ -1,11 +1,13 @@
 /**
  * The sustained-turnover soak (npm run soak): a bridge on SQLite, then on the memory
- * store, in front of the grpc-go echo server, with SOAK_SESSIONS live sessions and a fixed
- * rate of mixed calls that turns sessions over (ends and new starters), sends one-way
- * messages and idempotency keys. Retention is one minute (bench/soak.yaml), so purges of
- * ended sessions run every 30 s during the run. Reports, per store: RSS over time and its
- * growth after the warm-up, bytes written per call and write amplification, and the
- * longest delay a call saw while a purge ran. Writes bench/results/soak-latest.{json,md}.
+ * store, in front of the grpc-go echo server, with SOAK_SESSIONS live sessions, most of
+ * them idle, and SOAK_ACTIVE_SESSIONS active slots whose sessions live a bounded life and
+ * are replaced (soak-plan.ts), at a fixed rate of mixed calls with one-way messages and
+ * idempotency keys: what the bridge must keep stays level, so RSS growth measures leaks.
+ * Retention is one minute (bench/soak.yaml), so purges of ended sessions run every 30 s
+ * during the run. Reports, per store: RSS and heap over time, their growth after the
+ * warm-up against the 5 % target, bytes written per call and write amplification, and
+ * the longest delay a call saw while a purge ran. Writes bench/results/soak-latest.{json,md}.
  * See soak-settings.ts for the SOAK_* variables.
  */
 import { writeFileSync } from "node:fs";
