@@ -202,9 +202,40 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);
   };
 
+  const rollbackQuietly = (): void => {
+    if (!db.inTransaction) return;
+    try {
+      rollback.run();
+    } catch {
+      // The connection is already out of the transaction or unusable; the caller's error says why.
+    }
+  };
+
   return {
     apply(requests, alongside) {
       const results: WriterResult[] = [];
+      const [only] = requests;
+      // A lone request needs no savepoint: the transaction is its, and rolling it back
+      // undoes it alone. At a light, steady rate many groups hold one commit, and a
+      // savepoint costs two statements and copies each page the request changes to the
+      // statement journal first.
+      if (requests.length === 1 && only !== undefined && alongside === undefined) {
+        let stage: "the transaction" | "the batch" = "the transaction";
+        try {
+          begin.run();
+          stage = "the batch";
+          applyBatch(only.batch);
+          stage = "the transaction";
+          commit.run();
+          return { results: [{ ok: true }], committed: true };
+        } catch (error) {
+          rollbackQuietly();
+          return {
+            results: [{ ok: false, error: toWireError(error, `${stage} was not recorded`) }],
+            committed: false,
+          };
+        }
+      }
       try {
         begin.run();
         for (const request of requests) {
@@ -226,13 +257,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         commit.run();
         return { results, committed: true };
       } catch (error) {
-        if (db.inTransaction) {
-          try {
-            rollback.run();
-          } catch {
-            // The connection is already out of the transaction or unusable; the error below says why.
-          }
-        }
+        rollbackQuietly();
         const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
         return { results: requests.map(() => failed), committed: false };
       }
