@@ -5,8 +5,9 @@ import type { StoreBatch } from "./session-store.js";
 import type { WriterRequest, WriterResult } from "./sqlite-protocol.js";
 import { toWireError } from "./sqlite-protocol.js";
 import {
-  entryToRow,
+  entryToParams,
   idempotencyToRow,
+  type JournalParams,
   outboxToRow,
   type StoredSessionRow,
   sessionToRow,
@@ -79,9 +80,10 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   const storedSession = db.prepare<[{ id: string; key: number | null }], StoredSessionRow & JournalTail>(
     `SELECT sessions.*, ${TAIL_COLUMNS_BY_KEY} FROM sessions WHERE id = @id`,
   );
-  const insertEntry = db.prepare(`
+  // Positional parameters (one array, in JournalParams order).
+  const insertEntry = db.prepare<[JournalParams]>(`
     INSERT INTO journal (session_key, idx, message_id, kind, seq, in_reply_to, exchange, recorded_at_ms, envelope)
-    VALUES (@session_key, @idx, @message_id, @kind, @seq, @in_reply_to, @exchange, @recorded_at_ms, @envelope)`);
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const keyById = db.prepare<[string], number>("SELECT key FROM session_keys WHERE id = ?").pluck();
   const insertKey = db.prepare<[string]>("INSERT INTO session_keys (id) VALUES (?)");
   const upsertIdempotency = db.prepare(`
@@ -195,7 +197,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     const entries = batch.entries ?? [];
     checkJournalAppend(entries, keys.lastIndex);
     // Entries first: a session row written in this batch records the journal's new end.
-    for (const entry of entries) insertEntry.run(entryToRow(entry, keys.give(entry.sessionId)));
+    for (const entry of entries) insertEntry.run(entryToParams(entry, keys.give(entry.sessionId)));
     for (const record of batch.sessions ?? []) storeSession(record, keys);
     for (const record of batch.idempotency ?? []) storeIdempotency(record, entries);
     for (const item of batch.outboxAdd ?? []) upsertOutbox.run(outboxToRow(item));
