@@ -38,9 +38,9 @@ export interface GroupApplier {
 
 /**
  * Group commit (S9): every request queued while the previous transaction was being made
- * durable goes into one transaction, so one fsync covers them all. Each request runs in
- * its own SAVEPOINT: one that fails (S5 conflict, duplicate journal index) is rolled back
- * alone and its neighbours still commit. Journal appends are checked against the stored
+ * durable goes into one transaction, so one fsync covers them all. A request that fails
+ * (S5 conflict, duplicate journal index) is rolled back alone and its neighbours still
+ * commit: the group then runs again with each request in its own SAVEPOINT. Journal appends are checked against the stored
  * last index of each session (checkJournalAppend), inside the same transaction, so a
  * conflicting batch is refused before it writes anything. If the transaction itself fails, nothing in it
  * happened and every request in it fails.
@@ -213,31 +213,54 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     }
   };
 
+  /** Every request fails with the transaction's error: nothing of the group happened. */
+  const transactionFailed = (
+    requests: readonly CommitRequest[],
+    error: unknown,
+  ): { results: WriterResult[]; committed: false } => {
+    const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
+    return { results: requests.map(() => failed), committed: false };
+  };
+
   return {
     apply(requests, alongside) {
-      const results: WriterResult[] = [];
-      const [only] = requests;
-      // A lone request needs no savepoint: the transaction is its, and rolling it back
-      // undoes it alone. At a light, steady rate many groups hold one commit, and a
-      // savepoint costs two statements and copies each page the request changes to the
-      // statement journal first.
-      if (requests.length === 1 && only !== undefined && alongside === undefined) {
-        let stage: "the transaction" | "the batch" = "the transaction";
+      // First without savepoints: a savepoint per request costs two statements and copies
+      // each page the request changes to the statement journal, and a request is refused
+      // (S5 conflict, journal conflict) far more rarely than it commits. When one is
+      // refused, the transaction is rolled back and the group runs again request by
+      // request in savepoints (below), so its neighbours still commit; the alongside step
+      // has not run yet at that point.
+      let refusal: unknown;
+      try {
+        begin.run();
+      } catch (error) {
+        return transactionFailed(requests, error);
+      }
+      try {
+        for (const request of requests) applyBatch(request.batch);
+      } catch (error) {
+        refusal = error;
+      }
+      if (refusal === undefined) {
         try {
-          begin.run();
-          stage = "the batch";
-          applyBatch(only.batch);
-          stage = "the transaction";
+          alongside?.();
           commit.run();
-          return { results: [{ ok: true }], committed: true };
+          return { results: requests.map(() => ({ ok: true })), committed: true };
         } catch (error) {
           rollbackQuietly();
-          return {
-            results: [{ ok: false, error: toWireError(error, `${stage} was not recorded`) }],
-            committed: false,
-          };
+          return transactionFailed(requests, error);
         }
       }
+      rollbackQuietly();
+      const [only] = requests;
+      // A lone request's refusal is its answer: the transaction held nothing else.
+      if (requests.length === 1 && only !== undefined && alongside === undefined) {
+        return {
+          results: [{ ok: false, error: toWireError(refusal, "the batch was not recorded") }],
+          committed: false,
+        };
+      }
+      const results: WriterResult[] = [];
       try {
         begin.run();
         for (const request of requests) {
@@ -260,8 +283,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         return { results, committed: true };
       } catch (error) {
         rollbackQuietly();
-        const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
-        return { results: requests.map(() => failed), committed: false };
+        return transactionFailed(requests, error);
       }
     },
   };

@@ -33,8 +33,8 @@ const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
  * The writer's page cache, in KiB (SQLite's default here is 16,000). Every commit ends by
  * dropping cached pages past the end of the database, and SQLite does it by scanning its
  * whole page hash when it cannot tell which pages those are: that scan grows with the
- * cache and was the largest single cost of a commit in the writer (about a third of its
- * SQLite time at 1000 calls/s, bench/store-apply-cpu.ts). What a commit touches again (the
+ * cache and was the largest single cost of a commit in the writer (nearly half of its time
+ * in SQLite at 1000 calls/s; bench/store-apply-cpu.ts measures a transaction's CPU). What a commit touches again (the
  * journal's tail, index leaves, interior pages) is a few hundred pages; the rest is read
  * back from the OS page cache when needed. bench/results/profile-sqlite.md has the figures.
  */

@@ -82,6 +82,39 @@ describe("SQLite writer", () => {
     expect(sessionRows()).to.equal(1);
   });
 
+  it("in a group, keeps nothing of a commit refused half-way and commits the others (S5)", () => {
+    const bound = { correlationSet: "byOrder", correlation: { orderId: "o-1" }, correlationKey: "o-1" };
+    // The second commit's entry is written before its session row hits the S5 index.
+    const { results, committed } = applier.apply([
+      commit({ sessions: [session("s1", bound)], entries: [entry("s1", 1)] }),
+      commit({ sessions: [session("s2", bound)], entries: [entry("s2", 1)] }),
+      commit({ sessions: [session("s3")], entries: [entry("s3", 1)] }),
+    ]);
+    expect(committed).to.equal(true);
+    expect(results.map((r) => r.ok)).to.deep.equal([true, false, true]);
+    const [, refused] = results;
+    const error = refused !== undefined && !refused.ok ? fromWireError(refused.error) : undefined;
+    expect(error?.reason).to.equal(Reason.SESSION_ALREADY_EXISTS);
+    expect(db.prepare("SELECT id FROM sessions ORDER BY id").pluck().all()).to.deep.equal(["s1", "s3"]);
+    expect(journalRows()).to.equal(2);
+  });
+
+  it("runs the step that rides along once, after the group, also when a commit is refused", () => {
+    let steps = 0;
+    const journalAtStep: number[] = [];
+    const { results, committed } = applier.apply(
+      [commit({ entries: [entry("s1", 1)] }), commit({ entries: [entry("s1", 3)] })],
+      () => {
+        steps++;
+        journalAtStep.push(journalRows());
+      },
+    );
+    expect(committed).to.equal(true);
+    expect(results.map((r) => r.ok)).to.deep.equal([true, false]);
+    expect(steps).to.equal(1);
+    expect(journalAtStep).to.deep.equal([1]);
+  });
+
   it("in a group, refuses only the commit that conflicts", () => {
     const { results, committed } = applier.apply([
       commit({ entries: [entry("s1", 1)] }),
