@@ -40,10 +40,11 @@ export interface GroupApplier {
  * Group commit (S9): every request queued while the previous transaction was being made
  * durable goes into one transaction, so one fsync covers them all. A request that fails
  * (S5 conflict, duplicate journal index) is rolled back alone and its neighbours still
- * commit: the group then runs again with each request in its own SAVEPOINT. Journal appends are checked against the stored
- * last index of each session (checkJournalAppend), inside the same transaction, so a
- * conflicting batch is refused before it writes anything. If the transaction itself fails, nothing in it
- * happened and every request in it fails.
+ * commit: the group then runs again with each request in its own SAVEPOINT. Journal
+ * appends are checked against the stored last index of each session (checkJournalAppend),
+ * inside the same transaction, so a conflicting batch is refused before it writes
+ * anything. If the transaction itself fails, nothing in it happened and every request in
+ * it fails.
  */
 export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   const begin = db.prepare("BEGIN IMMEDIATE");

@@ -30,13 +30,13 @@ const WAL_AUTOCHECKPOINT_PAGES = 131_072;
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
- * The writer's page cache, in KiB (SQLite's default here is 16,000). Every commit ends by
- * dropping cached pages past the end of the database, and SQLite does it by scanning its
- * whole page hash when it cannot tell which pages those are: that scan grows with the
- * cache and was the largest single cost of a commit in the writer (nearly half of its time
- * in SQLite at 1000 calls/s; bench/store-apply-cpu.ts measures a transaction's CPU). What a commit touches again (the
- * journal's tail, index leaves, interior pages) is a few hundred pages; the rest is read
- * back from the OS page cache when needed. bench/results/profile-sqlite.md has the figures.
+ * The writer's page cache, in KiB (SQLite's default in this build is 16,000). Every commit
+ * ends by dropping cached pages past the end of the database, and SQLite does it by
+ * scanning its whole page hash when it cannot tell which pages those are: that scan grows
+ * with the cache and was the largest single cost of a commit in the writer (nearly half of
+ * its time in SQLite at 1000 calls/s). Pages a smaller cache misses are read back from the
+ * OS page cache; caches from 4,000 down to 500 KiB cost the same with 64 and with 10,000
+ * sessions (bench/store-apply-cpu.ts, bench/results/profile-sqlite.md).
  */
 const WRITER_CACHE_KIB = 2_000;
 
