@@ -1,9 +1,11 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createMemoryStore } from "../bridge/store/memory-store.js";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
-import type { StoreBatch } from "../bridge/store/session-store.js";
-import { createSqliteStore } from "../bridge/store/sqlite-store.js";
+import type { SessionStore, StoreBatch } from "../bridge/store/session-store.js";
+import { createSqliteStore, type SqliteSessionStore } from "../bridge/store/sqlite-store.js";
+import { sampleThreads, threadDeltas } from "./store-thread-cpu.js";
 import { walPagesByBtree } from "./store-wal-pages.js";
 
 /**
@@ -19,7 +21,17 @@ import { walPagesByBtree } from "./store-wal-pages.js";
  * Settings (environment): STORE_BENCH_SESSIONS (10000 live sessions), STORE_BENCH_CALLS
  * (6000), STORE_BENCH_RATE (300 calls/s), STORE_BENCH_PAYLOAD_BYTES (1024),
  * STORE_BENCH_DIR (a directory on the disk to measure; default the OS temp directory,
- * which must not be tmpfs: tmpfs writes never reach a storage layer and count as 0).
+ * which must not be tmpfs: tmpfs writes never reach a storage layer and count as 0),
+ * STORE_BENCH_STORE (sqlite, or memory: the same driver on the memory store, whose CPU
+ * per call is the driver's own and the baseline the SQLite figure is read against).
+ *
+ * CPU is also reported per thread (/proc/self/task/<tid>/stat, user and kernel, with the
+ * voluntary context switches: wake-ups after a futex wait, an fsync or an empty poll):
+ * the main thread (driver and the store's side), the writer thread, the checkpointer
+ * thread, and Node's own helpers (GC and libuv threads that existed before the store).
+ * The rate and session count of the bench's fixed-rate rows on one store:
+ *
+ *   STORE_BENCH_SESSIONS=64 STORE_BENCH_RATE=1000 STORE_BENCH_CALLS=10000 node dist/bench/store-write-amplification.js
  *
  * The window starts on a freshly reopened store (empty WAL) and ends after close(), whose
  * final checkpoint writes what the WAL still held: deferred writes are counted too.
@@ -30,6 +42,8 @@ const calls = setting("STORE_BENCH_CALLS", 6_000);
 const rate = setting("STORE_BENCH_RATE", 300);
 const payloadBytes = setting("STORE_BENCH_PAYLOAD_BYTES", 1024);
 const baseDir = process.env.STORE_BENCH_DIR ?? tmpdir();
+const kind = process.env.STORE_BENCH_STORE ?? "sqlite";
+if (kind !== "sqlite" && kind !== "memory") throw new Error(`STORE_BENCH_STORE must be sqlite or memory`);
 
 function setting(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -105,11 +119,14 @@ interface Live {
   busy: Promise<void>;
 }
 
+let groupOf = (tid: number): string => (tid === process.pid ? "main" : "node helpers");
 const dir = mkdtempSync(join(baseDir, "sessionbridge-wa-"));
 const path = join(dir, "sessions.db");
 const now = Date.now();
 const live: Live[] = [];
-let store = await createSqliteStore({ path });
+const open = async (): Promise<SessionStore & Partial<Pick<SqliteSessionStore, "stats">>> =>
+  kind === "sqlite" ? await createSqliteStore({ path }) : createMemoryStore();
+let store = await open();
 
 const entryOf = (
   s: SessionRecord,
@@ -158,17 +175,32 @@ for (let first = 0; first < sessionsCount; first += 100) {
   }
   await store.commit(batch);
 }
-await store.close();
-store = await createSqliteStore({ path });
+// The memory store keeps what it holds only while it is open.
+if (kind === "sqlite") {
+  await store.close();
+  // Threads started from here on are the store's: the writer now, the checkpointer later.
+  const helpers = new Set(sampleThreads().keys());
+  store = await open();
+  const writers = new Set([...sampleThreads().keys()].filter((tid) => !helpers.has(tid)));
+  groupOf = (tid) =>
+    tid === process.pid
+      ? "main"
+      : writers.has(tid)
+        ? "writer"
+        : helpers.has(tid)
+          ? "node helpers"
+          : "checkpointer";
+}
 
 lastFrames = walFrames(path);
 const sizeBefore = filesBytes(path);
 const writtenBefore = writeBytes();
-const transactionsBefore = store.stats().transactions;
+const statsBefore = store.stats?.();
 const startedAt = performance.now();
 // The process's CPU (all threads: this one, the writer and the checkpointer).
 const cpuBefore = process.cpuUsage();
 let storedPayload = 0;
+const threadsBefore = sampleThreads();
 
 const commitMs: number[] = [];
 const timed = async (commit: Promise<void>): Promise<void> => {
@@ -244,38 +276,60 @@ for (let n = 0; n < calls; n++) {
 }
 await Promise.all(inFlight);
 const elapsedS = (performance.now() - startedAt) / 1000;
-const transactions = store.stats().transactions - transactionsBefore;
-const checkpoints = store.stats().checkpoints;
+const statsAfter = store.stats?.();
+const transactions = (statsAfter?.transactions ?? 0) - (statsBefore?.transactions ?? 0);
+const checkpoints = statsAfter?.checkpoints ?? 0;
 // What the WAL holds now (the commits since its last reset), by b-tree: where the pages go.
-const walPages = walPagesByBtree(path);
+const walPages = kind === "sqlite" ? walPagesByBtree(path) : { frames: 0, transactions: 0, byBtree: [] };
+// Threads before close(): its final checkpoint is not a call's cost.
+const threads = threadDeltas(threadsBefore, sampleThreads(), groupOf);
 await store.close();
 const cpu = process.cpuUsage(cpuBefore);
+const perCallMs = (seconds: number): number => Number(((seconds * 1000) / calls).toFixed(3));
 
 const written = writeBytes() - writtenBefore;
 const growth = filesBytes(path) - sizeBefore;
 const kb = (n: number): string => (n / 1024).toFixed(2);
 const result = {
+  store: kind,
   sessions: sessionsCount,
   calls,
   rateCallsPerS: rate,
   achievedCallsPerS: Number((calls / elapsedS).toFixed(1)),
   payloadBytes,
   writeTransactions: transactions,
-  commitsPerTransaction: Number(((calls * 2) / transactions).toFixed(2)),
+  commitsPerTransaction: Number(((calls * 2) / Math.max(1, transactions)).toFixed(2)),
+  writerMessagesPerCall: Number(
+    (((statsAfter?.messagesSent ?? 0) - (statsBefore?.messagesSent ?? 0)) / calls).toFixed(2),
+  ),
+  writerRepliesPerCall: Number(
+    (((statsAfter?.messagesReceived ?? 0) - (statsBefore?.messagesReceived ?? 0)) / calls).toFixed(2),
+  ),
   checkpoints,
   walFrames: framesWritten,
-  walFramesPerTransaction: Number((framesWritten / transactions).toFixed(2)),
+  walFramesPerTransaction: Number((framesWritten / Math.max(1, transactions)).toFixed(2)),
   walFramesPerCall: Number((framesWritten / calls).toFixed(2)),
   writtenBytes: written,
   databaseGrowthBytes: growth,
   payloadStoredBytes: storedPayload,
   writtenKiBPerCall: Number(kb(written / calls)),
   storedKiBPerCall: Number(kb(growth / calls)),
-  amplification: Number((written / growth).toFixed(2)),
+  amplification: Number((written / Math.max(1, growth)).toFixed(2)),
   // CPU of the whole process per call: the driver's share is small and the same in every
   // run, the rest is the store's (main thread side, writer, checkpointer).
   cpuMsPerCall: Number(((cpu.user + cpu.system) / 1000 / calls).toFixed(3)),
   cpuSystemMsPerCall: Number((cpu.system / 1000 / calls).toFixed(3)),
+  // By thread, before close(): milliseconds of user and kernel CPU per call, wake-ups per call.
+  threads: Object.fromEntries(
+    [...threads].map(([name, t]) => [
+      name,
+      {
+        userMsPerCall: perCallMs(t.userS),
+        systemMsPerCall: perCallMs(t.systemS),
+        wakeupsPerCall: Number((t.wakeups / calls).toFixed(2)),
+      },
+    ]),
+  ),
   ...commitLatency(),
   walNow: {
     frames: walPages.frames,

@@ -5,8 +5,9 @@ import type { StoreBatch } from "./session-store.js";
 import type { WriterRequest, WriterResult } from "./sqlite-protocol.js";
 import { toWireError } from "./sqlite-protocol.js";
 import {
-  entryToRow,
+  entryToParams,
   idempotencyToRow,
+  type JournalParams,
   outboxToRow,
   type StoredSessionRow,
   sessionToRow,
@@ -37,12 +38,13 @@ export interface GroupApplier {
 
 /**
  * Group commit (S9): every request queued while the previous transaction was being made
- * durable goes into one transaction, so one fsync covers them all. Each request runs in
- * its own SAVEPOINT: one that fails (S5 conflict, duplicate journal index) is rolled back
- * alone and its neighbours still commit. Journal appends are checked against the stored
- * last index of each session (checkJournalAppend), inside the same transaction, so a
- * conflicting batch is refused before it writes anything. If the transaction itself fails, nothing in it
- * happened and every request in it fails.
+ * durable goes into one transaction, so one fsync covers them all. A request that fails
+ * (S5 conflict, duplicate journal index) is rolled back alone and its neighbours still
+ * commit: the group then runs again with each request in its own SAVEPOINT. Journal
+ * appends are checked against the stored last index of each session (checkJournalAppend),
+ * inside the same transaction, so a conflicting batch is refused before it writes
+ * anything. If the transaction itself fails, nothing in it happened and every request in
+ * it fails.
  */
 export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   const begin = db.prepare("BEGIN IMMEDIATE");
@@ -79,9 +81,10 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
   const storedSession = db.prepare<[{ id: string; key: number | null }], StoredSessionRow & JournalTail>(
     `SELECT sessions.*, ${TAIL_COLUMNS_BY_KEY} FROM sessions WHERE id = @id`,
   );
-  const insertEntry = db.prepare(`
+  // Positional parameters (one array, in JournalParams order).
+  const insertEntry = db.prepare<[JournalParams]>(`
     INSERT INTO journal (session_key, idx, message_id, kind, seq, in_reply_to, exchange, recorded_at_ms, envelope)
-    VALUES (@session_key, @idx, @message_id, @kind, @seq, @in_reply_to, @exchange, @recorded_at_ms, @envelope)`);
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const keyById = db.prepare<[string], number>("SELECT key FROM session_keys WHERE id = ?").pluck();
   const insertKey = db.prepare<[string]>("INSERT INTO session_keys (id) VALUES (?)");
   const upsertIdempotency = db.prepare(`
@@ -195,15 +198,69 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     const entries = batch.entries ?? [];
     checkJournalAppend(entries, keys.lastIndex);
     // Entries first: a session row written in this batch records the journal's new end.
-    for (const entry of entries) insertEntry.run(entryToRow(entry, keys.give(entry.sessionId)));
+    for (const entry of entries) insertEntry.run(entryToParams(entry, keys.give(entry.sessionId)));
     for (const record of batch.sessions ?? []) storeSession(record, keys);
     for (const record of batch.idempotency ?? []) storeIdempotency(record, entries);
     for (const item of batch.outboxAdd ?? []) upsertOutbox.run(outboxToRow(item));
     for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);
   };
 
+  const rollbackQuietly = (): void => {
+    if (!db.inTransaction) return;
+    try {
+      rollback.run();
+    } catch {
+      // The connection is already out of the transaction or unusable; the caller's error says why.
+    }
+  };
+
+  /** Every request fails with the transaction's error: nothing of the group happened. */
+  const transactionFailed = (
+    requests: readonly CommitRequest[],
+    error: unknown,
+  ): { results: WriterResult[]; committed: false } => {
+    const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
+    return { results: requests.map(() => failed), committed: false };
+  };
+
   return {
     apply(requests, alongside) {
+      // First without savepoints: a savepoint per request costs two statements and copies
+      // each page the request changes to the statement journal, and a request is refused
+      // (S5 conflict, journal conflict) far more rarely than it commits. When one is
+      // refused, the transaction is rolled back and the group runs again request by
+      // request in savepoints (below), so its neighbours still commit; the alongside step
+      // has not run yet at that point.
+      let refusal: unknown;
+      try {
+        begin.run();
+      } catch (error) {
+        return transactionFailed(requests, error);
+      }
+      try {
+        for (const request of requests) applyBatch(request.batch);
+      } catch (error) {
+        refusal = error;
+      }
+      if (refusal === undefined) {
+        try {
+          alongside?.();
+          commit.run();
+          return { results: requests.map(() => ({ ok: true })), committed: true };
+        } catch (error) {
+          rollbackQuietly();
+          return transactionFailed(requests, error);
+        }
+      }
+      rollbackQuietly();
+      const [only] = requests;
+      // A lone request's refusal is its answer: the transaction held nothing else.
+      if (requests.length === 1 && only !== undefined && alongside === undefined) {
+        return {
+          results: [{ ok: false, error: toWireError(refusal, "the batch was not recorded") }],
+          committed: false,
+        };
+      }
       const results: WriterResult[] = [];
       try {
         begin.run();
@@ -226,15 +283,8 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         commit.run();
         return { results, committed: true };
       } catch (error) {
-        if (db.inTransaction) {
-          try {
-            rollback.run();
-          } catch {
-            // The connection is already out of the transaction or unusable; the error below says why.
-          }
-        }
-        const failed = { ok: false, error: toWireError(error, "the transaction was not recorded") } as const;
-        return { results: requests.map(() => failed), committed: false };
+        rollbackQuietly();
+        return transactionFailed(requests, error);
       }
     },
   };

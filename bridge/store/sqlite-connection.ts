@@ -30,6 +30,17 @@ const WAL_AUTOCHECKPOINT_PAGES = 131_072;
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
+ * The writer's page cache, in KiB (SQLite's default in this build is 16,000). Every commit
+ * ends by dropping cached pages past the end of the database, and SQLite does it by
+ * scanning its whole page hash when it cannot tell which pages those are: that scan grows
+ * with the cache and was the largest single cost of a commit in the writer (nearly half of
+ * its time in SQLite at 1000 calls/s). Pages a smaller cache misses are read back from the
+ * OS page cache; caches from 4,000 down to 500 KiB cost the same with 64 and with 10,000
+ * sessions (bench/store-apply-cpu.ts, bench/results/profile-sqlite.md).
+ */
+const WRITER_CACHE_KIB = 2_000;
+
+/**
  * The one writing connection (it lives in the writer thread). WAL lets the reader on the
  * main thread go on reading while this one commits. synchronous=FULL fsyncs the WAL on
  * every commit, so a resolved commit survives power loss (S9, S10); NORMAL survives a
@@ -50,6 +61,7 @@ export function openWriterConnection(
     db.pragma(`synchronous = ${synchronous === "full" ? "FULL" : "NORMAL"}`);
     db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+    db.pragma(`cache_size = -${WRITER_CACHE_KIB}`);
     return db;
   } catch (error) {
     db.close();

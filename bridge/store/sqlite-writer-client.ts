@@ -16,6 +16,12 @@ export interface WriterStats {
    * Purge steps run in transactions of their own and are not counted here.
    */
   readonly transactions: number;
+  /**
+   * Messages posted to the writer thread and replies received from it: each is a
+   * structured clone and a wake-up of the thread it goes to.
+   */
+  readonly messagesSent: number;
+  readonly messagesReceived: number;
   /** Purge steps that deleted something, each in a group's transaction or a short one of its own. */
   readonly purgeSteps: number;
   /** Rows those steps deleted. */
@@ -70,6 +76,8 @@ export function startSqliteWriter(options: WriterOptions, events: WriterEvents =
   const purging: Pending<PurgeCounts>[] = [];
   let batches = 0;
   let transactions = 0;
+  let messagesSent = 0;
+  let messagesReceived = 0;
   let purgeSteps = 0;
   let purgeRows = 0;
   let purgeStepMs = 0;
@@ -98,6 +106,7 @@ export function startSqliteWriter(options: WriterOptions, events: WriterEvents =
   };
 
   worker.on("message", (reply: WriterReply) => {
+    messagesReceived++;
     switch (reply.type) {
       case "ready":
         finishStartup()?.resolve();
@@ -185,6 +194,7 @@ export function startSqliteWriter(options: WriterOptions, events: WriterEvents =
       worker.postMessage(
         sending.map(({ request }) => (request.type === "commit" ? { ...request, sentAtMs } : request)),
       );
+      messagesSent++;
     } catch (error) {
       const failure = storeFailure("the batch cannot be sent to the SQLite writer", error);
       for (const { entry } of sending) entry.reject(failure);
@@ -229,6 +239,8 @@ export function startSqliteWriter(options: WriterOptions, events: WriterEvents =
     stats: () => ({
       batches,
       transactions,
+      messagesSent,
+      messagesReceived,
       purgeSteps,
       purgeRows,
       purgeStepMs,
