@@ -5,6 +5,7 @@ import { createMemoryStore } from "../bridge/store/memory-store.js";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
 import type { SessionStore, StoreBatch } from "../bridge/store/session-store.js";
 import { createSqliteStore, type SqliteSessionStore } from "../bridge/store/sqlite-store.js";
+import { benchSession } from "./store-session-record.js";
 import { sampleThreads, threadDeltas } from "./store-thread-cpu.js";
 import { walPagesByBtree } from "./store-wal-pages.js";
 
@@ -154,23 +155,7 @@ for (let first = 0; first < sessionsCount; first += 100) {
   const batch: { sessions: SessionRecord[]; entries: JournalRecord[] } = { sessions: [], entries: [] };
   for (let i = first; i < Math.min(first + 100, sessionsCount); i++) {
     const id = `s${i.toString(36).padStart(6, "0")}${bytes(8).reduce((t, b) => t + b.toString(16), "")}`;
-    const base: SessionRecord = {
-      id,
-      service: "bench.v1.Echo",
-      state: "active",
-      endReason: undefined,
-      correlationSet: "byKey",
-      correlation: { key: id },
-      correlationKey: id,
-      principal: "anonymous",
-      createdAtMs: now,
-      lastActiveAtMs: now,
-      endedAtMs: undefined,
-      idleTimeoutMs: 1_800_000,
-      maxLifetimeMs: 86_400_000,
-      nextSeq: 1,
-      journalLength: 0,
-    };
+    const base = benchSession(id, id, now);
     const started = entryOf(base, 0, {}, 96);
     const record = { ...base, journalLength: 1 };
     batch.sessions.push(record);
