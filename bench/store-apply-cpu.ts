@@ -5,6 +5,7 @@ import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
 import { type CommitRequest, createGroupApplier } from "../bridge/store/sqlite-apply.js";
 import { openWriterConnection } from "../bridge/store/sqlite-connection.js";
 import { migrate } from "../bridge/store/sqlite-schema.js";
+import { benchSession } from "./store-session-record.js";
 
 /**
  * CPU of the SQLite writer's own work per transaction, with the group size held fixed:
@@ -34,23 +35,9 @@ const applier = createGroupApplier(db);
 const now = Date.now();
 const payload = new Uint8Array(PAYLOAD_BYTES).fill(0x5a);
 
-const sessions: SessionRecord[] = Array.from({ length: sessionsCount }, (_, i) => ({
-  id: `session-${i.toString().padStart(6, "0")}-0123456789abcdef`,
-  service: "bench.v1.Echo",
-  state: "active",
-  endReason: undefined,
-  correlationSet: "byKey",
-  correlation: { key: `s${i}` },
-  correlationKey: `s${i}`,
-  principal: "anonymous",
-  createdAtMs: now,
-  lastActiveAtMs: now,
-  endedAtMs: undefined,
-  idleTimeoutMs: 1_800_000,
-  maxLifetimeMs: 86_400_000,
-  nextSeq: 1,
-  journalLength: 0,
-}));
+const sessions: SessionRecord[] = Array.from({ length: sessionsCount }, (_, i) =>
+  benchSession(`session-${i.toString().padStart(6, "0")}-0123456789abcdef`, `s${i}`, now),
+);
 
 const entry = (s: SessionRecord, kind: number, inReplyTo: string, seq: number): JournalRecord => ({
   sessionId: s.id,

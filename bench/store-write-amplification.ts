@@ -5,6 +5,7 @@ import { createMemoryStore } from "../bridge/store/memory-store.js";
 import type { JournalRecord, SessionRecord } from "../bridge/store/records.js";
 import type { SessionStore, StoreBatch } from "../bridge/store/session-store.js";
 import { createSqliteStore, type SqliteSessionStore } from "../bridge/store/sqlite-store.js";
+import { benchSession } from "./store-session-record.js";
 import { sampleThreads, threadDeltas } from "./store-thread-cpu.js";
 import { walPagesByBtree } from "./store-wal-pages.js";
 
@@ -23,7 +24,10 @@ import { walPagesByBtree } from "./store-wal-pages.js";
  * STORE_BENCH_DIR (a directory on the disk to measure; default the OS temp directory,
  * which must not be tmpfs: tmpfs writes never reach a storage layer and count as 0),
  * STORE_BENCH_STORE (sqlite, or memory: the same driver on the memory store, whose CPU
- * per call is the driver's own and the baseline the SQLite figure is read against).
+ * per call is the driver's own and the baseline the SQLite figure is read against),
+ * STORE_BENCH_SHARED (1: a session's calls do not take turns, as a shared operation's
+ * do not (S6); with STORE_BENCH_SESSIONS=1, the bench's shared rows: every commit is the
+ * one session's, and a group holds as many of them as were made during one fsync).
  *
  * CPU is also reported per thread (/proc/self/task/<tid>/stat, user and kernel, with the
  * voluntary context switches: wake-ups after a futex wait, an fsync or an empty poll):
@@ -43,6 +47,7 @@ const rate = setting("STORE_BENCH_RATE", 300);
 const payloadBytes = setting("STORE_BENCH_PAYLOAD_BYTES", 1024);
 const baseDir = process.env.STORE_BENCH_DIR ?? tmpdir();
 const kind = process.env.STORE_BENCH_STORE ?? "sqlite";
+const shared = process.env.STORE_BENCH_SHARED === "1";
 if (kind !== "sqlite" && kind !== "memory") throw new Error(`STORE_BENCH_STORE must be sqlite or memory`);
 
 function setting(name: string, fallback: number): number {
@@ -150,23 +155,7 @@ for (let first = 0; first < sessionsCount; first += 100) {
   const batch: { sessions: SessionRecord[]; entries: JournalRecord[] } = { sessions: [], entries: [] };
   for (let i = first; i < Math.min(first + 100, sessionsCount); i++) {
     const id = `s${i.toString(36).padStart(6, "0")}${bytes(8).reduce((t, b) => t + b.toString(16), "")}`;
-    const base: SessionRecord = {
-      id,
-      service: "bench.v1.Echo",
-      state: "active",
-      endReason: undefined,
-      correlationSet: "byKey",
-      correlation: { key: id },
-      correlationKey: id,
-      principal: "anonymous",
-      createdAtMs: now,
-      lastActiveAtMs: now,
-      endedAtMs: undefined,
-      idleTimeoutMs: 1_800_000,
-      maxLifetimeMs: 86_400_000,
-      nextSeq: 1,
-      journalLength: 0,
-    };
+    const base = benchSession(id, id, now);
     const started = entryOf(base, 0, {}, 96);
     const record = { ...base, journalLength: 1 };
     batch.sessions.push(record);
@@ -271,8 +260,13 @@ for (let n = 0; n < calls; n++) {
   if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   const s = live[Math.floor(random() * live.length)];
   if (s === undefined) continue;
-  s.busy = s.busy.then(() => call(n, s));
-  inFlight.push(s.busy);
+  // A shared call starts at once: its entries take the session's next indexes when they
+  // are made, and its commits queue behind the session's earlier ones in the store.
+  if (shared) inFlight.push(call(n, s));
+  else {
+    s.busy = s.busy.then(() => call(n, s));
+    inFlight.push(s.busy);
+  }
 }
 await Promise.all(inFlight);
 const elapsedS = (performance.now() - startedAt) / 1000;
@@ -292,6 +286,7 @@ const growth = filesBytes(path) - sizeBefore;
 const kb = (n: number): string => (n / 1024).toFixed(2);
 const result = {
   store: kind,
+  shared,
   sessions: sessionsCount,
   calls,
   rateCallsPerS: rate,

@@ -111,12 +111,20 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     .pluck();
 
   /**
-   * The journal keys of the sessions one batch touches, each looked up once. A session
-   * gets its key with its first entry. Made per batch: a batch rolled back to its
-   * savepoint takes the keys it gave out with it.
+   * What one unit of work (the whole group's transaction, or one commit's savepoint) has
+   * learnt about the sessions it touches, read from the database once and then kept up to
+   * date as the unit writes: each session's journal key, its journal's last index, and its
+   * stored row with the journal's tail. A session gets its key with its first entry.
+   * Made per unit: a savepoint rolled back takes what it wrote, keys included, with it.
+   *
+   * A group of commits of one session (a shared operation's calls, S6: they run
+   * concurrently) would otherwise read the same key, last index and row once per commit;
+   * every commit of the group sees what the ones before it wrote, from here instead.
    */
-  const batchKeys = () => {
+  const unitState = () => {
     const known = new Map<string, number | undefined>();
+    const last = new Map<string, number>();
+    const rows = new Map<string, StoredSessionRow & JournalTail>();
     const find = (sessionId: string): number | undefined => {
       if (known.has(sessionId)) return known.get(sessionId);
       const key = keyById.get(sessionId);
@@ -133,11 +141,48 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         return key;
       },
       lastIndex(sessionId: string): number {
+        const held = last.get(sessionId);
+        if (held !== undefined) return held;
         const key = find(sessionId);
-        return key === undefined ? 0 : (lastIndex.get(key) ?? 0);
+        const read = key === undefined ? 0 : (lastIndex.get(key) ?? 0);
+        last.set(sessionId, read);
+        return read;
+      },
+      /** An entry was inserted: it is its session's journal tail now (checkJournalAppend). */
+      appended(entry: JournalRecord): void {
+        last.set(entry.sessionId, entry.index);
+        const row = rows.get(entry.sessionId);
+        if (row === undefined) return;
+        row.tail_idx = entry.index;
+        // The tail's columns as TAIL_COLUMNS_BY_KEY reads them: the highest sb-seq (S7), and
+        // the time of the entry with the highest index, which is this one.
+        if (entry.seq > 0) row.tail_seq = Math.max(row.tail_seq ?? 0, entry.seq);
+        row.tail_at = entry.recordedAtMs;
+      },
+      /** The session's stored row with its journal's tail, as this unit has left it. */
+      row(sessionId: string): (StoredSessionRow & JournalTail) | undefined {
+        const held = rows.get(sessionId);
+        if (held !== undefined) return held;
+        const read = storedSession.get({ id: sessionId, key: find(sessionId) ?? null });
+        if (read !== undefined) rows.set(sessionId, read);
+        return read;
+      },
+      /** The row's hot fields were written (touchSession). */
+      touched(
+        sessionId: string,
+        hot: Pick<StoredSessionRow, "last_active_at_ms" | "next_seq" | "journal_length" | "written_at_idx">,
+      ): void {
+        const row = rows.get(sessionId);
+        if (row !== undefined) Object.assign(row, hot);
+      },
+      /** The whole row was written: read it again if this unit needs it again (rare: a start, an end). */
+      rewritten(sessionId: string): void {
+        rows.delete(sessionId);
       },
     };
   };
+
+  type UnitState = ReturnType<typeof unitState>;
 
   /**
    * Writes an idempotency record (S8). When its outcome is the envelope of an outcome entry
@@ -170,18 +215,26 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
    * (sqlite-session-tail.ts). The common commit, a live session whose journal moved on,
    * writes nothing to the sessions table.
    */
-  const storeSession = (record: SessionRecord, keys: ReturnType<typeof batchKeys>): void => {
+  const storeSession = (record: SessionRecord, unit: UnitState): void => {
     const row = sessionToRow(record);
-    const stored = storedSession.get({ id: record.id, key: keys.find(record.id) ?? null });
+    const stored = unit.row(record.id);
     if (stored !== undefined) {
       const current = withJournalTail(stored);
       if (derivable(row, current)) return;
       if (sameColdFields(row, current)) {
-        touchSession.run({ ...row, written_at_idx: stored.tail_idx ?? 0 });
+        const hot = {
+          last_active_at_ms: row.last_active_at_ms,
+          next_seq: row.next_seq,
+          journal_length: row.journal_length,
+          written_at_idx: stored.tail_idx ?? 0,
+        };
+        touchSession.run({ id: row.id, ...hot });
+        unit.touched(record.id, hot);
         return;
       }
     }
-    const writtenAt = stored === undefined ? keys.lastIndex(record.id) : (stored.tail_idx ?? 0);
+    const writtenAt = stored === undefined ? unit.lastIndex(record.id) : (stored.tail_idx ?? 0);
+    unit.rewritten(record.id);
     try {
       upsertSession.run({ ...row, written_at_idx: writtenAt });
     } catch (error) {
@@ -193,13 +246,15 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
     }
   };
 
-  const applyBatch = (batch: StoreBatch): void => {
-    const keys = batchKeys();
+  const applyBatch = (batch: StoreBatch, unit: UnitState): void => {
     const entries = batch.entries ?? [];
-    checkJournalAppend(entries, keys.lastIndex);
+    checkJournalAppend(entries, unit.lastIndex);
     // Entries first: a session row written in this batch records the journal's new end.
-    for (const entry of entries) insertEntry.run(entryToParams(entry, keys.give(entry.sessionId)));
-    for (const record of batch.sessions ?? []) storeSession(record, keys);
+    for (const entry of entries) {
+      insertEntry.run(entryToParams(entry, unit.give(entry.sessionId)));
+      unit.appended(entry);
+    }
+    for (const record of batch.sessions ?? []) storeSession(record, unit);
     for (const record of batch.idempotency ?? []) storeIdempotency(record, entries);
     for (const item of batch.outboxAdd ?? []) upsertOutbox.run(outboxToRow(item));
     for (const item of batch.outboxRemove ?? []) deleteOutbox.run(item.sessionId, item.messageId);
@@ -238,7 +293,9 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         return transactionFailed(requests, error);
       }
       try {
-        for (const request of requests) applyBatch(request.batch);
+        // One unit for the group: if any commit is refused, all of it is rolled back.
+        const unit = unitState();
+        for (const request of requests) applyBatch(request.batch, unit);
       } catch (error) {
         refusal = error;
       }
@@ -267,7 +324,7 @@ export function createGroupApplier(db: BetterSqlite3.Database): GroupApplier {
         for (const request of requests) {
           savepoint.run();
           try {
-            applyBatch(request.batch);
+            applyBatch(request.batch, unitState());
             results.push({ ok: true });
             release.run();
           } catch (error) {

@@ -15,7 +15,7 @@ import { openWriterConnection } from "../../../bridge/store/sqlite-connection.js
 import { fromWireError } from "../../../bridge/store/sqlite-protocol.js";
 import { migrate } from "../../../bridge/store/sqlite-schema.js";
 import { openTempSqlite } from "./sqlite-fixture.js";
-import { entry, session } from "./store-records.js";
+import { ended, entry, session } from "./store-records.js";
 
 const commit = (batch: StoreBatch): CommitRequest => ({ type: "commit", batch, sentAtMs: 0 });
 
@@ -113,6 +113,105 @@ describe("SQLite writer", () => {
     expect(results.map((r) => r.ok)).to.deep.equal([true, false]);
     expect(steps).to.equal(1);
     expect(journalAtStep).to.deep.equal([1]);
+  });
+
+  describe("a group of commits of one session (S6: a shared operation's calls)", () => {
+    // The engine's commits of one session, each with the session as it stood when the commit
+    // was made: entries that move the hot fields (S7 numbers among them), a commit whose
+    // activity the journal cannot tell (the row is touched), a new session in between, and
+    // an end (the row rewritten), then activity after the end.
+    const s1 = session("s1", { journalLength: 1 });
+    const s2 = session("s2", { journalLength: 1, correlationKey: "k2" });
+    const shared: StoreBatch[] = [
+      { entries: [entry("s1", 2)], sessions: [{ ...s1, journalLength: 2, lastActiveAtMs: 2_002 }] },
+      {
+        entries: [entry("s1", 3, { seq: 1 })],
+        sessions: [{ ...s1, journalLength: 3, nextSeq: 2, lastActiveAtMs: 2_003 }],
+        outboxAdd: [{ sessionId: "s1", messageId: "s1-m3", index: 3 }],
+      },
+      { sessions: [{ ...s1, journalLength: 3, nextSeq: 2, lastActiveAtMs: 9_000 }] },
+      { entries: [entry("s2", 1)], sessions: [s2] },
+      {
+        entries: [entry("s1", 4), entry("s1", 5, { seq: 2 })],
+        sessions: [{ ...s1, journalLength: 5, nextSeq: 3, lastActiveAtMs: 9_000 }],
+        outboxRemove: [{ sessionId: "s1", messageId: "s1-m3" }],
+      },
+      { entries: [entry("s2", 2)], sessions: [{ ...s2, journalLength: 2, lastActiveAtMs: 2_002 }] },
+      { sessions: [{ ...s1, journalLength: 5, nextSeq: 3, lastActiveAtMs: 9_500 }] },
+      {
+        entries: [entry("s1", 6, { recordedAtMs: 9_600 })],
+        sessions: [ended({ ...s1, journalLength: 6, nextSeq: 3, lastActiveAtMs: 9_600 }, 9_600)],
+      },
+      { sessions: [ended({ ...s1, journalLength: 6, nextSeq: 3, lastActiveAtMs: 9_700 }, 9_600)] },
+      {
+        entries: [entry("s1", 7, { recordedAtMs: 9_800 })],
+        sessions: [ended({ ...s1, journalLength: 7, nextSeq: 3, lastActiveAtMs: 9_800 }, 9_600)],
+      },
+    ];
+
+    /** Every row the commits wrote, in a fixed order, to compare two databases. */
+    const contents = (target: Database.Database) => ({
+      sessions: target.prepare("SELECT * FROM sessions ORDER BY id").all(),
+      journal: target.prepare("SELECT * FROM journal ORDER BY session_key, idx").all(),
+      keys: target.prepare("SELECT * FROM session_keys ORDER BY key").all(),
+      outbox: target.prepare("SELECT * FROM outbox ORDER BY session_id, message_id").all(),
+    });
+
+    /**
+     * Rows the connection has inserted, updated or deleted so far, rolled-back work included:
+     * the group makes the same decisions as the commits alone (a row touched or left alone)
+     * only if it changes as many rows.
+     */
+    const rowsChanged = (target: Database.Database): number =>
+      target.prepare("SELECT total_changes()").pluck().get() as number;
+
+    /** The same commits on a second database, each in a transaction of its own. */
+    const oneByOne = (batches: readonly StoreBatch[]) => {
+      const other = openWriterConnection(join(dir, "one-by-one.db"), "full", 1000);
+      try {
+        migrate(other);
+        const alone = createGroupApplier(other);
+        alone.apply([commit({ sessions: [s1], entries: [entry("s1", 1)] })]);
+        const before = rowsChanged(other);
+        const results = batches.map((batch) => alone.apply([commit(batch)]).results[0]);
+        return { results, contents: contents(other), changed: rowsChanged(other) - before };
+      } finally {
+        other.close();
+      }
+    };
+
+    it("leaves the same rows in one transaction as in one transaction each", () => {
+      applier.apply([commit({ sessions: [s1], entries: [entry("s1", 1)] })]);
+      const before = rowsChanged(db);
+      const grouped = applier.apply(shared.map(commit));
+      expect(grouped.committed).to.equal(true);
+      expect(grouped.results.every((r) => r.ok)).to.equal(true);
+      const expected = oneByOne(shared);
+      expect(expected.results.every((r) => r?.ok === true)).to.equal(true);
+      expect(contents(db)).to.deep.equal(expected.contents);
+      // Not run twice (the group was not refused and retried) and no row written needlessly.
+      expect(rowsChanged(db) - before).to.equal(expected.changed);
+      // The row was touched (9,000 is no entry's time) and rewritten (the end) on the way.
+      const row = db.prepare("SELECT * FROM sessions WHERE id = 's1'").get() as Record<string, unknown>;
+      expect(row.state).to.equal("closed");
+      expect(row.last_active_at_ms).to.equal(9_700);
+    });
+
+    it("leaves the same rows when a commit of the group is refused (S9: it alone)", () => {
+      applier.apply([commit({ sessions: [s1], entries: [entry("s1", 1)] })]);
+      // Index 9 does not continue the journal: refused, the group runs again in savepoints.
+      const refused: StoreBatch = {
+        entries: [entry("s1", 9)],
+        sessions: [{ ...s1, journalLength: 9, lastActiveAtMs: 9_900 }],
+      };
+      const batches = [...shared.slice(0, 3), refused, ...shared.slice(3)];
+      const grouped = applier.apply(batches.map(commit));
+      expect(grouped.committed).to.equal(true);
+      expect(grouped.results.map((r) => r.ok)).to.deep.equal(batches.map((b) => b !== refused));
+      const expected = oneByOne(batches);
+      expect(expected.results.map((r) => r?.ok)).to.deep.equal(batches.map((b) => b !== refused));
+      expect(contents(db)).to.deep.equal(expected.contents);
+    });
   });
 
   it("in a group, refuses only the commit that conflicts", () => {
