@@ -4,12 +4,12 @@ import type { PathKind, ScenarioResult } from "./scenarios.js";
 
 /**
  * What work per call each path gives the echo server and the load generator, for drift.ts.
- * From quiet runs: the grpc-go echo costs the same per call within −12 % to +6 % whether the
- * generator, nginx or a bridge calls it, and the generator the same whatever it calls over
- * gRPC. Not comparable, so left without a kind: the grpc-js echo (direct-node, the only
- * one), the connect-go echo behind the bridge's Connect outbound (about 30 % cheaper per
- * call than called straight by the generator, in both runs with the HTTP rows), and the generator
- * speaking Connect JSON (no direct row does).
+ * From quiet runs: the grpc-go echo costs the same per call within −12 % to +6 % whether
+ * the generator, nginx or a bridge calls it, and the generator the same whatever it calls
+ * over gRPC. Not comparable, so left without a kind: the grpc-js echo (direct-node, the
+ * only one), the connect-go echo behind the bridge's Connect outbound (about 30 % cheaper
+ * per call than called straight by the generator, in both runs with the HTTP rows), and
+ * the generator speaking Connect JSON (no direct row does).
  */
 const KINDS: Readonly<Record<PathKind, { echo?: string; generator?: string }>> = {
   direct: { echo: "grpc-go", generator: "grpc" },
