@@ -81,7 +81,7 @@ describe("bench drift", () => {
     });
 
     it("compare gRPC rows with direct grpc-go, Connect with Connect, NATS with NATS", () => {
-      const process = (cpu: number) => ({
+      const figures = (cpu: number) => ({
         cpuSeconds: cpu * 10,
         cpuCores: cpu,
         cpuSecondsPer1000: cpu,
@@ -95,8 +95,8 @@ describe("bench drift", () => {
           id: `${path}/${mode}`,
           path,
           mode,
-          echo: process(echo),
-          generator: process(generator),
+          echo: figures(echo),
+          generator: figures(generator),
         }) as unknown as ScenarioResult;
       const natsPath = (path: "direct" | "bridged-memory", echo: number, client: number) => ({
         path,

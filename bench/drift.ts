@@ -149,13 +149,13 @@ export function assessDrift(
 ): DriftReport {
   const probes = speedSeries(samples, limits);
   const references = chooseReferences(rows, candidates);
-  const against = (row: DriftRow, process: "echo" | "generator"): AgainstReference | undefined => {
-    const kind = process === "echo" ? row.echoKind : row.generatorKind;
+  const against = (row: DriftRow, who: "echo" | "generator"): AgainstReference | undefined => {
+    const kind = who === "echo" ? row.echoKind : row.generatorKind;
     if (!row.fixedRate || kind === undefined) return undefined;
-    const reference = references[`${process} ${kind}`];
+    const reference = references[`${who} ${kind}`];
     if (reference === undefined || reference.id === row.id) return undefined;
     const pick = (r: DriftRow): number | undefined =>
-      process === "echo" ? r.echoCpuSecondsPer1000 : r.generatorCpuSecondsPer1000;
+      who === "echo" ? r.echoCpuSecondsPer1000 : r.generatorCpuSecondsPer1000;
     const mine = pick(row);
     const theirs = pick(reference);
     if (mine === undefined || theirs === undefined || !(theirs > 0) || !Number.isFinite(mine))
@@ -166,7 +166,7 @@ export function assessDrift(
       cpuSecondsPer1000: mine,
       referenceCpuSecondsPer1000: theirs,
       ratio,
-      flagged: beyond(ratio, limits[process]),
+      flagged: beyond(ratio, limits[who]),
     };
   };
   const out = rows.map((row): RowDrift => {

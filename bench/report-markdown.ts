@@ -345,8 +345,8 @@ function ratioCell(a: AgainstReference | undefined, isReference: boolean): strin
 /** The speed probes over the run, each row against its reference, and the rows flagged. */
 function renderDrift(d: DriftReport, flagged: readonly string[]): string[] {
   const out: string[] = [];
-  const isReference = (id: string, process: "echo" | "generator"): boolean =>
-    Object.entries(d.references).some(([kind, ref]) => ref === id && kind.startsWith(`${process} `));
+  const isReference = (id: string, who: "echo" | "generator"): boolean =>
+    Object.entries(d.references).some(([kind, ref]) => ref === id && kind.startsWith(`${who} `));
   const speed = (value: number | undefined): string => fixed(value, 2);
   out.push("");
   out.push("## Machine speed over the run");
