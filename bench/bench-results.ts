@@ -1,4 +1,5 @@
 import type { BenchSettings } from "./bench-settings.js";
+import type { DriftReport } from "./drift.js";
 import { HTTP_PATHS, HTTP_REFERENCE, type HttpPathKind } from "./http-rows.js";
 import type { IdleRssResult } from "./idle-rss.js";
 import type { MachineInfo } from "./machine-info.js";
@@ -49,6 +50,10 @@ export interface BenchResults {
   readonly problems: readonly string[];
   /** Windows that other work on the machine disturbed; they do not fail the run. */
   readonly warnings: readonly string[];
+  /** The machine's speed over the run and each row's CPU per call against its reference (drift.ts). */
+  readonly drift?: DriftReport | undefined;
+  /** Rows drift flags, one line each; they do not fail the run. */
+  readonly drifted?: readonly string[] | undefined;
   readonly durationSeconds: number;
 }
 

@@ -122,6 +122,23 @@ const nvpCell = (s: NvpSummary | undefined): string => {
   return `${s.count} / ${f(s.pauseTotalMs / s.count, 1)} / ${f(s.pauseMaxMs, 1)} (${top})`;
 };
 
+/** Both tables' columns: per run (`third` "round") and medians over the rounds ("runs"). */
+const header = (third: string, v8: readonly [string, string]): string[] => [
+  "scenario",
+  "bridge flags",
+  third,
+  "p99 (ms)",
+  "p99 from send",
+  "longest GC (ms)",
+  "GC pauses > 5 ms",
+  "young / full GCs",
+  "promoted KB / call",
+  "CPU s / 1000",
+  "RSS peak (MB)",
+  "other load (cores)",
+  ...(tracing ? v8 : []),
+];
+
 const out: string[] = [];
 out.push(
   `${rounds} round(s), the flag sets taking turns; BENCH_ONLY=${only}; load average (1 min) at each run's start ${loadAverages.map((l) => l.toFixed(1)).join(", ")}`,
@@ -129,21 +146,7 @@ out.push(
 );
 out.push(
   table(
-    [
-      "scenario",
-      "bridge flags",
-      "round",
-      "p99 (ms)",
-      "p99 from send",
-      "longest GC (ms)",
-      "GC pauses > 5 ms",
-      "young / full GCs",
-      "promoted KB / call",
-      "CPU s / 1000",
-      "RSS peak (MB)",
-      "other load (cores)",
-      ...(tracing ? ["V8 scavenges: n / mean / max ms (phases)", "V8 mark-compacts"] : []),
-    ],
+    header("round", ["V8 scavenges: n / mean / max ms (phases)", "V8 mark-compacts"]),
     [...rows]
       .sort(
         (a, b) => a.scenario.localeCompare(b.scenario) || a.flags.localeCompare(b.flags) || a.round - b.round,
@@ -197,27 +200,7 @@ for (const scenario of scenarios) {
     ]);
   }
 }
-out.push(
-  table(
-    [
-      "scenario",
-      "bridge flags",
-      "runs",
-      "p99 (ms)",
-      "p99 from send",
-      "longest GC (ms)",
-      "GC pauses > 5 ms",
-      "young / full GCs",
-      "promoted KB / call",
-      "CPU s / 1000",
-      "RSS peak (MB)",
-      "other load (cores)",
-      ...(tracing ? ["V8 mean scavenge (ms)", "V8 mean mark-compact pause (ms)"] : []),
-    ],
-    body,
-  ),
-  "",
-);
+out.push(table(header("runs", ["V8 mean scavenge (ms)", "V8 mean mark-compact pause (ms)"]), body), "");
 process.stdout.write(`${out.join("\n")}\n`);
 if (failures.length > 0) {
   process.stderr.write(`\nflag-rounds: runs that failed:\n${failures.map((x) => `  - ${x}`).join("\n")}\n`);

@@ -9,6 +9,7 @@ import { benchModule, repoRoot } from "./bench-paths.js";
 import type { BenchSettings } from "./bench-settings.js";
 import { JsonLineChild } from "./children.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
+import { cpuSeconds } from "./proc-stats.js";
 
 /** One path of the NATS rows: a fixed rate (latency from the scheduled send) and a closed loop. */
 export interface NatsPathResult {
@@ -19,6 +20,9 @@ export interface NatsPathResult {
     readonly ok: number;
     readonly errors: number;
     readonly latency: LatencySummary;
+    /** CPU per 1000 answered requests over the fixed-rate run: the echo, and the client (the bench process). */
+    readonly echoCpuSecondsPer1000?: number;
+    readonly clientCpuSecondsPer1000?: number;
   };
   readonly closedLoop: {
     readonly concurrency: number;
@@ -50,6 +54,7 @@ export async function runNatsBench(settings: BenchSettings): Promise<NatsBenchRe
   try {
     echo = new JsonLineChild("nats-echo", benchModule("nats-echo-process.js"), [server.url, "bench.echo"]);
     await echo.next("ready");
+    const echoPid = echo.pid;
     bridge = new JsonLineChild("bridge-nats", benchModule("bridge-child.js"), [server.url, "memory"]);
     await bridge.next("ready");
     nc = await connect({ servers: server.url, name: "bench-nats-client" });
@@ -65,11 +70,20 @@ export async function runNatsBench(settings: BenchSettings): Promise<NatsBenchRe
       ["bridged-memory", "sb.bench.v1.Echo.Call"],
     ] as const) {
       await closedLoop(nc, subject, bodies, settings.warmupSeconds);
+      const echoBefore = cpuSeconds(echoPid);
+      const clientBefore = cpuSeconds("self");
       const fixedRate = await fixedRateRun(nc, subject, bodies, settings.ratePerSec, settings.measureSeconds);
+      const per1000 = (used: number): number =>
+        fixedRate.ok === 0 ? Number.NaN : used / (fixedRate.ok / 1000);
       const loop = await closedLoop(nc, subject, bodies, settings.measureSeconds);
       paths.push({
         path: name,
-        fixedRate: { ratePerSec: settings.ratePerSec, ...fixedRate },
+        fixedRate: {
+          ratePerSec: settings.ratePerSec,
+          ...fixedRate,
+          echoCpuSecondsPer1000: per1000(cpuSeconds(echoPid) - echoBefore),
+          clientCpuSecondsPer1000: per1000(cpuSeconds("self") - clientBefore),
+        },
         closedLoop: loop,
       });
     }

@@ -1,4 +1,5 @@
 import type { BenchResults } from "./bench-results.js";
+import type { AgainstReference, DriftReport } from "./drift.js";
 import { renderIdleRss } from "./idle-rss.js";
 import type { LatencySummary } from "./latency.js";
 
@@ -286,6 +287,7 @@ export function renderMarkdown(r: BenchResults): string {
     out.push("");
     for (const w of r.warnings) out.push(`- ${w}`);
   }
+  if (r.drift !== undefined) out.push(...renderDrift(r.drift, r.drifted ?? []));
   if (r.nats !== undefined) {
     out.push("");
     out.push("## NATS request-reply");
@@ -329,6 +331,80 @@ export function renderMarkdown(r: BenchResults): string {
   }
   out.push("");
   return out.join("\n");
+}
+
+const percent = (limit: number): string => `±${(limit * 100).toFixed(0)} %`;
+
+function ratioCell(a: AgainstReference | undefined, isReference: boolean): string {
+  if (isReference) return "reference";
+  if (a === undefined) return "–";
+  const text = `${a.ratio.toFixed(2)} (${a.cpuSecondsPer1000.toFixed(3)} / ${a.referenceCpuSecondsPer1000.toFixed(3)})`;
+  return a.flagged ? `**${text}**` : text;
+}
+
+/** The speed probes over the run, each row against its reference, and the rows flagged. */
+function renderDrift(d: DriftReport, flagged: readonly string[]): string[] {
+  const out: string[] = [];
+  const isReference = (id: string, who: "echo" | "generator"): boolean =>
+    Object.entries(d.references).some(([kind, ref]) => ref === id && kind.startsWith(`${who} `));
+  const speed = (value: number | undefined): string => fixed(value, 2);
+  out.push("");
+  out.push("## Machine speed over the run");
+  out.push("");
+  out.push(
+    "A fixed piece of CPU work (bench/speed-probe.ts: arithmetic, a walk through 64 MiB of memory, small " +
+      "system calls; CPU time, the fastest of 5 repeats) run at the start, before every row group and at the " +
+      `end, as speed relative to the first probe (above 1 faster, below slower; flagged beyond ${percent(d.limits.speed)}).`,
+  );
+  out.push("");
+  out.push(
+    table(
+      ["before", "at (s)", "compute", "memory", "kernel", "speed"],
+      d.probes.map((p) => [
+        p.before,
+        fixed(p.atSeconds, 0),
+        speed(p.compute),
+        speed(p.memory),
+        speed(p.kernel),
+        p.flagged ? `**${speed(p.speed)}**` : speed(p.speed),
+      ]),
+    ),
+  );
+  out.push("");
+  out.push(
+    "The echo server's and the load generator's CPU per 1000 calls in each fixed-rate row against the same " +
+      "process in the reference row of its kind (they do the same work per call in both), row ÷ reference " +
+      `(row / reference, CPU s). References: ${Object.entries(d.references)
+        .map(([kind, id]) => `${kind} ${id}`)
+        .join(", ")}. Flagged beyond ${percent(d.limits.echo)} (echo) and ${percent(d.limits.generator)} ` +
+      "(generator). Unthrottled rows are not compared (CPU per call there falls as throughput rises); the " +
+      "probes before and after their group still apply.",
+  );
+  out.push("");
+  out.push(
+    table(
+      ["scenario", "echo CPU ÷ reference", "generator CPU ÷ reference", "speed before / after"],
+      d.rows.map((row) => [
+        row.id,
+        ratioCell(row.echo, isReference(row.id, "echo")),
+        ratioCell(row.generator, isReference(row.id, "generator")),
+        `${speed(row.speedBefore)} / ${speed(row.speedAfter)}`,
+      ]),
+    ),
+  );
+  out.push("");
+  out.push("## Rows measured at another machine speed");
+  out.push("");
+  if (flagged.length === 0) out.push("None: every row within the limits above.");
+  else {
+    out.push(
+      "Their figures, and every ratio between them and rows measured at the other speed, are off by about " +
+        "as much: rerun them (BENCH_ONLY, with their reference rows) or the whole bench (bench/README.md).",
+    );
+    out.push("");
+    for (const w of flagged) out.push(`- ${w}`);
+  }
+  return out;
 }
 
 function perSession(bytes: number, sessions: number): string {

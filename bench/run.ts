@@ -9,9 +9,12 @@ import { startEcho, startGoEcho } from "./bench-processes.js";
 import { type BenchResults, checkTargets, compare, disturbance } from "./bench-results.js";
 import { benchSettings } from "./bench-settings.js";
 import { installChildCleanup } from "./children.js";
+import { assessDrift, driftWarnings, type SpeedSample } from "./drift.js";
+import { DRIFT_REFERENCES, driftRows, NATS_GROUP } from "./drift-rows.js";
 import { startGoConnectEcho } from "./http-rows.js";
 import { type IdleRssResult, measureIdleRss } from "./idle-rss.js";
 import { machineInfo } from "./machine-info.js";
+import { probeSpeed } from "./machine-speed.js";
 import { type NatsBenchResult, runNatsBench } from "./nats-bench.js";
 import { startNginx } from "./nginx-proxy.js";
 import { renderMarkdown } from "./report-markdown.js";
@@ -35,9 +38,20 @@ const warnings: string[] = [];
 const scenarios: ScenarioResult[] = [];
 let micro: RoutingMicroResult | undefined;
 let e2e: RoutingE2eResult | undefined;
+// The machine's speed at the start, before every row group and at the end (drift.ts).
+const speeds: SpeedSample[] = [];
+const probe = async (before: string): Promise<void> => {
+  progress(`speed probe (before ${before})`);
+  try {
+    speeds.push(await probeSpeed(before, startedAt));
+  } catch (error) {
+    warnings.push(`speed probe before ${before}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+};
 
 // In-process and first, while no child competes for the CPU.
 if (wanted("routing/micro")) {
+  await probe("routing/micro");
   progress("routing/micro");
   micro = runRoutingMicro([settings.routingSmall, settings.routingLarge], settings.payloadBytes);
 }
@@ -51,6 +65,8 @@ const connectEcho = wanted("http") ? await startGoConnectEcho() : undefined;
 const servers = { goEcho: echo, nodeEcho, nginx, connectEcho };
 try {
   for (const p of PATHS) {
+    if (p === "nginx" && !("address" in nginx)) continue;
+    if (MODES.some((mode) => wanted(scenarioId(p, mode)))) await probe(p);
     for (const mode of MODES) {
       const id = scenarioId(p, mode);
       if (!wanted(id)) continue;
@@ -67,6 +83,7 @@ try {
     }
   }
   if (wanted("routing/e2e")) {
+    await probe("routing/e2e");
     progress(`routing/e2e (opening up to ${settings.routingLarge} sessions)`);
     try {
       e2e = await runRoutingE2e(echo, settings);
@@ -87,6 +104,7 @@ try {
 // Last: the idle bridge needs a quiet machine more than a loaded one needs it.
 let idle: IdleRssResult | undefined;
 if (wanted("idle")) {
+  await probe("idle");
   progress("idle (the orders example's bridge, idle RSS)");
   try {
     idle = await measureIdleRss(settings.idleRuns);
@@ -97,6 +115,7 @@ if (wanted("idle")) {
 
 let nats: NatsBenchResult | undefined;
 if (wanted("nats")) {
+  await probe(NATS_GROUP);
   progress("nats (direct request-reply and through the bridge)");
   try {
     nats = await runNatsBench(settings);
@@ -109,7 +128,11 @@ if (wanted("nats")) {
   }
 }
 
+await probe("end");
+
 const comparisons = compare(scenarios);
+const drift = assessDrift(driftRows(scenarios, nats), DRIFT_REFERENCES, speeds);
+const drifted = driftWarnings(drift);
 const results: BenchResults = {
   machine,
   settings,
@@ -121,6 +144,8 @@ const results: BenchResults = {
   targets: checkTargets(scenarios, comparisons, micro, e2e, idle),
   problems,
   warnings,
+  drift,
+  drifted,
   durationSeconds: (performance.now() - startedAt) / 1000,
 };
 const files = writeResults(results, settings.only !== undefined);
@@ -128,6 +153,11 @@ process.stdout.write(renderMarkdown(results));
 progress(`wrote ${files.join(", ")}`);
 if (warnings.length > 0) {
   process.stderr.write(`\nbench: disturbed windows:\n${warnings.map((w) => `  - ${w}`).join("\n")}\n`);
+}
+if (drifted.length > 0) {
+  process.stderr.write(
+    `\nbench: rows measured at another machine speed:\n${drifted.map((w) => `  - ${w}`).join("\n")}\n`,
+  );
 }
 if (problems.length > 0) {
   process.stderr.write(`\nbench FAILED:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
