@@ -282,12 +282,12 @@ export async function runUnary(
           kind: EnvelopeKind.ENVELOPE_KIND_RESPONSE,
           payload: reply.payload,
           codec: run.call.codec,
-          metadata: { ...flattenMetadata(headers), ...flattenMetadata(trailers) },
+          metadata: replyMetadata(headers, trailers),
         }
       : {
           kind: EnvelopeKind.ENVELOPE_KIND_FAULT,
           fault: faultOf(failure ?? outcomeNotRecorded(sessionCall.messageId)),
-          metadata: { ...flattenMetadata(headers), ...flattenMetadata(trailers) },
+          metadata: replyMetadata(headers, trailers),
         },
     {
       endsSession: failure === undefined && op.endsSession,
@@ -349,6 +349,20 @@ export async function passthroughUnary(
     const failure = BridgeError.from(error);
     throw callerFault(failure, undefined, messageId);
   }
+}
+
+/**
+ * The reply's headers and trailers as one flat record, trailers winning, as
+ * `{ ...flattenMetadata(headers), ...flattenMetadata(trailers) }` gave; built on one fresh
+ * object because on V8 11 (Node 20) fields added to a spread copy give it a hidden class of
+ * its own, freed only by a full collection (profile-bridged-memory.md, "Hidden classes
+ * made per call").
+ */
+function replyMetadata(headers: Metadata, trailers: Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of Object.keys(headers)) out[key] = (headers[key] as readonly string[]).join(", ");
+  for (const key of Object.keys(trailers)) out[key] = (trailers[key] as readonly string[]).join(", ");
+  return out;
 }
 
 export function placeOf(session: LiveSession, messageId: string, seq: number, oneWay: boolean) {
