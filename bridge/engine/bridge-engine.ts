@@ -25,13 +25,14 @@ import {
   type SessionFilter,
   type SessionPlacement,
 } from "./partition-sessions.js";
+import { passthroughUnary } from "./passthrough-unary.js";
 import { recoverSessions } from "./recovery.js";
 import { deadlineExceeded } from "./session-errors.js";
 import { SessionLifecycle } from "./session-lifecycle.js";
 import { SessionRegistry } from "./session-registry.js";
 import { createSessionsApi, type SessionsApi } from "./sessions-api.js";
 import { runStream } from "./stream-runner.js";
-import { passthroughUnary, unaryInSession } from "./unary-call.js";
+import { unaryInSession } from "./unary-call.js";
 
 export interface BridgeOptions {
   readonly contracts: ContractSet;

@@ -8,7 +8,7 @@ import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
 import type { ProcessReply } from "../process/process-client.js";
 import type { IdempotencyRecord } from "../store/records.js";
-import { sessionlessPlace, unaryDeliveryOf } from "./delivery-of.js";
+import { unaryDeliveryOf } from "./delivery-of.js";
 import { type EngineContext, NEVER_ABORTED, processFor } from "./engine-context.js";
 import { EnvelopeKind, encodeEnvelope, faultOf, makeEnvelope } from "./envelope-codec.js";
 import { IdempotencyGuard } from "./idempotency-guard.js";
@@ -311,44 +311,6 @@ export async function runUnary(
     headers,
     trailers,
   };
-}
-
-/** Sessionless services: a plain, metadata- and deadline-preserving proxy hop. */
-export async function passthroughUnary(
-  ctx: EngineContext,
-  call: UnaryCall,
-  control: CallControl,
-): Promise<UnaryReply> {
-  if (control.seq !== undefined || control.idempotencyKey !== undefined) {
-    throw new BridgeError(
-      Code.INVALID_ARGUMENT,
-      Reason.INVALID_REQUEST,
-      `${call.operation.service} has no sessions: sb-seq and Idempotency-Key do not apply to it`,
-    );
-  }
-  const messageId = newId();
-  try {
-    const reply = await processFor(ctx, call.operation).unary(
-      unaryDeliveryOf(
-        call,
-        control,
-        sessionlessPlace(messageId),
-        forwardable(call.metadata),
-        call.payload,
-        call.signal,
-      ),
-    );
-    return {
-      payload: reply.payload,
-      sessionId: undefined,
-      messageId,
-      headers: forwardable(reply.headers),
-      trailers: forwardable(reply.trailers),
-    };
-  } catch (error) {
-    const failure = BridgeError.from(error);
-    throw callerFault(failure, undefined, messageId);
-  }
 }
 
 /**
