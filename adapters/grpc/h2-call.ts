@@ -3,23 +3,25 @@ import type { Metadata } from "../../bridge/call/metadata.js";
 import { NEVER_ABORTED } from "../../bridge/engine/engine-context.js";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
-import { codeFromHttpStatus } from "../../bridge/errors/http-status.js";
 import { Reason } from "../../bridge/errors/reason.js";
 import { onCancel } from "./cancel-hooks.js";
 import { decompressKeepingForm, framePassing } from "./grpc-compression.js";
 import { fromGrpcStatus } from "./grpc-error.js";
 import { MessageDecoder, MessageTooLargeError } from "./grpc-framing.js";
-import { decodeGrpcMessage, GRPC_TRANSPORT_FIELDS, metadataOf } from "./grpc-wire-headers.js";
+import { metadataOf } from "./grpc-wire-headers.js";
+import {
+  cancelled,
+  closedWithoutStatus,
+  connectionLost,
+  deadlineExceeded,
+  finalStatus,
+  httpFailure,
+  isFinal,
+} from "./h2-call-status.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
 
-const {
-  NGHTTP2_CANCEL,
-  NGHTTP2_REFUSED_STREAM,
-  NGHTTP2_NO_ERROR,
-  NGHTTP2_ENHANCE_YOUR_CALM,
-  NGHTTP2_INADEQUATE_SECURITY,
-} = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
 /** What a call reports, in wire order; exactly one of onEnd and onError comes last. */
 export interface CallListener {
@@ -76,10 +78,21 @@ const MAX_UNSEEN_ATTEMPTS = 3;
 /** Longest timer Node keeps (about 24.8 days); a later deadline is never reached in practice. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Trailer fields that are the status itself, not metadata. */
-const STATUS_FIELDS: ReadonlySet<string> = new Set(
-  [...GRPC_TRANSPORT_FIELDS].filter((key) => key !== "grpc-status-details-bin"),
-);
+/**
+ * The options of every outbound stream, with each field node:http2 would otherwise add
+ * itself (weight, parent, exclusive, silent: HTTP/2's default priority, the values Node
+ * fills in). Node copies the options (`{ ...options }`) and on V8 11 (Node 20) a field
+ * added to such a copy gives that one object a hidden class of its own, which lives until
+ * a full collection: about 400 B per call promoted, the old generation filled by call
+ * objects (bench/results/profile-bridged-memory.md, "Hidden classes made per call").
+ */
+const REQUEST_OPTIONS: http2.ClientSessionRequestOptions & { readonly silent: boolean } = {
+  endStream: false,
+  weight: http2.constants.NGHTTP2_DEFAULT_WEIGHT,
+  parent: 0,
+  exclusive: false,
+  silent: false,
+};
 
 /**
  * One gRPC call on one HTTP/2 stream (PROTOCOL-HTTP2.md): opens the stream on a pooled
@@ -211,7 +224,7 @@ export class H2Call {
     }
     let stream: http2.ClientHttp2Stream;
     try {
-      stream = connection.session.request(this.#start.headers(), { endStream: false });
+      stream = connection.session.request(this.#start.headers(), REQUEST_OPTIONS);
     } catch (error) {
       // The session went away between the choice and now, or a header is malformed.
       connection.release();
@@ -409,34 +422,8 @@ export class H2Call {
 
   /** The final status, from trailers or a trailers-only response. */
   #finish(status: http2.IncomingHttpHeaders | undefined): void {
-    const code = status?.["grpc-status"];
-    if (status === undefined || typeof code !== "string") {
-      const httpStatus = Number(status?.[":status"] ?? 200);
-      this.#settle(
-        httpStatus === 200
-          ? fromGrpcStatus(Code.INTERNAL, "the process ended the call without a grpc-status", {})
-          : httpFailure(httpStatus),
-      );
-      return;
-    }
-    const number = Number(code);
-    if (code === "0") {
-      this.#settle(undefined, metadataOf(status));
-      return;
-    }
-    // A failure's trailers keep grpc-status-details-bin: fromGrpcStatus reads the status there.
-    const trailers = metadataOf(status, STATUS_FIELDS);
-    const message = status["grpc-message"];
-    this.#settle(
-      fromGrpcStatus(
-        /^\d+$/.test(code) ? number : Code.UNKNOWN,
-        typeof message === "string" ? decodeGrpcMessage(message) : "",
-        trailers,
-        undefined,
-        // The process answered this status itself: it passes through unchanged (S14).
-        true,
-      ),
-    );
+    const { error, trailers } = finalStatus(status);
+    this.#settle(error, trailers);
   }
 
   #compressed(flag: number, bytes: Buffer, encoding: string | undefined): void {
@@ -474,72 +461,5 @@ export class H2Call {
     if (opening !== undefined) for (const wake of opening) wake();
     if (error === undefined) this.#start.listener.onEnd(trailers);
     else this.#start.listener.onError(error);
-  }
-}
-
-function cancelled(): BridgeError {
-  return new BridgeError(Code.CANCELLED, Reason.CANCELLED, "the call was cancelled");
-}
-
-function deadlineExceeded(): BridgeError {
-  return new BridgeError(
-    Code.DEADLINE_EXCEEDED,
-    Reason.DEADLINE_EXCEEDED,
-    "the deadline passed before the process answered",
-  );
-}
-
-function httpFailure(httpStatus: number): BridgeError {
-  return fromGrpcStatus(
-    codeFromHttpStatus(httpStatus),
-    `the process answered with HTTP status ${httpStatus}`,
-    {},
-  );
-}
-
-/** True when these headers or trailers end the call: a grpc-status, or an HTTP failure. */
-function isFinal(status: http2.IncomingHttpHeaders | undefined): boolean {
-  if (status === undefined) return false;
-  return typeof status["grpc-status"] === "string" || Number(status[":status"] ?? 200) !== 200;
-}
-
-/**
- * UNAVAILABLE when the connection to the process broke under the call (it closed, failed
- * with a socket error such as ECONNRESET, or is going away after GOAWAY): a connection
- * that breaks after the request was sent is UNAVAILABLE in gRPC's status guide, and the
- * caller may retry (DESIGN §7). Undefined while the connection is sound.
- */
-function connectionLost(
-  error: (Error & { code?: string }) | undefined,
-  connection: H2Connection,
-): BridgeError | undefined {
-  if (connection.usable && (error === undefined || error.code === "ERR_HTTP2_STREAM_ERROR")) return undefined;
-  const why = error?.message ?? "the connection closed";
-  return fromGrpcStatus(Code.UNAVAILABLE, `lost the connection to the process: ${why}`, {}, error);
-}
-
-/**
- * A stream that closed before its status arrived. A dead connection is UNAVAILABLE (the
- * call may be retried elsewhere); otherwise the RST_STREAM code maps as in gRPC's
- * PROTOCOL-HTTP2.md ("Errors").
- */
-function closedWithoutStatus(
-  rstCode: number,
-  error: (Error & { code?: string }) | undefined,
-  connection: H2Connection,
-): BridgeError {
-  const lost = connectionLost(error, connection);
-  if (lost !== undefined) return lost;
-  switch (rstCode) {
-    case NGHTTP2_REFUSED_STREAM:
-      return fromGrpcStatus(Code.UNAVAILABLE, "the process refused the stream", {});
-    case NGHTTP2_CANCEL:
-      return fromGrpcStatus(Code.CANCELLED, "the process cancelled the call", {});
-    case NGHTTP2_ENHANCE_YOUR_CALM:
-      return fromGrpcStatus(Code.RESOURCE_EXHAUSTED, "the process reset the stream: ENHANCE_YOUR_CALM", {});
-    case NGHTTP2_INADEQUATE_SECURITY:
-      return fromGrpcStatus(Code.PERMISSION_DENIED, "the process reset the stream: INADEQUATE_SECURITY", {});
-    default:
-      return fromGrpcStatus(Code.INTERNAL, `the process reset the stream with HTTP/2 error ${rstCode}`, {});
   }
 }

@@ -6,7 +6,7 @@
  * sessions use different lanes and do not wait for each other.
  */
 export class AdmissionLanes {
-  readonly #tails = new Map<string, Promise<unknown>>();
+  #tails = new Map<string, Promise<unknown>>();
 
   /** Runs `admit` after every earlier admission in the same lane has finished. */
   run<T>(lane: string, admit: () => Promise<T>): Promise<T> {
@@ -15,7 +15,12 @@ export class AdmissionLanes {
     // One settle step both ends the tail and forgets the lane once nothing follows it:
     // every call with a session goes through here (DESIGN §6).
     const forget = (): void => {
-      if (this.#tails.get(lane) === tail) this.#tails.delete(lane);
+      if (this.#tails.get(lane) !== tail) return;
+      this.#tails.delete(lane);
+      // Emptied, the map is replaced: a long-lived Map's rehashed tables (every few sets
+      // and deletes) are allocated in the old generation once it is there, and only a full
+      // collection frees them; a fresh one starts young (DESIGN §6, memory per call).
+      if (this.#tails.size === 0) this.#tails = new Map();
     };
     const tail: Promise<void> = result.then(forget, forget);
     this.#tails.set(lane, tail);

@@ -25,13 +25,14 @@ import {
   type SessionFilter,
   type SessionPlacement,
 } from "./partition-sessions.js";
+import { passthroughUnary } from "./passthrough-unary.js";
 import { recoverSessions } from "./recovery.js";
 import { deadlineExceeded } from "./session-errors.js";
 import { SessionLifecycle } from "./session-lifecycle.js";
 import { SessionRegistry } from "./session-registry.js";
 import { createSessionsApi, type SessionsApi } from "./sessions-api.js";
 import { runStream } from "./stream-runner.js";
-import { passthroughUnary, unaryInSession } from "./unary-call.js";
+import { unaryInSession } from "./unary-call.js";
 
 export interface BridgeOptions {
   readonly contracts: ContractSet;
@@ -117,7 +118,7 @@ class BridgeEngine implements Bridge {
   readonly sessions: SessionsApi;
   readonly #ctx: EngineContext;
   readonly #monitor: LifetimeMonitor;
-  readonly #inflight = new Set<Promise<unknown>>();
+  #inflight = new Set<Promise<unknown>>();
   #callsStarted = 0;
   #state: "new" | "running" | "draining" | "closed" = "new";
   #purgeTimer: Timer | undefined;
@@ -324,6 +325,11 @@ class BridgeEngine implements Bridge {
     this.#inflight.add(promise);
     const forget = (): void => {
       this.#inflight.delete(promise);
+      // An emptied set is replaced rather than kept: once a long-lived Set is in the old
+      // generation, V8 allocates each table it rehashes into (every few adds and deletes)
+      // in the old generation too, garbage only a full collection frees; a fresh one
+      // starts young (profile-bridged-memory.md, "Hidden classes made per call").
+      if (this.#inflight.size === 0) this.#inflight = new Set();
     };
     promise.then(forget, forget);
     return promise;

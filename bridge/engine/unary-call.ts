@@ -8,7 +8,7 @@ import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
 import type { ProcessReply } from "../process/process-client.js";
 import type { IdempotencyRecord } from "../store/records.js";
-import { sessionlessPlace, unaryDeliveryOf } from "./delivery-of.js";
+import { unaryDeliveryOf } from "./delivery-of.js";
 import { type EngineContext, NEVER_ABORTED, processFor } from "./engine-context.js";
 import { EnvelopeKind, encodeEnvelope, faultOf, makeEnvelope } from "./envelope-codec.js";
 import { IdempotencyGuard } from "./idempotency-guard.js";
@@ -282,12 +282,12 @@ export async function runUnary(
           kind: EnvelopeKind.ENVELOPE_KIND_RESPONSE,
           payload: reply.payload,
           codec: run.call.codec,
-          metadata: { ...flattenMetadata(headers), ...flattenMetadata(trailers) },
+          metadata: replyMetadata(headers, trailers),
         }
       : {
           kind: EnvelopeKind.ENVELOPE_KIND_FAULT,
           fault: faultOf(failure ?? outcomeNotRecorded(sessionCall.messageId)),
-          metadata: { ...flattenMetadata(headers), ...flattenMetadata(trailers) },
+          metadata: replyMetadata(headers, trailers),
         },
     {
       endsSession: failure === undefined && op.endsSession,
@@ -313,42 +313,18 @@ export async function runUnary(
   };
 }
 
-/** Sessionless services: a plain, metadata- and deadline-preserving proxy hop. */
-export async function passthroughUnary(
-  ctx: EngineContext,
-  call: UnaryCall,
-  control: CallControl,
-): Promise<UnaryReply> {
-  if (control.seq !== undefined || control.idempotencyKey !== undefined) {
-    throw new BridgeError(
-      Code.INVALID_ARGUMENT,
-      Reason.INVALID_REQUEST,
-      `${call.operation.service} has no sessions: sb-seq and Idempotency-Key do not apply to it`,
-    );
-  }
-  const messageId = newId();
-  try {
-    const reply = await processFor(ctx, call.operation).unary(
-      unaryDeliveryOf(
-        call,
-        control,
-        sessionlessPlace(messageId),
-        forwardable(call.metadata),
-        call.payload,
-        call.signal,
-      ),
-    );
-    return {
-      payload: reply.payload,
-      sessionId: undefined,
-      messageId,
-      headers: forwardable(reply.headers),
-      trailers: forwardable(reply.trailers),
-    };
-  } catch (error) {
-    const failure = BridgeError.from(error);
-    throw callerFault(failure, undefined, messageId);
-  }
+/**
+ * The reply's headers and trailers as one flat record, trailers winning, as
+ * `{ ...flattenMetadata(headers), ...flattenMetadata(trailers) }` gave; built on one fresh
+ * object because on V8 11 (Node 20) fields added to a spread copy give it a hidden class of
+ * its own, freed only by a full collection (profile-bridged-memory.md, "Hidden classes
+ * made per call").
+ */
+function replyMetadata(headers: Metadata, trailers: Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of Object.keys(headers)) out[key] = (headers[key] as readonly string[]).join(", ");
+  for (const key of Object.keys(trailers)) out[key] = (trailers[key] as readonly string[]).join(", ");
+  return out;
 }
 
 export function placeOf(session: LiveSession, messageId: string, seq: number, oneWay: boolean) {
