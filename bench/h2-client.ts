@@ -1,5 +1,19 @@
 import http2 from "node:http2";
 
+/**
+ * Every field node:http2's request() adds to its copy of the options, present from the
+ * start: on Node 20 a field added to a spread copy gives that copy a hidden class of its own,
+ * which lives until a full collection (bench/results/profile-bridged-memory.md, "Hidden
+ * classes made per call"). The generator's own pauses would land in every row's latency.
+ */
+const REQUEST_OPTIONS: http2.ClientSessionRequestOptions & { readonly silent: boolean } = {
+  endStream: false,
+  weight: http2.constants.NGHTTP2_DEFAULT_WEIGHT,
+  parent: 0,
+  exclusive: false,
+  silent: false,
+};
+
 /** Called once per call: undefined on success, otherwise what went wrong. */
 export type CallDone = (failure: string | undefined) => void;
 
@@ -39,9 +53,7 @@ export async function connectPool(target: string, connections: number): Promise<
       let message: string | undefined;
       let failure: string | undefined;
       const base = headersFor(path);
-      const stream = session.request(headers === undefined ? base : { ...base, ...headers }, {
-        endStream: false,
-      });
+      const stream = session.request(headers === undefined ? base : { ...base, ...headers }, REQUEST_OPTIONS);
       stream.on("response", (headers) => {
         const code = headers[HTTP2_HEADER_STATUS];
         if (Number(code) !== 200) failure = `HTTP ${String(code)}`;
