@@ -30,9 +30,9 @@ import { checkJournalRange } from "./store-query.js";
  * - `<prefix>_journal` (stream): one subject per session, see jetstream-journal.ts.
  * - `<prefix>_wal` (stream): the write-ahead log of batches.
  *
- * Atomicity of a StoreBatch (one write-ahead message is the commit point) and the
- * partition fences of several replicas are described in jetstream-write-ahead.ts; reads
- * of the buckets in jetstream-records.ts.
+ * Atomicity of a StoreBatch (one write-ahead message is the commit point) is described
+ * in jetstream-write-ahead.ts, the partition fences of several replicas in
+ * jetstream-partition-fence.ts; reads of the buckets in jetstream-records.ts.
  *
  * One store instance writes a given session at a time (the bridge's engine orders
  * commits per session, and several replicas partition sessions); the journal's expected

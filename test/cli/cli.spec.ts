@@ -8,10 +8,14 @@ import { expect } from "chai";
 import { createPayloadDecoder } from "../../cli/payload-decoder.js";
 import { createReflectionClient } from "../../cli/reflection-client.js";
 import { EnvelopeKind } from "../../sdk/gen/sessionbridge/v1/envelope.js";
-import { type BridgeProcess, CLI, startBridgeProcess } from "../support/bridge-process.js";
+import { type BridgeProcess, CLI, startLabBridgeProcess } from "../support/bridge-process.js";
 import { failure, unaryCall } from "../support/grpc-call.js";
-import { writeLabConfig } from "../support/lab-config.js";
-import { type LabProcess, type LabResult, loadLabPackage, startLabProcess } from "../support/lab-process.js";
+import {
+  type LabProcess,
+  type LabResult,
+  labCounterClient,
+  startLabProcess,
+} from "../support/lab-process.js";
 import { fixturePath, repoRoot } from "../support/repo-root.js";
 import { waitFor } from "../support/wait.js";
 
@@ -108,19 +112,8 @@ describe("sessionbridge command line", function () {
     before(async () => {
       dir = mkdtempSync(path.join(os.tmpdir(), "sb-cli-"));
       lab = await startLabProcess();
-      const config = writeLabConfig(dir, lab.port);
-      bridge = await startBridgeProcess([
-        "--config",
-        config,
-        "--grpc",
-        "127.0.0.1:0",
-        "--store",
-        `sqlite:${path.join(dir, "s.db")}`,
-      ]);
-      const pkg = loadLabPackage() as unknown as {
-        test: { lab: { v1: { Counter: grpc.ServiceClientConstructor } } };
-      };
-      client = new pkg.test.lab.v1.Counter(bridge.address, grpc.credentials.createInsecure());
+      bridge = await startLabBridgeProcess(dir, lab.port);
+      client = labCounterClient(bridge.address);
       sessionId = (await unaryCall<LabResult>(client, "Start", { key: "cli-a" })).response.session_id;
       await unaryCall(client, "Do", { key: "cli-a", text: "hello" });
     });
@@ -429,20 +422,11 @@ describe("sessionbridge command line", function () {
 
     /** A bridge with one call in flight at the lab process: resolves once the process has it. */
     async function bridgeWithSlowCall(name: string, delayMs: number) {
-      bridge = await startBridgeProcess([
-        "--config",
-        writeLabConfig(dir, lab.port),
-        "--grpc",
-        "127.0.0.1:0",
-        "--store",
-        `sqlite:${path.join(dir, `${name}.db`)}`,
-        "--drain-ms",
-        "60000",
-      ]);
-      const pkg = loadLabPackage() as unknown as {
-        test: { lab: { v1: { Counter: grpc.ServiceClientConstructor } } };
-      };
-      client = new pkg.test.lab.v1.Counter(bridge.address, grpc.credentials.createInsecure());
+      bridge = await startLabBridgeProcess(dir, lab.port, {
+        storeName: name,
+        extraArgs: ["--drain-ms", "60000"],
+      });
+      client = labCounterClient(bridge.address);
       await unaryCall(client, "Start", { key: name });
       const slow = unaryCall<LabResult>(client, "Do", { key: name, text: "slow", delay_ms: delayMs });
       // Observed so a forced exit's failure is not an unhandled rejection before it is awaited.

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import { BridgeError } from "../../bridge/errors/bridge-error.js";
 import { Code } from "../../bridge/errors/code.js";
@@ -13,10 +13,14 @@ import {
   startIdleMemoryReducer,
   youngGenerationBytes,
 } from "../../cli/idle-memory.js";
-import { type BridgeProcess, startBridgeProcess } from "../support/bridge-process.js";
+import { type BridgeProcess, startLabBridgeProcess } from "../support/bridge-process.js";
 import { unaryCall } from "../support/grpc-call.js";
-import { writeLabConfig } from "../support/lab-config.js";
-import { type LabProcess, type LabResult, loadLabPackage, startLabProcess } from "../support/lab-process.js";
+import {
+  type LabProcess,
+  type LabResult,
+  labCounterClient,
+  startLabProcess,
+} from "../support/lab-process.js";
 import { sleep, waitFor } from "../support/wait.js";
 
 const exec = promisify(execFile);
@@ -73,21 +77,11 @@ describe("idle memory reduction", function () {
     before(async () => {
       dir = mkdtempSync(path.join(os.tmpdir(), "sb-idle-"));
       lab = await startLabProcess();
-      bridge = await startBridgeProcess([
-        "--config",
-        writeLabConfig(dir, lab.port),
-        "--grpc",
-        "127.0.0.1:0",
-        "--store",
-        `sqlite:${path.join(dir, "s.db")}`,
-      ]);
+      bridge = await startLabBridgeProcess(dir, lab.port);
       bridge.child.stderr?.on("data", (d: Buffer) => {
         stderr += d.toString();
       });
-      const pkg = loadLabPackage() as unknown as {
-        test: { lab: { v1: { Counter: grpc.ServiceClientConstructor } } };
-      };
-      client = new pkg.test.lab.v1.Counter(bridge.address, grpc.credentials.createInsecure());
+      client = labCounterClient(bridge.address);
     });
 
     after(async () => {

@@ -382,6 +382,16 @@ export function httpWire(baseUrl: string): LabWire {
   };
 }
 
+/**
+ * NATS request-reply needs a timer even where the call has no deadline. It only bounds a
+ * service that never answers: a call with a deadline is answered by the service itself
+ * (DEADLINE_EXCEEDED, S15), which on a loaded machine may take seconds past it, so the
+ * timer leaves a wide margin rather than race that answer.
+ */
+function natsRequestTimeoutMs(o: CallOptions | undefined): number {
+  return o?.timeoutMs === undefined ? 60_000 : o.timeoutMs + 30_000;
+}
+
 /** NATS: request-reply on `<prefix>.<package.Service>.<Method>` (docs/nats.md). */
 export function natsWire(connection: NatsConnection, prefix: string): LabWire {
   return {
@@ -398,7 +408,7 @@ export function natsWire(connection: NatsConnection, prefix: string): LabWire {
       const msg = await connection.request(`${prefix}.${PKG}.${service}.${method}`, payload, {
         headers: h,
         // The service answers DEADLINE_EXCEEDED itself; give it the time to say so.
-        timeout: (o?.timeoutMs ?? 10_000) + 5_000,
+        timeout: natsRequestTimeoutMs(o),
       });
       const headers: Record<string, string> = {};
       for (const [k, values] of msg.headers ?? []) headers[k.toLowerCase()] = values.join(", ");
@@ -428,7 +438,7 @@ export function natsWire(connection: NatsConnection, prefix: string): LabWire {
         {
           headers: h,
           window: o?.window ?? DEFAULT_STREAM_WINDOW,
-          timeoutMs: (o?.timeoutMs ?? 10_000) + 5_000,
+          timeoutMs: natsRequestTimeoutMs(o),
           signal: o?.signal ?? new AbortController().signal,
           maxPayloadBytes: 64 * 1024 * 1024,
           noResponders: () =>

@@ -13,7 +13,7 @@ import {
   labClients,
   startJavaLab,
 } from "./java-lab-process.js";
-import { act, fault, items, open, session, stream, unary } from "./lab-call.js";
+import { act, endedAtDeadline, fault, items, open, session, stream, unary } from "./lab-call.js";
 
 const DOMAIN = "sessionbridge.conformance";
 
@@ -183,7 +183,7 @@ describe("conformance: Java reference service (direct, gRPC)", function () {
     const f = await fault(
       unary(clients.lab, "act", act({ sleepMs: 3000, append: ["late"] }), session("s15-d"), 300),
     );
-    assert.equal(f.code, Status.DEADLINE_EXCEEDED);
+    assert.ok(endedAtDeadline(f.code), `ended with code ${f.code}`);
     // The session's next message waits for the abandoned one to let go of the session.
     const peek = await unary<LabReply>(clients.lab, "peek", act(), session("s15-d"));
     assert.deepEqual(peek.reply.log, []);

@@ -126,8 +126,17 @@ describe("conformance: Java reference service, per-session queue bound", functio
   });
 
   it("gives the place of a waiting message back when its deadline passes or its client cancels [S6, S15]", async () => {
-    const id = "queue-release";
-    await unary(clients.lab, "open", open("t", "release"), session(id));
+    // The service sees each end a moment after the client, and nothing tells when: on a
+    // loaded machine the scenario runs again, in a new session, waiting longer. A service
+    // that never gives the places back refuses in every attempt.
+    for (let attempt = 1; ; attempt++) {
+      if (await queueReleaseScenario(`queue-release-${attempt}`, 1500 * attempt, attempt < 3)) return;
+    }
+  });
+
+  /** False when messages were refused and `mayRetry`: the ends may not have reached the service yet. */
+  async function queueReleaseScenario(id: string, settleMs: number, mayRetry: boolean): Promise<boolean> {
+    await unary(clients.lab, "open", open("t", id), session(id));
     const held = holdTurn(clients.lab, id);
     // Fill the queue with messages that end while they wait: half by deadline, half cancelled.
     const waiting = Array.from({ length: MAX_WAITING / 2 }, (_, i) =>
@@ -153,8 +162,7 @@ describe("conformance: Java reference service, per-session queue bound", functio
     for (const r of expired) assert.equal(r.ok ? 0 : r.fault.code, grpc.status.DEADLINE_EXCEEDED);
     for (const c of cancelled) c.call.cancel();
     for (const c of cancelled) assert.equal(await c.done, grpc.status.CANCELLED);
-    // The service sees each end a moment after the client: then every place is free again.
-    await sleep(1500);
+    await sleep(settleMs);
     // One more than the cap: its refusal shows the others are all queued behind the held one.
     const next = Array.from({ length: MAX_WAITING + 1 }, (_, i) =>
       outcome(unary<LabReply>(clients.lab, "act", act({ append: [String(i)] }), session(id))),
@@ -164,6 +172,7 @@ describe("conformance: Java reference service, per-session queue bound", functio
     assert.equal(await held.done, grpc.status.CANCELLED);
     const results = await Promise.all(next.slice(0, MAX_WAITING));
     const refused = results.filter((r) => !r.ok).length;
+    if (refused > 0 && mayRetry) return false;
     assert.equal(refused, 0, "messages were refused: places of ended calls were not given back");
     assert.equal(last?.ok ? 0 : last?.fault.info?.reason, "SESSION_QUEUE_FULL");
     const peek = await unary<LabReply>(clients.lab, "peek", act(), session(id));
@@ -172,5 +181,6 @@ describe("conformance: Java reference service, per-session queue bound", functio
       peek.reply.log,
       Array.from({ length: MAX_WAITING }, (_, i) => String(i)),
     );
-  });
+    return true;
+  }
 });

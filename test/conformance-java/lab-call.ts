@@ -41,6 +41,16 @@ function metadata(meta: Meta): grpc.Metadata {
   return md;
 }
 
+/**
+ * Whether a call whose deadline passed ended as such a call may (S15): with the client's
+ * own DEADLINE_EXCEEDED, or CANCELLED when grpc-java's server gave up first and reset the
+ * stream (RST_STREAM CANCEL), which a client on a loaded machine can read before its own
+ * timer fires. Either way the call is over; what the service applied is checked apart.
+ */
+export function endedAtDeadline(code: number): boolean {
+  return code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.CANCELLED;
+}
+
 /** One unary call; resolves with the reply or rejects with a decoded Fault. */
 export function unary<T>(
   client: grpc.Client,

@@ -2,7 +2,7 @@ import { status as Status } from "@grpc/grpc-js";
 import type { LabReply } from "../../sdk/gen/sessionbridge/conformance/v1/lab.js";
 import { sleep } from "../support/wait.js";
 import type { LabClients } from "./java-lab-process.js";
-import { act, fault, open, session, unary } from "./lab-call.js";
+import { act, endedAtDeadline, fault, open, session, unary } from "./lab-call.js";
 
 /**
  * One check per rule a Java faulty service may break, each answering whether the service
@@ -60,7 +60,7 @@ export const PROBES: readonly Probe[] = [
     async keeps(c, id) {
       await unary(c.lab, "open", open("t", id), session(id));
       const f = await fault(unary(c.lab, "act", act({ sleepMs: 1500, append: ["late"] }), session(id), 300));
-      if (f.code !== Status.DEADLINE_EXCEEDED) return false;
+      if (!endedAtDeadline(f.code)) return false;
       // Waits for the session: a service still sleeping holds it until its sleep ends.
       const peek = await unary<LabReply>(c.lab, "peek", act(), session(id));
       return peek.reply.log.length === 0;

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { writeLabConfig } from "./lab-config.js";
 import { repoRoot } from "./repo-root.js";
 
 /** A bridge running as its own process through the CLI, as users run it. */
@@ -53,4 +54,25 @@ export function startBridgeProcess(args: readonly string[], timeoutMs = 15_000):
       }
     });
   });
+}
+
+/**
+ * A bridge process in front of the lab process on `labPort`: the lab contracts served on
+ * gRPC (a free port), sessions in the SQLite file `<storeName>.db` under `dir`, where its
+ * config is written too. `extraArgs` are further `start` options.
+ */
+export function startLabBridgeProcess(
+  dir: string,
+  labPort: number,
+  options: { readonly storeName?: string; readonly extraArgs?: readonly string[] } = {},
+): Promise<BridgeProcess> {
+  return startBridgeProcess([
+    "--config",
+    writeLabConfig(dir, labPort),
+    "--grpc",
+    "127.0.0.1:0",
+    "--store",
+    `sqlite:${path.join(dir, `${options.storeName ?? "s"}.db`)}`,
+    ...(options.extraArgs ?? []),
+  ]);
 }

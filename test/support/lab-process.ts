@@ -96,6 +96,14 @@ export function loadLabPackage(): grpc.GrpcObject {
   return grpc.loadPackageDefinition(loadLabDefinition());
 }
 
+/** A grpc-js client of test.lab.v1.Counter at `address` (the lab process, or a bridge in front of it). */
+export function labCounterClient(address: string): grpc.Client {
+  const pkg = loadLabPackage() as unknown as {
+    test: { lab: { v1: { Counter: grpc.ServiceClientConstructor } } };
+  };
+  return new pkg.test.lab.v1.Counter(address, grpc.credentials.createInsecure());
+}
+
 export async function startLabProcess(): Promise<LabProcess> {
   const pkg = loadLabPackage() as unknown as {
     test?: { lab?: { v1?: Record<string, { service: grpc.ServiceDefinition }> } };

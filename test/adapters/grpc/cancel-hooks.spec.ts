@@ -5,30 +5,14 @@ import { CancelHooks, offerCancelHooks, onCancel } from "../../../adapters/grpc/
 import { createGrpcTransport } from "../../../adapters/grpc/h2-outbound.js";
 import { type GrpcServer, startGrpcServer } from "../../../adapters/grpc/h2-server.js";
 import type { GrpcServerCall } from "../../../adapters/grpc/h2-server-call.js";
-import type { OperationContract } from "../../../bridge/contracts/contract.js";
 import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
 import type { ProcessClient } from "../../../bridge/process/process-client.js";
+import { echoUnaryDelivery, ECHO_UNARY_PATH as PATH } from "../../support/echo-delivery.js";
 import { type PassthroughServer, startPassthroughServer } from "../../support/passthrough-server.js";
 import { waitFor } from "../../support/wait.js";
 
-const PATH = "/test.h2.v1.Echo/Unary";
 const pass = (b: Buffer): Buffer => b;
-
-const operation: OperationContract = {
-  path: PATH,
-  service: "test.h2.v1.Echo",
-  name: "Unary",
-  requestType: "bytes",
-  responseType: "bytes",
-  requestStream: false,
-  responseStream: false,
-  startsSession: false,
-  endsSession: false,
-  oneWay: false,
-  access: "exclusive",
-  correlation: undefined,
-};
 
 describe("cancel hooks (the outbound hop hearing its caller leave)", () => {
   it("a signal without hooks gets an abort listener, removed when asked", () => {
@@ -106,23 +90,8 @@ describe("cancel hooks (the outbound hop hearing its caller leave)", () => {
               inboundCall = call;
               void call.message().then(async (payload) => {
                 try {
-                  await outbound.unary({
-                    operation,
-                    messageId: "m-1",
-                    sessionId: undefined,
-                    seq: 0,
-                    oneWay: false,
-                    principal: "anonymous",
-                    correlation: {},
-                    metadata: {},
-                    traceparent: undefined,
-                    tracestate: undefined,
-                    deadlineMs: undefined,
-                    // As the engine's passthrough does (bridge/engine/unary-call.ts).
-                    signal: call.signal,
-                    codec: "proto",
-                    payload,
-                  });
+                  // As the engine's passthrough does (bridge/engine/unary-call.ts): the caller's signal.
+                  await outbound.unary(echoUnaryDelivery("m-1", payload, call.signal));
                 } catch (error) {
                   outboundFailure = error;
                 }

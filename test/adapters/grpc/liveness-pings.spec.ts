@@ -4,42 +4,9 @@ import { expect } from "chai";
 import { createGrpcTransport } from "../../../adapters/grpc/h2-outbound.js";
 import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
-import type { UnaryDelivery } from "../../../bridge/process/process-client.js";
+import { echoUnaryDelivery } from "../../support/echo-delivery.js";
 
-const PATH = "/test.h2.v1.Echo/Unary";
 const CALLS = 20;
-
-function delivery(i: number): UnaryDelivery {
-  return {
-    operation: {
-      path: PATH,
-      service: "test.h2.v1.Echo",
-      name: "Unary",
-      requestType: "bytes",
-      responseType: "bytes",
-      requestStream: false,
-      responseStream: false,
-      startsSession: false,
-      endsSession: false,
-      oneWay: false,
-      access: "exclusive",
-      correlation: undefined,
-    },
-    messageId: `m${i}`,
-    sessionId: undefined,
-    seq: 0,
-    oneWay: false,
-    principal: "anonymous",
-    correlation: {},
-    metadata: {},
-    traceparent: undefined,
-    tracestate: undefined,
-    deadlineMs: undefined,
-    signal: new AbortController().signal,
-    codec: "proto",
-    payload: Buffer.from([i]),
-  };
-}
 
 describe("gRPC outbound: PINGs that check a connection", () => {
   let server: http2.Http2Server;
@@ -77,7 +44,7 @@ describe("gRPC outbound: PINGs that check a connection", () => {
     });
     try {
       const outcomes = await Promise.allSettled(
-        Array.from({ length: CALLS }, (_, i) => client.unary(delivery(i))),
+        Array.from({ length: CALLS }, (_, i) => client.unary(echoUnaryDelivery(`m${i}`, Buffer.from([i])))),
       );
       expect(pings, "PINGs the process received").to.be.within(1, 2);
       for (const outcome of outcomes) {

@@ -1,13 +1,12 @@
 import http2 from "node:http2";
 import v8 from "node:v8";
 import vm from "node:vm";
-import * as grpc from "@grpc/grpc-js";
 import { loadBridgeSetup } from "../../../bridge/config/check-config.js";
 import type { BridgeConfig } from "../../../bridge/config/config.js";
 import { type BridgeRuntime, startBridgeRuntime } from "../../../cli/bridge-runtime.js";
 import { LAB_CONFIG } from "../../support/lab-harness.js";
 import type { LabOp, LabResult } from "../../support/lab-process.js";
-import { loadLabPackage } from "../../support/lab-process.js";
+import { labCounterClient, loadLabPackage } from "../../support/lab-process.js";
 
 /** What a raw HTTP/2 request saw: response headers, the DATA bytes, trailers and how the stream closed. */
 export interface RawOutcome {
@@ -121,12 +120,7 @@ export async function startBridgeAt(port: number, store = "memory"): Promise<Bri
 }
 
 /** A grpc-js client of test.lab.v1.Counter at `address`. */
-export function counterClient(address: string): grpc.Client {
-  const pkg = loadLabPackage() as unknown as {
-    test: { lab: { v1: { Counter: grpc.ServiceClientConstructor } } };
-  };
-  return new pkg.test.lab.v1.Counter(address, grpc.credentials.createInsecure());
-}
+export const counterClient = labCounterClient;
 
 let collect: (() => void) | undefined;
 
