@@ -1,4 +1,5 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { DEFAULT_MAX_MEMORY_BYTES } from "../config/config.js";
 import { checkJournalAppend } from "./journal-append.js";
 import { followStoredJournal } from "./journal-follow.js";
@@ -46,6 +47,13 @@ export interface MemoryStoreOptions {
    * absent. A commit that would go over it is refused with RESOURCE_EXHAUSTED (STORE_FULL).
    */
   readonly maxMemoryBytes?: number;
+  /**
+   * Full gRPC paths of the operations that end their session and take one request
+   * message (S12; endRequestOperations() in create-store.ts): a request for one gives
+   * memory back once answered, so it is admitted in the reserved eighth rather than
+   * refused as new work.
+   */
+  readonly endOperations?: ReadonlySet<string>;
 }
 
 export interface MemorySessionStore extends SessionStore {
@@ -69,7 +77,8 @@ const PURGE_STEP_RECORDS = 256;
  * anything of it is recorded, so nothing of it is delivered or acknowledged (S9). A commit
  * that admits new work (a session, a request, an idempotency key) must leave the last
  * eighth free: that room records the outcomes of calls already delivered and the ends of
- * sessions. Ended sessions are kept for the retention period only while there is room:
+ * sessions, and admits requests for end operations (S12: ending a session gives memory
+ * back, so a client on a full store can still end its session through the contract). Ended sessions are kept for the retention period only while there is room:
  * when a commit needs it, the sessions that ended first are released at once (their
  * records, journals and outbox items, as purge() would), before anything is refused.
  */
@@ -77,6 +86,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
   const maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES;
   if (!Number.isSafeInteger(maxMemoryBytes) || maxMemoryBytes <= 0) throw invalidBudget(maxMemoryBytes);
   const admissionLimit = admissionLimitOf(maxMemoryBytes);
+  const endOperations: ReadonlySet<string> = options.endOperations ?? new Set();
   const sessions = new Map<string, SessionRecord>();
   const journals = new Map<string, MemoryJournal>();
   const outbox = new Map<string, Map<string, OutboxRecord>>();
@@ -181,18 +191,21 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
   };
 
   /** weigh()'s answer, one object reused: a commit allocates nothing to be weighed. */
-  const weight = { growth: 0, admits: false };
+  const weight = { growth: 0, admits: false, requests: false };
 
   /**
-   * What the batch adds to `held` once applied, and whether it admits new work (a session
-   * the store does not hold, a request or any entry that answers none outside a session
-   * the batch ends, an idempotency key not held) rather than finishing admitted work. A
-   * record the batch writes twice replaces its own earlier copy: batches are small, so
-   * that is looked up by scanning back through the batch.
+   * What the batch adds to `held` once applied, whether it admits new work (a session
+   * the store does not hold, an idempotency key not held for an operation other than an
+   * end operation) rather than finishing admitted work, and whether it holds requests (an
+   * entry that answers none outside a session the batch ends): those are new work unless
+   * every one is for an end operation (endRequestsOnly), which is looked at only when the
+   * batch needs the reserve. A record the batch writes twice replaces its own earlier
+   * copy: batches are small, so that is looked up by scanning back through the batch.
    */
   const weigh = (batch: StoreBatch, claims: ReadonlyMap<string, string | undefined>): typeof weight => {
     let growth = 0;
     let admits = false;
+    let requests = false;
     const records = batch.sessions ?? [];
     for (let i = 0; i < records.length; i++) {
       const record = records[i] as SessionRecord;
@@ -208,8 +221,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
     }
     for (const entry of batch.entries ?? []) {
       growth += entryBytes(entry);
-      if (!admits && entry.inReplyTo === "") {
-        admits = !records.some((r) => r.id === entry.sessionId && r.state !== "active");
+      if (!requests && entry.inReplyTo === "") {
+        requests = !records.some((r) => r.id === entry.sessionId && r.state !== "active");
       }
     }
     const keys = batch.idempotency ?? [];
@@ -218,7 +231,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       const before =
         findLast(keys, i, (r) => r.principal === record.principal && r.key === record.key) ??
         idempotency.get(idempotencyKey(record.principal, record.key));
-      if (before === undefined) admits = true;
+      // S12: the key of an end request is admitted with it (at most one per session it ends).
+      if (before === undefined) admits ||= !endOperations.has(record.operation);
       else growth -= idempotencyBytes(before);
       growth += idempotencyBytes(record);
     }
@@ -242,7 +256,36 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
     }
     weight.growth = growth;
     weight.admits = admits;
+    weight.requests = requests;
     return weight;
+  };
+
+  /**
+   * True when every request the batch holds (outside sessions it ends) is for an end
+   * operation (S12): ending a session gives its memory back (the ended session is the
+   * first released for room), so a client on a full store can still end its session
+   * through the contract. Read from the entries' envelopes, so only for a batch that
+   * would otherwise be refused.
+   */
+  const endRequestsOnly = (batch: StoreBatch): boolean => {
+    if (endOperations.size === 0) return false;
+    const records = batch.sessions ?? [];
+    for (const entry of batch.entries ?? []) {
+      if (entry.inReplyTo !== "") continue;
+      if (records.some((r) => r.id === entry.sessionId && r.state !== "active")) continue;
+      if (!endOperations.has(envelopeOperation(entry.envelope))) return false;
+    }
+    return true;
+  };
+
+  /**
+   * The most the store may hold after the batch: the whole budget for a batch that only
+   * finishes admitted work or ends sessions, seven eighths for one that admits new work.
+   */
+  const limitFor = (batch: StoreBatch, growth: number, admits: boolean, requests: boolean): number => {
+    if (admits) return admissionLimit;
+    if (!requests || held + growth <= admissionLimit) return maxMemoryBytes;
+    return endRequestsOnly(batch) ? maxMemoryBytes : admissionLimit;
   };
 
   return {
@@ -253,8 +296,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       // Every check comes before the first change, so a rejected batch leaves nothing behind.
       const claims = planSessions(batch.sessions ?? []);
       checkJournalAppend(batch.entries ?? [], (id) => journals.get(id)?.lastIndex() ?? 0);
-      const { growth, admits } = weigh(batch, claims);
-      makeRoom(batch, growth, admits ? admissionLimit : maxMemoryBytes);
+      const { growth, admits, requests } = weigh(batch, claims);
+      makeRoom(batch, growth, limitFor(batch, growth, admits, requests));
       held += growth;
       for (const [key, id] of claims) {
         if (id === undefined) liveKeys.delete(key);
@@ -440,6 +483,30 @@ function findLast<T>(list: readonly T[], before: number, matches: (item: T) => b
     if (matches(item)) return item;
   }
   return undefined;
+}
+
+/** sessionbridge.v1.Envelope's `operation` field number (proto/sessionbridge/v1/envelope.proto). */
+const ENVELOPE_OPERATION_FIELD = 5;
+
+/**
+ * The operation (full gRPC path) an encoded envelope names, "" when it names none or
+ * cannot be read: only that field is read, the others are skipped undecoded.
+ */
+function envelopeOperation(envelope: Uint8Array): string {
+  let operation = "";
+  try {
+    const reader = new BinaryReader(envelope);
+    while (reader.pos < reader.len) {
+      const [field, wireType] = reader.tag();
+      // A singular field that occurs twice takes its last occurrence (protobuf semantics).
+      if (field === ENVELOPE_OPERATION_FIELD && wireType === WireType.LengthDelimited)
+        operation = reader.string();
+      else reader.skip(wireType, field);
+    }
+  } catch {
+    return "";
+  }
+  return operation;
 }
 
 function entryBytes(entry: JournalRecord): number {
