@@ -352,6 +352,15 @@ export class H2Call {
     const { call, connection, responded, streamError, unfinished } = this[ATTEMPT];
     connection.release();
     if (H2Call.#current(this) === undefined) return;
+    // S15: grpc-go's server gives up on a call at the deadline the bridge sent it
+    // (grpc-timeout) by resetting the stream (RST_STREAM CANCEL) without a status. Once
+    // that deadline has passed, the reset is the deadline, as grpc-go's client decides
+    // (handleRSTStream): not a cancellation, nor a response cut short, whether it or the
+    // bridge's own deadline timer comes first.
+    if (this.rstCode === NGHTTP2_CANCEL && call.#deadlinePassed()) {
+      call.#settle(resetAtDeadline());
+      return;
+    }
     if (unfinished !== undefined) {
       call.#settleUnlessLost(connection, streamError, fromGrpcStatus(Code.INTERNAL, unfinished, {}));
       return;
@@ -463,6 +472,12 @@ export class H2Call {
     this.#start.listener.onMessage(message);
   }
 
+  /** True once the call's deadline has passed (Date.now() counts whole milliseconds). */
+  #deadlinePassed(): boolean {
+    const { deadlineMs } = this.#start;
+    return deadlineMs !== undefined && Date.now() >= Math.floor(deadlineMs);
+  }
+
   /** Ends the call once: OK with trailers when `error` is undefined. */
   #settle(error: BridgeError | undefined, trailers: Metadata = {}): void {
     if (this.#done) return;
@@ -486,6 +501,14 @@ function deadlineExceeded(): BridgeError {
     Code.DEADLINE_EXCEEDED,
     Reason.DEADLINE_EXCEEDED,
     "the deadline passed before the process answered",
+  );
+}
+
+function resetAtDeadline(): BridgeError {
+  return new BridgeError(
+    Code.DEADLINE_EXCEEDED,
+    Reason.DEADLINE_EXCEEDED,
+    "the deadline passed before the process answered: the process reset the call (RST_STREAM CANCEL)",
   );
 }
 
