@@ -69,9 +69,11 @@ const PURGE_STEP_RECORDS = 256;
  * that admits new work (a session, a request, an idempotency key) must leave the last
  * eighth free: that room records the outcomes of calls already delivered and the ends of
  * sessions, and admits requests for end operations (S12: ending a session gives memory
- * back, so a client on a full store can still end its session through the contract). Ended sessions are kept for the retention period only while there is room:
- * when a commit needs it, the sessions that ended first are released at once (their
- * records, journals and outbox items, as purge() would), before anything is refused.
+ * back, so a client on a full store can still end its session through the contract).
+ * Ended sessions are kept for the retention period only while there is room: when a
+ * commit needs it, the sessions that ended first are released at once (their records,
+ * journals and outbox items, as purge() would), before anything is refused. The weighing,
+ * the limits and the releasing are in memory-room.ts.
  */
 export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessionStore {
   const maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES;
