@@ -113,6 +113,7 @@ export async function startBridgeRuntime(options: RuntimeOptions): Promise<Bridg
     }
     store = await createStore(config.store, {
       logger,
+      contracts,
       ...(connection === undefined ? {} : { natsConnection: connection }),
       ...(cluster === undefined ? {} : { partitions: cluster.storePartitions }),
     });

@@ -26,6 +26,17 @@ if [ "$(cat .tools/bin/sb-grpc-go-client.version 2>/dev/null)" != "$GRPC_GO_CLIE
   echo "$GRPC_GO_CLIENT_STAMP" >.tools/bin/sb-grpc-go-client.version
 fi
 
+# sb-deadline-process: a grpc-go server whose handler outlives the caller's deadline, so
+# grpc-go's own timer resets the stream (test/go/deadline-process, grpc-go pinned in its
+# go.mod). Built from source, so its stamp is a hash of that source.
+DEADLINE_PROCESS_DIR=test/go/deadline-process
+DEADLINE_PROCESS_STAMP="$(cat "$DEADLINE_PROCESS_DIR"/go.mod "$DEADLINE_PROCESS_DIR"/go.sum "$DEADLINE_PROCESS_DIR"/*.go | sha256sum | cut -d' ' -f1)"
+if [ "$(cat .tools/bin/sb-deadline-process.version 2>/dev/null)" != "$DEADLINE_PROCESS_STAMP" ] || [ ! -x .tools/bin/sb-deadline-process ]; then
+  echo "building sb-deadline-process"
+  go build -C "$DEADLINE_PROCESS_DIR" -trimpath -o "$PWD/.tools/bin/sb-deadline-process" .
+  echo "$DEADLINE_PROCESS_STAMP" >.tools/bin/sb-deadline-process.version
+fi
+
 # gRPC interop: grpc-go's interop client (pinned in test/go/interop/go.mod); a tool that
 # serves grpc-go's TestService on 127.0.0.1 and runs the compression cases grpc-go's
 # interop client lacks; a dump of the interop .proto sources compiled into grpc-go. The

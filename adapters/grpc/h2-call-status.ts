@@ -68,6 +68,15 @@ export function deadlineExceeded(): BridgeError {
   );
 }
 
+/** The process reset the call (RST_STREAM CANCEL) once its deadline had passed (S15). */
+export function resetAtDeadline(): BridgeError {
+  return new BridgeError(
+    Code.DEADLINE_EXCEEDED,
+    Reason.DEADLINE_EXCEEDED,
+    "the deadline passed before the process answered: the process reset the call (RST_STREAM CANCEL)",
+  );
+}
+
 export function httpFailure(httpStatus: number): BridgeError {
   return fromGrpcStatus(
     codeFromHttpStatus(httpStatus),

@@ -17,6 +17,7 @@ import {
   finalStatus,
   httpFailure,
   isFinal,
+  resetAtDeadline,
 } from "./h2-call-status.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
@@ -365,6 +366,15 @@ export class H2Call {
     const { call, connection, responded, streamError, unfinished } = this[ATTEMPT];
     connection.release();
     if (H2Call.#current(this) === undefined) return;
+    // S15: grpc-go's server gives up on a call at the deadline the bridge sent it
+    // (grpc-timeout) by resetting the stream (RST_STREAM CANCEL) without a status. Once
+    // that deadline has passed, the reset is the deadline, as grpc-go's client decides
+    // (handleRSTStream): not a cancellation, nor a response cut short, whether it or the
+    // bridge's own deadline timer comes first.
+    if (this.rstCode === NGHTTP2_CANCEL && call.#deadlinePassed()) {
+      call.#settle(resetAtDeadline());
+      return;
+    }
     if (unfinished !== undefined) {
       call.#settleUnlessLost(connection, streamError, fromGrpcStatus(Code.INTERNAL, unfinished, {}));
       return;
@@ -448,6 +458,12 @@ export class H2Call {
       return;
     }
     this.#start.listener.onMessage(message);
+  }
+
+  /** True once the call's deadline has passed (Date.now() counts whole milliseconds). */
+  #deadlinePassed(): boolean {
+    const { deadlineMs } = this.#start;
+    return deadlineMs !== undefined && Date.now() >= Math.floor(deadlineMs);
   }
 
   /** Ends the call once: OK with trailers when `error` is undefined. */

@@ -1,5 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { StoreConfig } from "../config/config.js";
+import type { ContractSet } from "../contracts/contract.js";
 import { BridgeError } from "../errors/bridge-error.js";
 import { Code } from "../errors/code.js";
 import { Reason } from "../errors/reason.js";
@@ -19,6 +20,8 @@ export interface CreateStoreOptions {
   readonly partitions?: StorePartitions;
   /** The SQLite store logs each purge and the progress of schema upgrades. */
   readonly logger?: Logger;
+  /** The memory store admits requests for their end operations in its reserve (S12). */
+  readonly contracts?: ContractSet;
 }
 
 /**
@@ -33,7 +36,12 @@ export async function createStore(
 ): Promise<SessionStore> {
   switch (config.kind) {
     case "memory":
-      return createMemoryStore({ maxMemoryBytes: config.maxMemoryBytes });
+      return createMemoryStore({
+        maxMemoryBytes: config.maxMemoryBytes,
+        ...(options.contracts === undefined
+          ? {}
+          : { endOperations: endRequestOperations(options.contracts) }),
+      });
     case "sqlite":
       return createSqliteStore({
         path: config.path,
@@ -64,4 +72,15 @@ export async function createStore(
       });
     }
   }
+}
+
+/**
+ * Paths of the operations whose one request ends its session (S12). A client stream that
+ * ends its session is left out: its messages keep coming until it ends, so they are new
+ * work like any other.
+ */
+export function endRequestOperations(contracts: ContractSet): ReadonlySet<string> {
+  const paths = new Set<string>();
+  for (const op of contracts.operations.values()) if (op.endsSession && !op.requestStream) paths.add(op.path);
+  return paths;
 }

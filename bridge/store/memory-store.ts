@@ -3,21 +3,13 @@ import { DEFAULT_MAX_MEMORY_BYTES } from "../config/config.js";
 import { checkJournalAppend } from "./journal-append.js";
 import { followStoredJournal } from "./journal-follow.js";
 import { createJournalWakeups } from "./journal-wakeups.js";
-import {
-  admissionLimitOf,
-  ENTRY_OVERHEAD_BYTES,
-  idempotencyBytes,
-  invalidBudget,
-  keyBytes,
-  outboxBytes,
-  sessionBytes,
-  storeFull,
-} from "./memory-budget.js";
-import { createMemoryJournal, type MemoryJournal, packedEntryBytes } from "./memory-journal.js";
+import { admissionLimitOf, idempotencyBytes, invalidBudget } from "./memory-budget.js";
+import { createMemoryJournal } from "./memory-journal.js";
+import { createMemoryRoom, entryBytes, idempotencyKey, type MemoryHoldings } from "./memory-room.js";
 import { copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
-import type { IdempotencyRecord, JournalRecord, OutboxRecord, SessionRecord } from "./records.js";
+import type { OutboxRecord, SessionRecord } from "./records.js";
 import { compareNewestFirst, compareOldestFirst, compareText } from "./session-order.js";
-import type { SessionStore, StoreBatch } from "./session-store.js";
+import type { SessionStore } from "./session-store.js";
 import { correlationTaken, storeClosed } from "./store-errors.js";
 import { checkJournalRange, checkPageSize, decodePageToken, encodePageToken } from "./store-query.js";
 
@@ -46,6 +38,13 @@ export interface MemoryStoreOptions {
    * absent. A commit that would go over it is refused with RESOURCE_EXHAUSTED (STORE_FULL).
    */
   readonly maxMemoryBytes?: number;
+  /**
+   * Full gRPC paths of the operations that end their session and take one request
+   * message (S12; endRequestOperations() in create-store.ts): a request for one gives
+   * memory back once answered, so it is admitted in the reserved eighth rather than
+   * refused as new work.
+   */
+  readonly endOperations?: ReadonlySet<string>;
 }
 
 export interface MemorySessionStore extends SessionStore {
@@ -69,28 +68,33 @@ const PURGE_STEP_RECORDS = 256;
  * anything of it is recorded, so nothing of it is delivered or acknowledged (S9). A commit
  * that admits new work (a session, a request, an idempotency key) must leave the last
  * eighth free: that room records the outcomes of calls already delivered and the ends of
- * sessions. Ended sessions are kept for the retention period only while there is room:
- * when a commit needs it, the sessions that ended first are released at once (their
- * records, journals and outbox items, as purge() would), before anything is refused.
+ * sessions, and admits requests for end operations (S12: ending a session gives memory
+ * back, so a client on a full store can still end its session through the contract).
+ * Ended sessions are kept for the retention period only while there is room: when a
+ * commit needs it, the sessions that ended first are released at once (their records,
+ * journals and outbox items, as purge() would), before anything is refused. The weighing,
+ * the limits and the releasing are in memory-room.ts.
  */
 export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessionStore {
   const maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES;
   if (!Number.isSafeInteger(maxMemoryBytes) || maxMemoryBytes <= 0) throw invalidBudget(maxMemoryBytes);
   const admissionLimit = admissionLimitOf(maxMemoryBytes);
-  const sessions = new Map<string, SessionRecord>();
-  const journals = new Map<string, MemoryJournal>();
-  const outbox = new Map<string, Map<string, OutboxRecord>>();
-  const idempotency = new Map<string, IdempotencyRecord>();
-  // S5: correlation key of each live session → its id, the role of SQLite's partial unique index.
-  const liveKeys = new Map<string, string>();
+  const endOperations: ReadonlySet<string> = options.endOperations ?? new Set();
+  const holdings: MemoryHoldings = {
+    sessions: new Map(),
+    journals: new Map(),
+    outbox: new Map(),
+    idempotency: new Map(),
+    liveKeys: new Map(),
+    ended: new Set(),
+    journalBytes: new Map(),
+    held: 0,
+  };
+  const { sessions, journals, outbox, idempotency, liveKeys, ended, journalBytes } = holdings;
+  const room = createMemoryRoom(holdings, { maxMemoryBytes, admissionLimit, endOperations });
+  const { releaseSession, endedBytes, makeRoom, weigh, limitFor } = room;
   const wakeups = createJournalWakeups();
   let closed = false;
-  /** Accounted bytes of everything held. */
-  let held = 0;
-  /** Ended sessions, in the order they ended: the first ones are released first for room. */
-  const ended = new Set<string>();
-  /** Accounted bytes of each session's journal. */
-  const journalBytes = new Map<string, number>();
 
   const checkOpen = (): void => {
     if (closed) throw storeClosed("memory");
@@ -132,119 +136,6 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
     return true;
   };
 
-  /** Drops a session that is not live, with its journal and outbox items, and gives back their bytes. */
-  const releaseSession = (s: SessionRecord): void => {
-    const id = s.id;
-    sessions.delete(id);
-    ended.delete(id);
-    held -= sessionBytes(s) + (journalBytes.get(id) ?? 0);
-    journals.delete(id);
-    journalBytes.delete(id);
-    for (const item of outbox.get(id)?.values() ?? []) held -= outboxBytes(item);
-    outbox.delete(id);
-    // An ended session holds no key, but a map entry pointing at it must not outlive it.
-    const key = `${s.service}\n${s.correlationKey ?? ""}`;
-    if (s.correlationKey !== undefined && liveKeys.get(key) === id) {
-      liveKeys.delete(key);
-      held -= keyBytes(key);
-    }
-  };
-
-  /** Bytes held by ended sessions (for sizes(); walks them). */
-  const endedBytes = (): number => {
-    let bytes = 0;
-    for (const id of ended) {
-      const s = sessions.get(id);
-      if (s !== undefined) bytes += sessionBytes(s) + (journalBytes.get(id) ?? 0);
-      for (const item of outbox.get(id)?.values() ?? []) bytes += outboxBytes(item);
-    }
-    return bytes;
-  };
-
-  /**
-   * Makes room for a batch that adds `growth` bytes, or throws STORE_FULL: ended sessions
-   * go first, in the order they ended, except those the batch itself writes.
-   */
-  const makeRoom = (batch: StoreBatch, growth: number, limit: number): void => {
-    if (held + growth <= limit) return;
-    const touched = new Set<string>();
-    for (const record of batch.sessions ?? []) touched.add(record.id);
-    for (const entry of batch.entries ?? []) touched.add(entry.sessionId);
-    for (const item of batch.outboxAdd ?? []) touched.add(item.sessionId);
-    for (const id of ended) {
-      if (held + growth <= limit) return;
-      const s = sessions.get(id);
-      if (s === undefined) ended.delete(id);
-      else if (!touched.has(id)) releaseSession(s);
-    }
-    if (held + growth > limit) throw storeFull(growth, held, limit);
-  };
-
-  /** weigh()'s answer, one object reused: a commit allocates nothing to be weighed. */
-  const weight = { growth: 0, admits: false };
-
-  /**
-   * What the batch adds to `held` once applied, and whether it admits new work (a session
-   * the store does not hold, a request or any entry that answers none outside a session
-   * the batch ends, an idempotency key not held) rather than finishing admitted work. A
-   * record the batch writes twice replaces its own earlier copy: batches are small, so
-   * that is looked up by scanning back through the batch.
-   */
-  const weigh = (batch: StoreBatch, claims: ReadonlyMap<string, string | undefined>): typeof weight => {
-    let growth = 0;
-    let admits = false;
-    const records = batch.sessions ?? [];
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as SessionRecord;
-      const before = findLast(records, i, (r) => r.id === record.id) ?? sessions.get(record.id);
-      if (before === undefined) admits = true;
-      else growth -= sessionBytes(before);
-      growth += sessionBytes(record);
-    }
-    for (const [key, id] of claims) {
-      const holds = liveKeys.has(key);
-      if (id === undefined && holds) growth -= keyBytes(key);
-      else if (id !== undefined && !holds) growth += keyBytes(key);
-    }
-    for (const entry of batch.entries ?? []) {
-      growth += entryBytes(entry);
-      if (!admits && entry.inReplyTo === "") {
-        admits = !records.some((r) => r.id === entry.sessionId && r.state !== "active");
-      }
-    }
-    const keys = batch.idempotency ?? [];
-    for (let i = 0; i < keys.length; i++) {
-      const record = keys[i] as IdempotencyRecord;
-      const before =
-        findLast(keys, i, (r) => r.principal === record.principal && r.key === record.key) ??
-        idempotency.get(idempotencyKey(record.principal, record.key));
-      if (before === undefined) admits = true;
-      else growth -= idempotencyBytes(before);
-      growth += idempotencyBytes(record);
-    }
-    const adds = batch.outboxAdd ?? [];
-    const removes = batch.outboxRemove ?? [];
-    for (let i = 0; i < adds.length; i++) {
-      const item = adds[i] as OutboxRecord;
-      const same = (o: OutboxRecord) => o.sessionId === item.sessionId && o.messageId === item.messageId;
-      const before = findLast(adds, i, same) ?? outbox.get(item.sessionId)?.get(item.messageId);
-      if (before !== undefined) growth -= outboxBytes(before);
-      growth += outboxBytes(item);
-    }
-    for (let i = 0; i < removes.length; i++) {
-      const item = removes[i] as Pick<OutboxRecord, "sessionId" | "messageId">;
-      const same = (o: Pick<OutboxRecord, "sessionId" | "messageId">) =>
-        o.sessionId === item.sessionId && o.messageId === item.messageId;
-      // Removes apply after adds: an item removed earlier in the batch is gone already.
-      if (findLast(removes, i, same) !== undefined) continue;
-      const before = findLast(adds, adds.length, same) ?? outbox.get(item.sessionId)?.get(item.messageId);
-      if (before !== undefined) growth -= outboxBytes(before);
-    }
-    weight.growth = growth;
-    weight.admits = admits;
-    return weight;
-  };
-
   return {
     kind: "memory",
 
@@ -253,9 +144,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       // Every check comes before the first change, so a rejected batch leaves nothing behind.
       const claims = planSessions(batch.sessions ?? []);
       checkJournalAppend(batch.entries ?? [], (id) => journals.get(id)?.lastIndex() ?? 0);
-      const { growth, admits } = weigh(batch, claims);
-      makeRoom(batch, growth, admits ? admissionLimit : maxMemoryBytes);
-      held += growth;
+      const { growth, admits, requests } = weigh(batch, claims);
+      makeRoom(batch, growth, limitFor(batch, growth, admits, requests));
+      holdings.held += growth;
       for (const [key, id] of claims) {
         if (id === undefined) liveKeys.delete(key);
         else liveKeys.set(key, id);
@@ -380,7 +271,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
           const record = idempotency.get(key);
           if (record === undefined || !(record.createdAtMs < idempotencyBeforeMs)) continue;
           idempotency.delete(key);
-          held -= idempotencyBytes(record);
+          holdings.held -= idempotencyBytes(record);
           purgedIdempotency++;
         }
         await nextTurn();
@@ -396,7 +287,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       idempotency: idempotency.size,
       liveKeys: liveKeys.size,
       followers: wakeups.followers(),
-      bytes: held,
+      bytes: holdings.held,
       endedBytes: endedBytes(),
     }),
 
@@ -411,7 +302,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       liveKeys.clear();
       ended.clear();
       journalBytes.clear();
-      held = 0;
+      holdings.held = 0;
     },
 
     [Symbol.asyncDispose]() {
@@ -431,23 +322,6 @@ function liveKeyOf(record: SessionRecord | undefined): string | undefined {
     return undefined;
   // Service names cannot contain a newline, so the pair is unambiguous.
   return `${record.service}\n${record.correlationKey}`;
-}
-
-/** The last of list[0..before) that matches, if any. */
-function findLast<T>(list: readonly T[], before: number, matches: (item: T) => boolean): T | undefined {
-  for (let i = before - 1; i >= 0; i--) {
-    const item = list[i] as T;
-    if (matches(item)) return item;
-  }
-  return undefined;
-}
-
-function entryBytes(entry: JournalRecord): number {
-  return ENTRY_OVERHEAD_BYTES + packedEntryBytes(entry);
-}
-
-function idempotencyKey(principal: string, key: string): string {
-  return JSON.stringify([principal, key]);
 }
 
 function compareOutbox(a: OutboxRecord, b: OutboxRecord): number {

@@ -1,9 +1,10 @@
 import { expect } from "chai";
 import { Code } from "../../bridge/errors/code.js";
 import { Reason } from "../../bridge/errors/reason.js";
+import { SessionState } from "../../sdk/gen/sessionbridge/v1/session.js";
 import { expectFault, type LabFault } from "../support/lab-client.js";
 import { useLabHarness } from "../support/lab-harness.js";
-import { readJournal } from "../support/lab-journal.js";
+import { kindsOf, readJournal } from "../support/lab-journal.js";
 import { waitFor } from "../support/wait.js";
 
 /** What the memory store may hold in these tests: about twenty 1 KB calls. */
@@ -83,6 +84,68 @@ for (const client of ["grpc-js", "connect"] as const) {
       ]);
       await h.client.sessions.close(next.response.session_id);
     });
+
+    it("ends a session through its end operation on a full store, in the reserved eighth (S12)", async () => {
+      const h = harness();
+      const start = await h.client.unary("Counter", "Start", { key: "full-end" });
+      const sessionId = start.response.session_id;
+      // Other sessions fill the store (the lab's replies carry the session's log, so the
+      // session that ends keeps a short one and a short reply).
+      const fillers: string[] = [];
+      try {
+        await endOnFullStore(sessionId, fillers);
+      } finally {
+        for (const id of fillers) await h.client.sessions.close(id);
+      }
+    });
+
+    const endOnFullStore = async (sessionId: string, fillers: string[]): Promise<void> => {
+      const h = harness();
+      let fault: LabFault | undefined;
+      for (let i = 0; i < 200 && fault === undefined; i++) {
+        const key = `full-end-filler-${i}`;
+        try {
+          const filler = await h.client.unary("Counter", "Start", { key });
+          fillers.push(filler.response.session_id);
+          await h.client.unary("Counter", "Do", { key, text: text(key) });
+        } catch (error) {
+          fault = error as LabFault;
+        }
+      }
+      expect(fault?.reason).to.equal(Reason.STORE_FULL);
+
+      // An end request that even the whole budget cannot hold is still refused: neither
+      // journaled nor delivered nor acknowledged (S9), and the session stays live.
+      const huge = text("finish-huge").padEnd(16 * 1024, "y");
+      const refused = await expectFault(h.client.unary("Counter", "Finish", { key: "full-end", text: huge }));
+      expect({ code: refused.code, reason: refused.reason }).to.deep.equal({
+        code: Code.RESOURCE_EXHAUSTED,
+        reason: Reason.STORE_FULL,
+      });
+      expect(h.lab.deliveries.filter((d) => d.text === huge)).to.deep.equal([]);
+      expect(kindsOf(await readJournal(h.client, sessionId))).to.deep.equal([
+        "ENVELOPE_KIND_EVENT",
+        "ENVELOPE_KIND_REQUEST",
+        "ENVELOPE_KIND_RESPONSE",
+      ]);
+
+      // New work in the session is still refused; its end operation is admitted and ends it.
+      const other = await expectFault(h.client.unary("Counter", "Do", { key: "full-end", text: "more" }));
+      expect(other.reason).to.equal(Reason.STORE_FULL);
+      await h.client.unary("Counter", "Finish", { key: "full-end", text: "bye" });
+      expect(h.lab.logOf(sessionId)).to.deep.equal(["Start", "Finish:bye"]);
+      const entries = await readJournal(h.client, sessionId);
+      expect(kindsOf(entries.slice(3))).to.deep.equal([
+        "ENVELOPE_KIND_REQUEST",
+        "ENVELOPE_KIND_RESPONSE",
+        "ENVELOPE_KIND_EVENT",
+      ]);
+      expect(entries[3]?.envelope?.operation).to.equal("/test.lab.v1.Counter/Finish");
+      expect((await h.client.sessions.get(sessionId)).state).to.equal(SessionState.SESSION_STATE_CLOSED);
+      // The reserve is not opened to new work: another session still cannot start.
+      const next = await expectFault(h.client.unary("Counter", "Start", { key: "full-end-next" }));
+      expect(next.reason).to.equal(Reason.STORE_FULL);
+    };
 
     if (client === "connect") {
       it("answers HTTP 429 with the Connect error body when the store is full", async () => {

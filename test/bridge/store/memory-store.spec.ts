@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { DEFAULT_MAX_MEMORY_BYTES } from "../../../bridge/config/config.js";
+import { EnvelopeKind, encodeEnvelope, makeEnvelope } from "../../../bridge/engine/envelope-codec.js";
 import { BridgeError } from "../../../bridge/errors/bridge-error.js";
 import { Code } from "../../../bridge/errors/code.js";
 import { Reason } from "../../../bridge/errors/reason.js";
@@ -150,6 +151,68 @@ describe("memory store budget (storeOptions.maxMemoryBytes)", () => {
       const recorded = await store.findByMessageId("s1", `s1-m${index - 1}`);
       expect(recorded?.outcomes.map((o) => o.index)).to.deep.equal([index]);
       expect((await store.getSession("s1"))?.state).to.equal("closed");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("admits a request for an end operation, and its idempotency key, in the reserved eighth (S12)", async () => {
+    const END = "/shop.v1.Orders/Close";
+    const store = createMemoryStore({ maxMemoryBytes: 64 * 1024, endOperations: new Set([END]) });
+    /** A request whose envelope names `operation`, as the engine encodes it. */
+    const call = (id: string, index: number, operation: string, bytes: number) =>
+      entry(id, index, {
+        envelope: encodeEnvelope(
+          makeEnvelope({
+            kind: EnvelopeKind.ENVELOPE_KIND_REQUEST,
+            messageId: `${id}-m${index}`,
+            sessionId: id,
+            operation,
+            principal: "alice",
+            timeMs: 2_000,
+            payload: payload(bytes),
+          }),
+        ),
+      });
+    try {
+      await store.commit({ sessions: [session("s1")], entries: [request("s1", 1)] });
+      let index = 2;
+      while (
+        await store.commit({ entries: [request("s1", index)] }).then(
+          () => true,
+          () => false,
+        )
+      )
+        index++;
+      // New work is refused past seven eighths, whatever its operation…
+      await expectBridgeError(
+        store.commit({ entries: [call("s1", index, "/shop.v1.Orders/Place", 100)] }),
+        Code.RESOURCE_EXHAUSTED,
+        Reason.STORE_FULL,
+      );
+      // …and an end request too when even the whole budget cannot hold it.
+      const huge = await expectBridgeError(
+        store.commit({ entries: [call("s1", index, END, 16 * 1024)] }),
+        Code.RESOURCE_EXHAUSTED,
+        Reason.STORE_FULL,
+      );
+      expect(huge.metadata.limit_bytes).to.equal(String(64 * 1024));
+      // An end request that fits the whole budget is admitted, with a new key for it.
+      await store.commit({
+        sessions: [session("s1")],
+        entries: [call("s1", index, END, 100)],
+        idempotency: [idempotency("alice", "close-once", { operation: END, sessionId: "s1" })],
+        outboxAdd: [outbox("s1", index)],
+      });
+      expect(store.sizes().bytes).to.be.above(64 * 1024 - 8 * 1024);
+      expect(await store.readJournal("s1", index, 1)).to.have.length(1);
+      expect((await store.getIdempotency("alice", "close-once"))?.operation).to.equal(END);
+      // A new key for another operation is new work and is still refused.
+      await expectBridgeError(
+        store.commit({ idempotency: [idempotency("alice", "place-once")] }),
+        Code.RESOURCE_EXHAUSTED,
+        Reason.STORE_FULL,
+      );
     } finally {
       await store.close();
     }
