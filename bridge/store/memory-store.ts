@@ -13,6 +13,7 @@ import {
   sessionBytes,
   storeFull,
 } from "./memory-budget.js";
+import { createChunkPool } from "./memory-chunks.js";
 import { createMemoryJournal, type MemoryJournal, packedEntryBytes } from "./memory-journal.js";
 import { copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
 import type { IdempotencyRecord, JournalRecord, OutboxRecord, SessionRecord } from "./records.js";
@@ -79,6 +80,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
   const admissionLimit = admissionLimitOf(maxMemoryBytes);
   const sessions = new Map<string, SessionRecord>();
   const journals = new Map<string, MemoryJournal>();
+  // Dropped journals' chunks are reused by new ones (memory-chunks.ts); what waits for reuse
+  // is bounded by a sixteenth of the budget (DESIGN §7).
+  const chunks = createChunkPool({ maxPooledBytes: Math.floor(maxMemoryBytes / 16) });
   const outbox = new Map<string, Map<string, OutboxRecord>>();
   const idempotency = new Map<string, IdempotencyRecord>();
   // S5: correlation key of each live session → its id, the role of SQLite's partial unique index.
@@ -138,6 +142,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
     sessions.delete(id);
     ended.delete(id);
     held -= sessionBytes(s) + (journalBytes.get(id) ?? 0);
+    journals.get(id)?.release();
     journals.delete(id);
     journalBytes.delete(id);
     for (const item of outbox.get(id)?.values() ?? []) held -= outboxBytes(item);
@@ -268,7 +273,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       for (const entry of batch.entries ?? []) {
         let journal = journals.get(entry.sessionId);
         if (journal === undefined) {
-          journal = createMemoryJournal(entry.sessionId);
+          journal = createMemoryJournal(entry.sessionId, chunks);
           journals.set(entry.sessionId, journal);
         }
         // Packed into the journal's own bytes: nothing of the caller's entry is kept.
@@ -406,6 +411,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       wakeups.close();
       sessions.clear();
       journals.clear();
+      chunks.clear();
       outbox.clear();
       idempotency.clear();
       liveKeys.clear();
