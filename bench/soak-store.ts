@@ -1,12 +1,13 @@
 /**
  * The soak's store workload without the network (node dist/bench/soak-store.js): a memory
- * store driven directly with what the bridge commits for the soak's stationary workload
- * (soak-plan.ts: idle sessions, active slots turning over through Open, calls with their
- * outcomes and one-way messages, End; purges every 30 s of a 60 s retention), on a
- * simulated clock and as fast as it runs. What the store holds is level after the warm-up,
- * so the process's RSS, V8's spaces and malloc's brk heap over time show what the store's
- * allocation pattern costs, free of the load on the machine (which the full soak's backlog
- * follows). Samples every 5 simulated seconds; prints JSON lines and a summary.
+ * store driven directly with the sessions and journal entries the bridge commits for the
+ * soak's stationary workload (soak-plan.ts: idle sessions, active slots turning over
+ * through Open, calls with their outcomes and one-way messages, End; purges every 30 s of
+ * a 60 s retention; not its idempotency records or outbox items), on a simulated clock and
+ * as fast as it runs. What the store holds is level after the warm-up, so the process's
+ * RSS, V8's spaces and malloc's brk heap over time show what the store's allocation
+ * pattern costs, free of the load on the machine (which the full soak's backlog follows).
+ * Prints a JSON line every 5 simulated seconds.
  *
  * SOAK_STORE_SECONDS (simulated, default 600), SOAK_SESSIONS, SOAK_ACTIVE_SESSIONS,
  * SOAK_RATE and SOAK_PAYLOAD_BYTES as for the soak.
