@@ -218,7 +218,12 @@ commands.on("line", (line) => {
     );
   } else if (command === "memory") {
     gc?.();
-    print({ type: "memory", gc: gc !== undefined, ...process.memoryUsage() });
+    print({
+      type: "memory",
+      gc: gc !== undefined,
+      ...process.memoryUsage(),
+      spaces: v8.getHeapSpaceStatistics(),
+    });
   }
 });
 commands.on("close", () => {

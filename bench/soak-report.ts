@@ -163,6 +163,68 @@ export function renderSoakMarkdown(r: SoakResults): string {
           ]),
       ),
     );
+    // Where RSS sits (bench/soak-memory.ts): V8's spaces reserved against used, and the
+    // process's mappings, so growth can be placed in V8's heap or in malloc's.
+    const placed = x.samples.filter((p) => p.resident !== undefined && p.heapSpaces !== undefined);
+    if (placed.length === 0) continue;
+    const space = (p: (typeof placed)[number], name: string, of: "sizeBytes" | "usedBytes"): number =>
+      p.heapSpaces?.find((s) => s.name === name)?.[of] ?? 0;
+    out.push("");
+    out.push(`## ${x.store}: where RSS sits`);
+    out.push("");
+    out.push(
+      "Old, large-object and new space: reserved / used (MB), from v8.getHeapSpaceStatistics. RSS by mapping " +
+        "from /proc/<pid>/smaps: malloc's brk heap, other anonymous memory (V8's pages, other arenas, " +
+        "large mallocs) and file pages. Outside V8: RSS less V8's reserved heap and its external memory.",
+    );
+    out.push("");
+    const step = Math.max(1, Math.floor(placed.length / 12));
+    out.push(
+      table(
+        [
+          "seconds",
+          "RSS",
+          "old space",
+          "large objects",
+          "new space",
+          "code + map + other",
+          "array buffers",
+          "brk heap",
+          "other anon",
+          "file",
+          "anon mappings",
+          "outside V8",
+        ],
+        placed
+          .filter((_, i) => i % step === 0 || i === placed.length - 1)
+          .map((p) => {
+            const named = ["old_space", "large_object_space", "new_space", "new_large_object_space"];
+            const others = (p.heapSpaces ?? [])
+              .filter((s) => !named.includes(s.name))
+              .reduce((sum, s) => sum + s.sizeBytes, 0);
+            const r = p.resident as NonNullable<typeof p.resident>;
+            return [
+              fixed(p.atSeconds, 0),
+              fixed(p.rssBytes / MB, 1),
+              `${fixed(space(p, "old_space", "sizeBytes") / MB, 1)} / ${fixed(space(p, "old_space", "usedBytes") / MB, 1)}`,
+              `${fixed(space(p, "large_object_space", "sizeBytes") / MB, 1)} / ${fixed(space(p, "large_object_space", "usedBytes") / MB, 1)}`,
+              `${fixed(space(p, "new_space", "sizeBytes") / MB, 1)} / ${fixed(space(p, "new_space", "usedBytes") / MB, 1)}`,
+              fixed(others / MB, 1),
+              fixed(p.arrayBuffersBytes === undefined ? undefined : p.arrayBuffersBytes / MB, 1),
+              fixed(r.brkHeapBytes / MB, 1),
+              fixed(r.otherAnonBytes / MB, 1),
+              fixed(r.fileBytes / MB, 1),
+              String(r.anonMappings),
+              fixed(
+                p.heapTotalBytes === undefined || p.externalBytes === undefined
+                  ? undefined
+                  : (p.rssBytes - p.heapTotalBytes - p.externalBytes) / MB,
+                1,
+              ),
+            ];
+          }),
+      ),
+    );
   }
   out.push("");
   return out.join("\n");

@@ -8,6 +8,7 @@ import { connectPool, type H2Pool } from "./h2-client.js";
 import { LatencyRecorder, type LatencySummary } from "./latency.js";
 import { openSessions } from "./open-sessions.js";
 import { clockTicks, cpuSeconds, memory, writtenBytes } from "./proc-stats.js";
+import { type HeapSpace, heapSpacesOf, type ResidentSplit, residentSplit } from "./soak-memory.js";
 import type { SoakOp } from "./soak-plan.js";
 import { ACTIVE_KEY_PREFIX, SOAK_OPEN_PATH, SoakSessions } from "./soak-sessions.js";
 import type { SoakSettings } from "./soak-settings.js";
@@ -51,6 +52,12 @@ export interface SoakSample {
    */
   readonly heapTotalBytes: number | undefined;
   readonly externalBytes: number | undefined;
+  /** Of externalBytes, what ArrayBuffers' backing stores hold (Buffers, the memory store's journal chunks). */
+  readonly arrayBuffersBytes?: number | undefined;
+  /** V8's heap by space (new, old, code, map, large object…): reserved against used. */
+  readonly heapSpaces?: readonly HeapSpace[] | undefined;
+  /** RSS by kind of mapping (file, malloc's brk heap, other anonymous), from /proc/<pid>/smaps. */
+  readonly resident?: ResidentSplit | undefined;
   /** Longest GC pause of the bridge's main thread since the previous sample (perf_hooks). */
   readonly gcMaxMs: number | undefined;
   readonly writtenBytes: number | undefined;
@@ -233,12 +240,16 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
       readonly usedBytes: number | undefined;
       readonly totalBytes: number | undefined;
       readonly externalBytes: number | undefined;
+      readonly arrayBuffersBytes: number | undefined;
+      readonly spaces: readonly HeapSpace[] | undefined;
       readonly gcMaxMs: number | undefined;
     }
     const unknownMemory: BridgeMemory = {
       usedBytes: undefined,
       totalBytes: undefined,
       externalBytes: undefined,
+      arrayBuffersBytes: undefined,
+      spaces: undefined,
       gcMaxMs: undefined,
     };
     let heap = unknownMemory;
@@ -255,6 +266,8 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
           usedBytes: Number(memory.heapUsed),
           totalBytes: Number(memory.heapTotal),
           externalBytes: Number(memory.external),
+          arrayBuffersBytes: Number(memory.arrayBuffers),
+          spaces: heapSpacesOf(memory.spaces),
           gcMaxMs: Number(gc.maxMs),
         };
       } catch {
@@ -269,6 +282,9 @@ export async function runSoak(echo: Peer, store: StoreKind, settings: SoakSettin
         heapUsedBytes: heap.usedBytes,
         heapTotalBytes: heap.totalBytes,
         externalBytes: heap.externalBytes,
+        arrayBuffersBytes: heap.arrayBuffersBytes,
+        heapSpaces: heap.spaces,
+        resident: residentSplit(bridge.pid),
         gcMaxMs: heap.gcMaxMs,
         writtenBytes: writtenBytes(bridge.pid),
         calls: ok,

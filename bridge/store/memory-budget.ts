@@ -10,7 +10,9 @@ import type { IdempotencyRecord, OutboxRecord, SessionRecord } from "./records.j
  * which 161 were its packed bytes (memory-journal.ts); the rest is its slot in the position
  * list, its share of the id lookup and of the chunks' unused tails. A session with one
  * correlation value and a key took 523 bytes, an idempotency record with a 100-byte outcome
- * 898 (its outcome is an ArrayBuffer of its own), an outbox item 158.
+ * 898 (its outcome is an ArrayBuffer of its own), an outbox item 158. Chunks of dropped
+ * journals kept for reuse (memory-chunks.ts) are not accounted: the store bounds them to a
+ * sixteenth of its budget.
  */
 export const ENTRY_OVERHEAD_BYTES = 100;
 export const SESSION_OVERHEAD_BYTES = 360;

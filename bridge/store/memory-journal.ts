@@ -1,3 +1,4 @@
+import { type ChunkPool, chunkBytesFor, MAX_CHUNK_BYTES } from "./memory-chunks.js";
 import { copyBytes } from "./record-copy.js";
 import type { JournalRecord } from "./records.js";
 import type { RecordedExchange } from "./session-store.js";
@@ -14,6 +15,11 @@ export interface MemoryJournal {
   read(fromIndex: number, limit: number): JournalRecord[];
   findBySeq(seq: number): RecordedExchange | undefined;
   findByMessageId(messageId: string): RecordedExchange | undefined;
+  /**
+   * Gives the journal's chunks back to its pool when the store drops it; the journal is
+   * empty afterwards, so no later call can read or write a chunk another journal now holds.
+   */
+  release(): void;
 }
 
 /** Bytes an entry takes packed: its header, its two ids and its envelope (see packEntry). */
@@ -38,14 +44,13 @@ const MESSAGE_ID_LENGTH_AT = 24;
 const IN_REPLY_TO_LENGTH_AT = 26;
 const HEADER_BYTES = 28;
 const MAX_ID_BYTES = 0xffff;
-/** Chunks grow by doubling from FIRST_CHUNK_BYTES up to this size. */
-const MAX_CHUNK_BYTES = 64 * 1024;
-const FIRST_CHUNK_BYTES = 256;
 
 /**
  * Entries are kept as bytes, not objects: a journal is append-only and read rarely (history,
  * the recorded outcome of an S7/S8 duplicate, recovery), so each entry is packed into the
- * session's chunks, which grow by doubling to 64 KiB, and decoded when read. What an entry
+ * session's chunks, which grow by doubling to 64 KiB (memory-chunks.ts), and decoded when
+ * read. The chunks come from the store's pool and go back to it when the session is
+ * dropped, so sessions that turn over reuse the same memory. What an entry
  * costs beyond its bytes is one number for its position and one map entry for its id: the
  * journal holds no per-entry object, string or ArrayBuffer (DESIGN §6: memory per call).
  *
@@ -54,7 +59,7 @@ const FIRST_CHUNK_BYTES = 256;
  * (a request its own, an outcome the one it answers); the ids themselves are compared on
  * the packed bytes, so a collision costs a comparison, never a wrong answer.
  */
-export function createMemoryJournal(sessionId: string): MemoryJournal {
+export function createMemoryJournal(sessionId: string, pool: ChunkPool): MemoryJournal {
   const chunks: Buffer[] = [];
   /** Free bytes at the end of the last chunk. */
   let free = 0;
@@ -95,10 +100,9 @@ export function createMemoryJournal(sessionId: string): MemoryJournal {
       if (places.length === 0) firstIndex = entry.index;
       const size = packedEntryBytes(entry);
       if (size > free) {
-        const last = chunks[chunks.length - 1];
-        const grown = last === undefined ? FIRST_CHUNK_BYTES : Math.min(MAX_CHUNK_BYTES, last.length * 2);
-        // An entry larger than a chunk gets one of its own, exactly its size, at offset 0.
-        const chunk = Buffer.allocUnsafeSlow(Math.max(grown, size));
+        // An entry larger than MAX_CHUNK_BYTES gets a chunk of its own, exactly its size, at
+        // offset 0, so every place's offset stays below MAX_CHUNK_BYTES.
+        const chunk = pool.take(chunkBytesFor(size, chunks[chunks.length - 1]?.length ?? 0));
         chunks.push(chunk);
         free = chunk.length;
       }
@@ -142,6 +146,15 @@ export function createMemoryJournal(sessionId: string): MemoryJournal {
         if (inReplyToOf(bytes) === "" && messageIdOf(bytes) === messageId) return exchange(index, messageId);
       }
       return undefined;
+    },
+
+    release() {
+      for (const chunk of chunks) pool.give(chunk);
+      chunks.length = 0;
+      free = 0;
+      places.length = 0;
+      bySeq.clear();
+      byId.clear();
     },
   };
 }

@@ -74,6 +74,7 @@ export function createMemoryRoom(holdings: MemoryHoldings, budget: MemoryRoomBud
     sessions.delete(id);
     ended.delete(id);
     holdings.held -= sessionBytes(s) + (journalBytes.get(id) ?? 0);
+    journals.get(id)?.release();
     journals.delete(id);
     journalBytes.delete(id);
     for (const item of outbox.get(id)?.values() ?? []) holdings.held -= outboxBytes(item);

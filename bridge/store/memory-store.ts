@@ -4,6 +4,7 @@ import { checkJournalAppend } from "./journal-append.js";
 import { followStoredJournal } from "./journal-follow.js";
 import { createJournalWakeups } from "./journal-wakeups.js";
 import { admissionLimitOf, idempotencyBytes, invalidBudget } from "./memory-budget.js";
+import { createChunkPool } from "./memory-chunks.js";
 import { createMemoryJournal } from "./memory-journal.js";
 import { createMemoryRoom, entryBytes, idempotencyKey, type MemoryHoldings } from "./memory-room.js";
 import { copyIdempotency, copyOutbox, copySession } from "./record-copy.js";
@@ -91,6 +92,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
     held: 0,
   };
   const { sessions, journals, outbox, idempotency, liveKeys, ended, journalBytes } = holdings;
+  // Dropped journals' chunks are reused by new ones (memory-chunks.ts); what waits for reuse
+  // is bounded by a sixteenth of the budget (DESIGN §7).
+  const chunks = createChunkPool({ maxPooledBytes: Math.floor(maxMemoryBytes / 16) });
   const room = createMemoryRoom(holdings, { maxMemoryBytes, admissionLimit, endOperations });
   const { releaseSession, endedBytes, makeRoom, weigh, limitFor } = room;
   const wakeups = createJournalWakeups();
@@ -159,7 +163,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       for (const entry of batch.entries ?? []) {
         let journal = journals.get(entry.sessionId);
         if (journal === undefined) {
-          journal = createMemoryJournal(entry.sessionId);
+          journal = createMemoryJournal(entry.sessionId, chunks);
           journals.set(entry.sessionId, journal);
         }
         // Packed into the journal's own bytes: nothing of the caller's entry is kept.
@@ -297,6 +301,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemorySessi
       wakeups.close();
       sessions.clear();
       journals.clear();
+      chunks.clear();
       outbox.clear();
       idempotency.clear();
       liveKeys.clear();
