@@ -17,14 +17,10 @@
  */
 import v8 from "node:v8";
 import { runInNewContext } from "node:vm";
-import { installLeanAsyncBind } from "../adapters/grpc/async-bind.js";
-import { loadBridgeSetup } from "../bridge/config/check-config.js";
-import { startBridgeRuntime } from "../cli/bridge-runtime.js";
-import { benchConfigFile, CALL_PATH, PLAIN_CALL_PATH } from "./bench-paths.js";
-import { startGoEcho } from "./bench-processes.js";
-import { installChildCleanup } from "./children.js";
+import { CALL_PATH, PLAIN_CALL_PATH } from "./bench-paths.js";
 import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import { connectPool, type H2Pool } from "./h2-client.js";
+import { driveCalls, startInProcessBridge } from "./in-process-bridge.js";
 import { openSessions } from "./open-sessions.js";
 
 const [rowArg, callsArg, roundsArg] = process.argv.slice(2);
@@ -38,21 +34,7 @@ const STREAMS = 16;
 const SESSIONS = 64;
 const PAYLOAD_BYTES = 1024;
 
-installChildCleanup();
-// As `sessionbridge start` does (cli/start-command.ts).
-installLeanAsyncBind();
-const echo = await startGoEcho();
-const setup = loadBridgeSetup({
-  file: benchConfigFile(),
-  overrides: { grpc: "127.0.0.1:0", store: "memory" },
-});
-const runtime = await startBridgeRuntime({
-  config: {
-    ...setup.config,
-    processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://${echo.address}` })),
-  },
-  contracts: setup.contracts,
-});
+const { echo, runtime } = await startInProcessBridge();
 const bridged = await connectPool(`127.0.0.1:${runtime.grpc.port}`, CONNECTIONS);
 const direct = await connectPool(echo.address, CONNECTIONS);
 const keys = { prefix: "s", from: 0, count: SESSIONS };
@@ -66,26 +48,8 @@ const frames = Array.from({ length: SESSIONS }, (_, i) => requestFrame(`s${i}`, 
 const expected = replyFrameLength(PAYLOAD_BYTES);
 
 /** `count` calls, CONNECTIONS × STREAMS outstanding; rejects on the first failure. */
-function drive(pool: H2Pool, count: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let sent = 0;
-    let done = 0;
-    const send = (connection: number): void => {
-      if (sent >= count) return;
-      const frame = frames[sent++ % SESSIONS] as Buffer;
-      pool.unary(connection, path, frame, expected, (failure) => {
-        if (failure !== undefined) {
-          reject(new Error(failure));
-          return;
-        }
-        done += 1;
-        if (done === count) resolve();
-        else send(connection);
-      });
-    };
-    for (let slot = 0; slot < CONNECTIONS * STREAMS; slot++) send(slot % CONNECTIONS);
-  });
-}
+const drive = (pool: H2Pool, count: number): Promise<void> =>
+  driveCalls(pool, { count, outstanding: CONNECTIONS * STREAMS, path, frames, expectedBytes: expected });
 
 interface Cost {
   readonly cpuUs: number;

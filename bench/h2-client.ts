@@ -1,18 +1,7 @@
 import http2 from "node:http2";
-
-/**
- * Every field node:http2's request() adds to its copy of the options, present from the
- * start: on Node 20 a field added to a spread copy gives that copy a hidden class of its own,
- * which lives until a full collection (bench/results/profile-bridged-memory.md, "Hidden
- * classes made per call"). The generator's own pauses would land in every row's latency.
- */
-const REQUEST_OPTIONS: http2.ClientSessionRequestOptions & { readonly silent: boolean } = {
-  endStream: false,
-  weight: http2.constants.NGHTTP2_DEFAULT_WEIGHT,
-  parent: 0,
-  exclusive: false,
-  silent: false,
-};
+// Every field node:http2 adds, present from the start: the generator's own pauses would
+// otherwise land in every row's latency (h2-request-options.ts).
+import { REQUEST_OPTIONS } from "../adapters/grpc/h2-request-options.js";
 
 /** Called once per call: undefined on success, otherwise what went wrong. */
 export type CallDone = (failure: string | undefined) => void;

@@ -20,14 +20,10 @@ import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
 import v8 from "node:v8";
 import { runInNewContext } from "node:vm";
-import { installLeanAsyncBind } from "../adapters/grpc/async-bind.js";
-import { loadBridgeSetup } from "../bridge/config/check-config.js";
-import { startBridgeRuntime } from "../cli/bridge-runtime.js";
-import { benchConfigFile, CALL_PATH, READ_PATH } from "./bench-paths.js";
-import { startGoEcho } from "./bench-processes.js";
-import { installChildCleanup } from "./children.js";
+import { CALL_PATH, READ_PATH } from "./bench-paths.js";
 import { replyFrameLength, requestFrame } from "./grpc-frames.js";
 import { connectPool, type H2Pool } from "./h2-client.js";
+import { driveCalls, startInProcessBridge } from "./in-process-bridge.js";
 import { openSessions } from "./open-sessions.js";
 
 const [rowArg, callsArg, outstandingArg, profileFile] = process.argv.slice(2);
@@ -38,21 +34,7 @@ const outstanding = Number(outstandingArg ?? 1);
 const sessions = row === "exclusive" ? 64 : 1;
 const PAYLOAD_BYTES = 1024;
 
-installChildCleanup();
-// As `sessionbridge start` does (cli/start-command.ts).
-installLeanAsyncBind();
-const echo = await startGoEcho();
-const setup = loadBridgeSetup({
-  file: benchConfigFile(),
-  overrides: { grpc: "127.0.0.1:0", store: "memory" },
-});
-const runtime = await startBridgeRuntime({
-  config: {
-    ...setup.config,
-    processes: setup.config.processes.map((p) => ({ ...p, location: `grpc://${echo.address}` })),
-  },
-  contracts: setup.contracts,
-});
+const { echo, runtime } = await startInProcessBridge();
 const pool = await connectPool(`127.0.0.1:${runtime.grpc.port}`, 1);
 const opened = await openSessions(pool, { keys: { prefix: "s", from: 0, count: sessions }, concurrency: 16 });
 if (opened.errors > 0) throw new Error(`opening sessions failed: ${opened.errorSamples.join("; ")}`);
@@ -61,27 +43,8 @@ const payload = Buffer.alloc(PAYLOAD_BYTES, 0x5a);
 const frames = Array.from({ length: sessions }, (_, i) => requestFrame(`s${i}`, payload));
 const expected = replyFrameLength(PAYLOAD_BYTES);
 
-/** `count` calls, `outstanding` at a time; rejects on the first failure. */
-function drive(h2: H2Pool, count: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let sent = 0;
-    let done = 0;
-    const send = (): void => {
-      if (sent >= count) return;
-      const frame = frames[sent++ % sessions] as Buffer;
-      h2.unary(0, path, frame, expected, (failure) => {
-        if (failure !== undefined) {
-          reject(new Error(failure));
-          return;
-        }
-        done += 1;
-        if (done === count) resolve();
-        else send();
-      });
-    };
-    for (let i = 0; i < outstanding; i++) send();
-  });
-}
+const drive = (h2: H2Pool, count: number): Promise<void> =>
+  driveCalls(h2, { count, outstanding, path, frames, expectedBytes: expected });
 
 const inspector = new Session();
 inspector.connect();

@@ -21,6 +21,7 @@ import {
 } from "./h2-call-status.js";
 import type { H2Connection, H2ConnectionPool } from "./h2-connection.js";
 import { drained } from "./h2-drained.js";
+import { REQUEST_OPTIONS } from "./h2-request-options.js";
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -78,22 +79,6 @@ const MAX_UNSEEN_ATTEMPTS = 3;
 
 /** Longest timer Node keeps (about 24.8 days); a later deadline is never reached in practice. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * The options of every outbound stream, with each field node:http2 would otherwise add
- * itself (weight, parent, exclusive, silent: HTTP/2's default priority, the values Node
- * fills in). Node copies the options (`{ ...options }`) and on V8 11 (Node 20) a field
- * added to such a copy gives that one object a hidden class of its own, which lives until
- * a full collection: about 400 B per call promoted, the old generation filled by call
- * objects (bench/results/profile-bridged-memory.md, "Hidden classes made per call").
- */
-const REQUEST_OPTIONS: http2.ClientSessionRequestOptions & { readonly silent: boolean } = {
-  endStream: false,
-  weight: http2.constants.NGHTTP2_DEFAULT_WEIGHT,
-  parent: 0,
-  exclusive: false,
-  silent: false,
-};
 
 /**
  * One gRPC call on one HTTP/2 stream (PROTOCOL-HTTP2.md): opens the stream on a pooled
